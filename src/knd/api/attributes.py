@@ -1,0 +1,79 @@
+"""Attribute names knd publishes (qualified names, as they appear in a ResourceSlice).
+
+The `dra.net/*` names are DraNet's, so existing DeviceClasses and claims keep working; the
+`resource.kubernetes.io/*` names are the standard ones GPU drivers publish, so a claim can
+`matchAttribute` a GPU and a NIC.
+"""
+
+from typing import Final
+
+DEFAULT_DRIVER_NAME: Final = "dra.net"
+DRANET_DOMAIN: Final = "dra.net"
+STANDARD_DOMAIN: Final = "resource.kubernetes.io"
+
+
+def _d(name: str) -> str:
+    return f"{DRANET_DOMAIN}/{name}"
+
+
+IF_NAME: Final = _d("ifName")
+PCI_ADDRESS: Final = _d("pciAddress")
+MAC: Final = _d("mac")
+PCI_VENDOR: Final = _d("pciVendor")
+PCI_DEVICE: Final = _d("pciDevice")
+PCI_SUBSYSTEM: Final = _d("pciSubsystem")
+NUMA_NODE: Final = _d("numaNode")
+MTU: Final = _d("mtu")
+ENCAPSULATION: Final = _d("encapsulation")
+ALIAS: Final = _d("alias")
+STATE: Final = _d("state")
+TYPE: Final = _d("type")
+IPV4: Final = _d("ipv4")
+IPV6: Final = _d("ipv6")
+TC_FILTER_NAMES: Final = _d("tcFilterNames")
+TCX_PROGRAM_NAMES: Final = _d("tcxProgramNames")
+EBPF: Final = _d("ebpf")
+SRIOV: Final = _d("sriov")
+SRIOV_VFS: Final = _d("sriovVfs")
+IS_SRIOV_VF: Final = _d("isSriovVf")
+VIRTUAL: Final = _d("virtual")
+RDMA: Final = _d("rdma")
+RDMA_DEVICE: Final = _d("rdmaDevice")
+LINK_SPEED: Final = _d("linkSpeed")
+
+STD_PCIE_ROOT: Final = f"{STANDARD_DOMAIN}/pcieRoot"
+STD_NUMA_NODE: Final = f"{STANDARD_DOMAIN}/numaNode"
+STD_PCI_BUS_ID: Final = f"{STANDARD_DOMAIN}/pciBusID"
+
+#: Every attribute knd may publish, most valuable first. When a device would exceed the API's
+#: 32 attributes+capacities, attributes are dropped from the END of this list (documented in
+#: docs/attributes.md): topology and identity survive, cosmetic and derived ones go first.
+PRIORITY_ORDER: Final[tuple[str, ...]] = (
+    STD_PCIE_ROOT,
+    STD_PCI_BUS_ID,
+    STD_NUMA_NODE,
+    IF_NAME,
+    PCI_ADDRESS,
+    RDMA,
+    RDMA_DEVICE,
+    TYPE,
+    NUMA_NODE,
+    SRIOV,
+    SRIOV_VFS,
+    IS_SRIOV_VF,
+    VIRTUAL,
+    MAC,
+    MTU,
+    STATE,
+    PCI_VENDOR,
+    PCI_DEVICE,
+    PCI_SUBSYSTEM,
+    ENCAPSULATION,
+    LINK_SPEED,
+    IPV4,
+    IPV6,
+    EBPF,
+    TC_FILTER_NAMES,
+    TCX_PROGRAM_NAMES,
+    ALIAS,
+)

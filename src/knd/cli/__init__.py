@@ -1,0 +1,1 @@
+"""knd.cli layer (see docs/architecture.md)."""

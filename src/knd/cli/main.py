@@ -1,0 +1,36 @@
+"""The `knd` command: entry point and sub-command dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from knd import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser; each sub-command module registers itself here."""
+    parser = argparse.ArgumentParser(prog="knd", description="knd: Kubernetes Network Driver")
+    parser.add_argument("--version", action="version", version=f"knd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from knd.cli import config_cmd
+
+    config_cmd.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `knd` command; returns the process exit code (0 ok, 1 failure, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    code: int = handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""knd.driver layer (see docs/architecture.md)."""

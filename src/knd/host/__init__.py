@@ -1,0 +1,1 @@
+"""knd.host layer (see docs/architecture.md)."""

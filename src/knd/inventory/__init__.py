@@ -1,0 +1,1 @@
+"""knd.inventory layer (see docs/architecture.md)."""

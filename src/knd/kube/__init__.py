@@ -1,0 +1,1 @@
+"""knd.kube layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""knd.kubelet layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""knd.lab layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""knd.netns layer (see docs/architecture.md)."""

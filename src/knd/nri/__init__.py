@@ -1,0 +1,1 @@
+"""knd.nri layer (see docs/architecture.md)."""
