@@ -224,3 +224,30 @@ def test_events_and_generate_name(api: k8s.ApiClient) -> None:
     assert ev.metadata.name.startswith("c1.")
     listed = core.list_namespaced_event("ns3", field_selector="involvedObject.name=c1")
     assert [e.reason for e in listed.items] == ["ClaimPrepareFailed"]
+
+
+def test_fault_injection_preconditions_and_helpers(api: k8s.ApiClient) -> None:
+    with ApiServerEmulator() as srv:
+        cfg = k8s.Configuration(host=srv.url)
+        with k8s.ApiClient(cfg) as client:
+            r = k8s.ResourceV1Api(client)
+            node = srv.add_node("fi-node")
+            assert node["metadata"]["uid"] and srv.writes == 0
+            body = gpu_resource_slice("fi-node", [("0000:07:00.0", "pci0000:07", 0)])
+            srv.fail_next("POST", 500)
+            with pytest.raises(ApiException) as info:
+                r.create_resource_slice(body)
+            assert info.value.status == 500 and srv.writes == 0
+            created = r.create_resource_slice(body)
+            assert [s["metadata"]["name"] for s in srv.slices()] == [body["metadata"]["name"]]
+            with pytest.raises(ApiException) as info:
+                r.delete_resource_slice(
+                    created.metadata.name, body={"preconditions": {"uid": "not-the-uid"}}
+                )
+            assert info.value.status == 409
+            r.delete_resource_slice(
+                created.metadata.name, body={"preconditions": {"uid": created.metadata.uid}}
+            )
+            assert srv.slices() == [] and srv.writes == 2
+            srv.store.reset_counts()
+            assert srv.writes == 0

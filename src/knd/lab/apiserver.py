@@ -70,9 +70,23 @@ RESOURCES = (
     ResourceType("", "v1", "namespaces", "Namespace", False),
 )
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+SLICES = _BY_PATH[("resource.k8s.io", "v1", "resourceslices")]
+CLAIMS = _BY_PATH[("resource.k8s.io", "v1", "resourceclaims")]
+NODES = _BY_PATH[("", "v1", "nodes")]
 
 #: list-map keys of `status.devices` (ResourceClaim) for server-side apply.
 DEVICE_STATUS_KEYS = ("driver", "pool", "device", "shareID")
+
+
+_REASONS = {
+    400: "BadRequest",
+    404: "NotFound",
+    409: "Conflict",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
 
 
 class ApiError(Exception):
@@ -275,11 +289,32 @@ class ObjectStore:
         self._objects: dict[ResourceType, dict[tuple[str, str], JSON]] = {r: {} for r in RESOURCES}
         self._events: list[tuple[int, ResourceType, str, JSON]] = []
         self.writes: dict[tuple[str, str], int] = {}
+        self._failures: list[tuple[str, int]] = []
 
     # -- helpers -------------------------------------------------------------------
     def _count(self, verb: str, rtype: ResourceType) -> None:
         key = (verb, rtype.plural)
         self.writes[key] = self.writes.get(key, 0) + 1
+
+    def fail_next(self, verb: str, code: int = 409) -> None:
+        """Make the next HTTP request with `verb` (POST/PUT/PATCH/DELETE/GET) fail with `code`
+        (fault injection for retry tests)."""
+        with self._lock:
+            self._failures.append((verb.upper(), code))
+
+    def take_failure(self, verb: str) -> int | None:
+        """The injected failure code for this request, if one is pending for `verb`."""
+        with self._lock:
+            for i, (v, code) in enumerate(self._failures):
+                if v == verb:
+                    del self._failures[i]
+                    return code
+            return None
+
+    def reset_counts(self) -> None:
+        """Forget the write counters."""
+        with self._lock:
+            self.writes.clear()
 
     def write_count(self, plural: str | None = None) -> int:
         """Writes so far (create/update/patch/delete), optionally for one resource."""
@@ -471,12 +506,27 @@ class ObjectStore:
         self._emit(rtype, "MODIFIED", new)
         return copy.deepcopy(new)
 
-    def delete(self, rtype: ResourceType, namespace: str, name: str) -> JSON:
-        """Delete immediately (no finalizers); returns the deleted object."""
+    def delete(
+        self, rtype: ResourceType, namespace: str, name: str, options: JSON | None = None
+    ) -> JSON:
+        """Delete immediately (no finalizers), honouring DeleteOptions preconditions on uid
+        and resourceVersion (409 when they do not match); returns the deleted object."""
         with self._lock:
-            obj = self._objects[rtype].pop((namespace if rtype.namespaced else "", name), None)
-            if obj is None:
+            key = (namespace if rtype.namespaced else "", name)
+            current = self._objects[rtype].get(key)
+            if current is None:
                 raise self._not_found(rtype, name)
+            pre = (options or {}).get("preconditions") or {}
+            for field in ("uid", "resourceVersion"):
+                if pre.get(field) and pre[field] != current["metadata"].get(field):
+                    raise ApiError(
+                        409,
+                        "Conflict",
+                        f"Precondition failed: {field} in "
+                        f"precondition: {pre[field]}, in object meta: "
+                        f"{current['metadata'].get(field)}",
+                    )
+            obj = self._objects[rtype].pop(key)
             obj["metadata"]["resourceVersion"] = self._next_rv()
             self._count("delete", rtype)
             self._emit(rtype, "DELETED", obj)
@@ -600,6 +650,39 @@ class ApiServerEmulator:
         self._server.shutdown()
         self._server.server_close()
 
+    def __enter__(self) -> ApiServerEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def writes(self) -> int:
+        """Successful writes so far, all resources."""
+        return self.store.write_count()
+
+    def fail_next(self, verb: str, code: int = 409) -> None:
+        """See ObjectStore.fail_next."""
+        self.store.fail_next(verb, code)
+
+    def add_node(self, name: str, labels: dict[str, str] | None = None) -> JSON:
+        """Create a Node directly (not counted as a write)."""
+        node = self.store.create(
+            NODES,
+            "",
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": labels or {}},
+            },
+        )
+        self.store.writes[("create", "nodes")] -= 1
+        return node
+
+    def slices(self) -> list[JSON]:
+        """Every stored ResourceSlice (copies), sorted by name."""
+        return list(self.store.list(SLICES, None)["items"])
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
 
@@ -618,8 +701,7 @@ class ApiServerEmulator:
                 self.wfile.write(data)
 
             def _body(self) -> Any:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self._raw
                 ctype = self.headers.get("Content-Type", "")
                 try:
                     if "yaml" in ctype:
@@ -629,11 +711,20 @@ class ApiServerEmulator:
                     raise ApiError(400, "BadRequest", f"cannot decode body: {exc}") from exc
 
             def _handle(self, verb: str) -> None:
+                # Always consume the body first, so an early error keeps the connection usable.
+                length = int(self.headers.get("Content-Length") or 0)
+                self._raw = self.rfile.read(length) if length else b""
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
                 try:
                     if emulator.unavailable.is_set():
                         raise ApiError(503, "ServiceUnavailable", "emulated outage")
+                    if (code := emulator.store.take_failure(verb)) is not None:
+                        raise ApiError(
+                            code,
+                            _REASONS.get(code, "InternalError"),
+                            f"injected failure for {verb}",
+                        )
                     if verb == "GET" and (disc := _discovery(url.path.rstrip("/"))) is not None:
                         self._reply(200, disc)
                         return
@@ -667,7 +758,13 @@ class ApiServerEmulator:
                             raise ApiError(422, "Invalid", "PATCH with apply requires fieldManager")
                         self._reply(200, store.patch(rtype, nsv, name, self._body(), ctype, sub))
                     elif verb == "DELETE" and name:
-                        self._reply(200, store.delete(rtype, nsv, name))
+                        body = self._body()
+                        self._reply(
+                            200,
+                            store.delete(
+                                rtype, nsv, name, body if isinstance(body, dict) else None
+                            ),
+                        )
                     else:
                         raise ApiError(405, "MethodNotAllowed", f"{verb} not allowed here")
                 except ApiError as err:
