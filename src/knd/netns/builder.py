@@ -168,9 +168,16 @@ def build_plan(
         sysctls.append(Sysctl("ipv6", "forwarding", int(iface.forwarding)))
 
     # Routes: configured (and DHCP) first, then the host's; dedupe by (destination, table).
+    # A host route's preferred source only makes sense if the pod has that address.
+    pod_ips = {str(ipaddress.ip_interface(a).ip) for a in addresses}
+    host_routes = [
+        r if r.source is None or r.source in pod_ips
+        else Route(r.destination, r.gateway, None, r.scope, r.table)
+        for r in host.routes
+    ]
     routes: list[Route] = []
     seen: set[tuple[str, int]] = set()
-    for r in [*_configured_routes(config, lease), *host.routes]:
+    for r in [*_configured_routes(config, lease), *host_routes]:
         if vrf is not None:
             r = Route(r.destination, r.gateway, r.source, r.scope, vrf.table)
         key = (r.destination, r.table)
