@@ -228,8 +228,10 @@ class _Executor:
             assert hidx is not None
             with self.step(dev, "down"):
                 s.host_link.setlink(hidx, up=False)
-                if host.up:
-                    self.push(dev, "down", lambda: s.host_link.setlink(hidx, up=True))
+                # Down flushes IPv6 addresses and the routes through the link: undo restores all.
+                self.push(
+                    dev, "down", lambda: restore_host(s.host_ipr, s.host_link, host, hidx)
+                )
             with self.step(dev, "move"):
                 s.host_link.setlink(
                     hidx,
@@ -239,7 +241,9 @@ class _Executor:
                     mac=pod.mac,
                     u32=_size_attrs(pod),
                 )
-        # From here on the device is in the pod: rollback must bring it home.
+        # From here on the device is in the pod: rollback must bring it home (and restore it).
+        if not already:
+            s.undo.pop()
         self.push(dev, "move", lambda: return_to_host(s, host, pod.name))
         with self.step(dev, "lookup"):
             pidx = link_index(s.pod_ipr, pod.name)

@@ -27,15 +27,14 @@ def detach_tc_programs(ipr: Any, index: int) -> tuple[str, ...]:
             if is_missing(exc) or exc.code == 22:
                 continue
             raise
-        prios: set[tuple[int, int]] = set()
+        infos: set[int] = set()
         for f in filters:
-            if f.get_attr("TCA_KIND") != "bpf":
-                continue
-            info = f["info"]
-            prios.add((info >> 16, info & 0xFFFF))
-        for prio, proto in sorted(prios):
+            if f.get_attr("TCA_KIND") == "bpf":
+                infos.add(int(f["info"]))  # priority << 16 | protocol: one filter chain
+        for info in sorted(infos):
+            prio = info >> 16
             try:
-                ipr.tc("del-filter", index=index, parent=parent, prio=prio, protocol=proto)
+                ipr.tc("del-filter", index=index, parent=parent, info=info)
             except NetlinkError as exc:
                 if not is_missing(exc):
                     raise

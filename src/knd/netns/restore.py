@@ -46,7 +46,7 @@ def restore_host(ipr: Any, lsock: LinkSocket, host: HostSide, index: int) -> lis
 
     info = ipr.link("get", index=index)[0]
     if info.get("ifname") != host.name:
-        attempt("rename", lsock.setlink, index, up=False)
+        attempt("rename", lambda: lsock.setlink(index, up=False))
         attempt("rename", lambda: lsock.setlink(index, ifname=host.name))
     attempt("link", lambda: lsock.setlink(index, mtu=host.mtu, mac=host.mac))
     if host.alias:
