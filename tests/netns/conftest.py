@@ -5,6 +5,7 @@ fixture removes what it created."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -69,10 +70,8 @@ class Lab:
                 for idx in ipr.link_lookup(ifname=name):
                     ipr.link("del", index=idx)
         for name in self.namespaces:
-            try:
+            with contextlib.suppress(OSError):
                 netns.remove(name)
-            except OSError:
-                pass
 
 
 @pytest.fixture
@@ -102,9 +101,7 @@ def ipj(ns: str | None, *args: str) -> Any:
 def addrs(ns: str | None, dev: str) -> set[str]:
     data = ipj(ns, "addr", "show", "dev", dev)
     return {
-        f"{a['local']}/{a['prefixlen']}"
-        for a in data[0]["addr_info"]
-        if a.get("scope") == "global"
+        f"{a['local']}/{a['prefixlen']}" for a in data[0]["addr_info"] if a.get("scope") == "global"
     }
 
 
@@ -120,7 +117,12 @@ def link(ns: str | None, dev: str) -> dict[str, Any]:
 
 def link_absent(ns: str | None, dev: str) -> bool:
     base = ["ip"] + (["-n", ns] if ns else [])
-    return subprocess.run([*base, "link", "show", "dev", dev], capture_output=True).returncode != 0
+    return (
+        subprocess.run(
+            [*base, "link", "show", "dev", dev], check=False, capture_output=True
+        ).returncode
+        != 0
+    )
 
 
 def in_ns(ns: str, *args: str) -> str:

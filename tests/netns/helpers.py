@@ -16,12 +16,31 @@ def give_host_state(nic: Nic, n: int) -> None:
     """Addresses, a policy route in table 100+n, a rule and a permanent neighbour."""
     sh("ip", "addr", "add", f"10.{n}.0.1/24", "dev", nic.name)
     sh("ip", "-6", "addr", "add", f"2001:db8:{n}::1/64", "dev", nic.name, "nodad")
-    sh("ip", "route", "add", f"10.{n + 100}.0.0/24", "via", f"10.{n}.0.254", "dev", nic.name,
-       "table", str(100 + n))
-    sh("ip", "rule", "add", "from", f"10.{n}.0.0/24", "table", str(100 + n), "prio",
-       str(1000 + n))
-    sh("ip", "neigh", "add", f"10.{n}.0.9", "lladdr", "02:00:00:00:09:09", "dev", nic.name,
-       "nud", "permanent")
+    sh(
+        "ip",
+        "route",
+        "add",
+        f"10.{n + 100}.0.0/24",
+        "via",
+        f"10.{n}.0.254",
+        "dev",
+        nic.name,
+        "table",
+        str(100 + n),
+    )
+    sh("ip", "rule", "add", "from", f"10.{n}.0.0/24", "table", str(100 + n), "prio", str(1000 + n))
+    sh(
+        "ip",
+        "neigh",
+        "add",
+        f"10.{n}.0.9",
+        "lladdr",
+        "02:00:00:00:09:09",
+        "dev",
+        nic.name,
+        "nud",
+        "permanent",
+    )
 
 
 def drop_rule(n: int) -> None:

@@ -68,7 +68,9 @@ def test_full_config_attach_readback_and_detach_restores(lab: Lab) -> None:
         assert info["address"] == "02:11:22:33:44:55"
         assert "UP" in info["flags"]
         assert addrs(pod, "eth99") == {"192.168.77.2/24", "2001:db8:77::2/64"}
-        got = {(r.get("dst"), r.get("gateway"), r.get("table", "main")) for r in routes(pod, "eth99")}
+        got = {
+            (r.get("dst"), r.get("gateway"), r.get("table", "main")) for r in routes(pod, "eth99")
+        }
         assert ("198.51.100.0/24", "192.168.77.1", "main") in got
         assert ("192.168.77.1", None, "main") in got
         assert ("2001:db8:99::/64", "2001:db8:77::1", "main") in got
@@ -96,10 +98,14 @@ def test_full_config_attach_readback_and_detach_restores(lab: Lab) -> None:
 
         # --- read back with pyroute2 from inside the netns
         with NetNS(pod) as ns:
-            (l,) = ns.link("get", ifname="eth99")
-            assert l.get("mtu") == 4321
-            assert l.get("address") == "02:11:22:33:44:55"
-            ips = {f"{a.get('address')}/{a['prefixlen']}" for a in ns.addr("dump", index=l["index"]) if a["scope"] == 0}
+            (lk,) = ns.link("get", ifname="eth99")
+            assert lk.get("mtu") == 4321
+            assert lk.get("address") == "02:11:22:33:44:55"
+            ips = {
+                f"{a.get('address')}/{a['prefixlen']}"
+                for a in ns.addr("dump", index=lk["index"])
+                if a["scope"] == 0
+            }
             assert ips == {"192.168.77.2/24", "2001:db8:77::2/64"}
             t100 = [r.get("dst") for r in ns.route("dump") if r.get("table") == 100]
             assert "203.0.113.0" in t100
@@ -190,8 +196,13 @@ def test_host_addresses_copied_when_none_configured(lab: Lab) -> None:
 
 def test_reattach_is_idempotent(lab: Lab) -> None:
     nic = lab.nic()
-    plan = plan_for(nic, {"interface": {"name": "net1", "addresses": ["10.7.0.2/24"]},
-                          "routes": [{"destination": "10.70.0.0/16", "gateway": "10.7.0.1"}]})
+    plan = plan_for(
+        nic,
+        {
+            "interface": {"name": "net1", "addresses": ["10.7.0.2/24"]},
+            "routes": [{"destination": "10.70.0.0/16", "gateway": "10.7.0.1"}],
+        },
+    )
     pod, path = lab.netns()
     attach([plan], path)
     attach([plan], path)

@@ -87,7 +87,9 @@ def test_vrf(lab: Lab) -> None:
         return
     attach([plan], path)
     assert link(pod, nic.name)["master"] == "red"
-    assert any(r.get("dst") == "10.122.0.0/16" for r in ipj(pod, "route", "show", "table", str(table)))
+    assert any(
+        r.get("dst") == "10.122.0.0/16" for r in ipj(pod, "route", "show", "table", str(table))
+    )
 
 
 def test_ebpf_detach_removes_tc_bpf_filters_in_pod_netns(lab: Lab) -> None:
@@ -104,10 +106,40 @@ def test_ebpf_detach_removes_tc_bpf_filters_in_pod_netns(lab: Lab) -> None:
     sh("tc", "-n", pod, "qdisc", "add", "dev", "kn-bpf0", "clsact")
     for hook in ("ingress", "egress"):
         # a classic-BPF classifier ("accept all"): cls_bpf, no compiler needed
-        sh("tc", "-n", pod, "filter", "add", "dev", "kn-bpf0", hook, "prio", "7", "bpf",
-           "bytecode", "1,6 0 0 4294967295,")
-    sh("tc", "-n", pod, "filter", "add", "dev", "kn-bpf0", "ingress", "prio", "9", "protocol",
-       "all", "u32", "match", "u32", "0", "0")
+        sh(
+            "tc",
+            "-n",
+            pod,
+            "filter",
+            "add",
+            "dev",
+            "kn-bpf0",
+            hook,
+            "prio",
+            "7",
+            "bpf",
+            "bytecode",
+            "1,6 0 0 4294967295,",
+        )
+    sh(
+        "tc",
+        "-n",
+        pod,
+        "filter",
+        "add",
+        "dev",
+        "kn-bpf0",
+        "ingress",
+        "prio",
+        "9",
+        "protocol",
+        "all",
+        "u32",
+        "match",
+        "u32",
+        "0",
+        "0",
+    )
     fd = open_netns(path)
     try:
         with NetnsWorker(fd) as worker:
@@ -143,10 +175,14 @@ def test_sixteen_pods_two_nics_each_concurrently(lab: Lab) -> None:
             plan_for(
                 nic,
                 {
-                    "interface": {"name": f"net{i}", "addresses": [f"10.{100 + p}.{i}.2/24"],
-                                  "mtu": 1400 + p},
-                    "routes": [{"destination": f"10.{200 + p}.{i}.0/24",
-                                "gateway": f"10.{100 + p}.{i}.1"}],
+                    "interface": {
+                        "name": f"net{i}",
+                        "addresses": [f"10.{100 + p}.{i}.2/24"],
+                        "mtu": 1400 + p,
+                    },
+                    "routes": [
+                        {"destination": f"10.{200 + p}.{i}.0/24", "gateway": f"10.{100 + p}.{i}.1"}
+                    ],
                 },
                 pod_uid=f"pod-{p}",
             )

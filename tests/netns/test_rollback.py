@@ -18,8 +18,13 @@ from .helpers import drop_rule, give_host_state, plan_for
 pytestmark = pytest.mark.netns
 
 CONFIG = {
-    "interface": {"name": "net{n}", "addresses": ["10.{n}.1.2/24"], "mtu": 1400,
-                  "hardwareAddr": "02:00:00:00:00:{n}", "arpIgnore": 1},
+    "interface": {
+        "name": "net{n}",
+        "addresses": ["10.{n}.1.2/24"],
+        "mtu": 1400,
+        "hardwareAddr": "02:00:00:00:00:{n}",
+        "arpIgnore": 1,
+    },
     "routes": [{"destination": "10.{n}.9.0/24", "gateway": "10.{n}.1.1"}],
     "rules": [{"priority": 500, "source": "10.{n}.1.0/24", "table": 100}],
     "neighbors": [{"destination": "10.{n}.1.77", "hardwareAddr": "02:00:00:00:77:77"}],
@@ -84,7 +89,7 @@ def test_failure_on_first_device_leaves_second_untouched(lab: Lab) -> None:
 
 def test_rdma_unavailable_fails_the_device_cleanly(lab: Lab) -> None:
     """This kernel has no RDMA: a plan asking to move an RDMA link fails at step rdma with a
-    reported RdmaUnavailable cause, and the netdev is rolled back."""
+    reported RdmaUnavailableError cause, and the netdev is rolled back."""
     nic = lab.nic()
     plan = plan_for(nic, {"interface": {"addresses": ["10.8.0.2/24"]}})
     plan = dataclasses.replace(plan, rdma=RdmaPlan(link="mlx5_0", move_link=True))
@@ -106,7 +111,7 @@ def test_unknown_ethtool_feature_in_plan_rolls_back(lab: Lab) -> None:
         plan, pod=dataclasses.replace(plan.pod, features=(Toggle("no-such-feature", False),))
     )
     before = _snapshot(nic)
-    pod, path = lab.netns()
+    _pod, path = lab.netns()
     with pytest.raises(AttachError) as info:
         attach([bad], path)
     assert info.value.step == "ethtool"
@@ -120,9 +125,7 @@ def test_unreachable_gateway_rolls_back(lab: Lab) -> None:
     assert plan.pod is not None
     bad = dataclasses.replace(
         plan,
-        pod=dataclasses.replace(
-            plan.pod, routes=(Route("10.99.0.0/16", gateway="172.31.255.1"),)
-        ),
+        pod=dataclasses.replace(plan.pod, routes=(Route("10.99.0.0/16", gateway="172.31.255.1"),)),
     )
     before = _snapshot(nic)
     pod, path = lab.netns()

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyroute2 import IPRoute
+
 from knd.netns import ebpf, rdma, sysctl
 from knd.netns.errors import AttachError, NetnsError, PlanError
 from knd.netns.ethtool_apply import apply_features, apply_private_flags
@@ -74,7 +76,7 @@ STEPS = (
 )
 
 
-class InjectedFailure(NetnsError):
+class InjectedFailureError(NetnsError):
     """Raised by the executor at the step named by `inject_failure_at` (tests only)."""
 
 
@@ -122,8 +124,6 @@ class PodSession:
             if own:
                 os.close(hfd)
             raise
-        from pyroute2 import IPRoute
-
         return cls(
             pod_fd=pod_fd,
             host_fd=hfd,
@@ -190,7 +190,7 @@ class _Executor:
     def step(self, device: str, name: str) -> Iterator[None]:
         try:
             if self.inject in (name, f"{device}:{name}"):
-                raise InjectedFailure(f"injected failure at {device}:{name}")
+                raise InjectedFailureError(f"injected failure at {device}:{name}")
             yield
         except AttachError:
             raise
@@ -229,9 +229,7 @@ class _Executor:
             with self.step(dev, "down"):
                 s.host_link.setlink(hidx, up=False)
                 # Down flushes IPv6 addresses and the routes through the link: undo restores all.
-                self.push(
-                    dev, "down", lambda: restore_host(s.host_ipr, s.host_link, host, hidx)
-                )
+                self.push(dev, "down", lambda: restore_host(s.host_ipr, s.host_link, host, hidx))
             with self.step(dev, "move"):
                 s.host_link.setlink(
                     hidx,
@@ -252,7 +250,9 @@ class _Executor:
             if already and (pod.mtu or pod.mac or _size_attrs(pod)):
                 s.pod_link.setlink(pidx, mtu=pod.mtu, mac=pod.mac, u32=_size_attrs(pod))
         with self.step(dev, "sysctl"):
-            writes = [(sysctl.interface_path(x.family, pod.name, x.key), x.value) for x in pod.sysctls]
+            writes = [
+                (sysctl.interface_path(x.family, pod.name, x.key), x.value) for x in pod.sysctls
+            ]
             if writes:
                 s.worker.call(_write_all, writes)
         with self.step(dev, "address"):
@@ -299,8 +299,10 @@ class _Executor:
         s.pod_ipr.link("set", index=pidx, master=vidx)
         s.worker.call(
             _write_all,
-            [(sysctl.global_path("ipv4/tcp_l3mdev_accept"), 1),
-             (sysctl.global_path("ipv4/udp_l3mdev_accept"), 1)],
+            [
+                (sysctl.global_path("ipv4/tcp_l3mdev_accept"), 1),
+                (sysctl.global_path("ipv4/udp_l3mdev_accept"), 1),
+            ],
         )
 
     def rdma(self, plan: AttachPlan) -> None:

@@ -90,10 +90,14 @@ def _configured_routes(config: NetworkConfig, lease: DhcpLease | None) -> list[R
     routes: list[Route] = []
     if lease is not None:
         if lease.routes:  # RFC 3442: option 121 present → option 3 is ignored
-            routes += [Route(destination=_network(d, "dhcp route"), gateway=g) for d, g in lease.routes]
+            routes += [
+                Route(destination=_network(d, "dhcp route"), gateway=g) for d, g in lease.routes
+            ]
         elif lease.router:
             fam = ipaddress.ip_address(lease.router).version
-            routes.append(Route(destination="0.0.0.0/0" if fam == 4 else "::/0", gateway=lease.router))
+            routes.append(
+                Route(destination="0.0.0.0/0" if fam == 4 else "::/0", gateway=lease.router)
+            )
     for i, rc in enumerate(config.routes or []):
         what = f"routes[{i}]"
         if not rc.destination:
@@ -139,8 +143,10 @@ def build_plan(
         if rdma is None:
             raise PlanError(f"device {device_name} has neither a netdev nor an RDMA link")
         if _has_netdev_config(config):
-            raise PlanError("RDMA-only device: interface, routes, rules, neighbors and ethtool "
-                            "settings are not allowed")
+            raise PlanError(
+                "RDMA-only device: interface, routes, rules, neighbors and ethtool "
+                "settings are not allowed"
+            )
         plan = AttachPlan(pod_uid=pod_uid, device=device_name, host=None, pod=None, rdma=rdma)
         check_plan(plan)
         return plan
@@ -171,13 +177,15 @@ def build_plan(
     # A host route's preferred source only makes sense if the pod has that address.
     pod_ips = {str(ipaddress.ip_interface(a).ip) for a in addresses}
     host_routes = [
-        r if r.source is None or r.source in pod_ips
+        r
+        if r.source is None or r.source in pod_ips
         else Route(r.destination, r.gateway, None, r.scope, r.table)
         for r in host.routes
     ]
     routes: list[Route] = []
     seen: set[tuple[str, int]] = set()
-    for r in [*_configured_routes(config, lease), *host_routes]:
+    for given in [*_configured_routes(config, lease), *host_routes]:
+        r = given
         if vrf is not None:
             r = Route(r.destination, r.gateway, r.source, r.scope, vrf.table)
         key = (r.destination, r.table)

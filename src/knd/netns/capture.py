@@ -75,7 +75,7 @@ def _route_from_msg(r: Any) -> Route | None:
     if table == LOCAL_TABLE:
         return None
     dst = r.get("dst")
-    zero = "0.0.0.0" if fam == 4 else "::"
+    zero = "0.0.0.0" if fam == 4 else "::"  # noqa: S104 - a route destination, not a bind
     destination = f"{dst or zero}/{r['dst_len']}"
     if fam == 6 and (r["proto"] == RTPROT_KERNEL or (dst or "").lower().startswith("fe80:")):
         return None
@@ -111,8 +111,9 @@ def capture_rules(ipr: Any, tables: set[int]) -> tuple[Rule, ...]:
             continue
         src = f"{r.get('src')}/{r['src_len']}" if r.get("src") else None
         dst = f"{r.get('dst')}/{r['dst_len']}" if r.get("dst") else None
-        rule = Rule(table=table, priority=r.get("priority") or 0, source=src, destination=dst,
-                    family=fam)
+        rule = Rule(
+            table=table, priority=r.get("priority") or 0, source=src, destination=dst, family=fam
+        )
         if rule not in out:
             out.append(rule)
     return tuple(out)

@@ -21,7 +21,7 @@ from pyroute2 import IPRoute
 
 from knd.netns import rdma
 from knd.netns.attach import PodSession, return_to_host
-from knd.netns.errors import NetnsError, NetnsOpenError, RdmaUnavailable
+from knd.netns.errors import NetnsError, NetnsOpenError, RdmaUnavailableError
 from knd.netns.nsfd import open_host_netns
 from knd.netns.plan import AttachPlan
 from knd.netns.rawlink import LinkSocket
@@ -44,7 +44,7 @@ def _rdma_back(plan: AttachPlan, host_fd: int) -> list[str]:
         return []
     try:
         rdma.move_device(plan.rdma.link, host_fd)
-    except RdmaUnavailable as exc:
+    except RdmaUnavailableError as exc:
         return [f"rdma: {exc}"]
     except (OSError, NetnsError) as exc:
         return [f"rdma: {exc}"]

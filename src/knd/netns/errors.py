@@ -1,14 +1,14 @@
 """Errors of the plumbing layer (`knd.netns`): a small tree, every one chains its cause.
 
-    NetnsError                      base of everything raised here
-    ├── NetnsOpenError              a netns path cannot be opened / entered
-    ├── PlanError                   a plan (or its inputs) is malformed or cannot be resolved;
-    │                               raised at prepare time or when a persisted plan is decoded
-    ├── AttachError(device, step)   executing a plan failed; everything was rolled back
-    │                               (`rollback_errors` lists undo steps that failed in turn)
-    ├── DetachError(device, step)   giving a device back failed
-    ├── RdmaUnavailable             the kernel has no RDMA netlink (reported, never fatal)
-    └── DhcpError                   no lease within the timeout, or a malformed reply
+NetnsError                      base of everything raised here
+├── NetnsOpenError              a netns path cannot be opened / entered
+├── PlanError                   a plan (or its inputs) is malformed or cannot be resolved;
+│                               raised at prepare time or when a persisted plan is decoded
+├── AttachError(device, step)   executing a plan failed; everything was rolled back
+│                               (`rollback_errors` lists undo steps that failed in turn)
+├── DetachError(device, step)   giving a device back failed
+├── RdmaUnavailableError             the kernel has no RDMA netlink (reported, never fatal)
+└── DhcpError                   no lease within the timeout, or a malformed reply
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class DetachError(NetnsError):
         self.__cause__ = cause
 
 
-class RdmaUnavailable(NetnsError):
+class RdmaUnavailableError(NetnsError):
     """RDMA netlink is not available on this kernel (no CONFIG_INFINIBAND); callers treat the
     subsystem as being in shared mode."""
 

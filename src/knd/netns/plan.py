@@ -169,6 +169,7 @@ class AttachPlan:
         except (ValueError, RecursionError) as exc:
             raise PlanError(f"plan is not valid JSON: {exc}") from exc
         plan = _decode(cls, data, "plan")
+        assert isinstance(plan, AttachPlan)
         check_plan(plan)
         return plan
 
@@ -202,7 +203,7 @@ def _decode(tp: Any, data: Any, path: str) -> Any:
             raise PlanError(f"{path}: must be a list")
         (item_tp, _ellipsis) = typing.get_args(tp)
         return tuple(_decode(item_tp, v, f"{path}[{i}]") for i, v in enumerate(data))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise PlanError(f"{path}: must be an object")
         hints = _HINTS.get(tp)

@@ -85,7 +85,7 @@ def decode_ack(data: bytes, seq: int) -> int:
             break
         if kind == NLMSG_ERROR and mseq == seq:
             (code,) = struct.unpack_from("=i", data, offset + 16)
-            return -code
+            return -int(code)
         offset += (length + 3) & ~3
     return -1
 

@@ -8,7 +8,7 @@ RDMA messages carry attributes right after the netlink header (no family header)
 type is `RDMA_NL_GET_TYPE(client, op) = client << 10 | op` with client RDMA_NL_NLDEV = 5.
 Constants are positions in the enums of include/uapi/rdma/rdma_netlink.h.
 
-A kernel without RDMA (no CONFIG_INFINIBAND) refuses the socket: that is `RdmaUnavailable`,
+A kernel without RDMA (no CONFIG_INFINIBAND) refuses the socket: that is `RdmaUnavailableError`,
 a reported condition in which callers assume shared mode, never a crash.
 """
 
@@ -21,7 +21,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 
-from knd.netns.errors import NetnsError, RdmaUnavailable
+from knd.netns.errors import NetnsError, RdmaUnavailableError
 
 NETLINK_RDMA = 20
 RDMA_NL_NLDEV = 5
@@ -118,7 +118,7 @@ def _open_socket() -> socket.socket:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_RDMA)
         sock.bind((0, 0))
     except OSError as exc:
-        raise RdmaUnavailable(f"RDMA netlink unavailable: {exc.strerror}") from exc
+        raise RdmaUnavailableError(f"RDMA netlink unavailable: {exc.strerror}") from exc
     return sock
 
 
@@ -154,13 +154,13 @@ def request_is_ack(request: bytes) -> bool:
 
 
 def netns_mode(factory: SocketFactory = _open_socket) -> str:
-    """'shared' or 'exclusive'; RdmaUnavailable when the kernel has no RDMA netlink."""
+    """'shared' or 'exclusive'; RdmaUnavailableError when the kernel has no RDMA netlink."""
     seq = next(_seq)
     try:
         payloads = _exchange(encode_sys_get(seq), seq, factory)
     except OSError as exc:
         if exc.errno in (errno.EPROTONOSUPPORT, errno.EOPNOTSUPP, errno.ENOENT):
-            raise RdmaUnavailable(f"RDMA netlink unavailable: {exc}") from exc
+            raise RdmaUnavailableError(f"RDMA netlink unavailable: {exc}") from exc
         raise
     for payload in payloads:
         return decode_netns_mode(payload)
@@ -171,7 +171,7 @@ def netns_mode_or_shared(factory: SocketFactory = _open_socket) -> tuple[str, st
     """(mode, reason): ('shared', why) when RDMA netlink is unavailable."""
     try:
         return netns_mode(factory), None
-    except RdmaUnavailable as exc:
+    except RdmaUnavailableError as exc:
         return "shared", str(exc)
 
 
