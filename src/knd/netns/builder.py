@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 
 from knd.api.config import InterfaceConfig, NetworkConfig
+from knd.api.defaults import default_vrf_table
 from knd.netns.errors import PlanError
 from knd.netns.ethtool_names import translate
 from knd.netns.hoststate import DhcpLease, HostState
@@ -37,14 +38,6 @@ from knd.netns.plan import (
 ARP_IGNORE_VALUES = frozenset({0, 1, 2, 3, 8})
 ARP_ANNOUNCE_VALUES = frozenset({0, 1, 2})
 RDMA_MODES = frozenset({"shared", "exclusive"})
-
-
-def vrf_default_table(name: str) -> int:
-    """DraNet's default VRF table: 1000 + FNV-1a-32(name) mod 1000 (same name → same table)."""
-    h = 0x811C9DC5
-    for byte in name.encode():
-        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return 1000 + h % 1000
 
 
 def _cidr(value: str, what: str) -> str:
@@ -158,7 +151,7 @@ def build_plan(
     if iface.vrf is not None:
         if not iface.vrf.name:
             raise PlanError("interface.vrf.name is required")
-        vrf = Vrf(name=iface.vrf.name, table=iface.vrf.table or vrf_default_table(iface.vrf.name))
+        vrf = Vrf(name=iface.vrf.name, table=iface.vrf.table or default_vrf_table(iface.vrf.name))
 
     sysctls: list[Sysctl] = []
     if iface.arp_ignore is not None:
