@@ -12,6 +12,7 @@ attach_p50_ms, attach_p99_ms, iproute2_p50_ms, attach_ratio, eight_nic_ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -58,15 +59,11 @@ class Env:
         for name in self.links:
             for peer in (name, name + "p"):
                 for idx in self.ipr.link_lookup(ifname=peer):
-                    try:
+                    with contextlib.suppress(Exception):
                         self.ipr.link("del", index=idx)
-                    except Exception:
-                        pass
         for ns in self.ns:
-            try:
+            with contextlib.suppress(OSError):
                 netns.remove(ns)
-            except OSError:
-                pass
         self.ns.clear()
         self.links.clear()
 

@@ -171,8 +171,9 @@ def test_ethtool_legacy_aliases() -> None:
 
 
 def test_dhcp_lease_option_121_wins_over_router() -> None:
-    lease = DhcpLease(address="10.9.0.7/24", router="10.9.0.1",
-                      routes=(("172.16.0.0/12", "10.9.0.254"),))
+    lease = DhcpLease(
+        address="10.9.0.7/24", router="10.9.0.1", routes=(("172.16.0.0/12", "10.9.0.254"),)
+    )
     plan = build({"interface": {"dhcp": True}}, lease=lease)
     assert plan.pod is not None
     assert plan.pod.addresses == ("10.9.0.7/24",)

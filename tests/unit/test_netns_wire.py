@@ -72,7 +72,9 @@ class FakeRdmaSocket:
         self.sent.append(data)
         _l, kind, _f, seq, _p = struct.unpack_from("=IHHII", data)
         if kind == rdma.nl_type(rdma.RDMA_NLDEV_CMD_SYS_GET):
-            self.replies.append(self._msg(kind, 0, seq, h("0500 4200") + bytes([self.mode, 0, 0, 0])))
+            self.replies.append(
+                self._msg(kind, 0, seq, h("0500 4200") + bytes([self.mode, 0, 0, 0]))
+            )
             self.replies.append(self._msg(2, 0, seq, struct.pack("=i", 0) + data[:16]))
         elif kind == rdma.nl_type(rdma.RDMA_NLDEV_CMD_GET):
             devs = b""
@@ -82,7 +84,9 @@ class FakeRdmaSocket:
                 devs += self._msg(kind, rdma.NLM_F_MULTI, seq, p)
             self.replies.append(devs + self._msg(rdma.NLMSG_DONE, rdma.NLM_F_MULTI, seq, b"\0" * 4))
         else:
-            self.replies.append(self._msg(2, 0, seq, struct.pack("=i", -self.set_errno) + data[:16]))
+            self.replies.append(
+                self._msg(2, 0, seq, struct.pack("=i", -self.set_errno) + data[:16])
+            )
         return len(data)
 
     def recv(self, _n: int) -> bytes:
