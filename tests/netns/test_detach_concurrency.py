@@ -159,12 +159,38 @@ def test_ebpf_detach_removes_tc_bpf_filters_in_pod_netns(lab: Lab) -> None:
     assert "u32" in sh("tc", "-n", pod, "filter", "show", "dev", "kn-bpf0", "ingress")
 
 
-def test_attach_with_disable_ebpf_succeeds_and_reports(lab: Lab) -> None:
+def test_attach_detaches_tcx_programs_that_came_with_the_nic(lab: Lab) -> None:
+    """TCX links survive the netns move: attach with disableEbpfPrograms detaches them in the
+    pod and reports what it detached."""
+    import os
+
+    from knd.netns import ebpf
+    from knd.netns.nsfd import NetnsWorker, open_netns
+    from knd.netns.rtnl import iproute_in, link_index
+
     nic = lab.nic()
-    plan = plan_for(nic, {"interface": {"disableEbpfPrograms": True}})
-    _pod, path = lab.netns()
-    res = attach([plan], path)
-    assert res[0].detached_ebpf == ()
+    prog = ebpf.load_accept_all_sched_cls()
+    links = [ebpf.tcx_link_create(prog, nic.ifindex, t) for _h, t in ebpf.TCX_HOOKS]
+    try:
+        plan = plan_for(nic, {"interface": {"name": "net1", "disableEbpfPrograms": True}})
+        _pod, path = lab.netns()
+        res = attach([plan], path)
+        assert sorted(x.split("/")[1] for x in res[0].detached_ebpf) == ["egress", "ingress"]
+        assert all(x.startswith("tcx/") for x in res[0].detached_ebpf)
+        fd = open_netns(path)
+        try:
+            with NetnsWorker(fd) as worker:
+                ipr = iproute_in(worker)
+                index = link_index(ipr, "net1")
+                ipr.close()
+                assert index is not None
+                for _hook, attach_type in ebpf.TCX_HOOKS:
+                    assert worker.call(ebpf.tcx_query, index, attach_type) == []
+        finally:
+            os.close(fd)
+    finally:
+        for fd in (*links, prog):
+            os.close(fd)
 
 
 def test_sixteen_pods_two_nics_each_concurrently(lab: Lab) -> None:

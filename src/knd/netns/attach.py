@@ -268,6 +268,7 @@ class _Executor:
         with self.step(dev, "ebpf"):
             if pod.disable_ebpf:
                 ebpf_detached = ebpf.detach_tc_programs(s.pod_ipr, pidx)
+                ebpf_detached += s.worker.call(ebpf.detach_tcx_programs, pidx)
         with self.step(dev, "vrf"):
             if pod.vrf is not None:
                 self.vrf(dev, pod, pidx)
