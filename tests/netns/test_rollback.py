@@ -157,3 +157,24 @@ def test_hand_edited_plan_is_rejected_before_touching_anything(lab: Lab) -> None
     with pytest.raises(PlanError):
         attach([bad], path)
     assert link(None, nic.name)["ifname"] == nic.name
+
+
+def test_unknown_private_flag_in_plan_rolls_back(lab: Lab) -> None:
+    """veth has no private flags (ethtool --show-priv-flags agrees): a plan carrying one fails
+    at step ethtool, rolled back."""
+    from knd.netns.privflags import flag_names
+
+    nic = lab.nic()
+    assert flag_names(nic.name) == ()
+    plan = plan_for(nic, {"interface": {"addresses": ["10.11.0.2/24"]}})
+    assert plan.pod is not None
+    bad = dataclasses.replace(
+        plan, pod=dataclasses.replace(plan.pod, private_flags=(Toggle("fancy-mode", True),))
+    )
+    before = _snapshot(nic)
+    _pod, path = lab.netns()
+    with pytest.raises(AttachError) as info:
+        attach([bad], path)
+    assert info.value.step == "ethtool"
+    assert "fancy-mode" in str(info.value)
+    assert _snapshot(nic) == before

@@ -38,9 +38,10 @@ from pyroute2 import IPRoute
 
 from knd.netns import ebpf, rdma, sysctl
 from knd.netns.errors import AttachError, NetnsError, PlanError
-from knd.netns.ethtool_apply import apply_features, apply_private_flags
+from knd.netns.ethtool_apply import apply_features
 from knd.netns.nsfd import NetnsWorker, open_host_netns, open_netns
 from knd.netns.plan import AttachPlan, HostSide, PodSide, check_plan
+from knd.netns.privflags import apply_private_flags
 from knd.netns.rawlink import (
     IFLA_GRO_IPV4_MAX_SIZE,
     IFLA_GRO_MAX_SIZE,

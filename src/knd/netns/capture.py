@@ -31,6 +31,7 @@ from knd.netns.plan import (
     Route,
     Rule,
 )
+from knd.netns.privflags import flag_names
 
 RTN_UNICAST = 1
 RTPROT_KERNEL = 2
@@ -238,6 +239,7 @@ def capture_host_state(
     """Capture a netdev (`ifname`) and/or an RDMA-only device (`rdma_link`)."""
     host: HostSide | None = None
     features: tuple[str, ...] = ()
+    private: tuple[str, ...] = ()
     if ifname is not None:
         own = ipr is None
         handle = IPRoute() if ipr is None else ipr
@@ -247,7 +249,18 @@ def capture_host_state(
             if own:
                 handle.close()
         features = capture_features(ifname) if ethtool else ()
+        if ethtool:
+            try:
+                private = flag_names(ifname)
+            except OSError:
+                private = ()
         if rdma_link is None:
             rdma_link = rdma_link_of(ifname, sysfs_root)
     chars = rdma_char_devices(rdma_link, sysfs_root, dev_root) if rdma_link else ()
-    return HostState(host=host, features=features, rdma_link=rdma_link, rdma_char_devices=chars)
+    return HostState(
+        host=host,
+        features=features,
+        private_flags=private,
+        rdma_link=rdma_link,
+        rdma_char_devices=chars,
+    )

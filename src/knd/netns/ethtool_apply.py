@@ -1,6 +1,7 @@
 """Apply ethtool features (by kernel name) to an interface; must run on a NetnsWorker so the
 ethtool ioctl socket is created in the pod netns. Reads the features back and fails if the
-kernel did not take a requested value (a fixed feature, a dependency)."""
+kernel did not take a requested value (a fixed feature, a dependency). Private flags: see
+`knd.netns.privflags`."""
 
 from __future__ import annotations
 
@@ -23,11 +24,3 @@ def apply_features(ifname: str, toggles: tuple[Toggle, ...]) -> None:
         refused = [t.name for t in toggles if after[t.name].enable != t.enable]
         if refused:
             raise NetnsError(f"kernel refused ethtool feature change(s): {', '.join(refused)}")
-
-
-def apply_private_flags(ifname: str, toggles: tuple[Toggle, ...]) -> None:
-    """Driver private flags; not supported by this build (no device here has any), so any
-    request is reported as an error rather than silently ignored."""
-    if toggles:
-        names = ", ".join(t.name for t in toggles)
-        raise NetnsError(f"ethtool private flags are not supported on {ifname}: {names}")
