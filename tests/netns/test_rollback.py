@@ -178,3 +178,27 @@ def test_unknown_private_flag_in_plan_rolls_back(lab: Lab) -> None:
     assert info.value.step == "ethtool"
     assert "fancy-mode" in str(info.value)
     assert _snapshot(nic) == before
+
+
+def test_name_clash_in_pod_fails_at_move_and_leaves_pod_interface_alone(lab: Lab) -> None:
+    """The pod already has an interface with the wanted name (e.g. from CNI): the move fails,
+    the NIC goes back, and the pod's own interface is neither taken nor changed."""
+    from .conftest import sh
+
+    nic = lab.nic()
+    plan = plan_for(nic, {"interface": {"name": "eth0", "addresses": ["10.12.0.2/24"]}})
+    pod, path = lab.netns()
+    sh("ip", "-n", pod, "link", "add", "eth0", "type", "veth", "peer", "name", "cni0")
+    sh("ip", "-n", pod, "addr", "add", "10.244.0.5/24", "dev", "eth0")
+    before = _snapshot(nic)
+    with pytest.raises(AttachError) as info:
+        attach([plan], path)
+    assert info.value.step == "move"
+    assert _snapshot(nic) == before
+    assert addrs(pod, "eth0") == {"10.244.0.5/24"}
+    # host NIC gone (e.g. unplugged) + same-named CNI interface in the pod: not adopted
+    sh("ip", "link", "del", nic.name)
+    with pytest.raises(AttachError) as info:
+        attach([plan], path)
+    assert info.value.step == "lookup"
+    assert addrs(pod, "eth0") == {"10.244.0.5/24"}

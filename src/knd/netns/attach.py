@@ -164,10 +164,23 @@ def _size_attrs(pod: PodSide) -> dict[int, int]:
     return out
 
 
-def return_to_host(s: PodSession, host: HostSide, pod_name: str) -> list[str]:
-    """Move the interface named `pod_name` from the pod back to the host and restore it."""
-    errors: list[str] = []
-    index = link_index(s.pod_ipr, pod_name)
+def _ours_in_pod(s: PodSession, host: HostSide, pod: PodSide) -> int | None:
+    """ifindex of this device in the pod: under its final name or (after a move whose rename
+    failed) its host name, and only with the MAC it must have — never a CNI interface."""
+    macs = {m for m in (pod.mac, host.mac, host.perm_mac) if m}
+    for name in dict.fromkeys((pod.name, host.name)):
+        index = link_index(s.pod_ipr, name)
+        if index is None:
+            continue
+        info = s.pod_ipr.link("get", index=index)[0]
+        if str(info.get("address", "")).lower() in macs:
+            return index
+    return None
+
+
+def return_to_host(s: PodSession, host: HostSide, pod: PodSide) -> list[str]:
+    """Move this device from the pod back to the host (if it is there) and restore it."""
+    index = _ours_in_pod(s, host, pod)
     if index is not None:
         try:
             s.pod_link.setlink(index, up=False)
@@ -178,8 +191,8 @@ def return_to_host(s: PodSession, host: HostSide, pod_name: str) -> list[str]:
             return [f"move-back: {exc}"]
     host_index = find_host_link(s.host_ipr, host)
     if host_index is None:
-        return [*errors, "move-back: interface not found in the host"]
-    return errors + restore_host(s.host_ipr, s.host_link, host, host_index)
+        return ["move-back: interface not found in the host"]
+    return restore_host(s.host_ipr, s.host_link, host, host_index)
 
 
 class _Executor:
@@ -222,7 +235,7 @@ class _Executor:
         s = self.s
         with self.step(dev, "lookup"):
             hidx = find_host_link(s.host_ipr, host)
-            already = hidx is None and link_index(s.pod_ipr, pod.name) is not None
+            already = hidx is None and _ours_in_pod(s, host, pod) is not None
             if hidx is None and not already:
                 raise NetnsError(f"interface {host.name} is neither in the host nor in the pod")
         if not already:
@@ -232,6 +245,11 @@ class _Executor:
                 # Down flushes IPv6 addresses and the routes through the link: undo restores all.
                 self.push(dev, "down", lambda: restore_host(s.host_ipr, s.host_link, host, hidx))
             with self.step(dev, "move"):
+                if link_index(s.pod_ipr, pod.name) is not None:
+                    raise NetnsError(f"the pod already has an interface named {pod.name}")
+                # The kernel may move the link and then fail the rename: undo covers both.
+                s.undo.pop()
+                self.push(dev, "move", lambda: return_to_host(s, host, pod))
                 s.host_link.setlink(
                     hidx,
                     netns_fd=s.pod_fd,
@@ -240,10 +258,8 @@ class _Executor:
                     mac=pod.mac,
                     u32=_size_attrs(pod),
                 )
-        # From here on the device is in the pod: rollback must bring it home (and restore it).
-        if not already:
-            s.undo.pop()
-        self.push(dev, "move", lambda: return_to_host(s, host, pod.name))
+        if already:  # re-apply: a failure from here on must still bring it home
+            self.push(dev, "move", lambda: return_to_host(s, host, pod))
         with self.step(dev, "lookup"):
             pidx = link_index(s.pod_ipr, pod.name)
             if pidx is None:

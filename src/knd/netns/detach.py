@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 from knd.netns import rdma
-from knd.netns.attach import PodSession, return_to_host
+from knd.netns.attach import PodSession, _ours_in_pod, return_to_host
 from knd.netns.errors import NetnsError, NetnsOpenError, RdmaUnavailableError
 from knd.netns.nsfd import open_host_netns
 from knd.netns.plan import AttachPlan
 from knd.netns.rawlink import LinkSocket
 from knd.netns.restore import find_host_link, restore_host
-from knd.netns.rtnl import link_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +82,8 @@ def detach(plans: Sequence[AttachPlan], netns_path: str | None) -> list[Detached
                 continue
             errors = _rdma_back(plan, host_fd)
             try:
-                in_pod = link_index(session.pod_ipr, plan.pod.name) is not None
-                errors += return_to_host(session, plan.host, plan.pod.name)
+                in_pod = _ours_in_pod(session, plan.host, plan.pod) is not None
+                errors += return_to_host(session, plan.host, plan.pod)
             except Exception as exc:
                 errors.append(f"detach: {exc}")
                 in_pod = False

@@ -29,6 +29,7 @@ IFLA_GRO_MAX_SIZE = 58
 IFLA_GSO_IPV4_MAX_SIZE = 63
 IFLA_GRO_IPV4_MAX_SIZE = 64
 IFF_UP = 0x1
+ACK_TIMEOUT = 2.0  # seconds: never hang an NRI hook on a lost ack
 
 _seq = itertools.count(1)
 
@@ -96,6 +97,7 @@ class LinkSocket:
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         self.sock.bind((0, 0))
+        self.sock.settimeout(ACK_TIMEOUT)
 
     def setlink(self, index: int, **kwargs: object) -> None:
         """Send one set-link request and wait for its ack; OSError(errno) on failure."""
