@@ -4,7 +4,8 @@
 * `builder.build_plan` (prepare, pure): merged claim config + host state → `plan.AttachPlan`.
 * `attach.attach` (NRI RunPodSandbox, 2 s budget): execute a pod's plans transactionally.
 * `detach.detach` (NRI StopPodSandbox): give the NICs back and restore the host state.
-* `rdma`, `dhcp`, `ebpf`: RDMA netlink by hand, DHCPv4 at prepare, eBPF detach.
+* `rdma`, `dhcp`, `ebpf`, `privflags`: RDMA netlink by hand, DHCPv4 at prepare, TC/TCX eBPF
+  detach, ethtool private flags.
 
 May import `knd.api` and `knd.host` only. See docs/plumbing.md.
 """

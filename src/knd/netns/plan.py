@@ -17,7 +17,7 @@ import json
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from knd.netns.errors import PlanError
@@ -368,5 +368,4 @@ __all__ = [
     "Toggle",
     "Vrf",
     "check_plan",
-    "field",
 ]
