@@ -8,6 +8,7 @@ Per device, the steps are (names used in AttachError.step and for failure inject
     lookup   find the interface in the host (or already in the pod: re-apply)
     down     set it down in the host
     move     one RTM_NEWLINK: netns fd + final name + MTU + MAC + GSO/GRO sizes (v6 and v4)
+    pod-lookup  find it in the pod (on a re-apply: set MTU/MAC/sizes there)
     sysctl   arp_ignore / arp_announce / forwarding (IPv4 and IPv6), before link up
     address  add addresses
     up       set link up
@@ -64,6 +65,7 @@ STEPS = (
     "lookup",
     "down",
     "move",
+    "pod-lookup",
     "sysctl",
     "address",
     "up",
@@ -260,7 +262,7 @@ class _Executor:
                 )
         if already:  # re-apply: a failure from here on must still bring it home
             self.push(dev, "move", lambda: return_to_host(s, host, pod))
-        with self.step(dev, "lookup"):
+        with self.step(dev, "pod-lookup"):
             pidx = link_index(s.pod_ipr, pod.name)
             if pidx is None:
                 raise NetnsError(f"{pod.name} not found in the pod after the move")
