@@ -1,0 +1,197 @@
+"""Benchmark: knd attach/detach of veth "NICs" vs `ip -batch` doing the same operations.
+
+Per NIC: set down, move into a pod netns + rename + MTU, 2 addresses, up, 2 routes. knd runs
+a prepared AttachPlan (`knd.netns.attach.attach`); the baseline runs iproute2 in batch mode (one
+`ip -batch` in the host for down+move+rename+MTU, one `ip -n <pod> -batch` for the rest: batch
+lines cannot switch netns). Runs are interleaved, the order alternating, with a short pause
+between timed runs. Also an 8-NIC pod vs a 1-NIC pod (the kernel serialises netns moves under
+the RTNL lock, ~15-25 ms each on the lab VM, so this ratio is bounded by the kernel).
+
+Needs root. Prints per-NIC p50/p99 and ratios, then one line `RESULT {json}` with
+attach_p50_ms, attach_p99_ms, iproute2_p50_ms, attach_ratio, eight_nic_ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import time
+
+from pyroute2 import IPRoute, netns
+
+from knd.api.config import decode
+from knd.netns.attach import attach
+from knd.netns.builder import build_plan
+from knd.netns.capture import capture_host_state
+from knd.netns.detach import detach
+from knd.netns.plan import AttachPlan
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Env:
+    def __init__(self) -> None:
+        self.ns: list[str] = []
+        self.links: list[str] = []
+        self.ipr = IPRoute()
+
+    def netns(self) -> str:
+        name = f"knb-{secrets.token_hex(3)}"
+        netns.create(name)
+        self.ns.append(name)
+        return name
+
+    def veth(self) -> str:
+        name = f"knb{secrets.token_hex(3)}"
+        self.ipr.link("add", ifname=name, kind="veth", peer={"ifname": name + "p"})
+        idx = self.ipr.link_lookup(ifname=name)[0]
+        self.ipr.link("set", index=idx, state="up")
+        self.links.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self.links:
+            for peer in (name, name + "p"):
+                for idx in self.ipr.link_lookup(ifname=peer):
+                    with contextlib.suppress(Exception):
+                        self.ipr.link("del", index=idx)
+        for ns in self.ns:
+            with contextlib.suppress(OSError):
+                netns.remove(ns)
+        self.ns.clear()
+        self.links.clear()
+
+
+def settle() -> None:
+    """Let the kernel finish deferred work (netns teardown takes the RTNL lock) between timed
+    runs, so neither tool pays for the previous round's cleanup."""
+    time.sleep(0.05)
+
+
+def config(i: int, k: int) -> dict[str, object]:
+    return {
+        "interface": {
+            "name": f"net{k}",
+            "mtu": 1400,
+            "addresses": [f"10.{i % 200}.{k}.2/24", f"fd00:{i}:{k}::2/64"],
+        },
+        "routes": [
+            {"destination": f"172.{16 + k}.{i % 250}.0/24", "gateway": f"10.{i % 200}.{k}.1"},
+            {"destination": f"192.168.{k}.0/24", "gateway": f"10.{i % 200}.{k}.1"},
+        ],
+    }
+
+
+def plan_for(name: str, i: int, k: int) -> AttachPlan:
+    state = capture_host_state(name, ethtool=False)
+    return build_plan(name, f"pod-{i}", decode(config(i, k)), state)
+
+
+def run_iproute2(name: str, ns: str, i: int) -> float:
+    cfg = config(i, 0)
+    iface = cfg["interface"]
+    assert isinstance(iface, dict)
+    new = iface["name"]
+    host = f"link set dev {name} down\nlink set dev {name} netns {ns} name {new} mtu 1400\n"
+    pod = "".join(f"addr add {a} dev {new}\n" for a in iface["addresses"])
+    pod += f"link set dev {new} up\n"
+    routes = cfg["routes"]
+    assert isinstance(routes, list)
+    pod += "".join(f"route add {r['destination']} via {r['gateway']} dev {new}\n" for r in routes)
+    t0 = time.perf_counter()
+    subprocess.run(["ip", "-batch", "-"], input=host, text=True, check=True)
+    subprocess.run(["ip", "-n", ns, "-batch", "-"], input=pod, text=True, check=True)
+    return (time.perf_counter() - t0) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", "--nics", type=int, default=40, help="single-NIC runs per tool")
+    parser.add_argument("--pods8", type=int, default=8, help="8-NIC pod runs")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/attach.py needs root")
+    env = Env()
+    knd_attach: list[float] = []
+    knd_detach: list[float] = []
+    ip_attach: list[float] = []
+    try:
+        for i in range(args.nics + 3):  # the first 3 rounds warm up and are discarded
+            name, ns = env.veth(), env.netns()
+            name2, ns2 = env.veth(), env.netns()
+            plan = plan_for(name, i, 0)
+
+            def run_knd(plan: AttachPlan = plan, ns: str = ns) -> tuple[float, float]:
+                t0 = time.perf_counter()
+                attach([plan], f"/run/netns/{ns}")
+                t1 = time.perf_counter()
+                detach([plan], f"/run/netns/{ns}")
+                t2 = time.perf_counter()
+                return (t1 - t0) * 1000, (t2 - t1) * 1000
+
+            settle()
+            if i % 2:  # alternate which tool goes first
+                ip_ms = run_iproute2(name2, ns2, i)
+                settle()
+                a_ms, d_ms = run_knd()
+            else:
+                a_ms, d_ms = run_knd()
+                settle()
+                ip_ms = run_iproute2(name2, ns2, i)
+            if i >= 3:
+                knd_attach.append(a_ms)
+                knd_detach.append(d_ms)
+                ip_attach.append(ip_ms)
+            env.cleanup()
+
+        one: list[float] = []
+        eight: list[float] = []
+        for r in range(args.pods8 + 1):
+            ns, ns8 = env.netns(), env.netns()
+            plan1 = plan_for(env.veth(), 300 + r, 0)
+            plans = [plan_for(env.veth(), 100 + r, k) for k in range(8)]
+            settle()
+            t0 = time.perf_counter()
+            attach([plan1], f"/run/netns/{ns}")
+            one_ms = (time.perf_counter() - t0) * 1000
+            settle()
+            t0 = time.perf_counter()
+            attach(plans, f"/run/netns/{ns8}")
+            eight_ms = (time.perf_counter() - t0) * 1000
+            if r > 0:
+                one.append(one_ms)
+                eight.append(eight_ms)
+            env.cleanup()
+    finally:
+        env.cleanup()
+        env.ipr.close()
+
+    a50, a99 = statistics.median(knd_attach), pct(knd_attach, 0.99)
+    i50, i99 = statistics.median(ip_attach), pct(ip_attach, 0.99)
+    d50, d99 = statistics.median(knd_detach), pct(knd_detach, 0.99)
+    o50, e50 = statistics.median(one), statistics.median(eight)
+    print(f"per-NIC attach  knd     p50 {a50:7.2f} ms  p99 {a99:7.2f} ms  (n={len(knd_attach)})")
+    print(f"per-NIC attach  iproute2 p50 {i50:7.2f} ms  p99 {i99:7.2f} ms  (ip -batch, 2 procs)")
+    print(f"per-NIC detach  knd     p50 {d50:7.2f} ms  p99 {d99:7.2f} ms  (move back + restore)")
+    print(f"attach ratio knd/iproute2 (p50): {a50 / i50:.2f}")
+    print(f"1-NIC pod p50 {o50:.2f} ms; 8-NIC pod p50 {e50:.2f} ms; ratio {e50 / o50:.2f}")
+    result = {
+        "attach_p50_ms": round(a50, 3),
+        "attach_p99_ms": round(a99, 3),
+        "iproute2_p50_ms": round(i50, 3),
+        "attach_ratio": round(a50 / i50, 3),
+        "eight_nic_ratio": round(e50 / o50, 3),
+    }
+    print("RESULT " + json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+"""AttachPlan: everything attach/detach need for one (pod, device), fully resolved at prepare.
+
+A plan is built by `knd.netns.builder.build_plan` from the merged claim config and the host
+state captured at prepare time, persisted as JSON (`to_json`), and executed later by
+`knd.netns.attach` without any discovery. Frozen dataclasses; tuples instead of lists.
+
+`from_json` is strict (unknown or missing fields, wrong types → PlanError) and re-checks every
+value that later becomes a netlink attribute or a `/proc/sys` path component, because a
+persisted plan may have been edited by hand. Format version: `PLAN_VERSION`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from knd.netns.errors import PlanError
+from knd.netns.sysctl import INTERFACE_KEYS, check_ifname
+
+PLAN_VERSION = 1
+MAIN_TABLE = 254
+LOCAL_TABLE = 255
+DEFAULT_TABLE = 253
+SCOPE_UNIVERSE = 0
+SCOPE_LINK = 253
+SCOPE_HOST = 254
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5,19}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route; `destination` is a CIDR (`0.0.0.0/0` for default)."""
+
+    destination: str
+    gateway: str | None = None
+    source: str | None = None
+    scope: int = SCOPE_UNIVERSE
+    table: int = MAIN_TABLE
+
+    @property
+    def family(self) -> int:
+        return ipaddress.ip_network(self.destination, strict=False).version
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A policy-routing rule (priority/src/dst/table only, as DraNet)."""
+
+    table: int
+    priority: int | None = None
+    source: str | None = None
+    destination: str | None = None
+    family: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbor:
+    """A permanent neighbour entry."""
+
+    destination: str
+    hardware_addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class Vrf:
+    name: str
+    table: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sysctl:
+    """A per-interface sysctl: net.<family>.conf.<ifname>.<key> = value."""
+
+    family: str
+    key: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Toggle:
+    """An ethtool feature or private flag, by kernel name."""
+
+    name: str
+    enable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CharDevice:
+    """A device node to hand to the containers (type `c`)."""
+
+    path: str
+    type: str
+    major: int
+    minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class RdmaPlan:
+    link: str | None
+    char_devices: tuple[CharDevice, ...] = ()
+    move_link: bool = False  # exclusive netns mode: move the RDMA device with the netdev
+
+
+@dataclass(frozen=True, slots=True)
+class HostSide:
+    """What the interface looked like in the host at prepare time (what detach restores)."""
+
+    name: str
+    ifindex: int
+    mac: str
+    mtu: int
+    up: bool
+    alias: str | None = None
+    perm_mac: str | None = None
+    addresses: tuple[str, ...] = ()
+    routes: tuple[Route, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    neighbors: tuple[Neighbor, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PodSide:
+    """The interface as it must be in the pod."""
+
+    name: str
+    mtu: int | None = None
+    mac: str | None = None
+    gso_max_size: int | None = None
+    gro_max_size: int | None = None
+    gso_ipv4_max_size: int | None = None
+    gro_ipv4_max_size: int | None = None
+    addresses: tuple[str, ...] = ()
+    routes: tuple[Route, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    neighbors: tuple[Neighbor, ...] = ()
+    vrf: Vrf | None = None
+    sysctls: tuple[Sysctl, ...] = ()
+    features: tuple[Toggle, ...] = ()
+    private_flags: tuple[Toggle, ...] = ()
+    disable_ebpf: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AttachPlan:
+    pod_uid: str
+    device: str
+    host: HostSide | None  # None for an RDMA-only device
+    pod: PodSide | None
+    rdma: RdmaPlan | None = None
+    version: int = PLAN_VERSION
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, compact)."""
+        return json.dumps(_encode(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> AttachPlan:
+        """Strictly decode and check a plan; PlanError on any problem."""
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise PlanError(f"plan is not valid JSON: {exc}") from exc
+        plan = _decode(cls, data, "plan")
+        assert isinstance(plan, AttachPlan)
+        check_plan(plan)
+        return plan
+
+
+# ---------------------------------------------------------------------------------- codec
+
+T = TypeVar("T")
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _decode(tp: Any, data: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if data is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _decode(inner[0], data, path)
+    if origin is tuple:
+        if not isinstance(data, list):
+            raise PlanError(f"{path}: must be a list")
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        return tuple(_decode(item_tp, v, f"{path}[{i}]") for i, v in enumerate(data))
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise PlanError(f"{path}: must be an object")
+        hints = _HINTS.get(tp)
+        if hints is None:
+            hints = _HINTS[tp] = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        unknown = set(data) - set(fields)
+        if unknown:
+            raise PlanError(f"{path}: unknown field(s) {sorted(unknown)}")
+        kwargs = {}
+        for name, f in fields.items():
+            if name in data:
+                kwargs[name] = _decode(hints[name], data[name], f"{path}.{name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise PlanError(f"{path}.{name}: missing")
+        return tp(**kwargs)
+    if tp is bool:
+        if not isinstance(data, bool):
+            raise PlanError(f"{path}: must be a boolean")
+        return data
+    if tp is int:
+        if not isinstance(data, int) or isinstance(data, bool):
+            raise PlanError(f"{path}: must be an integer")
+        return data
+    if tp is str:
+        if not isinstance(data, str):
+            raise PlanError(f"{path}: must be a string")
+        return data
+    raise PlanError(f"{path}: unsupported type {tp!r}")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise PlanError(msg)
+
+
+def check_mac(mac: str, what: str) -> None:
+    _check(bool(_MAC.match(mac)), f"{what}: invalid MAC {mac!r}")
+
+
+def _check_ip(value: str, what: str) -> int:
+    try:
+        return ipaddress.ip_address(value).version
+    except ValueError as exc:
+        raise PlanError(f"{what}: invalid IP {value!r}") from exc
+
+
+def _check_cidr(value: str, what: str) -> int:
+    try:
+        return ipaddress.ip_interface(value).version
+    except ValueError as exc:
+        raise PlanError(f"{what}: invalid CIDR {value!r}") from exc
+
+
+def _check_table(table: int, what: str) -> None:
+    _check(0 < table < 2**32, f"{what}: table {table} out of range")
+
+
+def check_route(r: Route, what: str) -> None:
+    fam = _check_cidr(r.destination, f"{what}.destination")
+    _check(r.scope in (SCOPE_UNIVERSE, SCOPE_LINK, SCOPE_HOST), f"{what}: bad scope {r.scope}")
+    if r.gateway is not None:
+        _check(_check_ip(r.gateway, f"{what}.gateway") == fam, f"{what}: gateway family")
+    if r.source is not None:
+        _check(_check_ip(r.source, f"{what}.source") == fam, f"{what}: source family")
+    _check_table(r.table, what)
+
+
+def check_rule(r: Rule, what: str) -> None:
+    _check(r.family in (4, 6), f"{what}: bad family")
+    _check_table(r.table, what)
+    if r.priority is not None:
+        _check(0 <= r.priority < 2**32, f"{what}: bad priority")
+    for sel in (r.source, r.destination):
+        if sel is not None:
+            _check(_check_cidr(sel, what) == r.family, f"{what}: selector family")
+
+
+def check_neighbor(n: Neighbor, what: str) -> None:
+    _check_ip(n.destination, f"{what}.destination")
+    check_mac(n.hardware_addr, f"{what}.hardwareAddr")
+
+
+def _check_common(
+    addresses: tuple[str, ...],
+    routes: tuple[Route, ...],
+    rules: tuple[Rule, ...],
+    neighbors: tuple[Neighbor, ...],
+    side: str,
+) -> None:
+    for i, a in enumerate(addresses):
+        _check_cidr(a, f"{side}.addresses[{i}]")
+    for i, r in enumerate(routes):
+        check_route(r, f"{side}.routes[{i}]")
+    for i, ru in enumerate(rules):
+        check_rule(ru, f"{side}.rules[{i}]")
+    for i, n in enumerate(neighbors):
+        check_neighbor(n, f"{side}.neighbors[{i}]")
+
+
+def check_plan(plan: AttachPlan) -> None:
+    """Re-validate a plan; PlanError names the field."""
+    _check(plan.version == PLAN_VERSION, f"unsupported plan version {plan.version}")
+    _check(bool(plan.pod_uid) and bool(plan.device), "pod_uid and device are required")
+    _check((plan.host is None) == (plan.pod is None), "host and pod sides go together")
+    _check(plan.host is not None or plan.rdma is not None, "plan has nothing to do")
+    if plan.host is not None and plan.pod is not None:
+        h, p = plan.host, plan.pod
+        try:
+            check_ifname(h.name)
+            check_ifname(p.name)
+        except PlanError as exc:
+            raise PlanError(f"plan interface name: {exc}") from None
+        _check(h.ifindex > 0, "host.ifindex must be > 0")
+        check_mac(h.mac, "host.mac")
+        if h.perm_mac is not None:
+            check_mac(h.perm_mac, "host.perm_mac")
+        _check(68 <= h.mtu <= 65535 * 4, "host.mtu out of range")
+        _check_common(h.addresses, h.routes, h.rules, h.neighbors, "host")
+        if p.mtu is not None:
+            _check(68 <= p.mtu <= 65535 * 4, "pod.mtu out of range")
+        if p.mac is not None:
+            check_mac(p.mac, "pod.mac")
+        for attr in ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size"):
+            v = getattr(p, attr)
+            _check(v is None or 0 < v < 2**32, f"pod.{attr} out of range")
+        _check_common(p.addresses, p.routes, p.rules, p.neighbors, "pod")
+        if p.vrf is not None:
+            check_ifname(p.vrf.name)
+            _check_table(p.vrf.table, "pod.vrf")
+            _check(p.vrf.table not in (253, 254, 255), "pod.vrf.table is reserved")
+        for s in p.sysctls:
+            _check((s.family, s.key) in INTERFACE_KEYS, f"pod.sysctls: {s.family}/{s.key}")
+            _check(0 <= s.value < 2**31, "pod.sysctls: value out of range")
+        for t in (*p.features, *p.private_flags):
+            _check(bool(_NAME.match(t.name)), f"pod ethtool name {t.name!r} is invalid")
+    if plan.rdma is not None:
+        if plan.rdma.link is not None:
+            _check(bool(_NAME.match(plan.rdma.link)), "rdma.link is invalid")
+        for c in plan.rdma.char_devices:
+            _check(c.path.startswith("/dev/") and ".." not in c.path, f"bad char device {c.path}")
+            _check(c.type == "c" and c.major >= 0 and c.minor >= 0, "bad char device numbers")
+
+
+__all__ = [
+    "MAIN_TABLE",
+    "PLAN_VERSION",
+    "SCOPE_LINK",
+    "SCOPE_UNIVERSE",
+    "AttachPlan",
+    "CharDevice",
+    "HostSide",
+    "Neighbor",
+    "PodSide",
+    "RdmaPlan",
+    "Route",
+    "Rule",
+    "Sysctl",
+    "Toggle",
+    "Vrf",
+    "check_plan",
+]

@@ -1,0 +1,64 @@
+"""Give an interface back to the host and restore its captured host state.
+
+Used by detach (StopPodSandbox) and by the attach rollback. Restores, in this order: name,
+MTU, MAC (one set-link), alias, admin state, addresses, routes (only when the link is up: the
+kernel drops routes of a down link), rules, permanent neighbours. Every addition treats EEXIST
+as success, so restoring twice is harmless. Errors do not stop the remaining steps: they are
+returned as "step: message" strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from knd.netns.plan import HostSide
+from knd.netns.rawlink import LinkSocket
+from knd.netns.rtnl import add_address, add_neighbor, add_route, add_rule, link_index
+
+
+def find_host_link(ipr: Any, host: HostSide) -> int | None:
+    """Find the interface in the host: by original name, then by ifindex, then by (permanent)
+    MAC — the kernel may have returned it from a deleted netns under another name (`devN`)."""
+    index = link_index(ipr, host.name)
+    if index is not None:
+        return index
+    macs = {m for m in (host.perm_mac, host.mac) if m}
+    by_index = None
+    for link in ipr.link("dump"):
+        perm = str(link.get("IFLA_PERM_ADDRESS") or "").lower()
+        mac = str(link.get("address") or "").lower()
+        if host.perm_mac and perm == host.perm_mac:
+            return int(link["index"])
+        if link["index"] == host.ifindex and mac in macs:
+            by_index = int(link["index"])
+    return by_index
+
+
+def restore_host(ipr: Any, lsock: LinkSocket, host: HostSide, index: int) -> list[str]:
+    """Restore name/MTU/MAC/alias/admin state/addresses/routes/rules/neighbours of `index`."""
+    errors: list[str] = []
+
+    def attempt(step: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            errors.append(f"{step}: {exc}")
+
+    info = ipr.link("get", index=index)[0]
+    if info.get("ifname") != host.name:
+        attempt("rename", lambda: lsock.setlink(index, up=False))
+        attempt("rename", lambda: lsock.setlink(index, ifname=host.name))
+    attempt("link", lambda: lsock.setlink(index, mtu=host.mtu, mac=host.mac))
+    if host.alias:
+        attempt("alias", lambda: lsock.setlink(index, alias=host.alias))
+    for cidr in host.addresses:
+        attempt("address", add_address, ipr, index, cidr)
+    if host.up:
+        attempt("up", lambda: lsock.setlink(index, up=True))
+        for route in sorted(host.routes, key=lambda r: 0 if r.scope == 253 else 1):
+            attempt("route", add_route, ipr, index, route)
+    for rule in host.rules:
+        attempt("rule", add_rule, ipr, rule)
+    for neigh in host.neighbors:
+        attempt("neighbor", add_neighbor, ipr, index, neigh)
+    return errors

@@ -1,0 +1,150 @@
+"""Golden bytes for the hand-encoded netlink messages (RDMA nldev, RTM_NEWLINK), derived by
+hand from the kernel uapi constants; and the RDMA request/response path over a fake socket."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from knd.netns import rdma
+from knd.netns.errors import NetnsError, RdmaUnavailableError
+from knd.netns.rawlink import decode_ack, encode_setlink
+
+pytestmark = pytest.mark.unit
+
+
+def h(text: str) -> bytes:
+    return bytes.fromhex(text.replace(" ", ""))
+
+
+def test_rdma_sys_get_golden() -> None:
+    # len=16 | type=(5<<10)|6=0x1406 | flags=REQUEST|ACK | seq=1 | pid=0
+    assert rdma.encode_sys_get(1) == h("10000000 0614 0500 01000000 00000000")
+
+
+def test_rdma_get_dump_golden() -> None:
+    # type=(5<<10)|1=0x1401, flags=REQUEST|DUMP(0x300)
+    assert rdma.encode_get_dump(2) == h("10000000 0114 0103 02000000 00000000")
+
+
+def test_rdma_set_netns_golden() -> None:
+    # type=(5<<10)|2=0x1402; DEV_INDEX(1)=3; NET_NS_FD(68=0x44)=9
+    assert rdma.encode_set_netns(7, 3, 9) == h(
+        "20000000 0214 0500 07000000 00000000 0800 0100 03000000 0800 4400 09000000"
+    )
+
+
+def test_rdma_decode_netns_mode() -> None:
+    assert rdma.decode_netns_mode(h("0500 4200 00 000000")) == "exclusive"
+    assert rdma.decode_netns_mode(h("0500 4200 01 000000")) == "shared"
+    with pytest.raises(NetnsError):
+        rdma.decode_netns_mode(h("0800 0100 03000000"))
+    with pytest.raises(NetnsError):
+        rdma.decode_attrs(h("ff00 4200 01"))
+
+
+def test_rdma_decode_device() -> None:
+    payload = h("0800 0100 05000000") + h("0b00 0200") + b"mlx5_0\0" + b"\0"
+    assert rdma.decode_device(payload) == (5, "mlx5_0")
+
+
+class FakeRdmaSocket:
+    """Answers like the kernel: SYS_GET → mode; GET dump → two devices + DONE; SET → ack."""
+
+    def __init__(self, mode: int = 0, set_errno: int = 0) -> None:
+        self.mode = mode
+        self.set_errno = set_errno
+        self.sent: list[bytes] = []
+        self.replies: list[bytes] = []
+
+    def settimeout(self, _t: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def _msg(self, kind: int, flags: int, seq: int, payload: bytes) -> bytes:
+        return struct.pack("=IHHII", 16 + len(payload), kind, flags, seq, 0) + payload
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        _l, kind, _f, seq, _p = struct.unpack_from("=IHHII", data)
+        if kind == rdma.nl_type(rdma.RDMA_NLDEV_CMD_SYS_GET):
+            self.replies.append(
+                self._msg(kind, 0, seq, h("0500 4200") + bytes([self.mode, 0, 0, 0]))
+            )
+            self.replies.append(self._msg(2, 0, seq, struct.pack("=i", 0) + data[:16]))
+        elif kind == rdma.nl_type(rdma.RDMA_NLDEV_CMD_GET):
+            devs = b""
+            for idx, name in ((1, b"mlx5_0"), (2, b"mlx5_1")):
+                p = struct.pack("=HHI", 8, 1, idx) + struct.pack("=HH", 4 + len(name) + 1, 2)
+                p += name + b"\0" + b"\0" * (-(len(name) + 1) % 4)
+                devs += self._msg(kind, rdma.NLM_F_MULTI, seq, p)
+            self.replies.append(devs + self._msg(rdma.NLMSG_DONE, rdma.NLM_F_MULTI, seq, b"\0" * 4))
+        else:
+            self.replies.append(
+                self._msg(2, 0, seq, struct.pack("=i", -self.set_errno) + data[:16])
+            )
+        return len(data)
+
+    def recv(self, _n: int) -> bytes:
+        return self.replies.pop(0)
+
+
+def test_rdma_exchange_over_fake_socket() -> None:
+    fake = FakeRdmaSocket(mode=0)
+    factory = lambda: fake  # noqa: E731
+    assert rdma.netns_mode(factory) == "exclusive"  # type: ignore[arg-type]
+    assert rdma.device_index("mlx5_1", factory) == 2  # type: ignore[arg-type]
+    rdma.move_device("mlx5_1", 42, factory)  # type: ignore[arg-type]
+    _l, kind, _f, _s, _p = struct.unpack_from("=IHHII", fake.sent[-1])
+    assert kind == rdma.nl_type(rdma.RDMA_NLDEV_CMD_SET)
+    attrs = rdma.decode_attrs(fake.sent[-1][16:])
+    assert attrs[rdma.RDMA_NLDEV_ATTR_DEV_INDEX] == struct.pack("=I", 2)
+    assert attrs[rdma.RDMA_NLDEV_NET_NS_FD] == struct.pack("=I", 42)
+    with pytest.raises(NetnsError):
+        rdma.device_index("nope", factory)  # type: ignore[arg-type]
+    failing = FakeRdmaSocket(set_errno=17)
+    with pytest.raises(OSError) as info:
+        rdma.move_device("mlx5_0", 3, lambda: failing)  # type: ignore[arg-type,return-value]
+    assert info.value.errno == 17
+
+
+def test_rdma_on_this_kernel_is_reported_not_a_crash() -> None:
+    """Real kernel: without CONFIG_INFINIBAND the socket is refused → shared mode + reason."""
+    mode, reason = rdma.netns_mode_or_shared()
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, rdma.NETLINK_RDMA).close()
+        has_rdma = True
+    except OSError:
+        has_rdma = False
+    if has_rdma:
+        assert mode in ("shared", "exclusive")
+    else:
+        assert (mode, reason is not None) == ("shared", True)
+        with pytest.raises(RdmaUnavailableError):
+            rdma.netns_mode()
+
+
+def test_setlink_golden() -> None:
+    msg = encode_setlink(5, seq=1, ifname="eth99", mtu=4321, netns_fd=7)
+    assert msg == h(
+        "3c000000 1000 0500 01000000 00000000"  # nlmsghdr: RTM_NEWLINK, REQUEST|ACK
+        "00 00 0000 05000000 00000000 00000000"  # ifinfomsg: index 5
+        "0800 1c00 07000000"  # IFLA_NET_NS_FD (28) = 7
+        "0a00 0300 6574683939 00 0000"  # IFLA_IFNAME (3) = "eth99\0" + pad
+        "0800 0400 e1100000"  # IFLA_MTU (4) = 4321
+    )
+    up = encode_setlink(2, seq=9, up=True, u32={63: 65536})
+    assert up[16:32] == h("00 00 0000 02000000 01000000 01000000")
+    assert up[32:] == h("0800 3f00 00000100")  # IFLA_GSO_IPV4_MAX_SIZE (63)
+
+
+def test_decode_ack() -> None:
+    ok = struct.pack("=IHHII", 36, 2, 0, 4, 0) + struct.pack("=i", 0) + b"\0" * 16
+    bad = struct.pack("=IHHII", 36, 2, 0, 5, 0) + struct.pack("=i", -17) + b"\0" * 16
+    assert decode_ack(ok, 4) == 0
+    assert decode_ack(bad, 5) == 17
+    assert decode_ack(ok, 99) == -1
