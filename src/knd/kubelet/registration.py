@@ -111,7 +111,7 @@ class RegistrationServer:
 
     def _unbind(self) -> None:
         if self._server is not None:
-            self._server.stop(grace=0.5).wait()
+            self._server.stop(grace=0.2).wait()
             self._server = None
         sockets.remove_socket(self.socket_path)
 
