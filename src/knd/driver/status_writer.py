@@ -7,6 +7,8 @@ field manager stops sending are removed), with field manager = driver name and f
 apply is retried with exponential backoff (0.2 s doubling to 10 s, `max_attempts` tries); a
 newer submit for the same claim supersedes a pending retry. The queue is bounded by
 `max_claims` distinct claims; beyond that a submit is dropped with a log line and counted.
+The last applied entries of each claim are kept (until `forget`) so every apply carries the
+complete set; after a restart the NRI side resubmits every device of a claim it touches.
 
 Entries carry conditions (`Ready`, `NetworkReady`, `RDMALinkReady`) with reasons and messages
 and `networkData` {interfaceName, ips (CIDR), hardwareAddress}, within the API's limits.
@@ -123,6 +125,8 @@ class StatusWriter:
         self.failed = 0
         self._cond = threading.Condition()
         self._pending: dict[str, _Pending] = {}
+        # last applied entries per claim: an apply must carry all of them (SSA ownership)
+        self._applied: dict[str, dict[tuple[str, str, str | None], dict[str, Any]]] = {}
         self._due: list[tuple[float, int, str]] = []  # (when, version, key)
         self._busy = 0
         self._stop = False
@@ -142,6 +146,7 @@ class StatusWriter:
                     log.warning("status queue full (%d claims); dropped %s", self.max_claims, key)
                     return False
                 pending = self._pending[key] = _Pending(namespace, name)
+                pending.entries = dict(self._applied.get(key, {}))
             for d in devices:
                 k = (d.pool, d.device, d.share_id)
                 if remove:
@@ -182,6 +187,7 @@ class StatusWriter:
                 if current is pending and pending.version == version:
                     if ok:
                         self.applied += 1
+                        self._applied[key] = pending.entries
                         del self._pending[key]
                     else:
                         pending.attempt += 1
@@ -200,6 +206,11 @@ class StatusWriter:
                 elif ok:
                     self.applied += 1
                 self._cond.notify_all()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what is known about a claim (after unprepare); a pending apply still runs."""
+        with self._cond:
+            self._applied.pop(f"{namespace}/{name}", None)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is pending (tests, shutdown). True if drained."""
