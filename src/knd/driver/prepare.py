@@ -212,8 +212,11 @@ class PrepareEngine:
                 self._check_owner(ref, pool, device)
                 config = config_select.resolve_config(allocation, self.driver, request, label)
                 if config.profile:
-                    config = self._apply_profile(ref.uid, device, config, label)
-                    resolved_profiles.append((device, config.profile or ""))
+                    provider = self._resolve_profile(ref.uid, device, config.profile, label)
+                    resolved_profiles.append((device, config.profile))
+                    config = config_select.resolve_config(
+                        allocation, self.driver, request, label, provider
+                    )
                 plan = self.plan_builder.build(device, pod_uid, claim, request, config)
                 plans.append(
                     PlanRecord(
@@ -250,16 +253,16 @@ class PrepareEngine:
             raise
         return result
 
-    def _apply_profile(
-        self, claim_uid: str, device: str, config: NetworkConfig, label: str
+    def _resolve_profile(
+        self, claim_uid: str, device: str, profile: str, label: str
     ) -> NetworkConfig:
+        """The profile's config: the lowest-precedence source (user configs override it)."""
         if self.profiles is None:
             raise ClaimError(
-                f"config for device {label} names profile {config.profile!r} but no profile "
+                f"config for device {label} names profile {profile!r} but no profile "
                 "provider is configured on this node"
             )
-        base = self.profiles.resolve(claim_uid, device, config.profile or "")
-        return config_select.merge_configs(base, config)
+        return self.profiles.resolve(claim_uid, device, profile)
 
     def _release_profiles(self, claim_uid: str, profiles: list[tuple[str, str]]) -> None:
         for device, profile in profiles:

@@ -167,8 +167,9 @@ def test_subrequest_names_are_stripped(
                 [("nic", DRIVER, "eth1")],
                 configs=[opaque("FromClaim", {"interface": {"mtu": "big"}})],
             ),
-            "status.allocation.devices.config[0] (FromClaim) for device node-a/eth1 "
-            "(status.allocation.devices.results[0]): interface.mtu: must be an integer",
+            "device node-a/eth1 (status.allocation.devices.results[0]): invalid config in "
+            "status.allocation.devices.config: request 'nic': config[0] (FromClaim) "
+            "interface.mtu: must be an integer",
         ),
         (
             lambda: claim(
@@ -184,7 +185,7 @@ def test_subrequest_names_are_stripped(
                 [("nic", DRIVER, "eth1")],
                 configs=[opaque("FromClaim", {"interface": {"name": "../../etc"}})],
             ),
-            "interface.name: must be 1-15 characters",
+            "interface.name: name '../../etc' may only contain",
         ),
     ],
 )
