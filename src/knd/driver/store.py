@@ -12,6 +12,12 @@ creates with the database's mode) is 0600; a directory created for it is 0700.
 Schema versions are `PRAGMA user_version`; `MIGRATIONS[i]` upgrades version i to i+1 inside
 one transaction. A database newer than this code is refused (StoreError).
 
+Node reboot: the store lives on persistent disk (default /var/lib/knd), because kubelet's own
+DRA checkpoint survives a reboot too. On open, the kernel boot id is compared with the one
+recorded; after a reboot every pod's netns path and NRI activity are cleared (those namespaces
+are gone) while claims and plans stay, so a repeated prepare is still answered idempotently and
+a later unprepare still finds the claim. `rebooted` tells the caller this happened.
+
 Time budget: a prepare commit is one fsync'd transaction (~1-5 ms on SSD); reads hit memory
 pages. One connection guarded by a lock; safe from any thread.
 """
@@ -30,6 +36,15 @@ from pathlib import Path
 from typing import Any, Final
 
 DEFAULT_PATH: Final = Path("/var/lib/knd/state.db")
+BOOT_ID_PATH: Final = Path("/proc/sys/kernel/random/boot_id")
+
+
+def read_boot_id(path: Path = BOOT_ID_PATH) -> str:
+    """The kernel's boot id (changes on every boot); empty when unreadable."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 class StoreError(RuntimeError):
@@ -75,6 +90,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX plans_by_pod ON plans(pod_uid);
     CREATE INDEX claims_by_pod ON claims(pod_uid);
     ALTER TABLE plans ADD COLUMN profile TEXT;
+    """,
+    # 2 -> 3: store-wide facts (the kernel boot id, to recognise a node reboot).
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -129,8 +148,9 @@ def _create_private(path: Path) -> None:
 class StateStore:
     """SQLite-backed store; `open()` applies pending migrations."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, boot_id: str | None = None) -> None:
         self.path = Path(path)
+        self.rebooted = False
         self._lock = threading.RLock()
         try:
             _create_private(self.path)
@@ -141,6 +161,7 @@ class StateStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._note_boot(read_boot_id() if boot_id is None else boot_id)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
 
@@ -169,6 +190,20 @@ class StateStore:
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version={target}")
+
+    def _note_boot(self, boot_id: str) -> None:
+        if not boot_id:
+            return
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'boot_id'").fetchone()
+            if row is not None and row[0] != boot_id:
+                self.rebooted = True
+                db.execute("UPDATE pods SET netns = NULL, last_nri_activity = NULL")
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES ('boot_id', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (boot_id,),
+            )
 
     @property
     def schema_version(self) -> int:

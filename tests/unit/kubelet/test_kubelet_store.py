@@ -71,7 +71,7 @@ def test_migrates_from_version_1(tmp_path: Path) -> None:
     db.commit()
     db.close()
     s = StateStore(path)
-    assert s.schema_version == SCHEMA_VERSION == 2
+    assert s.schema_version == SCHEMA_VERSION == 3
     assert s.pod("p") == PodRecord("p", "ns", "n")
     _save(s, "c9", "eth9")  # the v2 column `profile` exists now
     assert s.plans_for_claim("c9")[0].profile == "gold"
@@ -86,3 +86,21 @@ def test_refuses_newer_schema(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer than this knd"):
         StateStore(path)
+
+
+def test_reboot_clears_runtime_state_keeps_plans(tmp_path: Path) -> None:
+    path = tmp_path / "knd.db"
+    s = StateStore(path, boot_id="boot-1")
+    _save(s)
+    s.set_netns("p1", "/var/run/netns/cni-1")
+    s.touch_nri_activity("p1", 7.0)
+    s.close()
+    same = StateStore(path, boot_id="boot-1")  # a plain restart keeps everything
+    assert not same.rebooted
+    assert same.pod("p1") == PodRecord("p1", "ns", "pod", "/var/run/netns/cni-1", 7.0)
+    same.close()
+    after = StateStore(path, boot_id="boot-2")
+    assert after.rebooted
+    assert after.pod("p1") == PodRecord("p1", "ns", "pod", None, None)
+    assert [p.device for p in after.plans_for_claim("c1")] == ["eth1"]
+    after.close()
