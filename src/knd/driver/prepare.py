@@ -139,9 +139,12 @@ class PrepareEngine:
         except ClaimError as exc:
             message = f"{self.driver}: claim {ref.key()}: {exc}"
             log.warning("prepare failed: %s", message)
-            if claim is not None:
-                self.events.warning(claim, PREPARE_FAILED_REASON, message)
-            return PrepareResult(error=message)
+        except Exception as exc:  # a bug or an unexpected host error: fail this claim only
+            message = f"{self.driver}: claim {ref.key()}: internal error: {exc!r}"
+            log.exception("prepare failed: %s", message)
+        if claim is not None:
+            self.events.warning(claim, PREPARE_FAILED_REASON, message)
+        return PrepareResult(error=message)
 
     def _check(self, ref: ClaimRef, claim: Claim) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
         meta = claim.get("metadata") or {}

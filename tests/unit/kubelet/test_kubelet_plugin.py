@@ -351,3 +351,36 @@ def test_profile_hook_resolved_and_released(
 def test_socket_files_not_world_accessible(plugin: KubeletPlugin) -> None:
     for path in (plugin.paths.registration, plugin.paths.dra):
         assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_plan_builder_failures_fail_only_that_claim(
+    store: StateStore, apiserver: FakeClaimsApiServer, kube_api: object
+) -> None:
+    from knd.driver.errors import ClaimError
+    from knd.kubelet.types import ClaimRef
+
+    class Builder:
+        def build(
+            self, device_name: str, pod_uid: str, claim: object, request: str, config: object
+        ) -> dict[str, str]:
+            if device_name == "missing0":
+                raise ClaimError("device node-a/missing0: interface missing0 not found on the host")
+            if device_name == "boom0":
+                raise RuntimeError("netlink exploded")
+            return {"device": device_name}
+
+    eng = PrepareEngine(
+        driver=DRIVER, store=store, reader=kube_api, events=kube_api, plan_builder=Builder()
+    )  # type: ignore[arg-type]
+    objs = [
+        apiserver.state.put_claim(claim(n, [("nic", DRIVER, f"{n}0")]))
+        for n in ("ok", "missing", "boom")
+    ]
+    refs = [ClaimRef(*ref(o)) for o in objs]
+    res = eng.prepare(refs)
+    assert res[refs[0].uid].error == ""
+    assert res[refs[1].uid].error.endswith("interface missing0 not found on the host")
+    assert "internal error: RuntimeError('netlink exploded')" in res[refs[2].uid].error
+    assert store.claim(refs[0].uid) is not None
+    assert store.claim(refs[1].uid) is None and store.claim(refs[2].uid) is None
+    assert {e["involvedObject"]["name"] for e in apiserver.state.events} == {"missing", "boom"}
