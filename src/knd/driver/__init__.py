@@ -1,1 +1,1 @@
-"""knd.driver layer (see docs/architecture.md)."""
+"""The engine: claim preparation into persisted plans, the state store, claim status writing."""

@@ -1,0 +1,140 @@
+"""Benchmark: NodePrepareResources latency for claims with 1 and 8 devices.
+
+The full path as kubelet sees it: the kubelet emulator calls `v1.DRAPlugin/NodePrepareResources`
+over a unix socket; knd GETs the claim from the fake API server (HTTP on loopback, through the
+kubernetes Python client), resolves configs, builds plans (placeholder builder: no host capture)
+and commits them to SQLite (WAL, synchronous=FULL) before answering. Every iteration uses a new
+claim (no idempotent shortcut); unprepare runs between iterations, untimed.
+
+Baseline in the same run: one plain GET of the same claim through the same client (the API round
+trip prepare cannot avoid). Prints medians/p90 and ratios, then one line `RESULT {json}` with
+prepare_1_ms, prepare_8_ms (medians), get_claim_ms, and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from knd.driver.claim_api import KubeClaimApi
+from knd.driver.prepare import PrepareEngine
+from knd.driver.store import StateStore
+from knd.kubelet.plugin import KubeletPlugin
+from knd.lab.apiserver_claims import FakeClaimsApiServer
+from knd.lab.kubelet import KubeletEmulator
+
+DRIVER = "dra.net"
+
+
+def make_claim(devices: int) -> dict[str, Any]:
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    return {
+        "metadata": {"name": name, "namespace": "bench"},
+        "status": {
+            "allocation": {
+                "devices": {
+                    "results": [
+                        {"request": "nic", "driver": DRIVER, "pool": "node", "device": f"eth{i}"}
+                        for i in range(devices)
+                    ],
+                    "config": [
+                        {
+                            "source": "FromClass",
+                            "opaque": {
+                                "driver": DRIVER,
+                                "parameters": {"interface": {"mtu": 9000}},
+                            },
+                        },
+                        {
+                            "source": "FromClaim",
+                            "requests": ["nic"],
+                            "opaque": {
+                                "driver": DRIVER,
+                                "parameters": {
+                                    "interface": {"addresses": ["10.0.0.2/24"]},
+                                    "routes": [
+                                        {"destination": "10.1.0.0/16", "gateway": "10.0.0.1"}
+                                    ],
+                                },
+                            },
+                        },
+                    ],
+                }
+            },
+            "reservedFor": [{"resource": "pods", "name": "p", "uid": str(uuid.uuid4())}],
+        },
+    }
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--iterations", type=int, default=60)
+    args = parser.parse_args()
+    api_server = FakeClaimsApiServer().start()
+    work = Path(tempfile.mkdtemp(prefix="knd-bench-prepare-"))
+    store = StateStore(work / "state.db")
+    api = KubeClaimApi(client.ApiClient(client.Configuration(host=api_server.url)), DRIVER)
+    engine = PrepareEngine(driver=DRIVER, store=store, reader=api, events=api)
+    plugin = KubeletPlugin(DRIVER, engine, work / "kubelet")
+    plugin.start()
+    kubelet = KubeletEmulator(work / "kubelet").start()
+    kubelet.wait_registered(DRIVER)
+    samples: dict[str, list[float]] = {"get": [], "1": [], "8": []}
+    try:
+        for i in range(args.iterations + 5):  # first 5 rounds warm up
+            for kind in ("get", "1", "8"):
+                obj = api_server.state.put_claim(make_claim(8 if kind == "8" else 1))
+                meta = obj["metadata"]
+                claim_ref = (meta["namespace"], meta["uid"], meta["name"])
+                t0 = time.perf_counter()
+                if kind == "get":
+                    api.get(meta["namespace"], meta["name"])
+                else:
+                    resp = kubelet.prepare(DRIVER, [claim_ref])
+                elapsed = (time.perf_counter() - t0) * 1000
+                if kind != "get":
+                    assert resp.claims[meta["uid"]].error == "", resp
+                    kubelet.unprepare(DRIVER, [claim_ref])
+                if i >= 5:
+                    samples[kind].append(elapsed)
+    finally:
+        kubelet.stop()
+        plugin.stop()
+        store.close()
+        api_server.stop()
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    for k, v in samples.items():
+        label = "GET claim (baseline)" if k == "get" else f"prepare, {k} device(s)"
+        print(f"{label:24s} median {med[k]:7.2f} ms  p90 {pct(v, 0.9):7.2f} ms  n={len(v)}")
+    r1 = med["1"] / med["get"]
+    r8 = med["8"] / med["get"]
+    print(
+        f"prepare_1 / GET = {r1:.2f}x   prepare_8 / GET = {r8:.2f}x   "
+        f"prepare_8 / prepare_1 = {med['8'] / med['1']:.2f}x"
+    )
+    result = {
+        "prepare_1_ms": round(med["1"], 3),
+        "prepare_8_ms": round(med["8"], 3),
+        "get_claim_ms": round(med["get"], 3),
+        "prepare_1_vs_get_ratio": round(r1, 3),
+        "prepare_8_vs_get_ratio": round(r8, 3),
+        "prepare_8_vs_1_ratio": round(med["8"] / med["1"], 3),
+    }
+    print("RESULT " + json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""The engine's error tree.
+
+* `ClaimError`: this claim cannot be prepared as it is; the message says which field or device
+  and is returned to kubelet per claim and shown as a Warning Event on the claim.
+* `TransientError`: the API server or a dependency failed; the claim fails this time, kubelet
+  retries. (Also a ClaimError, so it is reported the same way.)
+Fatal start-up errors are `knd.driver.store.StoreError` and socket errors.
+"""
+
+
+class ClaimError(Exception):
+    """A per-claim failure with a message a user can act on."""
+
+
+class TransientError(ClaimError):
+    """A failure that may go away on retry (API server unreachable, timeouts)."""
+
+
+class ClaimNotFoundError(ClaimError):
+    """The claim does not exist in the API server."""

@@ -1,0 +1,230 @@
+"""Claim status writer: `status.devices[]` by server-side apply, off every caller's path.
+
+Fed by the NRI side after attach (and on detach). `submit()` never blocks and never raises: it
+merges the device's entry into the claim's pending status and wakes one background worker. The
+worker applies the claim's *complete* set of this driver's entries (SSA semantics: entries this
+field manager stops sending are removed), with field manager = driver name and force. A failed
+apply is retried with exponential backoff (0.2 s doubling to 10 s, `max_attempts` tries); a
+newer submit for the same claim supersedes a pending retry. The queue is bounded by
+`max_claims` distinct claims; beyond that a submit is dropped with a log line and counted.
+The last applied entries of each claim are kept (until `forget`) so every apply carries the
+complete set; after a restart the NRI side resubmits every device of a claim it touches.
+
+Entries carry conditions (`Ready`, `NetworkReady`, `RDMALinkReady`) with reasons and messages
+and `networkData` {interfaceName, ips (CIDR), hardwareAddress}, within the API's limits.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from knd.api import limits
+from knd.driver.claim_api import StatusApplier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    type: str  # Ready | NetworkReady | RDMALinkReady
+    status: bool
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkData:
+    interface_name: str = ""
+    ips: tuple[str, ...] = ()
+    hardware_address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    pool: str
+    device: str
+    conditions: tuple[Condition, ...] = ()
+    network: NetworkData | None = None
+    share_id: str | None = None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def device_entry(
+    driver: str, status: DeviceStatus, generation: int | None = None
+) -> dict[str, Any]:
+    """The JSON `status.devices[]` entry, clipped to API limits."""
+    entry: dict[str, Any] = {"driver": driver, "pool": status.pool, "device": status.device}
+    if status.share_id is not None:
+        entry["shareID"] = status.share_id
+    conds = []
+    for c in status.conditions[: limits.MAX_DEVICE_STATUS_CONDITIONS]:
+        cond: dict[str, Any] = {
+            "type": c.type,
+            "status": "True" if c.status else "False",
+            "reason": c.reason,
+            "message": c.message[:32768],
+            "lastTransitionTime": _now(),
+        }
+        if generation is not None:
+            cond["observedGeneration"] = generation
+        conds.append(cond)
+    if conds:
+        entry["conditions"] = conds
+    if status.network is not None:
+        net: dict[str, Any] = {}
+        n = status.network
+        if n.interface_name:
+            net["interfaceName"] = n.interface_name[: limits.MAX_INTERFACE_NAME_STATUS_BYTES]
+        if n.ips:
+            net["ips"] = list(dict.fromkeys(n.ips))[: limits.MAX_NETWORK_DATA_IPS]
+        if n.hardware_address:
+            net["hardwareAddress"] = n.hardware_address[: limits.MAX_HARDWARE_ADDRESS_STATUS_BYTES]
+        entry["networkData"] = net
+    return entry
+
+
+@dataclass
+class _Pending:
+    namespace: str
+    name: str
+    entries: dict[tuple[str, str, str | None], dict[str, Any]] = field(default_factory=dict)
+    attempt: int = 0
+    version: int = 0
+
+
+class StatusWriter:
+    """Bounded, retrying, non-blocking writer of claim device status."""
+
+    def __init__(
+        self,
+        *,
+        applier: StatusApplier,
+        driver: str,
+        max_claims: int = 1024,
+        max_attempts: int = 8,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 10.0,
+    ) -> None:
+        self.applier = applier
+        self.driver = driver
+        self.max_claims = max_claims
+        self.max_attempts = max_attempts
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.dropped = 0
+        self.applied = 0
+        self.failed = 0
+        self._cond = threading.Condition()
+        self._pending: dict[str, _Pending] = {}
+        # last applied entries per claim: an apply must carry all of them (SSA ownership)
+        self._applied: dict[str, dict[tuple[str, str, str | None], dict[str, Any]]] = {}
+        self._due: list[tuple[float, int, str]] = []  # (when, version, key)
+        self._busy = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="knd-status", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, namespace: str, name: str, devices: Sequence[DeviceStatus], remove: bool = False
+    ) -> bool:
+        """Queue entries (or their removal) for a claim; False when dropped. Never blocks."""
+        key = f"{namespace}/{name}"
+        with self._cond:
+            pending = self._pending.get(key)
+            if pending is None:
+                if len(self._pending) >= self.max_claims:
+                    self.dropped += 1
+                    log.warning("status queue full (%d claims); dropped %s", self.max_claims, key)
+                    return False
+                pending = self._pending[key] = _Pending(namespace, name)
+                pending.entries = dict(self._applied.get(key, {}))
+            for d in devices:
+                k = (d.pool, d.device, d.share_id)
+                if remove:
+                    pending.entries.pop(k, None)
+                else:
+                    pending.entries[k] = device_entry(self.driver, d)
+            pending.attempt = 0
+            pending.version += 1
+            heapq.heappush(self._due, (time.monotonic(), pending.version, key))
+            self._cond.notify()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop:
+                    now = time.monotonic()
+                    if self._due and self._due[0][0] <= now:
+                        break
+                    self._cond.wait(self._due[0][0] - now if self._due else None)
+                if self._stop:
+                    return
+                _, version, key = heapq.heappop(self._due)
+                pending = self._pending.get(key)
+                if pending is None or pending.version != version:
+                    continue  # superseded
+                body = list(pending.entries.values())
+                self._busy += 1
+            ok = False
+            try:
+                self.applier.apply_devices(pending.namespace, pending.name, body, self.driver)
+                ok = True
+            except Exception as exc:
+                log.warning("status apply for %s failed: %s", key, exc)
+            with self._cond:
+                self._busy -= 1
+                current = self._pending.get(key)
+                if current is pending and pending.version == version:
+                    if ok:
+                        self.applied += 1
+                        self._applied[key] = pending.entries
+                        del self._pending[key]
+                    else:
+                        pending.attempt += 1
+                        if pending.attempt >= self.max_attempts:
+                            self.failed += 1
+                            log.error(
+                                "giving up on status of %s after %d tries", key, pending.attempt
+                            )
+                            del self._pending[key]
+                        else:
+                            delay = min(
+                                self.backoff_max_s,
+                                self.backoff_initial_s * 2 ** (pending.attempt - 1),
+                            )
+                            heapq.heappush(self._due, (time.monotonic() + delay, version, key))
+                elif ok:
+                    self.applied += 1
+                self._cond.notify_all()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what is known about a claim (after unprepare); a pending apply still runs."""
+        with self._cond:
+            self._applied.pop(f"{namespace}/{name}", None)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is pending (tests, shutdown). True if drained."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+            return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)

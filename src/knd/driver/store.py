@@ -1,0 +1,344 @@
+"""The node-local state store: SQLite at a configurable path, root-only, durable.
+
+What survives a restart of knd: which claims are prepared for which pod, which device each
+claim holds, the AttachPlan of every (claim, device), the pod's netns path and the last NRI
+activity. Loaded (opened) before the kubelet plugin registers, so a prepare answered before a
+crash is never forgotten (DraNet issue #89).
+
+Durability: WAL journal with `synchronous=FULL`, so a committed transaction survives power loss;
+every multi-row change is one transaction. The file (and its -wal/-shm siblings, which SQLite
+creates with the database's mode) is 0600; a directory created for it is 0700.
+
+Schema versions are `PRAGMA user_version`; `MIGRATIONS[i]` upgrades version i to i+1 inside
+one transaction. A database newer than this code is refused (StoreError).
+
+Node reboot: the store lives on persistent disk (default /var/lib/knd), because kubelet's own
+DRA checkpoint survives a reboot too. On open, the kernel boot id is compared with the one
+recorded; after a reboot every pod's netns path and NRI activity are cleared (those namespaces
+are gone) while claims and plans stay, so a repeated prepare is still answered idempotently and
+a later unprepare still finds the claim. `rebooted` tells the caller this happened.
+
+Time budget: a prepare commit is one fsync'd transaction (~1-5 ms on SSD); reads hit memory
+pages. One connection guarded by a lock; safe from any thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+DEFAULT_PATH: Final = Path("/var/lib/knd/state.db")
+BOOT_ID_PATH: Final = Path("/proc/sys/kernel/random/boot_id")
+
+
+def read_boot_id(path: Path = BOOT_ID_PATH) -> str:
+    """The kernel's boot id (changes on every boot); empty when unreadable."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+class StoreError(RuntimeError):
+    """The state store cannot be opened or written (fatal at start-up; claim error in prepare)."""
+
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 0 -> 1: the initial schema.
+    """
+    CREATE TABLE pods (
+        uid TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        netns TEXT,
+        last_nri_activity REAL
+    );
+    CREATE TABLE claims (
+        uid TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        pod_uid TEXT NOT NULL REFERENCES pods(uid),
+        prepared_at REAL NOT NULL,
+        result TEXT NOT NULL
+    );
+    CREATE TABLE devices (
+        pool TEXT NOT NULL,
+        device TEXT NOT NULL,
+        claim_uid TEXT NOT NULL REFERENCES claims(uid) ON DELETE CASCADE,
+        PRIMARY KEY (pool, device)
+    );
+    CREATE TABLE plans (
+        claim_uid TEXT NOT NULL REFERENCES claims(uid) ON DELETE CASCADE,
+        pool TEXT NOT NULL,
+        device TEXT NOT NULL,
+        request TEXT NOT NULL,
+        pod_uid TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        PRIMARY KEY (claim_uid, pool, device)
+    );
+    """,
+    # 1 -> 2: NRI looks plans up by pod; remember the profile a plan allocated (release later).
+    """
+    CREATE INDEX plans_by_pod ON plans(pod_uid);
+    CREATE INDEX claims_by_pod ON claims(pod_uid);
+    ALTER TABLE plans ADD COLUMN profile TEXT;
+    """,
+    # 2 -> 3: store-wide facts (the kernel boot id, to recognise a node reboot).
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_PLAN_COLUMNS = "SELECT claim_uid, pool, device, request, pod_uid, plan, profile FROM plans"
+_PLANS_BY_CLAIM: Final = _PLAN_COLUMNS + " WHERE claim_uid = ? ORDER BY pool, device"
+_PLANS_BY_POD: Final = _PLAN_COLUMNS + " WHERE pod_uid = ? ORDER BY claim_uid, pool, device"
+
+
+@dataclass(frozen=True, slots=True)
+class PodRecord:
+    uid: str
+    namespace: str
+    name: str
+    netns: str | None = None
+    last_nri_activity: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    """The AttachPlan of one device of one claim, as persisted (plan is JSON-shaped)."""
+
+    claim_uid: str
+    pool: str
+    device: str
+    request: str
+    pod_uid: str
+    plan: Mapping[str, Any]
+    profile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRecord:
+    """A prepared claim and the answer kubelet got (`result`, JSON-shaped)."""
+
+    uid: str
+    namespace: str
+    name: str
+    pod_uid: str
+    prepared_at: float
+    result: Mapping[str, Any]
+
+
+def _create_private(path: Path) -> None:
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+class StateStore:
+    """SQLite-backed store; `open()` applies pending migrations."""
+
+    def __init__(self, path: Path | str, boot_id: str | None = None) -> None:
+        self.path = Path(path)
+        self.rebooted = False
+        self._lock = threading.RLock()
+        try:
+            _create_private(self.path)
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=10
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+            self._note_boot(read_boot_id() if boot_id is None else boot_id)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"state store {self.path} has schema version {version}, newer than this knd "
+                f"({SCHEMA_VERSION}); refusing to downgrade"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._tx() as db:
+                for statement in MIGRATIONS[target - 1].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={target}")
+
+    def _note_boot(self, boot_id: str) -> None:
+        if not boot_id:
+            return
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'boot_id'").fetchone()
+            if row is not None and row[0] != boot_id:
+                self.rebooted = True
+                db.execute("UPDATE pods SET netns = NULL, last_nri_activity = NULL")
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES ('boot_id', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (boot_id,),
+            )
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- claims and plans --------------------------------------------------------------------
+    def save_prepared(
+        self, claim: ClaimRecord, pod: PodRecord, plans: Sequence[PlanRecord]
+    ) -> None:
+        """Atomically record a prepared claim, its pod, its devices and their plans.
+
+        Raises StoreError when a device is already held by another claim (the caller checks
+        first; this is the race-proof backstop) or on any database error.
+        """
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO pods(uid, namespace, name) VALUES (?, ?, ?) "
+                    "ON CONFLICT(uid) DO NOTHING",
+                    (pod.uid, pod.namespace, pod.name),
+                )
+                db.execute("DELETE FROM claims WHERE uid = ?", (claim.uid,))
+                db.execute(
+                    "INSERT INTO claims(uid, namespace, name, pod_uid, prepared_at, result) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        claim.uid,
+                        claim.namespace,
+                        claim.name,
+                        claim.pod_uid,
+                        claim.prepared_at,
+                        json.dumps(claim.result, sort_keys=True),
+                    ),
+                )
+                for p in plans:
+                    db.execute(
+                        "INSERT INTO devices(pool, device, claim_uid) VALUES (?, ?, ?)",
+                        (p.pool, p.device, p.claim_uid),
+                    )
+                    db.execute(
+                        "INSERT INTO plans(claim_uid, pool, device, request, pod_uid, plan, "
+                        "profile) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            p.claim_uid,
+                            p.pool,
+                            p.device,
+                            p.request,
+                            p.pod_uid,
+                            json.dumps(p.plan, sort_keys=True),
+                            p.profile,
+                        ),
+                    )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"conflicting state for claim {claim.uid}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot persist claim {claim.uid}: {exc}") from exc
+
+    def claim(self, uid: str) -> ClaimRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT uid, namespace, name, pod_uid, prepared_at, result FROM claims "
+                "WHERE uid = ?",
+                (uid,),
+            ).fetchone()
+        if row is None:
+            return None
+        return ClaimRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
+
+    def claims(self) -> list[ClaimRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT uid, namespace, name, pod_uid, prepared_at, result FROM claims "
+                "ORDER BY prepared_at"
+            ).fetchall()
+        return [ClaimRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def device_owner(self, pool: str, device: str) -> ClaimRecord | None:
+        """The prepared claim holding (pool, device), if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT claim_uid FROM devices WHERE pool = ? AND device = ?", (pool, device)
+            ).fetchone()
+        return None if row is None else self.claim(row[0])
+
+    def _plans(self, by_pod: bool, arg: str) -> list[PlanRecord]:
+        query = _PLANS_BY_POD if by_pod else _PLANS_BY_CLAIM
+        with self._lock:
+            rows = self._db.execute(query, (arg,)).fetchall()
+        return [PlanRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def plans_for_claim(self, claim_uid: str) -> list[PlanRecord]:
+        return self._plans(False, claim_uid)
+
+    def plans_for_pod(self, pod_uid: str) -> list[PlanRecord]:
+        """What the NRI hooks execute for a pod sandbox."""
+        return self._plans(True, pod_uid)
+
+    def delete_claim(self, uid: str) -> list[PlanRecord]:
+        """Forget a claim (idempotent); returns the plans it had. Drops the pod when unused."""
+        plans = self.plans_for_claim(uid)
+        try:
+            with self._tx() as db:
+                row = db.execute("SELECT pod_uid FROM claims WHERE uid = ?", (uid,)).fetchone()
+                db.execute("DELETE FROM claims WHERE uid = ?", (uid,))
+                if row is not None:
+                    db.execute(
+                        "DELETE FROM pods WHERE uid = ? AND NOT EXISTS "
+                        "(SELECT 1 FROM claims WHERE pod_uid = ?)",
+                        (row[0], row[0]),
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot delete claim {uid}: {exc}") from exc
+        return plans
+
+    # -- pods (NRI side) ---------------------------------------------------------------------
+    def pod(self, uid: str) -> PodRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT uid, namespace, name, netns, last_nri_activity FROM pods WHERE uid = ?",
+                (uid,),
+            ).fetchone()
+        return None if row is None else PodRecord(*row)
+
+    def set_netns(self, pod_uid: str, netns: str | None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE pods SET netns = ? WHERE uid = ?", (netns, pod_uid))
+
+    def touch_nri_activity(self, pod_uid: str, when: float | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE pods SET last_nri_activity = ? WHERE uid = ?",
+                (time.time() if when is None else when, pod_uid),
+            )

@@ -1,0 +1,142 @@
+"""Claim status writer: SSA of status.devices through the kubernetes client, retries, bounds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from kubelet_claims import DRIVER, GPU, POOL, claim
+
+from knd.driver.claim_api import KubeClaimApi
+from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
+from knd.lab.apiserver_claims import FakeClaimsApiServer
+
+pytestmark = pytest.mark.unit
+
+
+def _ready(device: str, ip: str) -> DeviceStatus:
+    return DeviceStatus(
+        POOL,
+        device,
+        conditions=(
+            Condition("Ready", True, "NetworkDeviceReady", f"{device} moved into the pod"),
+            Condition("NetworkReady", True, "NetworkReady", "addresses and routes configured"),
+        ),
+        network=NetworkData("net1", (ip, ip), "aa:bb:cc:dd:ee:ff"),
+    )
+
+
+def test_apply_merges_per_device_and_keeps_other_managers(
+    apiserver: FakeClaimsApiServer, kube_api: KubeClaimApi
+) -> None:
+    apiserver.state.put_claim(
+        claim("st", [("gpu", GPU, "gpu-0"), ("nic", DRIVER, "eth1"), ("nic", DRIVER, "eth2")])
+    )
+    gpu_entry = {"driver": GPU, "pool": "gpu-pool", "device": "gpu-0", "data": {"x": 1}}
+    kube_api.apply_devices("default", "st", [gpu_entry], GPU)
+    writer = StatusWriter(applier=kube_api, driver=DRIVER)
+    try:
+        assert writer.submit("default", "st", [_ready("eth1", "10.0.0.5/24")])
+        assert writer.submit("default", "st", [_ready("eth2", "10.0.0.6/24")])
+        assert writer.flush()
+        devices = apiserver.state.claim("default", "st")["status"]["devices"]  # type: ignore[index]
+        by_dev = {d["device"]: d for d in devices}
+        assert set(by_dev) == {"gpu-0", "eth1", "eth2"}
+        assert by_dev["gpu-0"] == gpu_entry
+        eth1 = by_dev["eth1"]
+        assert eth1["driver"] == DRIVER and eth1["pool"] == POOL
+        assert eth1["networkData"] == {
+            "interfaceName": "net1",
+            "ips": ["10.0.0.5/24"],
+            "hardwareAddress": "aa:bb:cc:dd:ee:ff",
+        }
+        assert [(c["type"], c["status"], c["reason"]) for c in eth1["conditions"]] == [
+            ("Ready", "True", "NetworkDeviceReady"),
+            ("NetworkReady", "True", "NetworkReady"),
+        ]
+        assert eth1["conditions"][0]["message"] == "eth1 moved into the pod"
+        # removing our entry for eth2 (detach) drops it from the claim, the GPU's stays
+        writer.submit("default", "st", [_ready("eth2", "10.0.0.6/24")], remove=True)
+        assert writer.flush()
+        devices = apiserver.state.claim("default", "st")["status"]["devices"]  # type: ignore[index]
+        assert sorted(d["device"] for d in devices) == ["eth1", "gpu-0"]
+    finally:
+        writer.close()
+
+
+def test_retries_with_backoff_after_failures(
+    apiserver: FakeClaimsApiServer, kube_api: KubeClaimApi
+) -> None:
+    apiserver.state.put_claim(claim("retry", [("nic", DRIVER, "eth1")]))
+    apiserver.state.fail_patches = 3
+    writer = StatusWriter(applier=kube_api, driver=DRIVER, backoff_initial_s=0.01)
+    try:
+        writer.submit("default", "retry", [_ready("eth1", "10.1.0.1/16")])
+        assert writer.flush()
+        assert apiserver.state.patches == 4 and writer.applied == 1
+        assert apiserver.state.claim("default", "retry")["status"]["devices"][0]["device"] == "eth1"  # type: ignore[index]
+    finally:
+        writer.close()
+
+
+def test_gives_up_after_max_attempts(
+    apiserver: FakeClaimsApiServer, kube_api: KubeClaimApi
+) -> None:
+    writer = StatusWriter(applier=kube_api, driver=DRIVER, max_attempts=3, backoff_initial_s=0.01)
+    try:
+        writer.submit("default", "no-such-claim", [_ready("eth1", "10.1.0.1/16")])
+        assert writer.flush()
+        assert writer.failed == 1 and apiserver.state.patches == 3
+    finally:
+        writer.close()
+
+
+class _Blocked:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def apply_devices(
+        self, namespace: str, name: str, devices: list[dict[str, Any]], manager: str
+    ) -> None:
+        self.release.wait(10)
+        self.calls.append((name, devices))
+
+
+def test_submit_never_blocks_and_queue_is_bounded() -> None:
+    applier = _Blocked()
+    writer = StatusWriter(applier=applier, driver=DRIVER, max_claims=3)
+    try:
+        results = [writer.submit("ns", f"c{i}", [_ready("eth1", "10.0.0.1/8")]) for i in range(5)]
+        # the worker holds c0 in the (blocked) apply; c1, c2 wait; c3 and c4 exceed the bound
+        assert results == [True, True, True, False, False] and writer.dropped == 2
+        # repeated submits for a queued claim coalesce instead of growing the queue
+        assert writer.submit("ns", "c1", [_ready("eth2", "10.0.0.2/8")])
+        applier.release.set()
+        assert writer.flush()
+        names = [n for n, _ in applier.calls]
+        assert sorted(names) == ["c0", "c1", "c2"]
+        c1 = next(devs for n, devs in applier.calls if n == "c1")
+        assert sorted(d["device"] for d in c1) == ["eth1", "eth2"]
+    finally:
+        applier.release.set()
+        writer.close()
+
+
+def test_submit_returns_while_apply_is_slow() -> None:
+    applier = _Blocked()
+    writer = StatusWriter(applier=applier, driver=DRIVER)
+    try:
+        start = time.monotonic()
+        for i in range(50):
+            writer.submit("ns", "same", [_ready(f"eth{i}", "10.0.0.1/8")])
+        elapsed = time.monotonic() - start
+        applier.release.set()
+        assert writer.flush()
+        # all 50 submits completed while the first apply was still blocked on the event
+        assert len(applier.calls) >= 1 and elapsed < 10
+    finally:
+        applier.release.set()
+        writer.close()

@@ -1,0 +1,106 @@
+"""The SQLite state store: durability settings, permissions, migrations, reopen."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from knd.driver.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    ClaimRecord,
+    PlanRecord,
+    PodRecord,
+    StateStore,
+    StoreError,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _save(store: StateStore, claim_uid: str = "c1", device: str = "eth1") -> None:
+    store.save_prepared(
+        ClaimRecord(claim_uid, "ns", f"name-{claim_uid}", "p1", 1.0, {"devices": []}),
+        PodRecord("p1", "ns", "pod"),
+        [PlanRecord(claim_uid, "node", device, "nic", "p1", {"x": [1, 2]}, "gold")],
+    )
+
+
+def test_pragmas_mode_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "d" / "knd.db"
+    s = StateStore(path)
+    _save(s)
+    s.set_netns("p1", "/var/run/netns/cni-1")
+    s.touch_nri_activity("p1", 42.0)
+    assert s.schema_version == SCHEMA_VERSION
+    assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    s.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    s2 = StateStore(path)
+    assert s2.plans_for_pod("p1") == [
+        PlanRecord("c1", "node", "eth1", "nic", "p1", {"x": [1, 2]}, "gold")
+    ]
+    assert s2.pod("p1") == PodRecord("p1", "ns", "pod", "/var/run/netns/cni-1", 42.0)
+    s2.close()
+
+
+def test_device_held_once_and_delete_is_idempotent(tmp_path: Path) -> None:
+    s = StateStore(tmp_path / "knd.db")
+    _save(s, "c1", "eth1")
+    with pytest.raises(StoreError, match="conflicting state"):
+        _save(s, "c2", "eth1")
+    assert s.claim("c2") is None  # the failed transaction left nothing behind
+    owner = s.device_owner("node", "eth1")
+    assert owner is not None and owner.uid == "c1"
+    assert [p.device for p in s.delete_claim("c1")] == ["eth1"]
+    assert s.delete_claim("c1") == []
+    assert s.pod("p1") is None and s.device_owner("node", "eth1") is None
+    s.close()
+
+
+def test_migrates_from_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "PRAGMA user_version=1;")
+    db.execute("INSERT INTO pods(uid, namespace, name) VALUES ('p', 'ns', 'n')")
+    db.commit()
+    db.close()
+    s = StateStore(path)
+    assert s.schema_version == SCHEMA_VERSION == 3
+    assert s.pod("p") == PodRecord("p", "ns", "n")
+    _save(s, "c9", "eth9")  # the v2 column `profile` exists now
+    assert s.plans_for_claim("c9")[0].profile == "gold"
+    s.close()
+
+
+def test_refuses_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer than this knd"):
+        StateStore(path)
+
+
+def test_reboot_clears_runtime_state_keeps_plans(tmp_path: Path) -> None:
+    path = tmp_path / "knd.db"
+    s = StateStore(path, boot_id="boot-1")
+    _save(s)
+    s.set_netns("p1", "/var/run/netns/cni-1")
+    s.touch_nri_activity("p1", 7.0)
+    s.close()
+    same = StateStore(path, boot_id="boot-1")  # a plain restart keeps everything
+    assert not same.rebooted
+    assert same.pod("p1") == PodRecord("p1", "ns", "pod", "/var/run/netns/cni-1", 7.0)
+    same.close()
+    after = StateStore(path, boot_id="boot-2")
+    assert after.rebooted
+    assert after.pod("p1") == PodRecord("p1", "ns", "pod", None, None)
+    assert [p.device for p in after.plans_for_claim("c1")] == ["eth1"]
+    after.close()
