@@ -83,7 +83,7 @@ def test_daemonset_is_privileged_host_network_with_the_mounts_it_needs(
         "/var/run/netns",
         "/dev/infiniband",
         "/sys/fs/bpf",
-        "/var/run/knd",
+        "/var/lib/knd",
     ):
         assert path in mounts, path
     for path in ("/var/run/netns", "/dev/infiniband", "/sys/fs/bpf"):
@@ -103,7 +103,7 @@ def test_daemonset_args_are_accepted_by_the_daemon(rendered: list[dict[str, Any]
     assert opts.node_name == "node-1"
     assert opts.driver_name == "dra.net"
     assert opts.filter == 'device.attributes["dra.net"].type != "veth"'
-    assert str(opts.state_path) == "/var/run/knd/knd.db"
+    assert str(opts.state_path) == "/var/lib/knd/state.db"
 
 
 def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:

@@ -81,7 +81,7 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
         ("--state-path", "--db-path"),
         {
             "dest": "state_path",
-            "default": "/var/run/knd/knd.db",
+            "default": "/var/lib/knd/state.db",
             "help": "SQLite state file (DraNet: --db-path)",
         },
     ),
