@@ -14,7 +14,8 @@ Robustness contract: any malformed, truncated, oversized or out-of-order input (
 id, oversized frame or message, unknown message type, even or non-increasing request stream id,
 Data or streaming frames, undecodable envelope) closes this connection with a logged reason
 and fails every outstanding call with `ConnectionClosedError`; exceptions never escape the
-threads, so the daemon survives. A late response for a call that already timed out is logged and dropped.
+threads, so the daemon survives. A late response for a call that already timed out is logged
+and dropped.
 """
 
 from __future__ import annotations
