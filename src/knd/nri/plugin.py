@@ -241,6 +241,7 @@ class NriPlugin:
         if req.service != PLUGIN_SERVICE:
             return Reply(code=ttrpc.Code.UNIMPLEMENTED, message=f"service {req.service}")
         method = req.method
+        log.debug("NRI request %s", method)
         if method == "StateChange":
             sc = _decode(nri_pb2.StateChangeEvent, req.payload)
             name = _POD_EVENTS.get(ev.Event(sc.event)) if 0 < sc.event <= 14 else None
