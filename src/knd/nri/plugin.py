@@ -240,30 +240,32 @@ class NriPlugin:
     def _dispatch(self, req: IncomingRequest) -> Reply:
         if req.service != PLUGIN_SERVICE:
             return Reply(code=ttrpc.Code.UNIMPLEMENTED, message=f"service {req.service}")
-        method = req.method
-        log.debug("NRI request %s", method)
-        if method == "StateChange":
-            sc = _decode(nri_pb2.StateChangeEvent, req.payload)
-            name = _POD_EVENTS.get(ev.Event(sc.event)) if 0 < sc.event <= 14 else None
-            if name is None:  # not subscribed: acknowledge and ignore
-                return Reply(nri_pb2.Empty().SerializeToString())
-            reply = self._pod_event(name, sc.pod)
-            return reply if reply.code else Reply(nri_pb2.Empty().SerializeToString())
+        log.debug("NRI request %s", req.method)
         route: Callable[[bytes], Reply] | None = {
             "Configure": self._configure,
             "Synchronize": self._synchronize,
             "Shutdown": self._shutdown,
             "CreateContainer": self._create_container,
+            "StateChange": self._state_change,
             "RunPodSandbox": lambda p: self._dedicated("RunPodSandbox", p),
             "StopPodSandbox": lambda p: self._dedicated("StopPodSandbox", p),
             "RemovePodSandbox": lambda p: self._dedicated("RemovePodSandbox", p),
-        }.get(method)
+        }.get(req.method)
         if route is None:
-            return Reply(code=ttrpc.Code.UNIMPLEMENTED, message=f"method {method}")
+            return Reply(code=ttrpc.Code.UNIMPLEMENTED, message=f"method {req.method}")
         try:
             return route(req.payload)
-        except ProtocolError as e:
+        except ProtocolError as e:  # an undecodable payload fails this call, not the connection
+            log.warning("NRI %s: %s", req.method, e)
             return Reply(code=ttrpc.Code.INVALID_ARGUMENT, message=str(e))
+
+    def _state_change(self, payload: bytes) -> Reply:
+        sc = _decode(nri_pb2.StateChangeEvent, payload)
+        name = _POD_EVENTS.get(ev.Event(sc.event)) if 0 < sc.event <= 14 else None
+        if name is None:  # not subscribed: acknowledge and ignore
+            return Reply(nri_pb2.Empty().SerializeToString())
+        reply = self._pod_event(name, sc.pod)
+        return reply if reply.code else Reply(nri_pb2.Empty().SerializeToString())
 
     def _configure(self, payload: bytes) -> Reply:
         with self.timer.measure("Configure"):
