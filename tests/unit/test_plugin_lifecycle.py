@@ -107,6 +107,7 @@ def test_registers_and_serves_configure_before_register_reply(
     rt.reply(2, sid, nri_pb2.Empty().SerializeToString())
     assert rt.call("Synchronize", nri_pb2.SynchronizeRequest()).status.code == 0
     assert plugin.wait_registrations(1, 5) and plugin.registrations == 1
+    assert plugin.connected
     assert plugin.runtime.name == "containerd" and plugin.runtime.event_mask == 0xF
 
 

@@ -148,6 +148,12 @@ class NriPlugin:
             self._thread.join(timeout)
 
     @property
+    def connected(self) -> bool:
+        """Registered and synchronized on a connection that is still open (for /readyz)."""
+        conn = self._conn
+        return conn is not None and not conn.closed and self._session.synchronized.is_set()
+
+    @property
     def runtime(self) -> RuntimeInfo:
         return self._session.runtime
 
