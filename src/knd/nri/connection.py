@@ -230,6 +230,12 @@ class NriConnection:
             except Exception as e:
                 log.exception("%s: handler for %s/%s failed", self._name, req.service, req.method)
                 reply = Reply(code=ttrpc.Code.UNKNOWN, message=f"internal error: {e}")
+            if req.deadline is not None and time.monotonic() > req.deadline:
+                log.warning(
+                    "%s: %s answered after the runtime's deadline; the runtime drops the plugin",
+                    self._name,
+                    req.method,
+                )
             self._respond(sid, reply)
 
     def _respond(self, sid: int, reply: Reply) -> None:
