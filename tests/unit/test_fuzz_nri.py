@@ -29,7 +29,7 @@ pytestmark = pytest.mark.unit
 
 DATA = Path(__file__).parent / "data"
 REAL = [(DATA / n).read_bytes() for n in ("containerd-2.1.9.trunk", "containerd-1.7.24.trunk")]
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def _decode_all(data: bytes, chunk: int) -> None:

@@ -76,6 +76,7 @@ class NriConnection:
         self._name = name
         self._wlock = threading.Lock()
         self._plock = threading.Lock()
+        self._sid_lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._next_sid = 1
         self._last_server_sid = 0
@@ -128,15 +129,21 @@ class NriConnection:
         """Unary ttrpc call on conn 2; returns the response payload or raises
         CallError (non-OK status), ConnectionClosedError, or TimeoutError."""
         pending = _Pending()
-        with self._plock:
-            if self._closed.is_set():
-                raise ConnectionClosedError(self.close_reason)
-            sid = self._next_sid
-            self._next_sid += 2
-            self._pending[sid] = pending
-            # allocate the id and write under one lock: ids hit the wire strictly increasing
+        # allocate the id and write under one lock, so ids hit the wire strictly increasing; the
+        # pending table has its own short-held lock, so the reader never waits on a slow send
+        with self._sid_lock:
+            with self._plock:
+                if self._closed.is_set():
+                    raise ConnectionClosedError(self.close_reason)
+                sid = self._next_sid
+                self._next_sid += 2
+                self._pending[sid] = pending
             data = ttrpc.request_bytes(sid, service, method, payload, int(timeout * 1e9))
-            self._send(mux.RUNTIME_SERVICE_CONN, data)
+            try:
+                self._send(mux.RUNTIME_SERVICE_CONN, data)
+            except OSError as e:
+                self.close(f"write failed: {e}")
+                raise ConnectionClosedError(self.close_reason) from e
         if not pending.done.wait(timeout):
             with self._plock:
                 self._pending.pop(sid, None)

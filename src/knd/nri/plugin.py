@@ -182,6 +182,9 @@ class NriPlugin:
             try:
                 sock = self._open(env_fd)
             except OSError as e:
+                if env_fd is not None:
+                    log.error("%s=%s is not a usable socket: %s", ENV_SOCKET, env_fd, e)
+                    return
                 log.debug("NRI socket %s not reachable: %s", self.config.socket_path, e)
                 if self._stop.wait(backoff):
                     return
@@ -198,7 +201,10 @@ class NriPlugin:
 
     def _open(self, env_fd: str | None) -> socket.socket:
         if env_fd is not None:
-            return socket.socket(fileno=int(env_fd))
+            try:
+                return socket.socket(fileno=int(env_fd))
+            except ValueError as e:
+                raise OSError(f"bad fd number: {e}") from e
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(self.config.socket_path)
