@@ -29,7 +29,9 @@ class PciIds:
     def device(self, vendor_id: str, device_id: str) -> str | None:
         return self.devices.get((vendor_id.lower(), device_id.lower()))
 
-    def subsystem(self, vendor_id: str, device_id: str, sub_vendor: str, sub_device: str) -> str | None:
+    def subsystem(
+        self, vendor_id: str, device_id: str, sub_vendor: str, sub_device: str
+    ) -> str | None:
         key = (vendor_id.lower(), device_id.lower(), sub_vendor.lower(), sub_device.lower())
         return self.subsystems.get(key)
 
