@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from knd.cli import config_cmd
 
     config_cmd.register(sub)
+    from knd.cli import inventory_cmd; inventory_cmd.register(sub)  # noqa: E702, I001
     return parser
 
 
