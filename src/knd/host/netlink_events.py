@@ -9,7 +9,9 @@ caller falls back to periodic polling.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import select
 import threading
 from collections.abc import Callable
@@ -24,7 +26,22 @@ RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_IFADDR = 0x100
 RTMGRP_IPV6_ROUTE = 0x400
+CLONE_NEWNET = 0x40000000
 GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
+
+
+def _enter_netns(name: str) -> None:
+    """setns(2) the calling thread into /run/netns/<name> (validated: a plain file name)."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"invalid netns name {name!r}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({name}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 class NetlinkEvents:
@@ -38,19 +55,35 @@ class NetlinkEvents:
         self.events = 0
 
     def start(self) -> None:
+        """Subscribe (in the thread, which first enters `netns` if given) and start reading."""
+        ready = threading.Event()
+        errors: list[Exception] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, errors), name="netlink-events", daemon=True
+        )
+        self._thread.start()
+        ready.wait(10)
+        if errors or self._ipr is None:
+            cause = errors[0] if errors else None
+            raise NetlinkError(f"netlink subscription failed: {cause}") from cause
+
+    def _subscribe(self) -> Any:
         from pyroute2 import IPRoute
 
-        try:
-            if self._netns:
-                self._ipr = IPRoute(netns=self._netns, groups=GROUPS)
-            else:
-                self._ipr = IPRoute(groups=GROUPS)
-        except Exception as exc:
-            raise NetlinkError(f"netlink subscription failed: {exc}") from exc
-        self._thread = threading.Thread(target=self._run, name="netlink-events", daemon=True)
-        self._thread.start()
+        if self._netns:
+            _enter_netns(self._netns)  # only this thread moves; it never returns
+        ipr = IPRoute()
+        ipr.bind(groups=GROUPS)
+        return ipr
 
-    def _run(self) -> None:
+    def _run(self, ready: threading.Event, errors: list[Exception]) -> None:
+        try:
+            self._ipr = self._subscribe()
+        except Exception as exc:
+            errors.append(exc)
+            return
+        finally:
+            ready.set()
         ipr = self._ipr
         fd = ipr.fileno()
         while not self._stop.is_set():
