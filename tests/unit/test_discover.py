@@ -26,7 +26,8 @@ def test_gpu_node_nic_exact_attributes(tmp_path: Path) -> None:
     found = scan(tmp_path, "gpu-node")
     devices = found.by_name()
     assert sorted(devices) == sorted(
-        ["pci-0000-00-05-0"] + [f"pci-{gpu_nic_address(i).replace(':', '-').replace('.', '-')}" for i in range(8)]
+        ["pci-0000-00-05-0"]
+        + [f"pci-{gpu_nic_address(i).replace(':', '-').replace('.', '-')}" for i in range(8)]
     )
     assert devices["pci-0000-91-00-0"].attributes == {
         "dra.net/ifName": "eth5",

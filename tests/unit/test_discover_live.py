@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from knd.api.names import interface_device_name
 from knd.host.netlink import AF_INET, AF_INET6, DefaultRoute, Link, Snapshot
 from knd.host.sysfs import SysfsRoot
-from knd.api.names import interface_device_name
 from knd.inventory.discover import discover
 from knd.inventory.uplinks import uplinks
 from tests.fixtures import pciids as test_ids

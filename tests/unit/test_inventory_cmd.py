@@ -21,7 +21,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_json_lists_devices_in_wire_form(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_lists_devices_in_wire_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = write_tree("gpu-node", tmp_path / "sys")
     ids = test_ids.write(tmp_path / "pci.ids")
     code, out, _ = run(capsys, "--sysfs-root", str(root), "--pci-ids", str(ids), "-o", "json")
@@ -37,16 +39,36 @@ def test_json_lists_devices_in_wire_form(tmp_path: Path, capsys: pytest.CaptureF
     assert yaml.safe_load(out) == devices
 
 
-def test_table_marks_filtered_and_excluded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_marks_filtered_and_excluded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = write_tree("virtio-vm", tmp_path / "sys")
     flt = 'device.attributes["dra.net"].ifName != "eth0"'
     code, out, _ = run(capsys, "--sysfs-root", str(root), "--filter", flt)
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "# 1 device(s) to publish, offline (sysfs only)"
-    assert lines[1].split() == ["NAME", "IFNAME", "PCIEROOT", "NUMA", "RDMA", "TYPE", "STATE", "PUBLISH"]
+    assert lines[1].split() == [
+        "NAME",
+        "IFNAME",
+        "PCIEROOT",
+        "NUMA",
+        "RDMA",
+        "TYPE",
+        "STATE",
+        "PUBLISH",
+    ]
     row = {ln.split()[0]: ln.split() for ln in lines[2:4]}
-    assert row["pci-0000-00-04-0"] == ["pci-0000-00-04-0", "eth0", "pci0000:00", "-", "no", "device", "up", "filtered"]
+    assert row["pci-0000-00-04-0"] == [
+        "pci-0000-00-04-0",
+        "eth0",
+        "pci0000:00",
+        "-",
+        "no",
+        "device",
+        "up",
+        "filtered",
+    ]
     assert row["veth1234"][-1] == "yes"
     assert "0000:00:08.0  passthrough: bound to vfio-pci" in out
     assert "docker0       name: on the built-in skip list" in out
@@ -57,7 +79,9 @@ def test_table_marks_filtered_and_excluded(tmp_path: Path, capsys: pytest.Captur
 
 def test_slices_split_at_128(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_tree("sriov", tmp_path / "sys")
-    code, out, _ = run(capsys, "--sysfs-root", str(root), "--slices", "--node-name", "n1", "-o", "json")
+    code, out, _ = run(
+        capsys, "--sysfs-root", str(root), "--slices", "--node-name", "n1", "-o", "json"
+    )
     assert code == 0
     slices = json.loads(out)
     assert [len(s["spec"]["devices"]) for s in slices] == [128, 2]
@@ -66,7 +90,9 @@ def test_slices_split_at_128(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert slices[0]["apiVersion"] == "resource.k8s.io/v1"
 
 
-def test_bad_filter_fails_with_compiler_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_filter_fails_with_compiler_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = write_tree("erdma", tmp_path / "sys")
     code, _, err = run(capsys, "--sysfs-root", str(root), "--filter", "device.attributes[")
     assert code == 1 and "invalid filter expression" in err and "Syntax error" in err

@@ -86,7 +86,9 @@ def test_filter_non_bool_result_drops() -> None:
 
 
 def test_filter_guarded_lookup_works_on_absent_attributes() -> None:
-    f = AdminFilter('!("type" in device.attributes["dra.net"]) || device.attributes["dra.net"].type != "veth"')
+    f = AdminFilter(
+        '!("type" in device.attributes["dra.net"]) || device.attributes["dra.net"].type != "veth"'
+    )
     assert f(OFFLINE).keep and f(OFFLINE).warning is None
     assert not f(VETH).keep
 

@@ -44,7 +44,11 @@ def with_mtu(devices: list[Device], i: int, mtu: int) -> list[Device]:
 
 def pools(srv: FakeApiServer) -> list[tuple[int, int, int]]:
     return [
-        (s["spec"]["pool"]["generation"], s["spec"]["pool"]["resourceSliceCount"], len(s["spec"]["devices"]))
+        (
+            s["spec"]["pool"]["generation"],
+            s["spec"]["pool"]["resourceSliceCount"],
+            len(s["spec"]["devices"]),
+        )
         for s in srv.slices()
     ]
 
@@ -56,7 +60,13 @@ def test_first_publish_splits_and_owns(server: FakeApiServer, sriov_devices: lis
     node_uid = server.state.objects["nodes"]["node-a"]["metadata"]["uid"]
     for s in server.slices():
         assert s["metadata"]["ownerReferences"] == [
-            {"apiVersion": "v1", "kind": "Node", "name": "node-a", "uid": node_uid, "controller": True}
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": "node-a",
+                "uid": node_uid,
+                "controller": True,
+            }
         ]
         assert s["spec"]["nodeName"] == "node-a" and s["spec"]["pool"]["name"] == "node-a"
         assert s["metadata"]["name"].startswith(("00000-dra.net-node-a-", "00001-dra.net-node-a-"))
@@ -88,7 +98,9 @@ def test_changes_in_two_slices_bump_generation(
     assert pools(server) == [(2, 2, 128), (2, 2, 2)]
 
 
-def test_shrinking_deletes_the_emptied_slice(server: FakeApiServer, sriov_devices: list[Device]) -> None:
+def test_shrinking_deletes_the_emptied_slice(
+    server: FakeApiServer, sriov_devices: list[Device]
+) -> None:
     pub = publisher(server)
     pub.publish(sriov_devices)
     r = pub.publish(sriov_devices[:100])
@@ -96,7 +108,9 @@ def test_shrinking_deletes_the_emptied_slice(server: FakeApiServer, sriov_device
     assert pools(server) == [(2, 1, 100)]
 
 
-def test_stale_and_foreign_slices_are_deleted(server: FakeApiServer, sriov_devices: list[Device]) -> None:
+def test_stale_and_foreign_slices_are_deleted(
+    server: FakeApiServer, sriov_devices: list[Device]
+) -> None:
     other = publisher(server, node="node-b")
     server.add_node("node-b")
     other.publish(sriov_devices[:3])
@@ -107,7 +121,11 @@ def test_stale_and_foreign_slices_are_deleted(server: FakeApiServer, sriov_devic
     for name, gen in (("00007-dra.net-node-a-old", 0), ("node-a-dra.net-legacy", 1)):
         obj = {
             "metadata": {"name": name},
-            "spec": {**stale["spec"], "nodeName": "node-a", "pool": {"name": "node-a", "generation": gen, "resourceSliceCount": 1}},
+            "spec": {
+                **stale["spec"],
+                "nodeName": "node-a",
+                "pool": {"name": "node-a", "generation": gen, "resourceSliceCount": 1},
+            },
         }
         with server.state.lock:
             server.state.create("resourceslices", obj, "resource.k8s.io/v1", "ResourceSlice")

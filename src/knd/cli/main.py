@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     from knd.cli import config_cmd
 
     config_cmd.register(sub)
-    from knd.cli import inventory_cmd; inventory_cmd.register(sub)  # noqa: E702, I001
+    from knd.cli import inventory_cmd
+
+    inventory_cmd.register(sub)
     return parser
 
 

@@ -292,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (silence stderr)
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _send(self, code: int, body: dict[str, Any]) -> None:
@@ -478,4 +478,4 @@ class FakeApiServer:
         self.state.fail_next(verb, code)
 
 
-__all__ = ["HTTPStatus", "FakeApiServer", "ApiServerState", "validate_slice"]
+__all__ = ["ApiServerState", "FakeApiServer", "HTTPStatus", "validate_slice"]
