@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from knd import __version__
+from knd.cli import config_cmd, explain_cmd, inventory_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,11 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="knd", description="knd: Kubernetes Network Driver")
     parser.add_argument("--version", action="version", version=f"knd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from knd.cli import config_cmd
-
     config_cmd.register(sub)
-    from knd.cli import inventory_cmd
-
+    explain_cmd.register(sub)
     inventory_cmd.register(sub)
     return parser
 

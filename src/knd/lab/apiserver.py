@@ -1,481 +1,810 @@
-"""An in-memory HTTP emulation of the Kubernetes API server (emulated, not a real kube-apiserver).
+"""API server emulator: the Kubernetes REST paths knd and the lab use, in memory, over HTTP.
 
-Speaks the real REST paths, so the kubernetes Python client works against it unchanged:
+This is NOT kube-apiserver. It speaks the same wire (paths, verbs, JSON bodies, Status errors,
+resourceVersions, watch streams) for the resources a DRA node needs, so the official Kubernetes
+Python client talks to it unchanged:
 
-* `resource.k8s.io/v1` ResourceSlices (cluster-scoped): `GET/POST /apis/resource.k8s.io/v1/
-  resourceslices` (list with `labelSelector` and `fieldSelector` on `spec.nodeName`,
-  `spec.driver`, `metadata.name`), `GET/PUT/DELETE …/resourceslices/{name}`.
-* core v1 Nodes: `GET/POST /api/v1/nodes`, `GET/DELETE /api/v1/nodes/{name}`.
+* `resource.k8s.io/v1`: resourceslices, deviceclasses (cluster-scoped); resourceclaims (with the
+  `/status` subresource), resourceclaimtemplates (namespaced);
+* core `v1`: nodes (with `/status`), pods (with `/status`), events, namespaces.
 
-Semantics kept from the real server: `metadata.generateName` (5 random suffix characters),
-`uid`, `creationTimestamp`, a global `resourceVersion` counter (PUT with a stale one → 409
-Conflict; DELETE preconditions on uid/resourceVersion → 409), `metadata.generation` bumped when
-the spec changes, 404 NotFound / 409 AlreadyExists / 422 Invalid as v1 `Status` objects, and a
-subset of the ResourceSlice validation (device names, ≤128/≤64 devices, ≤32 attributes, one value
-per attribute, strings ≤64). Every successful write is counted (`writes`, per verb) so tests can
-assert write counts; `fail_next(verb, code)` injects errors (e.g. a 409 on the next PUT).
-It grows into the lab's API server; it never talks to anything else.
+Verbs: list (labelSelector `k=v,k!=v,k`, fieldSelector `metadata.name`, `metadata.namespace`,
+`spec.nodeName`, `spec.driver`), get, create (`generateName`), update (PUT, optimistic
+concurrency on `metadata.resourceVersion` → 409), patch (merge, strategic-merge treated as merge,
+JSON patch, and server-side apply with `fieldManager`/`force`: `status.devices` is a list-map keyed
+by driver/pool/device/shareID as in the real API), delete, watch (`?watch=true`, from a
+resourceVersion, JSON lines, `timeoutSeconds`).
+
+Validation: every created/updated object is checked against the published Kubernetes schema
+(kubernetes-validate, strict, the version given at start) and ResourceSlices against the DRA limits
+(devices per slice, attributes per device, string lengths); failures are 422 `Invalid` Status
+errors like the real server's. Counters of writes per (verb, resource) let tests assert how many
+API writes something made.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
-import secrets
-import string
 import threading
+import time
+import urllib.parse
 import uuid
-from collections import Counter
-from datetime import UTC, datetime
-from http import HTTPStatus
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from knd.api.limits import (
-    MAX_ATTRIBUTE_STRING_LEN,
-    MAX_ATTRIBUTES_AND_CAPACITIES_PER_DEVICE,
-    check_qualified_name,
-    is_dns_label,
-    max_devices_per_slice,
+import yaml
+
+from knd.api import limits
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """One REST resource the emulator serves."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    status_subresource: bool = False
+
+    @property
+    def api_version(self) -> str:
+        """`group/version`, or `v1` for the core group."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+RESOURCES = (
+    ResourceType("resource.k8s.io", "v1", "resourceslices", "ResourceSlice", False),
+    ResourceType("resource.k8s.io", "v1", "deviceclasses", "DeviceClass", False),
+    ResourceType("resource.k8s.io", "v1", "resourceclaims", "ResourceClaim", True, True),
+    ResourceType("resource.k8s.io", "v1", "resourceclaimtemplates", "ResourceClaimTemplate", True),
+    ResourceType("", "v1", "nodes", "Node", False, True),
+    ResourceType("", "v1", "pods", "Pod", True, True),
+    ResourceType("", "v1", "events", "Event", True),
+    ResourceType("", "v1", "namespaces", "Namespace", False),
 )
+_BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+SLICES = _BY_PATH[("resource.k8s.io", "v1", "resourceslices")]
+CLAIMS = _BY_PATH[("resource.k8s.io", "v1", "resourceclaims")]
+NODES = _BY_PATH[("", "v1", "nodes")]
 
-SLICES = "/apis/resource.k8s.io/v1/resourceslices"
-NODES = "/api/v1/nodes"
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_SUFFIX = string.ascii_lowercase + string.digits
+#: list-map keys of `status.devices` (ResourceClaim) for server-side apply.
+DEVICE_STATUS_KEYS = ("driver", "pool", "device", "shareID")
+
+
 _REASONS = {
     400: "BadRequest",
     404: "NotFound",
-    405: "MethodNotAllowed",
     409: "Conflict",
     422: "Invalid",
+    429: "TooManyRequests",
     500: "InternalError",
+    503: "ServiceUnavailable",
 }
 
 
-class HttpError(Exception):
-    def __init__(self, code: int, message: str, reason: str | None = None) -> None:
+class ApiError(Exception):
+    """An error answered as a Kubernetes `Status` object."""
+
+    def __init__(self, code: int, reason: str, message: str, details: JSON | None = None) -> None:
         super().__init__(message)
-        self.code = code
-        self.reason = reason or _REASONS.get(code, "Unknown")
+        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+
+    def status(self) -> JSON:
+        """The `Status` body."""
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": self.details,
+            "code": self.code,
+        }
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _selector_terms(text: str) -> list[tuple[str, str, str]]:
-    """`a=b,c!=d,e==f` → [(key, op, value)]; a bare key means "exists" (labels)."""
-    terms = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if "!=" in part:
-            k, v = part.split("!=", 1)
-            terms.append((k.strip(), "!=", v.strip()))
-        elif "==" in part:
-            k, v = part.split("==", 1)
-            terms.append((k.strip(), "=", v.strip()))
-        elif "=" in part:
-            k, v = part.split("=", 1)
-            terms.append((k.strip(), "=", v.strip()))
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
         else:
-            terms.append((part, "exists", ""))
-    return terms
+            result[key] = merge_patch(result.get(key), value)
+    return result
 
 
-def _field(obj: dict[str, Any], path: str) -> str:
-    cur: Any = obj
-    for key in path.split("."):
-        cur = cur.get(key) if isinstance(cur, dict) else None
-    return "" if cur is None else str(cur)
+def json_patch(target: Any, ops: list[JSON]) -> Any:
+    """RFC 6902 JSON patch (add, remove, replace, test)."""
+    doc = copy.deepcopy(target)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent = doc
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        last = parts[-1] if parts else ""
+        kind = op["op"]
+        if kind == "test":
+            current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if current != op.get("value"):
+                raise ApiError(422, "Invalid", f"test failed at {op['path']}")
+        elif kind == "remove":
+            del parent[int(last) if isinstance(parent, list) else last]
+        elif kind in ("add", "replace"):
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                if kind == "add":
+                    parent.insert(index, op["value"])
+                else:
+                    parent[index] = op["value"]
+            else:
+                parent[last] = op["value"]
+        else:
+            raise ApiError(400, "BadRequest", f"unsupported JSON patch op {kind!r}")
+    return doc
 
 
-def _matches(obj: dict[str, Any], label_sel: str, field_sel: str) -> bool:
-    labels = obj.get("metadata", {}).get("labels") or {}
-    for k, op, v in _selector_terms(label_sel):
-        if op == "exists" and k not in labels:
-            return False
-        if op == "=" and labels.get(k) != v:
-            return False
-        if op == "!=" and labels.get(k) == v:
-            return False
-    for k, op, v in _selector_terms(field_sel):
-        if k not in ("spec.nodeName", "spec.driver", "metadata.name"):
-            raise HttpError(400, f'field label not supported: "{k}"')
-        value = _field(obj, k)
-        if (op == "=" and value != v) or (op == "!=" and value == v):
-            return False
-    return True
+def _device_key(entry: JSON) -> tuple[str, ...]:
+    return tuple(str(entry.get(k, "")) for k in DEVICE_STATUS_KEYS)
 
 
-def validate_slice(obj: dict[str, Any]) -> list[str]:
-    """A subset of the resource.k8s.io/v1 ResourceSlice validation (emulated)."""
-    errs: list[str] = []
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return ["spec: Required value"]
-    if not spec.get("driver"):
-        errs.append("spec.driver: Required value")
-    pool = spec.get("pool") or {}
-    if not pool.get("name"):
-        errs.append("spec.pool.name: Required value")
-    if int(pool.get("resourceSliceCount") or 0) <= 0:
-        errs.append("spec.pool.resourceSliceCount: must be greater than zero")
-    selectors = [
-        k for k in ("nodeName", "nodeSelector", "allNodes", "perDeviceNodeSelection") if spec.get(k)
-    ]
-    if len(selectors) != 1:
-        errs.append("spec: exactly one of nodeName, nodeSelector, allNodes, perDeviceNodeSelection")
-    devices = spec.get("devices") or []
-    restricted = any(d.get("taints") or d.get("consumesCounters") for d in devices) or any(
-        any(k in v for k in ("ints", "bools", "strings", "versions"))
+def apply_patch(target: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
+    """Server-side apply, as far as the lab needs it: maps merge recursively, and the list-map
+    `status.devices` merges by its keys (driver, pool, device, shareID) so several drivers can
+    each own their entries; other lists are replaced."""
+    if isinstance(patch, dict) and isinstance(target, dict):
+        result = dict(target)
+        for key, value in patch.items():
+            result[key] = apply_patch(target.get(key), value, (*path, key))
+        return result
+    if path == ("status", "devices") and isinstance(patch, list) and isinstance(target, list):
+        merged = {_device_key(e): e for e in target}
+        for entry in patch:
+            merged[_device_key(entry)] = entry
+        return list(merged.values())
+    return copy.deepcopy(patch)
+
+
+def _label_selector(selector: str) -> Callable[[JSON], bool]:
+    clauses = [c.strip() for c in selector.split(",") if c.strip()]
+
+    def match(obj: JSON) -> bool:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        for clause in clauses:
+            if "!=" in clause:
+                k, v = clause.split("!=", 1)
+                if labels.get(k.strip()) == v.strip():
+                    return False
+            elif "=" in clause:
+                k, v = clause.split("=", 1)
+                if labels.get(k.strip().rstrip("=")) != v.strip():
+                    return False
+            elif clause.startswith("!"):
+                if clause[1:] in labels:
+                    return False
+            elif clause not in labels:
+                return False
+        return True
+
+    return match
+
+
+_FIELD_PATHS = {
+    "metadata.name": ("metadata", "name"),
+    "metadata.namespace": ("metadata", "namespace"),
+    "spec.nodeName": ("spec", "nodeName"),
+    "spec.driver": ("spec", "driver"),
+    "involvedObject.name": ("involvedObject", "name"),
+}
+
+
+def _field_selector(selector: str) -> Callable[[JSON], bool]:
+    clauses = []
+    for clause in (c.strip() for c in selector.split(",") if c.strip()):
+        negate = "!=" in clause
+        key, value = clause.split("!=" if negate else "=", 1)
+        key = key.strip().rstrip("=")
+        if key not in _FIELD_PATHS:
+            raise ApiError(400, "BadRequest", f'field label not supported: "{key}"')
+        clauses.append((_FIELD_PATHS[key], value.strip(), negate))
+
+    def match(obj: JSON) -> bool:
+        for (a, b), value, negate in clauses:
+            actual = str((obj.get(a) or {}).get(b, ""))
+            if (actual == value) == negate:
+                return False
+        return True
+
+    return match
+
+
+def dra_limit_problems(obj: JSON) -> list[str]:
+    """ResourceSlice checks the schema cannot express (resource.k8s.io/v1 validation)."""
+    if obj.get("kind") != "ResourceSlice":
+        return []
+    problems: list[str] = []
+    devices = (obj.get("spec") or {}).get("devices") or []
+    restricted = any(
+        d.get("taints")
+        or d.get("consumesCounters")
+        or any(
+            set(a) & {"ints", "bools", "strings", "versions"}
+            for a in (d.get("attributes") or {}).values()
+        )
         for d in devices
-        for v in (d.get("attributes") or {}).values()
     )
-    cap = max_devices_per_slice(restricted)
+    cap = limits.max_devices_per_slice(restricted)
     if len(devices) > cap:
-        errs.append(f"spec.devices: Too many: {len(devices)}: must have at most {cap} items")
-    seen: set[str] = set()
-    for i, d in enumerate(devices):
-        name = d.get("name", "")
-        if not is_dns_label(name):
-            errs.append(f"spec.devices[{i}].name: Invalid value: {name!r}: must be a DNS label")
-        if name in seen:
-            errs.append(f"spec.devices[{i}].name: Duplicate value: {name!r}")
-        seen.add(name)
-        attrs = d.get("attributes") or {}
-        total = len(attrs) + len(d.get("capacity") or {})
-        if total > MAX_ATTRIBUTES_AND_CAPACITIES_PER_DEVICE:
-            errs.append(
+        problems.append(f"spec.devices: Too many: {len(devices)}: must have at most {cap} items")
+    names: set[str] = set()
+    for i, dev in enumerate(devices):
+        name = str(dev.get("name", ""))
+        if not limits.is_dns_label(name):
+            problems.append(f"spec.devices[{i}].name: Invalid value: {name!r}: not a DNS label")
+        if name in names:
+            problems.append(f"spec.devices[{i}].name: Duplicate value: {name!r}")
+        names.add(name)
+        attrs = dev.get("attributes") or {}
+        total = len(attrs) + len(dev.get("capacity") or {})
+        if total > limits.MAX_ATTRIBUTES_AND_CAPACITIES_PER_DEVICE:
+            problems.append(
                 f"spec.devices[{i}].attributes: Too many: {total}: must have at most "
-                f"{MAX_ATTRIBUTES_AND_CAPACITIES_PER_DEVICE} attributes and capacities"
+                f"{limits.MAX_ATTRIBUTES_AND_CAPACITIES_PER_DEVICE} attributes and capacities"
             )
-        for key, val in attrs.items():
-            errs.extend(
-                f"spec.devices[{i}].attributes[{key}]: {p}" for p in check_qualified_name(key)
-            )
-            set_fields = [k for k, v in (val or {}).items() if v is not None]
-            if len(set_fields) != 1:
-                errs.append(f"spec.devices[{i}].attributes[{key}]: exactly one value is required")
-            s = (val or {}).get("string")
-            if isinstance(s, str) and len(s) > MAX_ATTRIBUTE_STRING_LEN:
-                errs.append(
-                    f"spec.devices[{i}].attributes[{key}].string: Too long: may not be more "
-                    f"than {MAX_ATTRIBUTE_STRING_LEN} bytes"
-                )
-    return errs
+        for key, attr in attrs.items():
+            for problem in limits.check_qualified_name(key):
+                problems.append(f"spec.devices[{i}].attributes[{key}]: {problem}")
+            for vkey in ("string", "version"):
+                value = attr.get(vkey)
+                if isinstance(value, str) and len(value) > limits.MAX_ATTRIBUTE_STRING_LEN:
+                    problems.append(
+                        f"spec.devices[{i}].attributes[{key}].{vkey}: Too long: may not be "
+                        f"more than {limits.MAX_ATTRIBUTE_STRING_LEN} bytes"
+                    )
+    return problems
 
 
-class ApiServerState:
-    """The store and the counters (thread-safe; used by the HTTP handler and by tests)."""
+class ObjectStore:
+    """The emulator's in-memory state: objects by resource, a global resourceVersion counter,
+    an event log for watches, and write counters. Thread-safe."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.rv = 0
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {"resourceslices": {}, "nodes": {}}
-        self.writes_by_verb: Counter[str] = Counter()
-        self.requests: list[tuple[str, str]] = []
-        self._fail: list[tuple[str, int]] = []
+    def __init__(self, k8s_version: str = "1.34", validate: bool = True) -> None:
+        self.k8s_version = k8s_version
+        self.validate = validate
+        self._lock = threading.Condition()
+        self._rv = 0
+        self._objects: dict[ResourceType, dict[tuple[str, str], JSON]] = {r: {} for r in RESOURCES}
+        self._events: list[tuple[int, ResourceType, str, JSON]] = []
+        self.writes: dict[tuple[str, str], int] = {}
+        self._failures: list[tuple[str, int]] = []
 
-    @property
-    def writes(self) -> int:
-        return sum(self.writes_by_verb.values())
-
-    def reset_counts(self) -> None:
-        with self.lock:
-            self.writes_by_verb.clear()
-            self.requests.clear()
+    # -- helpers -------------------------------------------------------------------
+    def _count(self, verb: str, rtype: ResourceType) -> None:
+        key = (verb, rtype.plural)
+        self.writes[key] = self.writes.get(key, 0) + 1
 
     def fail_next(self, verb: str, code: int = 409) -> None:
-        """Make the next `verb` (POST/PUT/DELETE) request fail with `code`."""
-        with self.lock:
-            self._fail.append((verb.upper(), code))
+        """Make the next HTTP request with `verb` (POST/PUT/PATCH/DELETE/GET) fail with `code`
+        (fault injection for retry tests)."""
+        with self._lock:
+            self._failures.append((verb.upper(), code))
 
-    def _take_failure(self, verb: str) -> int | None:
-        for i, (v, code) in enumerate(self._fail):
-            if v == verb:
-                del self._fail[i]
-                return code
-        return None
+    def take_failure(self, verb: str) -> int | None:
+        """The injected failure code for this request, if one is pending for `verb`."""
+        with self._lock:
+            for i, (v, code) in enumerate(self._failures):
+                if v == verb:
+                    del self._failures[i]
+                    return code
+            return None
+
+    def reset_counts(self) -> None:
+        """Forget the write counters."""
+        with self._lock:
+            self.writes.clear()
+
+    def write_count(self, plural: str | None = None) -> int:
+        """Writes so far (create/update/patch/delete), optionally for one resource."""
+        with self._lock:
+            return sum(n for (_, p), n in self.writes.items() if plural in (None, p))
+
+    def _check(self, rtype: ResourceType, obj: JSON) -> None:
+        problems = dra_limit_problems(obj)
+        if self.validate and not problems:
+            import kubernetes_validate  # noqa: PLC0415 - heavy; only when validating
+
+            try:
+                kubernetes_validate.validate(obj, self.k8s_version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                path = ".".join(str(p) for p in exc.path)
+                problems.append(f"{path}: {exc.message}" if path else str(exc.message))
+            except kubernetes_validate.SchemaNotFoundError as exc:
+                problems.append(str(exc))
+        if problems:
+            name = (obj.get("metadata") or {}).get("name", "")
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{rtype.kind} "{name}" is invalid: ' + "; ".join(problems),
+                {
+                    "name": name,
+                    "group": rtype.group,
+                    "kind": rtype.kind,
+                    "causes": [{"message": p} for p in problems],
+                },
+            )
+
+    def _emit(self, rtype: ResourceType, kind: str, obj: JSON) -> None:
+        self._events.append((self._rv, rtype, kind, copy.deepcopy(obj)))
+        if len(self._events) > 10000:
+            del self._events[:5000]
+        self._lock.notify_all()
 
     def _next_rv(self) -> str:
-        self.rv += 1
-        return str(self.rv)
-
-    # -- operations (called with the lock held by the handler) ----------------------------------
-
-    def create(
-        self, kind: str, obj: dict[str, Any], api_version: str, type_kind: str
-    ) -> dict[str, Any]:
-        meta = obj.setdefault("metadata", {})
-        if not meta.get("name"):
-            prefix = meta.get("generateName")
-            if not prefix:
-                raise HttpError(
-                    422, "metadata.name: Required value: name or generateName is required"
-                )
-            for _ in range(10):
-                name = prefix + "".join(secrets.choice(_SUFFIX) for _ in range(5))
-                if name not in self.objects[kind]:
-                    break
-            meta["name"] = name
-        name = meta["name"]
-        if len(name) > 253 or not _NAME_RE.match(name):
-            raise HttpError(422, f"metadata.name: Invalid value: {name!r}: must be a DNS subdomain")
-        if name in self.objects[kind]:
-            raise HttpError(409, f'{kind} "{name}" already exists', "AlreadyExists")
-        if kind == "resourceslices":
-            errs = validate_slice(obj)
-            if errs:
-                raise HttpError(422, f'ResourceSlice "{name}" is invalid: ' + "; ".join(errs))
-        obj["apiVersion"], obj["kind"] = api_version, type_kind
-        meta.update(
-            uid=str(uuid.uuid4()),
-            creationTimestamp=_now(),
-            resourceVersion=self._next_rv(),
-            generation=1,
-        )
-        self.objects[kind][name] = obj
-        return copy.deepcopy(obj)
-
-    def update(self, kind: str, name: str, obj: dict[str, Any]) -> dict[str, Any]:
-        old = self.objects[kind].get(name)
-        if old is None:
-            raise HttpError(404, f'{kind} "{name}" not found')
-        meta = obj.setdefault("metadata", {})
-        if meta.get("name", name) != name:
-            raise HttpError(400, "the name of the object does not match the name on the URL")
-        rv = meta.get("resourceVersion")
-        if rv and rv != old["metadata"]["resourceVersion"]:
-            raise HttpError(
-                409,
-                f'Operation cannot be fulfilled on {kind} "{name}": the object has been modified; '
-                "please apply your changes to the latest version and try again",
-            )
-        if kind == "resourceslices":
-            errs = validate_slice(obj)
-            if errs:
-                raise HttpError(422, f'ResourceSlice "{name}" is invalid: ' + "; ".join(errs))
-            for immutable in ("driver", "nodeName"):
-                if obj["spec"].get(immutable) != old["spec"].get(immutable):
-                    raise HttpError(422, f"spec.{immutable}: Invalid value: field is immutable")
-        old_meta = old["metadata"]
-        meta.update(
-            name=name,
-            uid=old_meta["uid"],
-            creationTimestamp=old_meta["creationTimestamp"],
-            resourceVersion=self._next_rv(),
-            generation=old_meta.get("generation", 1) + (obj.get("spec") != old.get("spec")),
-        )
-        meta.pop("generateName", None) if "generateName" not in old_meta else None
-        obj["apiVersion"], obj["kind"] = old["apiVersion"], old["kind"]
-        self.objects[kind][name] = obj
-        return copy.deepcopy(obj)
-
-    def delete(self, kind: str, name: str, opts: dict[str, Any]) -> dict[str, Any]:
-        old = self.objects[kind].get(name)
-        if old is None:
-            raise HttpError(404, f'{kind} "{name}" not found')
-        pre = opts.get("preconditions") or {}
-        if pre.get("uid") and pre["uid"] != old["metadata"]["uid"]:
-            raise HttpError(409, f"Precondition failed: UID in precondition: {pre['uid']}")
-        rv = pre.get("resourceVersion")
-        if rv and rv != old["metadata"]["resourceVersion"]:
-            raise HttpError(409, f"Precondition failed: ResourceVersion in precondition: {rv}")
-        del self.objects[kind][name]
-        self._next_rv()
-        return copy.deepcopy(old)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def _send(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _status(self, err: HttpError) -> None:
-        self._send(
-            err.code,
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Failure",
-                "message": str(err),
-                "reason": err.reason,
-                "code": err.code,
-            },
-        )
-
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return {}
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise HttpError(400, f"invalid JSON: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise HttpError(400, "body must be a JSON object")
-        return obj
-
-    def _route(self) -> tuple[str, str | None, str, str, dict[str, list[str]]]:
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        path = url.path.rstrip("/")
-        for base, kind, api_version, type_kind in (
-            (SLICES, "resourceslices", "resource.k8s.io/v1", "ResourceSlice"),
-            (NODES, "nodes", "v1", "Node"),
-        ):
-            if path == base:
-                return kind, None, api_version, type_kind, query
-            if path.startswith(base + "/") and "/" not in path[len(base) + 1 :]:
-                return kind, path[len(base) + 1 :], api_version, type_kind, query
-        raise HttpError(404, f"the server could not find the requested resource ({url.path})")
-
-    def _handle(self, verb: str) -> None:
-        state = self.server.state
-        try:
-            kind, name, api_version, type_kind, query = self._route()
-            body = self._body() if verb in ("POST", "PUT", "DELETE") else {}
-            with state.lock:
-                state.requests.append((verb, self.path))
-                if verb in ("POST", "PUT", "DELETE"):
-                    code = state._take_failure(verb)
-                    if code is not None:
-                        raise HttpError(code, f"injected failure for {verb} {self.path}")
-                code, result = self._dispatch(
-                    state, verb, kind, name, api_version, type_kind, query, body
-                )
-                if verb in ("POST", "PUT", "DELETE"):
-                    state.writes_by_verb[verb] += 1
-        except HttpError as err:
-            self._status(err)
-            return
-        self._send(code, result)
+        self._rv += 1
+        return str(self._rv)
 
     @staticmethod
-    def _dispatch(
-        state: ApiServerState,
-        verb: str,
-        kind: str,
-        name: str | None,
-        api_version: str,
-        type_kind: str,
-        query: dict[str, list[str]],
-        body: dict[str, Any],
-    ) -> tuple[int, dict[str, Any]]:
-        store = state.objects[kind]
-        if verb == "GET" and name is None:
-            label_sel = (query.get("labelSelector") or [""])[0]
-            field_sel = (query.get("fieldSelector") or [""])[0]
+    def _not_found(rtype: ResourceType, name: str) -> ApiError:
+        return ApiError(
+            404,
+            "NotFound",
+            f'{rtype.plural}.{rtype.group or "core"} "{name}" not found',
+            {"name": name, "group": rtype.group, "kind": rtype.plural},
+        )
+
+    # -- verbs ---------------------------------------------------------------------
+    def list(
+        self, rtype: ResourceType, namespace: str | None, label: str = "", field: str = ""
+    ) -> JSON:
+        """A `<Kind>List` of the matching objects."""
+        lmatch, fmatch = _label_selector(label), _field_selector(field)
+        with self._lock:
             items = [
                 copy.deepcopy(o)
-                for _, o in sorted(store.items())
-                if _matches(o, label_sel, field_sel)
+                for (ns, _), o in sorted(self._objects[rtype].items())
+                if (namespace is None or ns == namespace) and lmatch(o) and fmatch(o)
             ]
-            return 200, {
-                "apiVersion": api_version,
-                "kind": type_kind + "List",
-                "metadata": {"resourceVersion": str(state.rv)},
-                "items": items,
+            rv = str(self._rv)
+        return {
+            "kind": f"{rtype.kind}List",
+            "apiVersion": rtype.api_version,
+            "metadata": {"resourceVersion": rv},
+            "items": items,
+        }
+
+    def get(self, rtype: ResourceType, namespace: str, name: str) -> JSON:
+        """One object (deep copy) or 404."""
+        with self._lock:
+            obj = self._objects[rtype].get((namespace, name))
+            if obj is None:
+                raise self._not_found(rtype, name)
+            return copy.deepcopy(obj)
+
+    def create(self, rtype: ResourceType, namespace: str, obj: JSON) -> JSON:
+        """Create; fills uid, resourceVersion, creationTimestamp, generation, namespace."""
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        obj.setdefault("apiVersion", rtype.api_version)
+        obj.setdefault("kind", rtype.kind)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        name = meta.get("name")
+        if not name:
+            raise ApiError(422, "Invalid", "metadata.name: Required value")
+        if rtype.namespaced:
+            meta["namespace"] = namespace
+        self._check(rtype, obj)
+        with self._lock:
+            key = (namespace if rtype.namespaced else "", name)
+            if key in self._objects[rtype]:
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{rtype.plural} "{name}" already exists',
+                    {"name": name, "group": rtype.group, "kind": rtype.plural},
+                )
+            meta.update(
+                uid=str(uuid.uuid4()),
+                resourceVersion=self._next_rv(),
+                creationTimestamp=_now(),
+                generation=1,
+            )
+            self._objects[rtype][key] = obj
+            self._count("create", rtype)
+            self._emit(rtype, "ADDED", obj)
+            return copy.deepcopy(obj)
+
+    def replace(
+        self, rtype: ResourceType, namespace: str, name: str, obj: JSON, subresource: str = ""
+    ) -> JSON:
+        """PUT: optimistic concurrency on resourceVersion; `/status` changes only status and
+        the main resource ignores status when the resource has a status subresource."""
+        with self._lock:
+            current = self._objects[rtype].get((namespace if rtype.namespaced else "", name))
+            if current is None:
+                raise self._not_found(rtype, name)
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if rv and rv != current["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f"Operation cannot be fulfilled on {rtype.plural}"
+                    f' "{name}": the object has been modified; please apply your '
+                    "changes to the latest version and try again",
+                    {"name": name, "group": rtype.group, "kind": rtype.plural},
+                )
+            new = copy.deepcopy(obj)
+            if subresource == "status":
+                new = {**copy.deepcopy(current), "status": new.get("status")}
+            elif rtype.status_subresource:
+                new["status"] = copy.deepcopy(current.get("status"))
+                if new["status"] is None:
+                    new.pop("status")
+            return self._store_update(rtype, namespace, name, current, new)
+
+    def patch(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        content_type: str,
+        subresource: str = "",
+        create_on_apply: bool = True,
+    ) -> JSON:
+        """PATCH with merge, strategic-merge (as merge), JSON patch or apply semantics."""
+        with self._lock:
+            key = (namespace if rtype.namespaced else "", name)
+            current = self._objects[rtype].get(key)
+            if current is None:
+                if "apply-patch" in content_type and create_on_apply and not subresource:
+                    return self.create(rtype, namespace, body)
+                raise self._not_found(rtype, name)
+            if "json-patch" in content_type:
+                new = json_patch(current, body)
+            elif "apply-patch" in content_type:
+                new = apply_patch(current, body)
+            else:
+                new = merge_patch(current, body)
+            if subresource == "status":
+                new = {**copy.deepcopy(current), "status": new.get("status")}
+            elif rtype.status_subresource and "status" in current:
+                new["status"] = copy.deepcopy(current["status"])
+            return self._store_update(rtype, namespace, name, current, new)
+
+    def _store_update(
+        self, rtype: ResourceType, namespace: str, name: str, current: JSON, new: JSON
+    ) -> JSON:
+        meta = new.setdefault("metadata", {})
+        for field in ("uid", "creationTimestamp", "namespace", "name"):
+            if field in current["metadata"]:
+                meta[field] = current["metadata"][field]
+        meta["generation"] = current["metadata"].get("generation", 1) + (
+            1 if new.get("spec") != current.get("spec") else 0
+        )
+        meta["resourceVersion"] = current["metadata"]["resourceVersion"]
+        self._check(rtype, new)
+        if new == current:
+            return copy.deepcopy(current)  # a no-op write does not bump the resourceVersion
+        meta["resourceVersion"] = self._next_rv()
+        self._objects[rtype][(namespace if rtype.namespaced else "", name)] = new
+        self._count("update", rtype)
+        self._emit(rtype, "MODIFIED", new)
+        return copy.deepcopy(new)
+
+    def delete(
+        self, rtype: ResourceType, namespace: str, name: str, options: JSON | None = None
+    ) -> JSON:
+        """Delete immediately (no finalizers), honouring DeleteOptions preconditions on uid
+        and resourceVersion (409 when they do not match); returns the deleted object."""
+        with self._lock:
+            key = (namespace if rtype.namespaced else "", name)
+            current = self._objects[rtype].get(key)
+            if current is None:
+                raise self._not_found(rtype, name)
+            pre = (options or {}).get("preconditions") or {}
+            for field in ("uid", "resourceVersion"):
+                if pre.get(field) and pre[field] != current["metadata"].get(field):
+                    raise ApiError(
+                        409,
+                        "Conflict",
+                        f"Precondition failed: {field} in "
+                        f"precondition: {pre[field]}, in object meta: "
+                        f"{current['metadata'].get(field)}",
+                    )
+            obj = self._objects[rtype].pop(key)
+            obj["metadata"]["resourceVersion"] = self._next_rv()
+            self._count("delete", rtype)
+            self._emit(rtype, "DELETED", obj)
+            return copy.deepcopy(obj)
+
+    def watch(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        since: int,
+        timeout: float,
+        label: str = "",
+        field: str = "",
+    ) -> Iterator[JSON]:
+        """Yield watch events after resourceVersion `since` until `timeout` seconds pass."""
+        lmatch, fmatch = _label_selector(label), _field_selector(field)
+        deadline = time.monotonic() + timeout
+        cursor = since
+        while True:
+            with self._lock:
+                pending = [e for e in self._events if e[0] > cursor and e[1] == rtype]
+                if not pending:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    self._lock.wait(min(remaining, 0.5))
+                    continue
+            for rv, _, kind, obj in pending:
+                cursor = max(cursor, rv)
+                ns = (obj.get("metadata") or {}).get("namespace", "")
+                if (namespace is None or ns == namespace) and lmatch(obj) and fmatch(obj):
+                    yield {"type": kind, "object": obj}
+
+
+def _parse_path(path: str) -> tuple[ResourceType, str | None, str, str]:
+    """URL path → (resource, namespace or None, name, subresource)."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"]:
+        group, version, rest = "", parts[1] if len(parts) > 1 else "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        raise ApiError(404, "NotFound", f"the server could not find the requested resource {path}")
+    namespace: str | None = None
+    if len(rest) >= 3 and rest[0] == "namespaces" and (group, version, rest[2]) in _BY_PATH:
+        namespace, rest = rest[1], rest[2:]
+    if not rest or (group, version, rest[0]) not in _BY_PATH:
+        raise ApiError(404, "NotFound", f"the server could not find the requested resource {path}")
+    rtype = _BY_PATH[(group, version, rest[0])]
+    name = rest[1] if len(rest) > 1 else ""
+    sub = rest[2] if len(rest) > 2 else ""
+    if sub and (sub != "status" or not rtype.status_subresource):
+        raise ApiError(404, "NotFound", f"subresource {sub!r} not found")
+    return rtype, namespace, name, sub
+
+
+def _discovery(path: str) -> JSON | None:
+    if path == "/api":
+        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+    if path == "/apis":
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {
+                    "name": "resource.k8s.io",
+                    "versions": [{"groupVersion": "resource.k8s.io/v1", "version": "v1"}],
+                    "preferredVersion": {"groupVersion": "resource.k8s.io/v1", "version": "v1"},
+                }
+            ],
+        }
+    if path == "/version":
+        return {"major": "1", "minor": "34", "gitVersion": "v1.34.0-knd-lab-emulator"}
+    for group, version in (("", "v1"), ("resource.k8s.io", "v1")):
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        if path == prefix:
+            return {
+                "kind": "APIResourceList",
+                "groupVersion": f"{group}/{version}".lstrip("/"),
+                "resources": [
+                    {
+                        "name": r.plural,
+                        "namespaced": r.namespaced,
+                        "kind": r.kind,
+                        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+                    }
+                    for r in RESOURCES
+                    if (r.group, r.version) == (group, version)
+                ],
             }
-        if verb == "GET" and name is not None:
-            if name not in store:
-                raise HttpError(404, f'{kind} "{name}" not found')
-            return 200, copy.deepcopy(store[name])
-        if verb == "POST" and name is None:
-            return 201, state.create(kind, body, api_version, type_kind)
-        if verb == "PUT" and name is not None:
-            return 200, state.update(kind, name, body)
-        if verb == "DELETE" and name is not None:
-            return 200, state.delete(kind, name, body)
-        raise HttpError(405, f"{verb} is not supported on {kind}")
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
+    return None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    state: ApiServerState
+class ApiServerEmulator:
+    """HTTP front end of an ObjectStore on 127.0.0.1 (port 0 = any free port)."""
 
-
-class FakeApiServer:
-    """Run the emulated API server on 127.0.0.1 (an ephemeral port by default) in a thread.
-
-    Use as a context manager; `url` is the base URL for the kubernetes client.
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.state = ApiServerState()
-        self._httpd = _Server((host, port), _Handler)
-        self._httpd.state = self.state
-        self._thread: threading.Thread | None = None
+    def __init__(
+        self, store: ObjectStore | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.store = store or ObjectStore()
+        self.unavailable = threading.Event()  # set → every request gets 503 (fault tests)
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="apiserver-emulator", daemon=True
+        )
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
+        """Base URL for a Kubernetes client `Configuration.host`."""
+        host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    @property
-    def writes(self) -> int:
-        return self.state.writes
-
-    def start(self) -> FakeApiServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="fake-apiserver", daemon=True
-        )
+    def start(self) -> ApiServerEmulator:
+        """Serve in a background thread; returns self."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
 
-    def __enter__(self) -> FakeApiServer:
+    def __enter__(self) -> ApiServerEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def add_node(self, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-        """Create a Node directly (not counted as a write)."""
-        with self.state.lock:
-            obj = {"metadata": {"name": name, "labels": labels or {}}, "spec": {}, "status": {}}
-            return self.state.create("nodes", obj, "v1", "Node")
-
-    def slices(self) -> list[dict[str, Any]]:
-        """All stored ResourceSlices (copies), sorted by name."""
-        with self.state.lock:
-            return [
-                copy.deepcopy(o) for _, o in sorted(self.state.objects["resourceslices"].items())
-            ]
+    @property
+    def writes(self) -> int:
+        """Successful writes so far, all resources."""
+        return self.store.write_count()
 
     def fail_next(self, verb: str, code: int = 409) -> None:
-        self.state.fail_next(verb, code)
+        """See ObjectStore.fail_next."""
+        self.store.fail_next(verb, code)
 
+    def add_node(self, name: str, labels: dict[str, str] | None = None) -> JSON:
+        """Create a Node directly (not counted as a write)."""
+        node = self.store.create(
+            NODES,
+            "",
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": labels or {}},
+            },
+        )
+        self.store.writes[("create", "nodes")] -= 1
+        return node
 
-__all__ = ["ApiServerState", "FakeApiServer", "HTTPStatus", "validate_slice"]
+    def slices(self) -> list[JSON]:
+        """Every stored ResourceSlice (copies), sorted by name."""
+        return list(self.store.list(SLICES, None)["items"])
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def _reply(self, code: int, body: JSON) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> Any:
+                raw = self._raw
+                ctype = self.headers.get("Content-Type", "")
+                try:
+                    if "yaml" in ctype:
+                        return yaml.safe_load(raw) if raw else {}
+                    return json.loads(raw) if raw else {}
+                except (ValueError, yaml.YAMLError) as exc:
+                    raise ApiError(400, "BadRequest", f"cannot decode body: {exc}") from exc
+
+            def _handle(self, verb: str) -> None:
+                # Always consume the body first, so an early error keeps the connection usable.
+                length = int(self.headers.get("Content-Length") or 0)
+                self._raw = self.rfile.read(length) if length else b""
+                url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                try:
+                    if emulator.unavailable.is_set():
+                        raise ApiError(503, "ServiceUnavailable", "emulated outage")
+                    if (code := emulator.store.take_failure(verb)) is not None:
+                        raise ApiError(
+                            code,
+                            _REASONS.get(code, "InternalError"),
+                            f"injected failure for {verb}",
+                        )
+                    if verb == "GET" and (disc := _discovery(url.path.rstrip("/"))) is not None:
+                        self._reply(200, disc)
+                        return
+                    rtype, ns, name, sub = _parse_path(url.path)
+                    store = emulator.store
+                    nsv = ns or ""
+                    if verb == "GET" and not name:
+                        if query.get("watch") in ("true", "1"):
+                            self._watch(rtype, ns, query)
+                            return
+                        self._reply(
+                            200,
+                            store.list(
+                                rtype,
+                                ns,
+                                query.get("labelSelector", ""),
+                                query.get("fieldSelector", ""),
+                            ),
+                        )
+                    elif verb == "GET":
+                        self._reply(200, store.get(rtype, nsv, name))
+                    elif verb == "POST" and not name:
+                        self._reply(201, store.create(rtype, nsv, self._body()))
+                    elif verb == "PUT" and name:
+                        self._reply(200, store.replace(rtype, nsv, name, self._body(), sub))
+                    elif verb == "PATCH" and name:
+                        ctype = self.headers.get("Content-Type", "")
+                        # Field ownership conflicts are not emulated: an apply always wins,
+                        # as it does for a driver that applies with force=true.
+                        if "apply-patch" in ctype and not query.get("fieldManager"):
+                            raise ApiError(422, "Invalid", "PATCH with apply requires fieldManager")
+                        self._reply(200, store.patch(rtype, nsv, name, self._body(), ctype, sub))
+                    elif verb == "DELETE" and name:
+                        body = self._body()
+                        self._reply(
+                            200,
+                            store.delete(
+                                rtype, nsv, name, body if isinstance(body, dict) else None
+                            ),
+                        )
+                    else:
+                        raise ApiError(405, "MethodNotAllowed", f"{verb} not allowed here")
+                except ApiError as err:
+                    self._reply(err.code, err.status())
+                except (KeyError, IndexError, TypeError, ValueError) as exc:
+                    self._reply(400, ApiError(400, "BadRequest", str(exc)).status())
+
+            def _watch(self, rtype: ResourceType, ns: str | None, query: dict[str, str]) -> None:
+                since = int(query.get("resourceVersion") or 0)
+                timeout = float(query.get("timeoutSeconds") or 300)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for event in emulator.store.watch(
+                    rtype,
+                    ns,
+                    since,
+                    timeout,
+                    query.get("labelSelector", ""),
+                    query.get("fieldSelector", ""),
+                ):
+                    line = json.dumps(event).encode() + b"\n"
+                    self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_PUT(self) -> None:
+                self._handle("PUT")
+
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
+
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
+        return Handler

@@ -1,0 +1,17 @@
+# knd node daemon image: small Python base, iproute2 and ethtool for troubleshooting from inside
+# the pod (knd itself never shells out on the hot path), pinned versions, runtime deps only.
+FROM python:3.11.7-slim-bookworm
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends iproute2=6.1.0-3 ethtool=1:6.1-1 pci.ids \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/knd
+COPY requirements.runtime.lock ./
+RUN pip install --no-cache-dir --no-deps -r requirements.runtime.lock
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install --no-cache-dir --no-deps . && rm -rf /opt/knd/src
+
+ENTRYPOINT ["knd"]
+CMD ["driver"]

@@ -1,0 +1,137 @@
+"""`knd explain FILE... [--slices FILE...] [--node NAME]`: why a claim would (not) allocate.
+
+A dry run of the scheduler emulator (knd.lab.allocator) over ResourceSlices and DeviceClasses
+read from files. For every ResourceClaim / ResourceClaimTemplate found it prints, per request,
+which devices each selector kept or dropped and why, then the allocation or the constraint that
+blocks it. Exit status: 0 every claim allocatable, 1 any claim unsatisfiable, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from knd.api.manifests import object_name
+from knd.cli.config_cmd import UsageError, expand_paths, load_documents
+from knd.lab.allocator import AllocationError, Allocator, Explanation
+from knd.lab.celenv import SelectorError
+
+EXIT_OK, EXIT_UNSATISFIABLE, EXIT_USAGE = 0, 1, 2
+
+
+def register(sub: Any) -> None:
+    """Register `knd explain`."""
+    p = sub.add_parser("explain", help="allocation dry run: why is my claim (not) allocatable")
+    p.add_argument("paths", nargs="+", type=Path, metavar="FILE")
+    p.add_argument(
+        "--slices",
+        nargs="*",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="files with ResourceSlices and DeviceClasses",
+    )
+    p.add_argument("--node", default=None, help="only slices of this node (default: any)")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every dropped device")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(handler=run_explain)
+
+
+def _flatten(docs: list[object]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for doc in docs:
+        if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List"):
+            out.extend(i for i in doc.get("items") or [] if isinstance(i, dict))
+        elif isinstance(doc, dict):
+            out.append(doc)
+    return out
+
+
+def _claim_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc.get("kind") == "ResourceClaimTemplate":
+        spec: dict[str, Any] = (doc.get("spec") or {}).get("spec") or {}
+        return spec
+    spec = doc.get("spec") or {}
+    return spec
+
+
+def explain_claim(allocator: Allocator, doc: dict[str, Any], verbose: bool, out: TextIO) -> bool:
+    """Print the explanation of one claim; True when it is allocatable."""
+    print(f"== {object_name(doc)}", file=out)
+    try:
+        allocation, exp = allocator.allocate(_claim_spec(doc))
+    except AllocationError as exc:
+        exp = exc.args[1] if len(exc.args) > 1 else Explanation(blocker=str(exc))
+        allocation = None
+    except SelectorError as exc:
+        print(f"  selector error: {exc}", file=out)
+        return False
+    for req in exp.requests:
+        kept = req.candidates
+        need = "all" if req.mode == "All" else str(req.count)
+        print(
+            f"  request {req.name} (class {req.device_class}, {req.mode} {need}): "
+            f"{len(kept)} of {len(req.verdicts)} devices kept",
+            file=out,
+        )
+        for v in req.verdicts:
+            if v.kept:
+                print(f"    kept     {v.device.driver}/{v.device.name}", file=out)
+            elif verbose:
+                print(f"    dropped  {v.device.driver}/{v.device.name}: {v.reason}", file=out)
+        dropped = [v for v in req.verdicts if not v.kept]
+        if dropped and not verbose:
+            reasons: dict[str, int] = {}
+            for v in dropped:
+                reasons[v.reason] = reasons.get(v.reason, 0) + 1
+            for reason, n in sorted(reasons.items(), key=lambda x: -x[1]):
+                print(f"    dropped  {n} device(s): {reason}", file=out)
+    if allocation is None:
+        print(f"  UNSATISFIABLE: {exp.blocker}", file=out)
+        return False
+    for request, device in exp.allocated:
+        root = device.attribute("resource.kubernetes.io/pcieRoot")
+        extra = f" (pcieRoot {root})" if root is not None else ""
+        print(
+            f"  allocated {request} -> {device.driver}/{device.pool}/{device.name}{extra}", file=out
+        )
+    return True
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Handler of `knd explain`."""
+    try:
+        docs = _flatten(
+            [d for p in expand_paths([*args.paths, *args.slices]) for d in load_documents(p)]
+        )
+    except UsageError as exc:
+        print(f"knd explain: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    slices = [d for d in docs if d.get("kind") == "ResourceSlice"]
+    classes = {
+        str((d.get("metadata") or {}).get("name")): d
+        for d in docs
+        if d.get("kind") == "DeviceClass"
+    }
+    claims = [d for d in docs if d.get("kind") in ("ResourceClaim", "ResourceClaimTemplate")]
+    if not claims:
+        print(
+            "knd explain: no ResourceClaim or ResourceClaimTemplate in the input", file=sys.stderr
+        )
+        return EXIT_USAGE
+    allocator = Allocator(slices, classes, args.node)
+    if args.output == "json":
+        report = []
+        for doc in claims:
+            try:
+                allocation, _ = allocator.allocate(_claim_spec(doc))
+                report.append({"claim": object_name(doc), "allocation": allocation})
+            except (AllocationError, SelectorError) as exc:
+                report.append({"claim": object_name(doc), "error": str(exc.args[0])})
+        print(json.dumps(report, indent=2))
+        return EXIT_UNSATISFIABLE if any("error" in r for r in report) else EXIT_OK
+    results = [explain_claim(allocator, doc, args.verbose, sys.stdout) for doc in claims]
+    return EXIT_OK if all(results) else EXIT_UNSATISFIABLE

@@ -1,0 +1,195 @@
+"""Daemon options: DraNet-compatible flags, each also settable by an environment variable.
+
+Precedence: command line > environment (`KND_<FLAG>` with dashes as underscores, plus
+`NODE_NAME` for the node, as the DaemonSet passes it) > default. DraNet's spellings are accepted
+as aliases (`--db-path` for `--state-path`) so existing manifests keep working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from knd.api.attributes import DEFAULT_DRIVER_NAME
+from knd.api.limits import check_driver_name
+
+DEFAULT_FILTER = 'device.attributes["dra.net"].type != "veth"'
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """Everything `knd driver` is configured with (see `add_arguments` for meanings)."""
+
+    node_name: str
+    kubeconfig: str
+    driver_name: str
+    filter: str
+    state_path: Path
+    kubelet_root_dir: Path
+    bind_address: str
+    inventory_min_poll_interval: float
+    inventory_max_poll_interval: float
+    inventory_poll_burst: int
+    move_ib_interfaces: bool
+    nri_socket: str
+    nri_plugin_index: str
+    nri_plugin_name: str
+    shutdown_grace_period: float
+    log_format: str
+    verbosity: int
+
+
+class OptionsError(ValueError):
+    """An option value is invalid (fatal at start-up)."""
+
+
+def _env_name(flag: str) -> str:
+    return "KND_" + flag.upper().replace("-", "_")
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {value!r}")
+
+
+_FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
+    (
+        ("--hostname-override",),
+        {
+            "dest": "node_name",
+            "default": "",
+            "help": "node name (default: $NODE_NAME, else the hostname)",
+        },
+    ),
+    (("--kubeconfig",), {"default": "", "help": "kubeconfig path; empty = in-cluster config"}),
+    (("--driver-name",), {"default": DEFAULT_DRIVER_NAME, "help": "DRA driver name"}),
+    (
+        ("--filter",),
+        {
+            "default": DEFAULT_FILTER,
+            "help": "CEL admin filter over devices; empty disables filtering",
+        },
+    ),
+    (
+        ("--state-path", "--db-path"),
+        {
+            "dest": "state_path",
+            "default": "/var/run/knd/knd.db",
+            "help": "SQLite state file (DraNet: --db-path)",
+        },
+    ),
+    (("--kubelet-root-dir",), {"default": "/var/lib/kubelet", "help": "kubelet root dir"}),
+    (("--bind-address",), {"default": ":9177", "help": "address for /metrics and /healthz"}),
+    (
+        ("--inventory-min-poll-interval",),
+        {"type": float, "default": 2.0, "help": "minimum seconds between scans"},
+    ),
+    (
+        ("--inventory-max-poll-interval",),
+        {"type": float, "default": 60.0, "help": "periodic resync, seconds"},
+    ),
+    (("--inventory-poll-burst",), {"type": int, "default": 5, "help": "scan burst"}),
+    (
+        ("--move-ib-interfaces",),
+        {"type": _bool, "default": True, "help": "move IPoIB netdevs (false: expose IB-only RDMA)"},
+    ),
+    (("--nri-socket",), {"default": "/var/run/nri/nri.sock", "help": "NRI socket path"}),
+    (("--nri-plugin-index",), {"default": "00", "help": "two-digit NRI plugin index"}),
+    (("--nri-plugin-name",), {"default": "", "help": "NRI plugin name (default: driver name)"}),
+    (
+        ("--shutdown-grace-period",),
+        {
+            "type": float,
+            "default": 25.0,
+            "help": "max seconds to wait for prepared pods on SIGTERM",
+        },
+    ),
+    (("--log-format",), {"choices": ("text", "json"), "default": "text"}),
+    (("-v", "--v"), {"dest": "verbosity", "type": int, "default": 2, "help": "log verbosity"}),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every daemon flag to `parser` (defaults are resolved later, with the environment)."""
+    for names, kwargs in _FLAGS:
+        opts = dict(kwargs)
+        opts["default"] = None
+        parser.add_argument(*names, **opts)  # type: ignore[arg-type]
+
+
+def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> DaemonOptions:
+    """Merge parsed flags with the environment and defaults; validate. Raises OptionsError."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for names, kwargs in _FLAGS:
+        dest = str(kwargs.get("dest") or names[-1].lstrip("-").replace("-", "_"))
+        value = getattr(args, dest, None)
+        if value is None:
+            raw = env.get(_env_name(names[0].lstrip("-")))
+            if raw is not None:
+                convert = kwargs.get("type", str)
+                try:
+                    value = convert(raw)  # type: ignore[operator]
+                except (ValueError, argparse.ArgumentTypeError) as exc:
+                    raise OptionsError(f"{_env_name(names[0].lstrip('-'))}: {exc}") from exc
+        if value is None:
+            value = kwargs["default"]
+        values[dest] = value
+    if not values["node_name"]:
+        values["node_name"] = env.get("NODE_NAME") or os.uname().nodename
+    if not values["nri_plugin_name"]:
+        values["nri_plugin_name"] = values["driver_name"]
+    opts = DaemonOptions(
+        node_name=str(values["node_name"]),
+        kubeconfig=str(values["kubeconfig"]),
+        driver_name=str(values["driver_name"]),
+        filter=str(values["filter"]),
+        state_path=Path(str(values["state_path"])),
+        kubelet_root_dir=Path(str(values["kubelet_root_dir"])),
+        bind_address=str(values["bind_address"]),
+        inventory_min_poll_interval=float(values["inventory_min_poll_interval"]),  # type: ignore[arg-type]
+        inventory_max_poll_interval=float(values["inventory_max_poll_interval"]),  # type: ignore[arg-type]
+        inventory_poll_burst=int(values["inventory_poll_burst"]),  # type: ignore[call-overload]
+        move_ib_interfaces=bool(values["move_ib_interfaces"]),
+        nri_socket=str(values["nri_socket"]),
+        nri_plugin_index=str(values["nri_plugin_index"]),
+        nri_plugin_name=str(values["nri_plugin_name"]),
+        shutdown_grace_period=float(values["shutdown_grace_period"]),  # type: ignore[arg-type]
+        log_format=str(values["log_format"]),
+        verbosity=int(values["verbosity"]),  # type: ignore[call-overload]
+    )
+    validate(opts)
+    return opts
+
+
+def validate(opts: DaemonOptions) -> None:
+    """Reject values that cannot work; raises OptionsError naming the flag."""
+    problems = check_driver_name(opts.driver_name)
+    if len(opts.nri_plugin_index) != 2 or not opts.nri_plugin_index.isdigit():
+        problems.append(f"--nri-plugin-index must be two digits, got {opts.nri_plugin_index!r}")
+    if opts.inventory_min_poll_interval <= 0 or opts.inventory_max_poll_interval <= 0:
+        problems.append("--inventory-*-poll-interval must be positive")
+    if opts.inventory_poll_burst < 1:
+        problems.append("--inventory-poll-burst must be at least 1")
+    if opts.shutdown_grace_period < 0:
+        problems.append("--shutdown-grace-period must not be negative")
+    host, sep, port = opts.bind_address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        problems.append(f"--bind-address must be HOST:PORT or :PORT, got {opts.bind_address!r}")
+    del host
+    if problems:
+        raise OptionsError("; ".join(problems))
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> DaemonOptions:
+    """Parse a full argument list (for tests and embedding)."""
+    parser = argparse.ArgumentParser(prog="knd driver")
+    add_arguments(parser)
+    return resolve(parser.parse_args(list(argv)), environ)
