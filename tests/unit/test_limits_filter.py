@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from knd.api import attributes as A
+from knd.api import attributes as attr
 from knd.inventory.filter import DEFAULT_FILTER, AdminFilter, FilterError, activation
 from knd.inventory.limits import drop_order, fit, list_value
 from knd.inventory.model import AttrValue, Device
@@ -20,15 +20,18 @@ def test_list_value_truncates_on_element_boundaries() -> None:
 
 
 def test_fit_cuts_long_strings_and_lists() -> None:
-    attrs: dict[str, AttrValue] = {A.PCI_DEVICE: "n" * 70, A.IPV4: ",".join(["10.1.1.1/32"] * 7)}
+    attrs: dict[str, AttrValue] = {
+        attr.PCI_DEVICE: "n" * 70,
+        attr.IPV4: ",".join(["10.1.1.1/32"] * 7),
+    }
     out, warnings = fit("d", attrs)
-    assert out[A.PCI_DEVICE] == "n" * 64
-    assert out[A.IPV4] == ",".join(["10.1.1.1/32"] * 5)
+    assert out[attr.PCI_DEVICE] == "n" * 64
+    assert out[attr.IPV4] == ",".join(["10.1.1.1/32"] * 5)
     assert len(warnings) == 2
 
 
 def test_fit_drops_lowest_value_attributes_beyond_32() -> None:
-    attrs: dict[str, AttrValue] = {name: "v" for name in A.PRIORITY_ORDER}  # 27
+    attrs: dict[str, AttrValue] = {name: "v" for name in attr.PRIORITY_ORDER}  # 27
     extra = {f"gce.dra.net/extra{i:02d}": i for i in range(8)}  # +8 = 35
     attrs.update(extra)
     out, warnings = fit("dev", attrs)
@@ -37,26 +40,30 @@ def test_fit_drops_lowest_value_attributes_beyond_32() -> None:
     assert dropped == {"gce.dra.net/extra07", "gce.dra.net/extra06", "gce.dra.net/extra05"}
     assert "3 attribute(s) dropped" in warnings[0]
     # with capacities counted, known attributes go from the end of PRIORITY_ORDER
-    out2, _ = fit("dev", {name: "v" for name in A.PRIORITY_ORDER}, capacities=8)
-    assert set(A.PRIORITY_ORDER) - set(out2) == {A.ALIAS, A.TCX_PROGRAM_NAMES, A.TC_FILTER_NAMES}
-    assert A.STD_PCIE_ROOT in out2 and A.IF_NAME in out2
+    out2, _ = fit("dev", {name: "v" for name in attr.PRIORITY_ORDER}, capacities=8)
+    assert set(attr.PRIORITY_ORDER) - set(out2) == {
+        attr.ALIAS,
+        attr.TCX_PROGRAM_NAMES,
+        attr.TC_FILTER_NAMES,
+    }
+    assert attr.STD_PCIE_ROOT in out2 and attr.IF_NAME in out2
 
 
 def test_drop_order_unknown_first_then_priority_reversed() -> None:
-    assert drop_order([A.STD_PCIE_ROOT, "x.io/a", A.ALIAS, A.MTU]) == [
+    assert drop_order([attr.STD_PCIE_ROOT, "x.io/a", attr.ALIAS, attr.MTU]) == [
         "x.io/a",
-        A.ALIAS,
-        A.MTU,
-        A.STD_PCIE_ROOT,
+        attr.ALIAS,
+        attr.MTU,
+        attr.STD_PCIE_ROOT,
     ]
 
 
-VETH = Device("kiv0", {A.IF_NAME: "kiv0", A.TYPE: "veth"})
+VETH = Device("kiv0", {attr.IF_NAME: "kiv0", attr.TYPE: "veth"})
 NIC = Device(
     "pci-0000-11-00-0",
-    {A.IF_NAME: "eth1", A.TYPE: "device", A.RDMA: True, A.STD_PCIE_ROOT: "pci0000:0d"},
+    {attr.IF_NAME: "eth1", attr.TYPE: "device", attr.RDMA: True, attr.STD_PCIE_ROOT: "pci0000:0d"},
 )
-OFFLINE = Device("veth1234", {A.IF_NAME: "veth1234"})  # no dra.net/type (offline scan)
+OFFLINE = Device("veth1234", {attr.IF_NAME: "veth1234"})  # no dra.net/type (offline scan)
 
 
 def test_default_filter_drops_veth_keeps_nic() -> None:
@@ -72,7 +79,7 @@ def test_filter_sees_standard_domain_and_driver() -> None:
         'device.attributes["dra.net"].rdma'
     )
     assert f(NIC).keep
-    assert not f(Device("x", {A.STD_PCIE_ROOT: "pci0000:0d", A.RDMA: False})).keep
+    assert not f(Device("x", {attr.STD_PCIE_ROOT: "pci0000:0d", attr.RDMA: False})).keep
 
 
 def test_filter_evaluation_error_keeps_device_with_warning() -> None:

@@ -1,4 +1,5 @@
-"""The slice publisher against the emulated API server (real REST paths, kubernetes client)."""
+"""The slice publisher against the emulated API server (knd.lab.apiserver: real REST paths,
+schema validation; not a real kube-apiserver), through the unchanged kubernetes client."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from knd.inventory.discover import discover
 from knd.inventory.model import Device
 from knd.kube.publisher import PublishError, SlicePublisher
 from knd.kube.slice_client import KubernetesSliceClient, api_client_for
-from knd.lab.apiserver import FakeApiServer
+from knd.lab.apiserver import NODES, SLICES, ApiServerEmulator
 from tests.fixtures import pciids as test_ids
 from tests.fixtures.sysfs import write_tree
 
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as srv:
+def server() -> Iterator[ApiServerEmulator]:
+    with ApiServerEmulator() as srv:
         srv.add_node("node-a")
         yield srv
 
@@ -32,7 +33,7 @@ def sriov_devices(tmp_path_factory: pytest.TempPathFactory) -> list[Device]:
     return discover(SysfsRoot(root), test_ids.database()).devices
 
 
-def publisher(srv: FakeApiServer, node: str = "node-a") -> SlicePublisher:
+def publisher(srv: ApiServerEmulator, node: str = "node-a") -> SlicePublisher:
     return SlicePublisher(KubernetesSliceClient(api_client_for(srv.url)), node)
 
 
@@ -42,7 +43,7 @@ def with_mtu(devices: list[Device], i: int, mtu: int) -> list[Device]:
     return out
 
 
-def pools(srv: FakeApiServer) -> list[tuple[int, int, int]]:
+def pools(srv: ApiServerEmulator) -> list[tuple[int, int, int]]:
     return [
         (
             s["spec"]["pool"]["generation"],
@@ -53,11 +54,13 @@ def pools(srv: FakeApiServer) -> list[tuple[int, int, int]]:
     ]
 
 
-def test_first_publish_splits_and_owns(server: FakeApiServer, sriov_devices: list[Device]) -> None:
+def test_first_publish_splits_and_owns(
+    server: ApiServerEmulator, sriov_devices: list[Device]
+) -> None:
     r = publisher(server).publish(sriov_devices)
     assert (r.creates, r.updates, r.deletes, r.generation, r.slices) == (2, 0, 0, 1, 2)
     assert pools(server) == [(1, 2, 128), (1, 2, 2)]
-    node_uid = server.state.objects["nodes"]["node-a"]["metadata"]["uid"]
+    node_uid = server.store.get(NODES, "", "node-a")["metadata"]["uid"]
     for s in server.slices():
         assert s["metadata"]["ownerReferences"] == [
             {
@@ -75,7 +78,7 @@ def test_first_publish_splits_and_owns(server: FakeApiServer, sriov_devices: lis
 
 
 def test_unchanged_is_zero_writes_and_one_nic_one_write(
-    server: FakeApiServer, sriov_devices: list[Device]
+    server: ApiServerEmulator, sriov_devices: list[Device]
 ) -> None:
     pub = publisher(server)
     pub.publish(sriov_devices)
@@ -89,7 +92,7 @@ def test_unchanged_is_zero_writes_and_one_nic_one_write(
 
 
 def test_changes_in_two_slices_bump_generation(
-    server: FakeApiServer, sriov_devices: list[Device]
+    server: ApiServerEmulator, sriov_devices: list[Device]
 ) -> None:
     pub = publisher(server)
     pub.publish(sriov_devices)
@@ -99,7 +102,7 @@ def test_changes_in_two_slices_bump_generation(
 
 
 def test_shrinking_deletes_the_emptied_slice(
-    server: FakeApiServer, sriov_devices: list[Device]
+    server: ApiServerEmulator, sriov_devices: list[Device]
 ) -> None:
     pub = publisher(server)
     pub.publish(sriov_devices)
@@ -109,7 +112,7 @@ def test_shrinking_deletes_the_emptied_slice(
 
 
 def test_stale_and_foreign_slices_are_deleted(
-    server: FakeApiServer, sriov_devices: list[Device]
+    server: ApiServerEmulator, sriov_devices: list[Device]
 ) -> None:
     other = publisher(server, node="node-b")
     server.add_node("node-b")
@@ -120,6 +123,8 @@ def test_stale_and_foreign_slices_are_deleted(
     stale = dict(server.slices()[0])
     for name, gen in (("00007-dra.net-node-a-old", 0), ("node-a-dra.net-legacy", 1)):
         obj = {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceSlice",
             "metadata": {"name": name},
             "spec": {
                 **stale["spec"],
@@ -127,8 +132,7 @@ def test_stale_and_foreign_slices_are_deleted(
                 "pool": {"name": "node-a", "generation": gen, "resourceSliceCount": 1},
             },
         }
-        with server.state.lock:
-            server.state.create("resourceslices", obj, "resource.k8s.io/v1", "ResourceSlice")
+        server.store.create(SLICES, "", obj)
     r = pub.publish(sriov_devices[:3])
     assert r.deletes == 2
     names = [s["metadata"]["name"] for s in server.slices() if s["spec"]["nodeName"] == "node-a"]
@@ -136,7 +140,7 @@ def test_stale_and_foreign_slices_are_deleted(
     assert len([s for s in server.slices() if s["spec"]["nodeName"] == "node-b"]) == 1
 
 
-def test_conflict_is_retried(server: FakeApiServer, sriov_devices: list[Device]) -> None:
+def test_conflict_is_retried(server: ApiServerEmulator, sriov_devices: list[Device]) -> None:
     pub = publisher(server)
     pub.publish(sriov_devices)
     server.fail_next("PUT", 409)
@@ -146,7 +150,7 @@ def test_conflict_is_retried(server: FakeApiServer, sriov_devices: list[Device])
     assert stored[sriov_devices[5].name]["attributes"]["dra.net/mtu"] == {"int": 9000}
 
 
-def test_persistent_conflicts_fail(server: FakeApiServer, sriov_devices: list[Device]) -> None:
+def test_persistent_conflicts_fail(server: ApiServerEmulator, sriov_devices: list[Device]) -> None:
     pub = publisher(server)
     pub.publish(sriov_devices)
     for _ in range(5):
@@ -155,7 +159,7 @@ def test_persistent_conflicts_fail(server: FakeApiServer, sriov_devices: list[De
         pub.publish(with_mtu(sriov_devices, 5, 9000))
 
 
-def test_missing_node_fails(server: FakeApiServer, tmp_path: Path) -> None:
+def test_missing_node_fails(server: ApiServerEmulator, tmp_path: Path) -> None:
     with pytest.raises(PublishError):
         publisher(server, node="ghost").publish([])
     assert server.writes == 0

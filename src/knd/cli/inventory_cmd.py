@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from knd.api import attributes as A
+from knd.api import attributes as attr
 from knd.host.netlink import NetlinkError, PyrouteNetlink
 from knd.host.sysfs import SysfsRoot
 from knd.inventory.discover import Options
@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     p.add_argument("--slices", action="store_true", help="print the ResourceSlices to publish")
     p.add_argument("--filter", default=DEFAULT_FILTER, help="admin CEL filter ('' keeps all)")
-    p.add_argument("--driver-name", default=A.DEFAULT_DRIVER_NAME)
+    p.add_argument("--driver-name", default=attr.DEFAULT_DRIVER_NAME)
     p.add_argument("--node-name", default=os.environ.get("NODE_NAME") or socket.gethostname())
     p.add_argument("--pci-ids", type=Path, help="pci.ids database (default: the system's)")
     p.add_argument(
@@ -110,16 +110,16 @@ def table(result: ScanResult) -> str:
     header = ("NAME", "IFNAME", "PCIEROOT", "NUMA", "RDMA", "TYPE", "STATE", "PUBLISH")
     rows: list[tuple[str, ...]] = [header]
     for d in result.discovery.devices:
-        rdma = d.get(A.RDMA_DEVICE) or d.get(A.RDMA)
+        rdma = d.get(attr.RDMA_DEVICE) or d.get(attr.RDMA)
         rows.append(
             (
                 d.name,
-                _cell(d.get(A.IF_NAME)),
-                _cell(d.get(A.STD_PCIE_ROOT)),
-                _cell(d.get(A.STD_NUMA_NODE)),
+                _cell(d.get(attr.IF_NAME)),
+                _cell(d.get(attr.STD_PCIE_ROOT)),
+                _cell(d.get(attr.STD_NUMA_NODE)),
                 _cell(rdma),
-                _cell(d.get(A.TYPE)),
-                _cell(d.get(A.STATE)),
+                _cell(d.get(attr.TYPE)),
+                _cell(d.get(attr.STATE)),
                 "filtered" if d.name in filtered else "yes",
             )
         )

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pyroute2 import IPRoute
+
 AF_INET = 2
 AF_INET6 = 10
 RT_TABLE_MAIN = 254
@@ -86,8 +88,6 @@ class PyrouteNetlink:
         self.netns = netns
 
     def _ipr(self) -> Any:
-        from pyroute2 import IPRoute
-
         return IPRoute(netns=self.netns) if self.netns else IPRoute()
 
     def snapshot(self) -> Snapshot:

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pyroute2 import IPRoute
+
 from knd.host.netlink import NetlinkError
 
 log = logging.getLogger(__name__)
@@ -58,34 +60,32 @@ class NetlinkEvents:
 
     def start(self) -> None:
         """Subscribe (in the thread, which first enters `netns` if given) and start reading."""
-        ready = threading.Event()
+        subscribed = threading.Event()
         errors: list[Exception] = []
         self._thread = threading.Thread(
-            target=self._run, args=(ready, errors), name="netlink-events", daemon=True
+            target=self._run, args=(subscribed, errors), name="netlink-events", daemon=True
         )
         self._thread.start()
-        ready.wait(10)
+        subscribed.wait(10)
         if errors or self._ipr is None:
             cause = errors[0] if errors else None
             raise NetlinkError(f"netlink subscription failed: {cause}") from cause
 
     def _subscribe(self) -> Any:
-        from pyroute2 import IPRoute
-
         if self._netns:
             _enter_netns(self._netns)  # only this thread moves; it never returns
         ipr = IPRoute()
         ipr.bind(groups=GROUPS)
         return ipr
 
-    def _run(self, ready: threading.Event, errors: list[Exception]) -> None:
+    def _run(self, subscribed: threading.Event, errors: list[Exception]) -> None:
         try:
             self._ipr = self._subscribe()
         except Exception as exc:
             errors.append(exc)
             return
         finally:
-            ready.set()
+            subscribed.set()
         ipr = self._ipr
         fd = ipr.fileno()
         while not self._stop.is_set():

@@ -20,9 +20,9 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from knd.api import attributes as A
+from knd.api import attributes as attr
 from knd.api.names import interface_device_name, pci_device_name
-from knd.host import sysfs as S
+from knd.host import sysfs as hs
 from knd.host.netlink import Link, Snapshot
 from knd.host.pciids import PciIds
 from knd.inventory.limits import fit, list_value
@@ -45,92 +45,92 @@ class Options:
 class _Draft:
     name: str
     attrs: dict[str, AttrValue] = field(default_factory=dict)
-    pci: S.PciFunction | None = None
+    pci: hs.PciFunction | None = None
 
 
-def _pci_attrs(fn: S.PciFunction, ids: PciIds) -> dict[str, AttrValue]:
-    attrs: dict[str, AttrValue] = {A.PCI_ADDRESS: fn.address, A.STD_PCI_BUS_ID: fn.address}
-    attrs[A.PCI_VENDOR] = ids.vendor(fn.vendor_id) or fn.vendor_id
-    attrs[A.PCI_DEVICE] = ids.device(fn.vendor_id, fn.device_id) or fn.device_id
+def _pci_attrs(fn: hs.PciFunction, ids: PciIds) -> dict[str, AttrValue]:
+    attrs: dict[str, AttrValue] = {attr.PCI_ADDRESS: fn.address, attr.STD_PCI_BUS_ID: fn.address}
+    attrs[attr.PCI_VENDOR] = ids.vendor(fn.vendor_id) or fn.vendor_id
+    attrs[attr.PCI_DEVICE] = ids.device(fn.vendor_id, fn.device_id) or fn.device_id
     if fn.subsystem_vendor_id and fn.subsystem_device_id:
         sub = ids.subsystem(
             fn.vendor_id, fn.device_id, fn.subsystem_vendor_id, fn.subsystem_device_id
         )
-        attrs[A.PCI_SUBSYSTEM] = sub or f"{fn.subsystem_vendor_id}:{fn.subsystem_device_id}"
+        attrs[attr.PCI_SUBSYSTEM] = sub or f"{fn.subsystem_vendor_id}:{fn.subsystem_device_id}"
     if fn.numa_node is not None:
-        attrs[A.NUMA_NODE] = fn.numa_node
-        attrs[A.STD_NUMA_NODE] = fn.numa_node
+        attrs[attr.NUMA_NODE] = fn.numa_node
+        attrs[attr.STD_NUMA_NODE] = fn.numa_node
     if fn.pcie_root is not None:
-        attrs[A.STD_PCIE_ROOT] = fn.pcie_root
+        attrs[attr.STD_PCIE_ROOT] = fn.pcie_root
     sriov = (fn.sriov_totalvfs or 0) > 0
-    attrs[A.SRIOV] = sriov
+    attrs[attr.SRIOV] = sriov
     if sriov:
-        attrs[A.SRIOV_VFS] = fn.sriov_numvfs or 0
+        attrs[attr.SRIOV_VFS] = fn.sriov_numvfs or 0
     if fn.physfn is not None:
-        attrs[A.IS_SRIOV_VF] = True
-    attrs[A.VIRTUAL] = False
+        attrs[attr.IS_SRIOV_VF] = True
+    attrs[attr.VIRTUAL] = False
     _rdma(attrs, fn.rdma_devices)
     return attrs
 
 
 def _rdma(attrs: dict[str, AttrValue], rdma_devices: Iterable[str]) -> None:
     first = next(iter(sorted(rdma_devices)), None)
-    attrs[A.RDMA] = first is not None
+    attrs[attr.RDMA] = first is not None
     if first is not None:
-        attrs[A.RDMA_DEVICE] = first
+        attrs[attr.RDMA_DEVICE] = first
 
 
-def _link_type_offline(nd: S.Netdev) -> str | None:
+def _link_type_offline(nd: hs.Netdev) -> str | None:
     if nd.pci_address is None:
         return None
-    return "ipoib" if nd.arphrd == S.ARPHRD_INFINIBAND else "device"
+    return "ipoib" if nd.arphrd == hs.ARPHRD_INFINIBAND else "device"
 
 
-def _netdev_attrs_offline(nd: S.Netdev) -> dict[str, AttrValue]:
-    attrs: dict[str, AttrValue] = {A.IF_NAME: nd.name}
+def _netdev_attrs_offline(nd: hs.Netdev) -> dict[str, AttrValue]:
+    attrs: dict[str, AttrValue] = {attr.IF_NAME: nd.name}
     if nd.address:
-        attrs[A.MAC] = nd.address
+        attrs[attr.MAC] = nd.address
     if nd.mtu is not None:
-        attrs[A.MTU] = nd.mtu
+        attrs[attr.MTU] = nd.mtu
     if nd.arphrd is not None:
-        attrs[A.ENCAPSULATION] = S.ARPHRD_NAMES.get(nd.arphrd, str(nd.arphrd))
+        attrs[attr.ENCAPSULATION] = hs.ARPHRD_NAMES.get(nd.arphrd, str(nd.arphrd))
     if nd.ifalias:
-        attrs[A.ALIAS] = nd.ifalias
+        attrs[attr.ALIAS] = nd.ifalias
     if nd.operstate:
-        attrs[A.STATE] = nd.operstate
+        attrs[attr.STATE] = nd.operstate
     link_type = _link_type_offline(nd)
     if link_type:
-        attrs[A.TYPE] = link_type
+        attrs[attr.TYPE] = link_type
     if nd.speed_mbps:
-        attrs[A.LINK_SPEED] = nd.speed_mbps
+        attrs[attr.LINK_SPEED] = nd.speed_mbps
     return attrs
 
 
 def _netdev_attrs_live(link: Link, speed: int | None) -> dict[str, AttrValue]:
-    attrs: dict[str, AttrValue] = {A.IF_NAME: link.name}
+    attrs: dict[str, AttrValue] = {attr.IF_NAME: link.name}
     if link.mac:
-        attrs[A.MAC] = link.mac
+        attrs[attr.MAC] = link.mac
     if link.mtu is not None:
-        attrs[A.MTU] = link.mtu
-    attrs[A.ENCAPSULATION] = S.ARPHRD_NAMES.get(link.arphrd, str(link.arphrd))
+        attrs[attr.MTU] = link.mtu
+    attrs[attr.ENCAPSULATION] = hs.ARPHRD_NAMES.get(link.arphrd, str(link.arphrd))
     if link.alias:
-        attrs[A.ALIAS] = link.alias
-    attrs[A.STATE] = link.operstate
-    attrs[A.TYPE] = link.kind or "device"
+        attrs[attr.ALIAS] = link.alias
+    attrs[attr.STATE] = link.operstate
+    attrs[attr.TYPE] = link.kind or "device"
     if link.ipv4:
-        attrs[A.IPV4] = list_value(link.ipv4)
+        attrs[attr.IPV4] = list_value(link.ipv4)
     if link.ipv6:
-        attrs[A.IPV6] = list_value(link.ipv6)
+        attrs[attr.IPV6] = list_value(link.ipv6)
     if link.tc_filter_names:
-        attrs[A.TC_FILTER_NAMES] = list_value(link.tc_filter_names)
-    attrs[A.EBPF] = bool(link.tc_filter_names)
+        attrs[attr.TC_FILTER_NAMES] = list_value(link.tc_filter_names)
+    attrs[attr.EBPF] = bool(link.tc_filter_names)
     if speed:
-        attrs[A.LINK_SPEED] = speed
+        attrs[attr.LINK_SPEED] = speed
     return attrs
 
 
 def discover(
-    sysfs: S.SysfsRoot,
+    sysfs: hs.SysfsRoot,
     pci_ids: PciIds,
     snapshot: Snapshot | None = None,
     options: Options | None = None,
@@ -139,7 +139,7 @@ def discover(
     opts = options or Options()
     result = Discovery(offline=snapshot is None)
     warn = result.warnings.append
-    functions = {fn.address: fn for fn in S.list_pci_functions(sysfs)}
+    functions = {fn.address: fn for fn in hs.list_pci_functions(sysfs)}
     drafts: dict[str, _Draft] = {}
     pci_drafts: dict[str, _Draft] = {}
 
@@ -150,7 +150,7 @@ def discover(
         if fn.driver is None:
             result.excluded.append(Exclusion(fn.address, "unbound: no kernel driver"))
             continue
-        if fn.driver in S.PASSTHROUGH_DRIVERS:
+        if fn.driver in hs.PASSTHROUGH_DRIVERS:
             reason = f"passthrough: bound to {fn.driver}"
             result.excluded.append(Exclusion(fn.address, reason))
             continue
@@ -158,19 +158,19 @@ def discover(
         drafts[d.name] = pci_drafts[fn.address] = d
 
     # 2. Standalone RDMA devices (their function is not a published network function).
-    for rd in S.list_rdma_devices(sysfs):
+    for rd in hs.list_rdma_devices(sysfs):
         if rd.pci_address is not None and rd.pci_address in pci_drafts:
             continue
-        fn = functions.get(rd.pci_address) if rd.pci_address else None
-        if fn is not None and fn.is_network:
+        rfn = functions.get(rd.pci_address) if rd.pci_address else None
+        if rfn is not None and rfn.is_network:
             continue  # an excluded (unbound/passthrough) network function
-        if fn is not None:
-            if fn.address in pci_drafts:
+        if rfn is not None:
+            if rfn.address in pci_drafts:
                 continue  # a second RDMA device of the same function
-            d = _Draft(pci_device_name(fn.address), _pci_attrs(fn, pci_ids), fn)
-            pci_drafts[fn.address] = d
+            d = _Draft(pci_device_name(rfn.address), _pci_attrs(rfn, pci_ids), rfn)
+            pci_drafts[rfn.address] = d
         else:
-            d = _Draft(interface_device_name(rd.name), {A.VIRTUAL: False})
+            d = _Draft(interface_device_name(rd.name), {attr.VIRTUAL: False})
             _rdma(d.attrs, (rd.name,))
         drafts[d.name] = d
 
@@ -180,21 +180,21 @@ def discover(
     if snapshot is not None:
         items: Iterable[tuple[str, Link | None]] = ((lk.name, lk) for lk in snapshot.links)
     else:
-        items = ((name, None) for name in S.list_netdevs(sysfs))
+        items = ((name, None) for name in hs.list_netdevs(sysfs))
     for name, link in items:
-        nd = S.read_netdev(sysfs, name) if link is None else None
+        nd = hs.read_netdev(sysfs, name) if link is None else None
         arphrd = link.arphrd if link is not None else (nd.arphrd if nd else None)
-        if name == "lo" or arphrd == S.ARPHRD_LOOPBACK:
+        if name == "lo" or arphrd == hs.ARPHRD_LOOPBACK:
             result.excluded.append(Exclusion(name, "loopback"))
             continue
         if name in opts.skip_names:
             result.excluded.append(Exclusion(name, "name: on the built-in skip list"))
             continue
-        if arphrd == S.ARPHRD_INFINIBAND and not opts.move_ib_interfaces:
+        if arphrd == hs.ARPHRD_INFINIBAND and not opts.move_ib_interfaces:
             result.excluded.append(Exclusion(name, "ipoib: IPoIB interfaces are not moved"))
             continue
         if link is not None:
-            loc = S.netdev_location(sysfs, name)
+            loc = hs.netdev_location(sysfs, name)
             pci, virtual = loc if loc is not None else (None, None)
         else:
             assert nd is not None
@@ -219,11 +219,11 @@ def discover(
             continue
         if pci is not None and pci in pci_drafts:
             d = pci_drafts[pci]
-            if A.IF_NAME in d.attrs:
+            if attr.IF_NAME in d.attrs:
                 warn(f"{d.name}: second netdev {name} of the function ignored")
                 continue
             d.attrs.update(attrs)
-            if not d.attrs.get(A.RDMA) and netdev_rdma:
+            if not d.attrs.get(attr.RDMA) and netdev_rdma:
                 _rdma(d.attrs, netdev_rdma)
             continue
         if pci is not None and pci in functions and functions[pci].is_network:
@@ -235,8 +235,8 @@ def discover(
             warn(f"{name}: device name {dname} already taken; interface skipped")
             continue
         if virtual is not None:
-            attrs[A.VIRTUAL] = virtual
-        attrs.setdefault(A.RDMA, bool(netdev_rdma))
+            attrs[attr.VIRTUAL] = virtual
+        attrs.setdefault(attr.RDMA, bool(netdev_rdma))
         drafts[dname] = _Draft(dname, attrs)
 
     # VFs of an uplink PF (their traffic shares the uplink's port).
@@ -244,7 +244,9 @@ def discover(
         if d.pci is not None and d.pci.physfn in uplink_pfs:
             pf_if = uplink_pfs[d.pci.physfn]
             reason = f"uplink: VF of uplink PF {pf_if}"
-            result.excluded.append(Exclusion(str(d.attrs.get(A.IF_NAME, address)), reason, d.name))
+            result.excluded.append(
+                Exclusion(str(d.attrs.get(attr.IF_NAME, address)), reason, d.name)
+            )
             del drafts[d.name]
 
     for d in sorted(drafts.values(), key=lambda x: x.name):

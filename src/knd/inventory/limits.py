@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from knd.api import attributes as A
+from knd.api import attributes as attr
 from knd.api.limits import (
     MAX_ATTRIBUTE_STRING_LEN,
     MAX_ATTRIBUTES_AND_CAPACITIES_PER_DEVICE,
@@ -19,8 +19,8 @@ from knd.api.limits import (
 )
 from knd.inventory.model import AttrValue
 
-LIST_ATTRIBUTES = frozenset({A.IPV4, A.IPV6, A.TC_FILTER_NAMES, A.TCX_PROGRAM_NAMES})
-_RANK = {name: i for i, name in enumerate(A.PRIORITY_ORDER)}
+LIST_ATTRIBUTES = frozenset({attr.IPV4, attr.IPV6, attr.TC_FILTER_NAMES, attr.TCX_PROGRAM_NAMES})
+_RANK = {name: i for i, name in enumerate(attr.PRIORITY_ORDER)}
 
 
 def list_value(items: list[str] | tuple[str, ...]) -> str:
@@ -45,13 +45,14 @@ def fit(
     out: dict[str, AttrValue] = {}
     warnings: list[str] = []
     for name, value in attrs.items():
+        fitted = value
         if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_STRING_LEN:
             if name in LIST_ATTRIBUTES:
-                value = truncate_list_string(value.split(","))
+                fitted = truncate_list_string(value.split(","))
             else:
-                value = value[:MAX_ATTRIBUTE_STRING_LEN]
+                fitted = value[:MAX_ATTRIBUTE_STRING_LEN]
             warnings.append(f"{device}: {name} truncated to {MAX_ATTRIBUTE_STRING_LEN} characters")
-        out[name] = value
+        out[name] = fitted
     room = limit - capacities
     if len(out) > room:
         doomed = drop_order(list(out))[: len(out) - room]

@@ -9,7 +9,7 @@ so a route change is reflected at the next rescan (DraNet computes this once at 
 
 from __future__ import annotations
 
-from knd.host.netlink import AF_INET, Snapshot
+from knd.host.netlink import AF_INET, AF_INET6, Snapshot
 
 _STACKED_KINDS = frozenset({"vlan", "macvlan", "macvtap", "ipvlan", "ipvtap"})
 
@@ -17,7 +17,7 @@ _STACKED_KINDS = frozenset({"vlan", "macvlan", "macvtap", "ipvlan", "ipvtap"})
 def uplinks(snapshot: Snapshot) -> dict[int, str]:
     """Link index → exclusion reason."""
     reasons: dict[int, str] = {}
-    for family, label in ((AF_INET, "ipv4"), (10, "ipv6")):
+    for family, label in ((AF_INET, "ipv4"), (AF_INET6, "ipv6")):
         routes = [r for r in snapshot.default_routes if r.family == family]
         if not routes:
             continue

@@ -16,6 +16,7 @@ Nothing changed ⇒ zero writes. A 409/404 during a write re-reads and replans (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -165,10 +166,8 @@ class SlicePublisher:
         result = PublishResult(generation=gen, slices=count)
         for s in obsolete:
             meta = s["metadata"]
-            try:
+            with contextlib.suppress(NotFoundError):  # already gone: that is what we wanted
                 self.client.delete_slice(meta["name"], meta.get("uid"), meta.get("resourceVersion"))
-            except NotFoundError:
-                pass  # already gone: that is what we wanted
             result.deletes += 1
         for p in changed:
             meta = current[p.index]["metadata"]

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
 from knd.kube.errors import ApiError, for_status
 
 T = TypeVar("T")
@@ -30,8 +33,6 @@ class SliceClient(Protocol):
 
 def api_client_for(host: str, token: str | None = None, verify_ssl: bool = True) -> Any:
     """A kubernetes `ApiClient` for `host` (e.g. `http://127.0.0.1:8080`)."""
-    from kubernetes import client
-
     cfg = client.Configuration(host=host, verify_ssl=verify_ssl)
     if token:
         cfg.api_key = {"BearerToken": token}
@@ -41,29 +42,30 @@ def api_client_for(host: str, token: str | None = None, verify_ssl: bool = True)
 
 def api_client_from_environment() -> Any:
     """In-cluster config when running in a pod, else the local kubeconfig."""
-    from kubernetes import client, config
-
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
+
+
+def _slice_model(body: dict[str, Any]) -> Any:
+    model = client.V1ResourceSlice.from_dict(body)
+    if model is None:
+        raise ApiError(0, "empty ResourceSlice body")
+    return model
 
 
 class KubernetesSliceClient:
     """`SliceClient` over the kubernetes Python client."""
 
     def __init__(self, api_client: Any, timeout_s: float = 10.0) -> None:
-        from kubernetes import client
-
         self._client = api_client
         self._resource = client.ResourceV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._timeout = timeout_s
 
     def _call(self, fn: Callable[[], T]) -> T:
-        from kubernetes.client.exceptions import ApiException
-
         try:
             return fn()
         except ApiException as exc:
@@ -88,18 +90,14 @@ class KubernetesSliceClient:
         return [self._dict(item) for item in result.items or []]
 
     def create_slice(self, body: dict[str, Any]) -> dict[str, Any]:
-        from kubernetes import client
-
-        model = client.V1ResourceSlice.from_dict(body)
+        model = _slice_model(body)
         created = self._call(
             lambda: self._resource.create_resource_slice(model, _request_timeout=self._timeout)
         )
         return self._dict(created)
 
     def update_slice(self, body: dict[str, Any]) -> dict[str, Any]:
-        from kubernetes import client
-
-        model = client.V1ResourceSlice.from_dict(body)
+        model = _slice_model(body)
         name = body["metadata"]["name"]
         updated = self._call(
             lambda: self._resource.replace_resource_slice(
@@ -109,8 +107,6 @@ class KubernetesSliceClient:
         return self._dict(updated)
 
     def delete_slice(self, name: str, uid: str | None, resource_version: str | None) -> None:
-        from kubernetes import client
-
         opts = client.V1DeleteOptions(
             preconditions=client.V1Preconditions(uid=uid, resource_version=resource_version)
         )
