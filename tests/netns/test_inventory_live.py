@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from knd.host.netlink import PyrouteNetlink
+from knd.host.netlink import LiveNetlink
 from knd.host.netlink_events import NetlinkEvents
 from knd.host.sysfs import SysfsRoot
 from knd.inventory.rescan import Rescanner
@@ -96,7 +96,7 @@ def test_knd_inventory_in_a_netns(netns: str) -> None:
 
 
 def test_uplinks_follow_route_changes(netns: str, tmp_path: Path) -> None:
-    inv = Inventory(sysfs=SysfsRoot(tmp_path), netlink=PyrouteNetlink(netns=netns))
+    inv = Inventory(sysfs=SysfsRoot(tmp_path), netlink=LiveNetlink(netns=netns))
     first = inv.scan()
     names = {d.name for d in first.published}
     assert "kibr0" not in names and "kip0" not in names and "kiv0" in names
@@ -111,7 +111,7 @@ def test_uplinks_follow_route_changes(netns: str, tmp_path: Path) -> None:
 
 
 def test_netlink_events_trigger_rescans(netns: str, tmp_path: Path) -> None:
-    inv = Inventory(sysfs=SysfsRoot(tmp_path), netlink=PyrouteNetlink(netns=netns))
+    inv = Inventory(sysfs=SysfsRoot(tmp_path), netlink=LiveNetlink(netns=netns))
     seen = threading.Event()
     results: list[ScanResult] = []
 

@@ -17,9 +17,14 @@ pytestmark = pytest.mark.unit
 SUBSYS_CX6 = "ConnectX-6 VPI adapter card, HDR IB (200Gb/s), single-port QSFP56"
 
 
+_TREES: dict[str, Path] = {}
+
+
 def scan(tmp_path: Path, tree: str, ids: PciIds | None = None, **opts: bool) -> Discovery:
-    root = write_tree(tree, tmp_path / tree)
-    return discover(SysfsRoot(root), ids or test_ids.database(), None, Options(**opts))
+    """Discover over a fixture tree (built once per test session; trees are read-only)."""
+    if tree not in _TREES:
+        _TREES[tree] = write_tree(tree, tmp_path / tree)
+    return discover(SysfsRoot(_TREES[tree]), ids or test_ids.database(), None, Options(**opts))
 
 
 def test_gpu_node_nic_exact_attributes(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from knd.api import attributes as attr
-from knd.host.netlink import NetlinkError, PyrouteNetlink
+from knd.host.netlink import LiveNetlink, NetlinkError
 from knd.host.sysfs import SysfsRoot
 from knd.inventory.discover import Options
 from knd.inventory.filter import DEFAULT_FILTER, AdminFilter, FilterError
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     offline = args.sysfs_root is not None
     inv = Inventory(
         sysfs=SysfsRoot(args.sysfs_root) if offline else SysfsRoot(),
-        netlink=None if offline else PyrouteNetlink(),
+        netlink=None if offline else LiveNetlink(),
         admin_filter=admin_filter,
         options=Options(move_ib_interfaces=args.move_ib_interfaces),
         pci_ids_path=args.pci_ids,

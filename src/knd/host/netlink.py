@@ -1,11 +1,12 @@
 """Read-only netlink snapshots of the host's links, addresses, default routes and TC filters.
 
-`NetlinkSource` is the small interface the inventory depends on; `PyrouteNetlink` is the real one
-(pyroute2, optionally inside a named network namespace), tests may pass any object with the same
-`snapshot()`. One snapshot = four dumps (links, addresses, main-table routes, qdiscs) plus one
-filter dump per ingress/egress hook of links that have a `clsact`/`ingress` qdisc.
+`NetlinkSource` is the small interface the inventory depends on; `LiveNetlink` is the real one
+(optionally inside a named network namespace), tests may pass any object with the same
+`snapshot()`. One snapshot = five raw dumps (links, addresses, IPv4/IPv6 routes, qdiscs, via
+`knd.host.rtnl`) plus, through pyroute2, one filter dump per ingress/egress hook of links that have
+a `clsact`/`ingress` qdisc.
 
-Time budget: ≤ 30 ms for 256 links (dominated by pyroute2 message parsing).
+Time budget: ≤ 20 ms for 256 links.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pyroute2 import IPRoute
+
+from knd.host.rtnl import Rtnl
 
 AF_INET = 2
 AF_INET6 = 10
@@ -72,7 +75,7 @@ class Snapshot:
 
 
 class NetlinkSource(Protocol):
-    """Anything that can take a snapshot (the real one is `PyrouteNetlink`)."""
+    """Anything that can take a snapshot (the real one is `LiveNetlink`)."""
 
     def snapshot(self) -> Snapshot: ...
 
@@ -81,100 +84,85 @@ def _attr(msg: Any, name: str) -> Any:
     return msg.get_attr(name)
 
 
-class PyrouteNetlink:
-    """Snapshots through pyroute2's IPRoute; `netns` names a namespace under /run/netns."""
+class LiveNetlink:
+    """Snapshots of a namespace (the current one, or `netns` under /run/netns).
+
+    Links, addresses, routes and qdiscs come from `knd.host.rtnl` (raw dumps, parsed sparingly);
+    TC filter names from pyroute2, only for links that have a clsact/ingress qdisc.
+    """
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
 
-    def _ipr(self) -> Any:
-        return IPRoute(netns=self.netns) if self.netns else IPRoute()
-
     def snapshot(self) -> Snapshot:
         try:
-            with self._ipr() as ipr:
-                return self._snapshot(ipr)
-        except Exception as exc:  # pyroute2 raises many types; one domain error for callers
+            with Rtnl(self.netns) as rtnl:
+                return self._snapshot(rtnl)
+        except Exception as exc:  # socket, kernel and pyroute2 errors: one domain error
             raise NetlinkError(f"netlink snapshot failed: {exc}") from exc
 
-    def _snapshot(self, ipr: Any) -> Snapshot:
+    def _snapshot(self, rtnl: Rtnl) -> Snapshot:
         v4: dict[int, list[str]] = {}
         v6: dict[int, list[str]] = {}
-        for msg in ipr.get_addr():
-            if msg["scope"] != RT_SCOPE_UNIVERSE:
+        for a in rtnl.addresses():
+            if a.scope != RT_SCOPE_UNIVERSE:
                 continue
-            addr = _attr(msg, "IFA_ADDRESS")
-            if not addr:
-                continue
-            cidr = f"{addr}/{msg['prefixlen']}"
-            (v4 if msg["family"] == AF_INET else v6).setdefault(msg["index"], []).append(cidr)
-        hooks = self._filter_hooks(ipr)
-        links = []
-        for msg in ipr.get_links():
-            index = msg["index"]
-            info = _attr(msg, "IFLA_LINKINFO")
-            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-            operstate = _attr(msg, "IFLA_OPERSTATE") or "UNKNOWN"
-            links.append(
-                Link(
-                    index=index,
-                    name=_attr(msg, "IFLA_IFNAME"),
-                    kind=kind,
-                    operstate=str(operstate).lower(),
-                    mtu=_attr(msg, "IFLA_MTU"),
-                    mac=_attr(msg, "IFLA_ADDRESS"),
-                    alias=_attr(msg, "IFLA_IFALIAS") or None,
-                    arphrd=msg["ifi_type"],
-                    master=_attr(msg, "IFLA_MASTER") or None,
-                    parent=_attr(msg, "IFLA_LINK") or None,
-                    ipv4=tuple(sorted(v4.get(index, ()), key=_ip_key)),
-                    ipv6=tuple(sorted(v6.get(index, ()), key=_ip_key)),
-                    tc_filter_names=self._filter_names(ipr, index, hooks.get(index, ())),
-                )
+            (v4 if a.family == AF_INET else v6).setdefault(a.index, []).append(
+                f"{a.address}/{a.prefixlen}"
             )
-        return Snapshot.of(links, self._default_routes(ipr))
-
-    @staticmethod
-    def _filter_hooks(ipr: Any) -> dict[int, tuple[int, ...]]:
         hooks: dict[int, tuple[int, ...]] = {}
-        for q in ipr.get_qdiscs():
-            kind = _attr(q, "TCA_KIND")
+        for index, kind in rtnl.qdisc_kinds():
             if kind == "clsact":
-                hooks[q["index"]] = (TC_H_CLSACT_INGRESS, TC_H_CLSACT_EGRESS)
+                hooks[index] = (TC_H_CLSACT_INGRESS, TC_H_CLSACT_EGRESS)
             elif kind == "ingress":
-                hooks[q["index"]] = (TC_H_INGRESS,)
-        return hooks
-
-    @staticmethod
-    def _filter_names(ipr: Any, index: int, parents: tuple[int, ...]) -> tuple[str, ...]:
-        names: set[str] = set()
-        for parent in parents:
-            for f in ipr.get_filters(index=index, parent=parent):
-                if _attr(f, "TCA_KIND") != "bpf":
-                    continue
-                opts = _attr(f, "TCA_OPTIONS")
-                name = opts.get_attr("TCA_BPF_NAME") if opts is not None else None
-                if name:
-                    names.add(str(name))
-        return tuple(sorted(names))
-
-    @staticmethod
-    def _default_routes(ipr: Any) -> list[DefaultRoute]:
-        out = []
+                hooks[index] = (TC_H_INGRESS,)
+        filters = self._filter_names(hooks) if hooks else {}
+        links = [
+            Link(
+                index=raw.index,
+                name=raw.name,
+                kind=raw.kind,
+                operstate=raw.operstate,
+                mtu=raw.mtu,
+                mac=raw.mac,
+                alias=raw.alias,
+                arphrd=raw.arphrd,
+                master=raw.master,
+                parent=raw.parent,
+                ipv4=tuple(sorted(v4.get(raw.index, ()), key=_ip_key)),
+                ipv6=tuple(sorted(v6.get(raw.index, ()), key=_ip_key)),
+                tc_filter_names=filters.get(raw.index, ()),
+            )
+            for raw in rtnl.links()
+        ]
+        routes = []
         for family in (AF_INET, AF_INET6):
-            for r in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
-                if r["dst_len"] != 0 or r["type"] != RTN_UNICAST:
-                    continue
-                if (_attr(r, "RTA_TABLE") or RT_TABLE_MAIN) != RT_TABLE_MAIN:
-                    continue
-                oifs = []
-                if _attr(r, "RTA_OIF"):
-                    oifs.append(int(_attr(r, "RTA_OIF")))
-                for hop in _attr(r, "RTA_MULTIPATH") or ():
-                    oifs.append(int(hop["oif"]))
-                if oifs:
-                    metric = int(_attr(r, "RTA_PRIORITY") or 0)
-                    out.append(DefaultRoute(family, metric, tuple(sorted(set(oifs)))))
+            for r in rtnl.routes(family):
+                if (
+                    r.dst_len == 0
+                    and r.rtype == RTN_UNICAST
+                    and r.table == RT_TABLE_MAIN
+                    and r.oifs
+                ):
+                    routes.append(DefaultRoute(family, r.metric, tuple(sorted(set(r.oifs)))))
+        return Snapshot.of(links, routes)
+
+    def _filter_names(self, hooks: dict[int, tuple[int, ...]]) -> dict[int, tuple[str, ...]]:
+        out: dict[int, tuple[str, ...]] = {}
+        ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+        with ipr:
+            for index, parents in hooks.items():
+                names: set[str] = set()
+                for parent in parents:
+                    for f in ipr.get_filters(index=index, parent=parent):
+                        if _attr(f, "TCA_KIND") != "bpf":
+                            continue
+                        opts = _attr(f, "TCA_OPTIONS")
+                        name = opts.get_attr("TCA_BPF_NAME") if opts is not None else None
+                        if name:
+                            names.add(str(name))
+                if names:
+                    out[index] = tuple(sorted(names))
         return out
 
 
