@@ -111,3 +111,13 @@ def test_pci_ids_parse_and_lookup() -> None:
 def test_pci_ids_absent_database_is_empty(tmp_path: Path) -> None:
     db = pciids.load(tmp_path / "missing.ids")
     assert db.vendors == {} and db.vendor("15b3") is None
+
+
+def test_gpu_node_gpus_align_with_nics_by_pcie_root(tmp_path: Path) -> None:
+    from tests.fixtures.sysfs import gpu_node_gpus
+
+    s = SysfsRoot(write_tree("gpu-node", tmp_path / "sys"))
+    gpus = gpu_node_gpus()
+    assert len(gpus) == 8 and {numa for _, _, numa in gpus} == {0, 1}
+    for i, (bus_id, root, _numa) in enumerate(gpus):
+        assert pcie_root(s, bus_id) == root == pcie_root(s, gpu_nic_address(i))
