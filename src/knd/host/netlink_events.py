@@ -9,9 +9,7 @@ caller falls back to periodic polling.
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import select
 import threading
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from knd.host.netlink import NetlinkError
+from knd.host.rtnl import enter_netns
 
 log = logging.getLogger(__name__)
 
@@ -28,24 +27,9 @@ RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_IFADDR = 0x100
 RTMGRP_IPV6_ROUTE = 0x400
-CLONE_NEWNET = 0x40000000
 GROUPS = (
     RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
 )
-
-
-def _enter_netns(name: str) -> None:
-    """setns(2) the calling thread into /run/netns/<name> (validated: a plain file name)."""
-    if not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"invalid netns name {name!r}")
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({name}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 class NetlinkEvents:
@@ -73,7 +57,7 @@ class NetlinkEvents:
 
     def _subscribe(self) -> Any:
         if self._netns:
-            _enter_netns(self._netns)  # only this thread moves; it never returns
+            enter_netns(self._netns)  # only this thread moves; it never returns
         ipr = IPRoute()
         ipr.bind(groups=GROUPS)
         return ipr

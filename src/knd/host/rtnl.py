@@ -110,7 +110,8 @@ class RawRoute:
     oifs: list[int] = field(default_factory=list)
 
 
-def _enter_netns(name: str) -> None:
+def enter_netns(name: str) -> None:
+    """setns(2) the calling thread into /run/netns/<name> (a plain file name, validated)."""
     if not name or "/" in name or name in (".", ".."):
         raise ValueError(f"invalid netns name {name!r}")
     libc = ctypes.CDLL(None, use_errno=True)
@@ -132,7 +133,7 @@ def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
 
     def target() -> None:
         try:
-            _enter_netns(netns)
+            enter_netns(netns)
             out.append(fn())
         except BaseException as exc:  # re-raised in the caller
             err.append(exc)
