@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from knd import __version__
-from knd.cli import config_cmd, explain_cmd
+from knd.cli import config_cmd, explain_cmd, inventory_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     config_cmd.register(sub)
     explain_cmd.register(sub)
+    inventory_cmd.register(sub)
     return parser
 
 

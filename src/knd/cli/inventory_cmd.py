@@ -1,0 +1,138 @@
+"""`knd inventory`: discover this machine's network devices the way knd would publish them.
+
+* default: a table (name, ifName, pcieRoot, NUMA, RDMA, type, state; filtered devices marked)
+  and the excluded interfaces with the reason;
+* `-o json|yaml`: the discovered devices (before the admin filter) in resource.k8s.io/v1 wire form;
+* `--slices`: the ResourceSlices that would be published (after the filter);
+* `--sysfs-root DIR`: fully offline from a sysfs tree (no netlink: no addresses, link kinds,
+  routes, hence no uplink exclusion).
+Exit codes: 0 ok, 1 bad filter expression or netlink failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from knd.api import attributes as attr
+from knd.host.netlink import LiveNetlink, NetlinkError
+from knd.host.sysfs import SysfsRoot
+from knd.inventory.discover import Options
+from knd.inventory.filter import DEFAULT_FILTER, AdminFilter, FilterError
+from knd.inventory.scanner import Inventory, ScanResult
+from knd.inventory.slices import assign, node_owner, slice_object
+
+
+def register(sub: Any) -> None:
+    """Register `knd inventory` on the top-level sub-parser collection."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "inventory", help="discover network devices and show what would be published"
+    )
+    p.add_argument("--sysfs-root", type=Path, help="read this sysfs tree offline (no netlink)")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument("--slices", action="store_true", help="print the ResourceSlices to publish")
+    p.add_argument("--filter", default=DEFAULT_FILTER, help="admin CEL filter ('' keeps all)")
+    p.add_argument("--driver-name", default=attr.DEFAULT_DRIVER_NAME)
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME") or socket.gethostname())
+    p.add_argument("--pci-ids", type=Path, help="pci.ids database (default: the system's)")
+    p.add_argument(
+        "--move-ib-interfaces",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help="publish IPoIB interfaces (default true)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log warnings to stderr")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.verbose:  # the table shows warnings; keep stderr for errors
+        logging.getLogger("knd.inventory").setLevel(logging.ERROR)
+    try:
+        admin_filter = AdminFilter(args.filter, args.driver_name)
+    except FilterError as exc:
+        print(f"knd inventory: {exc}", file=sys.stderr)
+        return 1
+    offline = args.sysfs_root is not None
+    inv = Inventory(
+        sysfs=SysfsRoot(args.sysfs_root) if offline else SysfsRoot(),
+        netlink=None if offline else LiveNetlink(),
+        admin_filter=admin_filter,
+        options=Options(move_ib_interfaces=args.move_ib_interfaces),
+        pci_ids_path=args.pci_ids,
+    )
+    try:
+        result = inv.scan()
+    except NetlinkError as exc:
+        print(f"knd inventory: {exc}", file=sys.stderr)
+        return 1
+    if args.slices:
+        objs = planned_slices(result, args.node_name, args.driver_name)
+        _dump(objs, "json" if args.output == "json" else "yaml")
+    elif args.output in ("json", "yaml"):
+        _dump([d.wire() for d in result.discovery.devices], args.output)
+    else:
+        print(table(result))
+    return 0
+
+
+def planned_slices(result: ScanResult, node: str, driver: str) -> list[dict[str, Any]]:
+    planned = assign(result.published)
+    owner = node_owner(node, "<node-uid>")
+    return [slice_object(node, driver, p, 1, len(planned), owner) for p in planned]
+
+
+def _dump(obj: Any, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(obj, indent=2))
+    else:
+        print(yaml.safe_dump(obj, sort_keys=False), end="")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def table(result: ScanResult) -> str:
+    filtered = {d.name for d in result.filtered}
+    header = ("NAME", "IFNAME", "PCIEROOT", "NUMA", "RDMA", "TYPE", "STATE", "PUBLISH")
+    rows: list[tuple[str, ...]] = [header]
+    for d in result.discovery.devices:
+        rdma = d.get(attr.RDMA_DEVICE) or d.get(attr.RDMA)
+        rows.append(
+            (
+                d.name,
+                _cell(d.get(attr.IF_NAME)),
+                _cell(d.get(attr.STD_PCIE_ROOT)),
+                _cell(d.get(attr.STD_NUMA_NODE)),
+                _cell(rdma),
+                _cell(d.get(attr.TYPE)),
+                _cell(d.get(attr.STATE)),
+                "filtered" if d.name in filtered else "yes",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    mode = "offline (sysfs only)" if result.discovery.offline else "live (sysfs + netlink)"
+    lines.insert(0, f"# {len(result.published)} device(s) to publish, {mode}")
+    if result.discovery.excluded:
+        lines.append("")
+        lines.append("EXCLUDED  REASON")
+        w = max(len(e.subject) for e in result.discovery.excluded)
+        for e in result.discovery.excluded:
+            lines.append(f"{e.subject.ljust(max(w, 8))}  {e.reason}")
+    for warning in result.discovery.warnings + result.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines)

@@ -1,0 +1,285 @@
+"""Read-only sysfs facts about PCI network functions, netdevs and RDMA devices.
+
+Every reader takes a `SysfsRoot` (default `/sys`), so tests run against fixture trees that follow
+the kernel layout: device directories under `devices/pci<domain>:<bus>/…`, `bus/pci/devices/<bdf>`,
+`class/net/<if>` and `class/infiniband/<dev>` symlinks (relative, as the kernel makes them).
+Nothing here writes. Missing or unreadable files yield `None`/empty values, never exceptions: a
+device that disappears mid-scan is simply not reported.
+
+Time budget: a full scan of a host with a few hundred netdevs reads a few thousand small files;
+keep it to one `realpath` per netdev and only read files of PCI network functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from knd.api.names import is_pci_address
+
+#: PCI class code prefix of network controllers (0x02xxxx).
+NETWORK_CLASS_PREFIX = 0x02
+#: Drivers that mean "nothing to move": the function is passed through to user space or a VM.
+PASSTHROUGH_DRIVERS = frozenset({"vfio-pci", "uio_pci_generic", "igb_uio", "pci-stub"})
+#: ARPHRD_* values knd names (encapsulation), as iproute2 names them.
+ARPHRD_NAMES: dict[int, str] = {
+    1: "ether",
+    24: "ieee1394",
+    32: "infiniband",
+    256: "slip",
+    512: "ppp",
+    768: "ipip",
+    769: "tunnel6",
+    772: "loopback",
+    776: "sit",
+    778: "gre",
+    823: "ip6gre",
+    65534: "none",
+}
+ARPHRD_LOOPBACK = 772
+ARPHRD_INFINIBAND = 32
+
+_BDF_LOOSE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]$")
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root(root: Path) -> Path:
+    return Path(os.path.realpath(root))
+
+
+@dataclass(frozen=True, slots=True)
+class SysfsRoot:
+    """Where sysfs is mounted. `path("class/net")` joins below the root."""
+
+    root: Path = Path("/sys")
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def read(self, *parts: str) -> str | None:
+        """Stripped contents of a file, or None when missing/unreadable."""
+        try:
+            return self.root.joinpath(*parts).read_text(errors="replace").strip()
+        except OSError:
+            return None
+
+    def read_int(self, *parts: str, base: int = 10) -> int | None:
+        text = self.read(*parts)
+        if text is None:
+            return None
+        try:
+            return int(text, base)
+        except ValueError:
+            return None
+
+    def link_name(self, *parts: str) -> str | None:
+        """Basename of a symlink's target (e.g. a `driver` link), or None."""
+        try:
+            return os.path.basename(os.readlink(self.root.joinpath(*parts)))
+        except OSError:
+            return None
+
+    def listdir(self, *parts: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.root.joinpath(*parts)))
+        except OSError:
+            return []
+
+    def realpath(self, *parts: str) -> Path | None:
+        p = self.root.joinpath(*parts)
+        if not os.path.lexists(p):
+            return None
+        return Path(os.path.realpath(p))
+
+    def relative(self, real: Path) -> tuple[str, ...] | None:
+        """Components of `real` below the (real) root, or None when outside it."""
+        base = _real_root(self.root)
+        try:
+            return real.relative_to(base).parts
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class PciFunction:
+    """One PCI function as sysfs shows it (ids are lower-case hex without `0x`)."""
+
+    address: str
+    class_code: int
+    vendor_id: str
+    device_id: str
+    subsystem_vendor_id: str | None
+    subsystem_device_id: str | None
+    driver: str | None
+    numa_node: int | None
+    pcie_root: str | None
+    sriov_totalvfs: int | None
+    sriov_numvfs: int | None
+    physfn: str | None
+    netdevs: tuple[str, ...]
+    rdma_devices: tuple[str, ...]
+
+    @property
+    def is_network(self) -> bool:
+        return self.class_code >> 16 == NETWORK_CLASS_PREFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Netdev:
+    """A netdev's sysfs facts (`class/net/<name>`)."""
+
+    name: str
+    pci_address: str | None
+    virtual: bool
+    address: str | None = None
+    mtu: int | None = None
+    operstate: str | None = None
+    arphrd: int | None = None
+    ifalias: str | None = None
+    speed_mbps: int | None = None
+    rdma_devices: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class RdmaDevice:
+    """An RDMA device (`class/infiniband/<name>`) and the PCI function behind it."""
+
+    name: str
+    pci_address: str | None
+    uverbs: tuple[str, ...]
+
+
+def pcie_root(sysfs: SysfsRoot, bdf: str) -> str | None:
+    """`resource.kubernetes.io/pcieRoot` of a PCI function, the way the k8s helper computes it.
+
+    Resolve `bus/pci/devices/<bdf>`; the result must lie under `devices/pci…` and end in `<bdf>`;
+    the first component after `devices/` (e.g. `pci0000:26`) is the value. None otherwise.
+    """
+    if not _BDF_LOOSE.match(bdf):
+        return None
+    real = sysfs.realpath("bus", "pci", "devices", bdf)
+    if real is None or real.name != bdf:
+        return None
+    parts = sysfs.relative(real)
+    if not parts or len(parts) < 3 or parts[0] != "devices" or not parts[1].startswith("pci"):
+        return None
+    return parts[1]
+
+
+def _hex_id(sysfs: SysfsRoot, *parts: str) -> str | None:
+    text = sysfs.read(*parts)
+    if text is None:
+        return None
+    return text.lower().removeprefix("0x").zfill(4)
+
+
+def read_pci_function(sysfs: SysfsRoot, bdf: str) -> PciFunction | None:
+    """Facts of one function under `bus/pci/devices/<bdf>`; None when it is not there."""
+    base = ("bus", "pci", "devices", bdf)
+    class_code = sysfs.read_int(*base, "class", base=16)
+    vendor = _hex_id(sysfs, *base, "vendor")
+    device = _hex_id(sysfs, *base, "device")
+    if class_code is None or vendor is None or device is None:
+        return None
+    numa = sysfs.read_int(*base, "numa_node")
+    physfn = sysfs.link_name(*base, "physfn")
+    return PciFunction(
+        address=bdf,
+        class_code=class_code,
+        vendor_id=vendor,
+        device_id=device,
+        subsystem_vendor_id=_hex_id(sysfs, *base, "subsystem_vendor"),
+        subsystem_device_id=_hex_id(sysfs, *base, "subsystem_device"),
+        driver=sysfs.link_name(*base, "driver"),
+        numa_node=numa if numa is not None and numa >= 0 else None,
+        pcie_root=pcie_root(sysfs, bdf),
+        sriov_totalvfs=sysfs.read_int(*base, "sriov_totalvfs"),
+        sriov_numvfs=sysfs.read_int(*base, "sriov_numvfs"),
+        physfn=physfn if physfn and is_pci_address(physfn) else None,
+        netdevs=tuple(_function_netdevs(sysfs, base)),
+        rdma_devices=tuple(sysfs.listdir(*base, "infiniband")),
+    )
+
+
+def _function_netdevs(sysfs: SysfsRoot, base: tuple[str, ...]) -> list[str]:
+    """Netdevs of a function: `<fn>/net/*`, or one level down (virtio: `<fn>/virtioN/net/*`)."""
+    names = sysfs.listdir(*base, "net")
+    if names:
+        return names
+    for child in sysfs.listdir(*base):
+        if child.startswith("virtio"):
+            names.extend(sysfs.listdir(*base, child, "net"))
+    return names
+
+
+def list_pci_functions(sysfs: SysfsRoot) -> list[PciFunction]:
+    """Every PCI function, sorted by address."""
+    out = []
+    for bdf in sysfs.listdir("bus", "pci", "devices"):
+        fn = read_pci_function(sysfs, bdf)
+        if fn is not None:
+            out.append(fn)
+    return out
+
+
+def pci_address_of(sysfs: SysfsRoot, real: Path) -> str | None:
+    """The nearest PCI function above a device path (walk up to the first BDF component)."""
+    parts = sysfs.relative(real)
+    if not parts or parts[0] != "devices":
+        return None
+    for comp in reversed(parts[:-1]):
+        if is_pci_address(comp):
+            return comp.lower()
+    return None
+
+
+def netdev_location(sysfs: SysfsRoot, name: str) -> tuple[str | None, bool] | None:
+    """(PCI address or None, virtual?) of `class/net/<name>`; None when sysfs lacks the netdev."""
+    real = sysfs.realpath("class", "net", name)
+    if real is None:
+        return None
+    parts = sysfs.relative(real)
+    virtual = bool(parts and len(parts) > 1 and parts[0] == "devices" and parts[1] == "virtual")
+    return (None if virtual else pci_address_of(sysfs, real)), virtual
+
+
+def read_netdev(sysfs: SysfsRoot, name: str) -> Netdev | None:
+    """All sysfs facts of `class/net/<name>` (used offline and for link speed/RDMA live)."""
+    loc = netdev_location(sysfs, name)
+    if loc is None:
+        return None
+    pci, virtual = loc
+    base = ("class", "net", name)
+    speed = sysfs.read_int(*base, "speed")
+    return Netdev(
+        name=name,
+        pci_address=pci,
+        virtual=virtual,
+        address=sysfs.read(*base, "address"),
+        mtu=sysfs.read_int(*base, "mtu"),
+        operstate=sysfs.read(*base, "operstate"),
+        arphrd=sysfs.read_int(*base, "type"),
+        ifalias=sysfs.read(*base, "ifalias") or None,
+        speed_mbps=speed if speed is not None and speed > 0 else None,
+        rdma_devices=tuple(sysfs.listdir(*base, "device", "infiniband")) if pci else (),
+    )
+
+
+def list_netdevs(sysfs: SysfsRoot) -> list[str]:
+    return sysfs.listdir("class", "net")
+
+
+def list_rdma_devices(sysfs: SysfsRoot) -> list[RdmaDevice]:
+    """Every `class/infiniband/<dev>` with its PCI function and `infiniband_verbs/uverbsN`."""
+    out = []
+    for name in sysfs.listdir("class", "infiniband"):
+        real = sysfs.realpath("class", "infiniband", name)
+        pci = pci_address_of(sysfs, real) if real is not None else None
+        uverbs: tuple[str, ...] = ()
+        if pci is not None:
+            uverbs = tuple(sysfs.listdir("bus", "pci", "devices", pci, "infiniband_verbs"))
+        out.append(RdmaDevice(name=name, pci_address=pci, uverbs=uverbs))
+    return out

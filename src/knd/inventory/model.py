@@ -1,0 +1,68 @@
+"""Inventory data types: a Device with typed attributes, why something was excluded, a scan result.
+
+`Device.wire()` is the `resource.k8s.io/v1` Device JSON (`{"name": …, "attributes": {qualified
+name: {"string"|"int"|"bool": value}}}`), the form ResourceSlices carry and `knd inventory -o json`
+prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+AttrValue = bool | int | str
+
+
+def wire_value(value: AttrValue) -> dict[str, AttrValue]:
+    """One DeviceAttribute in wire form (bool is checked before int: bool is an int in Python)."""
+    if isinstance(value, bool):
+        return {"bool": value}
+    if isinstance(value, int):
+        return {"int": value}
+    return {"string": value}
+
+
+def from_wire_value(value: Mapping[str, Any]) -> AttrValue | None:
+    for key in ("bool", "int", "string", "version"):
+        if value.get(key) is not None:
+            v = value[key]
+            return v if isinstance(v, bool | int | str) else None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One publishable device: a DNS-label name and qualified-name → scalar attributes."""
+
+    name: str
+    attributes: Mapping[str, AttrValue]
+
+    def get(self, attribute: str) -> AttrValue | None:
+        return self.attributes.get(attribute)
+
+    def wire(self) -> dict[str, Any]:
+        attrs = {k: wire_value(self.attributes[k]) for k in sorted(self.attributes)}
+        return {"name": self.name, "attributes": attrs}
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """Something discovery saw and does not publish. `subject` is an ifName or PCI address."""
+
+    subject: str
+    reason: str
+    device: str | None = None
+
+
+@dataclass(slots=True)
+class Discovery:
+    """One scan's result: devices sorted by name, exclusions, and warnings (also logged)."""
+
+    devices: list[Device] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    offline: bool = False
+
+    def by_name(self) -> dict[str, Device]:
+        return {d.name: d for d in self.devices}
