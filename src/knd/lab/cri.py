@@ -53,12 +53,14 @@ class CriClient:
             metadata=cri_pb2.PodSandboxMetadata(
                 name=pod.name, uid=pod.uid, namespace=pod.namespace, attempt=0
             ),
-            hostname=pod.name[:63],
             labels=pod.labels,
             annotations=pod.annotations,
         )
         if pod.host_network:
+            # As the kubelet: a host-network pod shares the node's UTS namespace, so no hostname.
             cfg.linux.security_context.namespace_options.network = cri_pb2.NODE
+        else:
+            cfg.hostname = pod.name[:63]
         return cfg
 
     def run_pod(self, pod: PodSpec) -> str:

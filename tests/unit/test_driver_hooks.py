@@ -1,0 +1,221 @@
+"""knd's NRI hooks over a real SQLite store with the netns layer replaced by recorders: what
+each hook executes, refuses, reports and never does (prune, fail the runtime on stop)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from knd.api.config import decode
+from knd.driver.hooks import NetworkHooks
+from knd.driver.metrics import DriverMetrics
+from knd.driver.status_writer import DeviceStatus
+from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
+from knd.netns.attach import Attached
+from knd.netns.builder import build_plan
+from knd.netns.detach import Detached
+from knd.netns.errors import AttachError
+from knd.netns.hoststate import HostState
+from knd.netns.plan import AttachPlan, CharDevice, HostSide
+from knd.nri.errors import HookError
+from knd.nri.types import ContainerInfo, PodInfo
+
+POD_UID = "0d9e7c1a-pod"
+CHARS = (
+    CharDevice("/dev/infiniband/rdma_cm", "c", 10, 58),
+    CharDevice("/dev/infiniband/uverbs0", "c", 231, 192),
+)
+
+
+def plan(device: str, ifname: str, rdma: bool = False) -> AttachPlan:
+    host = HostSide(
+        name=ifname,
+        ifindex=7,
+        mac="02:00:00:00:00:07",
+        mtu=1500,
+        up=True,
+        addresses=("10.0.0.7/24",),
+    )
+    state = HostState(
+        host=host, rdma_link="mlx5_0" if rdma else None, rdma_char_devices=CHARS if rdma else ()
+    )
+    cfg = decode({"interface": {"name": f"net-{ifname}"[:15]}})
+    return build_plan(device, POD_UID, cfg, state)
+
+
+class FakeStatus:
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, str, list[DeviceStatus]]] = []
+
+    def submit(
+        self, namespace: str, name: str, devices: Sequence[DeviceStatus], remove: bool = False
+    ) -> bool:
+        self.submitted.append((namespace, name, list(devices)))
+        return True
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.attached: list[tuple[list[str], str]] = []
+        self.detached: list[tuple[list[str], str | None]] = []
+        self.fail: AttachError | None = None
+        self.detach_errors: tuple[str, ...] = ()
+
+    def attach(self, plans: Sequence[AttachPlan], netns: str) -> list[Attached]:
+        if self.fail is not None:
+            raise self.fail
+        self.attached.append(([p.device for p in plans], netns))
+        return [
+            Attached(p.device, p.pod.name if p.pod else None, "02:00:00:00:00:07", ("10.0.0.7/24",))
+            for p in plans
+        ]
+
+    def detach(self, plans: Sequence[AttachPlan], netns: str | None) -> list[Detached]:
+        self.detached.append(([p.device for p in plans], netns))
+        return [Detached(p.device, "returned", self.detach_errors) for p in plans]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    s = StateStore(tmp_path / "knd.db")
+    claim = ClaimRecord("claim-1", "ns", "c1", POD_UID, time.time(), {})
+    plans = [
+        PlanRecord("claim-1", "node", d, "nic", POD_UID, json.loads(p.to_json()))
+        for d, p in (
+            ("dev-a", plan("dev-a", "eth1", rdma=True)),
+            ("dev-b", plan("dev-b", "eth2", rdma=True)),
+        )
+    ]
+    s.save_prepared(claim, PodRecord(POD_UID, "ns", "p1"), plans)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def pod(netns: str | None = "/var/run/netns/cni-1", uid: str = POD_UID) -> PodInfo:
+    return PodInfo(id="sb1", uid=uid, name="p1", namespace="ns", netns=netns)
+
+
+def hooks(
+    store: StateStore,
+    rec: Recorder,
+    status: FakeStatus | None = None,
+    links: set[str] | None = None,
+    metrics: DriverMetrics | None = None,
+) -> NetworkHooks:
+    return NetworkHooks(
+        store=store,
+        status=status,  # type: ignore[arg-type]
+        metrics=metrics,
+        attach_fn=rec.attach,
+        detach_fn=rec.detach,
+        host_links=lambda: links or set(),
+    )
+
+
+def test_run_attaches_all_devices_records_netns_and_queues_ready_status(
+    store: StateStore,
+) -> None:
+    rec, status = Recorder(), FakeStatus()
+    hooks(store, rec, status).run_pod_sandbox(pod())
+    assert rec.attached == [(["dev-a", "dev-b"], "/var/run/netns/cni-1")]
+    record = store.pod(POD_UID)
+    assert record is not None and record.netns == "/var/run/netns/cni-1"
+    assert record.last_nri_activity is not None
+    ((ns, name, devices),) = status.submitted
+    assert (ns, name) == ("ns", "c1")
+    assert [d.device for d in devices] == ["dev-a", "dev-b"]
+    conds = {c.type: c for c in devices[0].conditions}
+    assert conds["Ready"].status and conds["NetworkReady"].status
+    assert devices[0].network is not None and devices[0].network.ips == ("10.0.0.7/24",)
+
+
+def test_pod_without_plans_is_a_noop(store: StateStore) -> None:
+    rec = Recorder()
+    h = hooks(store, rec)
+    other = pod(uid="no-claims")
+    h.run_pod_sandbox(other)
+    h.stop_pod_sandbox(other)
+    assert h.create_container(other, ContainerInfo("c", "sb1", "work")) is None
+    assert rec.attached == [] and rec.detached == []
+
+
+def test_host_network_pod_is_refused(store: StateStore) -> None:
+    with pytest.raises(HookError, match="host network"):
+        hooks(store, Recorder()).run_pod_sandbox(pod(netns=None))
+
+
+def test_failed_attach_fails_the_sandbox_with_device_and_step(store: StateStore) -> None:
+    rec, status, metrics = Recorder(), FakeStatus(), DriverMetrics()
+    rec.fail = AttachError("dev-b", "route", OSError(101, "Network is unreachable"))
+    with pytest.raises(HookError) as info:
+        hooks(store, rec, status, metrics=metrics).run_pod_sandbox(pod())
+    assert "dev-b" in str(info.value) and "route" in str(info.value)
+    ((_, _, devices),) = status.submitted
+    assert all(not d.conditions[0].status for d in devices)
+    assert devices[0].conditions[0].reason == "NetworkDeviceAttachFailed"
+    registry = metrics.registry
+    assert registry.get_sample_value("knd_driver_attach_failures_total", {"step": "route"}) == 1
+    assert registry.get_sample_value("knd_driver_attach_rollbacks_total") == 1
+    record = store.pod(POD_UID)
+    assert record is not None and record.netns is None
+
+
+def test_create_container_injects_rdma_char_devices_once(store: StateStore) -> None:
+    adjust = hooks(store, Recorder()).create_container(pod(), ContainerInfo("c", "sb1", "work"))
+    assert adjust is not None
+    assert [(d.path, d.major, d.minor, d.kind, d.file_mode) for d in adjust.devices] == [
+        ("/dev/infiniband/rdma_cm", 10, 58, "c", 0o666),
+        ("/dev/infiniband/uverbs0", 231, 192, "c", 0o666),
+    ]
+
+
+def test_stop_uses_recorded_netns_and_never_raises(store: StateStore) -> None:
+    rec, metrics = Recorder(), DriverMetrics()
+    h = hooks(store, rec, metrics=metrics)
+    h.run_pod_sandbox(pod())
+    rec.detach_errors = ("address 10.0.0.7/24: EEXIST",)
+    h.stop_pod_sandbox(pod(netns=None))  # containerd 1.7 sends no netns on stop
+    assert rec.detached == [(["dev-a", "dev-b"], "/var/run/netns/cni-1")]
+    assert (
+        metrics.registry.get_sample_value("knd_driver_detach_failures_total", {"step": "returned"})
+        == 2
+    )
+    h.remove_pod_sandbox(pod())
+    record = store.pod(POD_UID)
+    assert record is not None and record.netns is None
+    assert store.plans_for_pod(POD_UID), "plans stay until NodeUnprepareResources"
+
+
+def test_corrupt_plan_fails_run_but_not_stop(store: StateStore, tmp_path: Path) -> None:
+    store._db.execute(
+        "UPDATE plans SET plan = ? WHERE device = 'dev-b'",
+        (json.dumps({"version": 1, "device": "dev-b", "pod": {"name": "../x"}}),),
+    )
+    store._db.commit()
+    rec = Recorder()
+    h = hooks(store, rec)
+    with pytest.raises(HookError, match="stored plan of device dev-b is unusable"):
+        h.run_pod_sandbox(pod())
+    h.stop_pod_sandbox(pod())
+    assert rec.attached == [] and rec.detached == []
+
+
+def test_synchronize_refreshes_netns_reports_misplaced_and_prunes_nothing(
+    store: StateStore,
+) -> None:
+    h = hooks(store, Recorder(), links={"eth1", "lo"})
+    h.synchronize([pod(netns="/var/run/netns/cni-9"), pod(uid="stranger")], [])
+    record = store.pod(POD_UID)
+    assert record is not None and record.netns == "/var/run/netns/cni-9"
+    assert h.last_sync.known_pods == 1
+    assert h.last_sync.misplaced == [
+        "ns/p1: device dev-a (eth1) is on the host, not in the running pod"
+    ]
+    h.synchronize([], [])
+    assert store.plans_for_pod(POD_UID) and store.claim("claim-1") is not None
