@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from knd import __version__
-from knd.cli import config_cmd, explain_cmd, inventory_cmd
+from knd.cli import config_cmd, driver_cmd, explain_cmd, inventory_cmd, kubelet_plugin_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_cmd.register(sub)
     explain_cmd.register(sub)
     inventory_cmd.register(sub)
+    driver_cmd.register(sub)
+    kubelet_plugin_cmd.register(sub)
     return parser
 
 

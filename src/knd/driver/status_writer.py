@@ -20,7 +20,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,8 +113,11 @@ class StatusWriter:
         max_attempts: int = 8,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self.applier = applier
+        self.on_retry = on_retry
+        self.retries = 0
         self.driver = driver
         self.max_claims = max_claims
         self.max_attempts = max_attempts
@@ -203,6 +206,9 @@ class StatusWriter:
                                 self.backoff_initial_s * 2 ** (pending.attempt - 1),
                             )
                             heapq.heappush(self._due, (time.monotonic() + delay, version, key))
+                            self.retries += 1
+                            if self.on_retry is not None:
+                                self.on_retry()
                 elif ok:
                     self.applied += 1
                 self._cond.notify_all()
