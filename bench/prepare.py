@@ -2,8 +2,10 @@
 
 The full path as kubelet sees it: the kubelet emulator calls `v1.DRAPlugin/NodePrepareResources`
 over a unix socket; knd GETs the claim from the fake API server (HTTP on loopback, through the
-kubernetes Python client), resolves configs, builds plans (placeholder builder: no host capture)
-and commits them to SQLite (WAL, synchronous=FULL) before answering. Every iteration uses a new
+kubernetes Python client), resolves configs, locates each device and captures its host state
+(netlink + sysfs: the real NetnsPlanBuilder, on 8 veth NICs created for the run; run as root),
+builds the AttachPlans and commits them to SQLite (WAL, synchronous=FULL) before answering.
+`--placeholder` measures without host capture (no root needed). Every iteration uses a new
 claim (no idempotent shortcut); unprepare runs between iterations, untimed.
 
 Baseline in the same run: one plain GET of the same claim through the same client (the API round
@@ -23,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from pyroute2 import IPRoute
 
 from knd.driver.claim_api import KubeClaimApi
+from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.prepare import PrepareEngine
 from knd.driver.store import StateStore
 from knd.kubelet.plugin import KubeletPlugin
@@ -32,6 +36,25 @@ from knd.lab.apiserver_claims import FakeClaimsApiServer
 from knd.lab.kubelet import KubeletEmulator
 
 DRIVER = "dra.net"
+
+
+NICS = [f"kbp{i}" for i in range(8)]
+
+
+def make_nics() -> None:
+    with IPRoute() as ipr:
+        for i, name in enumerate(NICS):
+            ipr.link("add", ifname=name, kind="veth", peer={"ifname": name + "p"})
+            idx = ipr.link_lookup(ifname=name)[0]
+            ipr.link("set", index=idx, state="up")
+            ipr.addr("add", index=idx, address=f"10.77.{i}.1", prefixlen=24)
+
+
+def drop_nics() -> None:
+    with IPRoute() as ipr:
+        for name in NICS:
+            for idx in ipr.link_lookup(ifname=name):
+                ipr.link("del", index=idx)
 
 
 def make_claim(devices: int) -> dict[str, Any]:
@@ -42,7 +65,7 @@ def make_claim(devices: int) -> dict[str, Any]:
             "allocation": {
                 "devices": {
                     "results": [
-                        {"request": "nic", "driver": DRIVER, "pool": "node", "device": f"eth{i}"}
+                        {"request": "nic", "driver": DRIVER, "pool": "node", "device": NICS[i]}
                         for i in range(devices)
                     ],
                     "config": [
@@ -82,12 +105,19 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument("--placeholder", action="store_true", help="no host capture (no root)")
     args = parser.parse_args()
+    real = not args.placeholder
+    if real:
+        drop_nics()
+        make_nics()
     api_server = FakeClaimsApiServer().start()
     work = Path(tempfile.mkdtemp(prefix="knd-bench-prepare-"))
     store = StateStore(work / "state.db")
     api = KubeClaimApi(client.ApiClient(client.Configuration(host=api_server.url)), DRIVER)
-    engine = PrepareEngine(driver=DRIVER, store=store, reader=api, events=api)
+    builder = NetnsPlanBuilder() if real else None
+    engine = PrepareEngine(driver=DRIVER, store=store, reader=api, events=api, plan_builder=builder)
+    print(f"plan builder: {'NetnsPlanBuilder (host capture on veths)' if real else 'placeholder'}")
     plugin = KubeletPlugin(DRIVER, engine, work / "kubelet")
     plugin.start()
     kubelet = KubeletEmulator(work / "kubelet").start()
@@ -115,6 +145,8 @@ def main() -> None:
         plugin.stop()
         store.close()
         api_server.stop()
+        if real:
+            drop_nics()
     med = {k: statistics.median(v) for k, v in samples.items()}
     for k, v in samples.items():
         label = "GET claim (baseline)" if k == "get" else f"prepare, {k} device(s)"
