@@ -1,9 +1,9 @@
 """CRI RunPodSandbox latency against the project-local containerd 2.x (scripts/runtime) with a
-knd NRI plugin connected: pods without a claim (plugin idle for them: baseline) interleaved with
-pods that get one NIC attached, in the same run. The attaching hook moves a host veth into the
-pod netns and configures it (rename, MTU, address, route, up) with pyroute2: the work of knd's
-RunPodSandbox hook for one NIC, done here by a bench-local stand-in since the plan executor lives
-in another layer. hook_p99_ms is knd.nri's own RunPodSandbox timing over all pods of the run.
+knd NRI plugin connected: pods without a claim (knd idle for them: baseline) interleaved with
+pods that get one NIC, in the same run. knd's real path: the claim is prepared first (untimed) by
+the kubelet emulator over DRA gRPC (claims API emulator, host capture, plan persisted in SQLite),
+then CRI RunPodSandbox is timed while knd's NRI hook (knd.driver.hooks) executes the plan: move,
+rename, MTU, address, route, up. hook_p99_ms is knd.nri's own RunPodSandbox timing, all pods.
 
 Usage (root; after `scripts/runtime install`): .venv/bin/python bench/pod_startup.py [-n 30]
 Prints p50/p99 per phase, the ratio, and a final `RESULT {json}` line with the keys
@@ -13,80 +13,112 @@ sandbox_p50_ms_idle, sandbox_p50_ms_knd, startup_ratio, hook_p99_ms.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from kubernetes import client  # noqa: E402
 from pyroute2 import IPRoute  # noqa: E402
 
+from knd.api.names import interface_device_name  # noqa: E402
+from knd.driver.claim_api import KubeClaimApi  # noqa: E402
+from knd.driver.hooks import NetworkHooks  # noqa: E402
+from knd.driver.netns_plans import NetnsPlanBuilder  # noqa: E402
+from knd.driver.prepare import PrepareEngine  # noqa: E402
+from knd.driver.store import StateStore  # noqa: E402
+from knd.kubelet.plugin import KubeletPlugin  # noqa: E402
+from knd.lab.apiserver_claims import FakeClaimsApiServer  # noqa: E402
 from knd.lab.cri import CriClient, PodSpec  # noqa: E402
-from knd.nri.handler import NullHandler  # noqa: E402
+from knd.lab.kubelet import KubeletEmulator  # noqa: E402
 from knd.nri.plugin import NriPlugin, PluginConfig  # noqa: E402
-from knd.nri.types import ContainerInfo, PodInfo  # noqa: E402
 
 VERSION = "2"
-NIC_ANNOTATION = "knd.bench/nic"
+DRIVER = "dra.net"
+POOL = "bench-node"
 
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+class Node:
+    """knd's kubelet side and NRI hooks wired as the daemon wires them (emulated API server
+    and kubelet)."""
 
+    def __init__(self, nri_socket: str) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="knd-bench-startup-"))
+        self.api = FakeClaimsApiServer().start()
+        self.store = StateStore(self.work / "state.db")
+        kube = KubeClaimApi(
+            client.ApiClient(client.Configuration(host=self.api.url)), component=DRIVER, host=POOL
+        )
+        engine = PrepareEngine(
+            driver=DRIVER,
+            store=self.store,
+            reader=kube,
+            events=kube,
+            plan_builder=NetnsPlanBuilder(),
+        )
+        (self.work / "kubelet").mkdir()
+        self.dra = KubeletPlugin(DRIVER, engine, self.work / "kubelet")
+        self.dra.start()
+        self.kubelet = KubeletEmulator(self.work / "kubelet").start()
+        self.kubelet.wait_registered(DRIVER)
+        self.plugin = NriPlugin(
+            NetworkHooks(store=self.store, status=None),
+            PluginConfig(socket_path=nri_socket, name="dra.net", index="10", use_env_socket=False),
+        )
 
-def netlink_in(path: str) -> IPRoute:
-    """An rtnetlink socket bound inside the netns at `path` (setns on this thread only, then
-    back): ~1 ms instead of ~10 ms for pyroute2's NetNS helper."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns into pod netns failed")
-        try:
-            return IPRoute()
-        finally:
-            if _libc.setns(own, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back failed")
-    finally:
-        os.close(own)
-        os.close(target)
+    def claim_for(self, pod: PodSpec, device: str) -> tuple[str, str, str]:
+        params = {
+            "interface": {"name": "net1", "addresses": ["192.0.2.20/24"], "mtu": 1450},
+            "routes": [{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}],
+        }
+        obj = {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaim",
+            "metadata": {
+                "name": f"c-{pod.name}",
+                "namespace": pod.namespace,
+                "uid": str(uuid.uuid4()),
+            },
+            "spec": {
+                "devices": {"requests": [{"name": "nic", "exactly": {"deviceClassName": DRIVER}}]}
+            },
+            "status": {
+                "allocation": {
+                    "devices": {
+                        "results": [
+                            {"request": "nic", "driver": DRIVER, "pool": POOL, "device": device}
+                        ],
+                        "config": [
+                            {
+                                "source": "FromClaim",
+                                "opaque": {"driver": DRIVER, "parameters": params},
+                            }
+                        ],
+                    }
+                },
+                "reservedFor": [{"resource": "pods", "name": pod.name, "uid": pod.uid}],
+            },
+        }
+        self.api.state.put_claim(obj)
+        meta = obj["metadata"]
+        ref = (meta["namespace"], meta["uid"], meta["name"])
+        resp = self.kubelet.prepare(DRIVER, [ref])
+        assert resp.claims[meta["uid"]].error == "", resp
+        return ref
 
-
-class AttachOne(NullHandler):
-    """Moves the pod's annotated host veth into the pod netns and configures it: rename + MTU
-    on the host (kept across the move), move, then address, up and route inside."""
-
-    def __init__(self) -> None:
-        self.host = IPRoute()
-
-    def run_pod_sandbox(self, pod: PodInfo) -> None:
-        name = pod.annotations.get(NIC_ANNOTATION)
-        if name is None or pod.netns is None:
-            return
-        idx = self.host.link_lookup(ifname=name)[0]
-        self.host.link("set", index=idx, mtu=1450)
-        fd = os.open(pod.netns, os.O_RDONLY)
-        try:
-            self.host.link("set", index=idx, net_ns_fd=fd, ifname="net1")
-        finally:
-            os.close(fd)
-        ns = netlink_in(pod.netns)
-        try:
-            j = ns.link_lookup(ifname="net1")[0]
-            ns.addr("add", index=j, address="192.0.2.20", prefixlen=24)
-            ns.link("set", index=j, state="up")
-            ns.route("add", dst="198.51.100.0/24", gateway="192.0.2.1")
-        finally:
-            ns.close()
-
-    def synchronize(self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]) -> None:
-        return None
+    def close(self) -> None:
+        self.plugin.stop()
+        self.kubelet.stop()
+        self.dra.stop()
+        self.store.close()
+        self.api.stop()
 
 
 def runtime(*args: str) -> str:
@@ -99,19 +131,22 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(p * len(s)))]
 
 
-def one(cri: CriClient, attach: bool, tag: str) -> float:
-    annotations: dict[str, str] = {}
+def one(node: Node, cri: CriClient, attach: bool, tag: str) -> float:
     veth = f"nrb{os.getpid() % 1000}{tag}"
+    pod = PodSpec(f"bench-{tag}")
+    ref = None
     if attach:
         with IPRoute() as ipr:
             ipr.link("add", ifname=veth, kind="veth", peer={"ifname": veth + "p"})
-        annotations[NIC_ANNOTATION] = veth
-    pod = PodSpec(f"bench-{tag}", annotations=annotations)
+            ipr.link("set", index=ipr.link_lookup(ifname=veth)[0], state="up")
+        ref = node.claim_for(pod, interface_device_name(veth))
     t0 = time.perf_counter()
     sid = cri.run_pod(pod)
     elapsed = time.perf_counter() - t0
     cri.stop_pod(sid)
     cri.remove_pod(sid)
+    if ref is not None:
+        node.kubelet.unprepare(DRIVER, [ref])
     if attach:
         with IPRoute() as ipr:
             for name in (veth, veth + "p"):
@@ -130,12 +165,8 @@ def main() -> int:
         return 0
     runtime("stop", "--version", VERSION)
     info = json.loads(runtime("start", "--version", VERSION).splitlines()[-1])
-    plugin = NriPlugin(
-        AttachOne(),
-        PluginConfig(
-            socket_path=info["nri_socket"], name="knd-bench", index="10", use_env_socket=False
-        ),
-    )
+    node = Node(info["nri_socket"])
+    plugin = node.plugin
     cri = CriClient(info["socket"])
     t_idle: list[float] = []
     t_knd: list[float] = []
@@ -143,16 +174,16 @@ def main() -> int:
         plugin.start()
         assert plugin.wait_synchronized(10), "plugin did not register"
         for i in range(3):
-            one(cri, False, f"w{i}")
-            one(cri, True, f"v{i}")
+            one(node, cri, False, f"w{i}")
+            one(node, cri, True, f"v{i}")
         plugin.timer = type(plugin.timer)()  # drop warm-up samples
         for i in range(args.n):  # interleaved, so drift and noise hit both phases alike
-            t_idle.append(one(cri, False, f"i{i}"))
-            t_knd.append(one(cri, True, f"k{i}"))
+            t_idle.append(one(node, cri, False, f"i{i}"))
+            t_knd.append(one(node, cri, True, f"k{i}"))
         hook = plugin.timer.stats("RunPodSandbox")  # both kinds of pods
     finally:
-        plugin.stop()
         cri.remove_all_pods()
+        node.close()
         cri.close()
         runtime("stop", "--version", VERSION)
     p50_idle, p50_knd = pct(t_idle, 0.5) * 1e3, pct(t_knd, 0.5) * 1e3

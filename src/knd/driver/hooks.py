@@ -142,8 +142,7 @@ class NetworkHooks:
             if self.metrics is not None:
                 self.metrics.attach_failures.labels("open").inc()
             raise HookError(f"{who}: {exc}", INTERNAL) from exc
-        self.store.set_netns(pod.uid, pod.netns)
-        self.store.touch_nri_activity(pod.uid)
+        self.store.record_attach(pod.uid, pod.netns)
         by_device = {a.device: a for a in attached}
         self._queue_status(records, [_ready(r, p, by_device.get(r.device)) for r, p in pairs])
 

@@ -336,6 +336,15 @@ class StateStore:
         with self._tx() as db:
             db.execute("UPDATE pods SET netns = ? WHERE uid = ?", (netns, pod_uid))
 
+    def record_attach(self, pod_uid: str, netns: str, when: float | None = None) -> None:
+        """RunPodSandbox succeeded: the pod's netns and its NRI activity, in one transaction
+        (one fsync on the hook's path instead of two)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE pods SET netns = ?, last_nri_activity = ? WHERE uid = ?",
+                (netns, time.time() if when is None else when, pod_uid),
+            )
+
     def touch_nri_activity(self, pod_uid: str, when: float | None = None) -> None:
         with self._tx() as db:
             db.execute(
