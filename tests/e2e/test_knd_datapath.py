@@ -297,3 +297,21 @@ def test_runtime_restart_reconnects_and_synchronize_sees_the_pod(
     cri.remove_pod(sid)
     meta = obj["metadata"]
     node.kubelet.unprepare(DRIVER, [(meta["namespace"], meta["uid"], meta["name"])])
+
+
+def test_pod_without_claims_is_untouched(
+    runtime: dict[str, Any], node: Node, cri: CriClient, nic: str
+) -> None:
+    pod = PodSpec(f"kd-plain-{uuid.uuid4().hex[:6]}")
+    before = node.plugin.timer.stats("RunPodSandbox")
+    sid = cri.run_pod(pod)
+    cid = cri.create_container(
+        sid, pod, "work", runtime["busybox_image"], ["/bin/busybox", "sleep", "600"]
+    )
+    cri.start_container(cid)
+    assert sorted(_sh(cri, cid, "ls", "/sys/class/net").split()) == ["eth0", "lo"]
+    assert cri.exec_sync(cid, ["/bin/busybox", "ls", "/dev/infiniband"]).exit_code != 0
+    after = node.plugin.timer.stats("RunPodSandbox")
+    assert after is not None and after.count == (before.count if before else 0) + 1
+    assert after.errors == (before.errors if before else 0)
+    assert _host(nic) is not None and node.store.pod(pod.uid) is None
