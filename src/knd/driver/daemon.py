@@ -191,6 +191,7 @@ class Daemon:
             reader=kube,
             events=kube,
             plan_builder=NetnsPlanBuilder(rdma_mode=self.rdma_mode, sysfs_root=self.sysfs_root),
+            pool=self.opts.node_name,
         )
         monitor = HealthMonitor(SysfsLinkProbe(self.health_targets, Path(self.sysfs_root)))
         self.kubelet = KubeletPlugin(

@@ -111,8 +111,10 @@ class PrepareEngine:
         events: EventRecorder,
         plan_builder: PlanBuilder | None = None,
         profiles: ProfileProvider | None = None,
+        pool: str | None = None,
     ) -> None:
         self.driver = driver
+        self.pool = pool  # this node's pool (the node name); None accepts any pool
         self.store = store
         self.reader = reader
         self.events = events
@@ -212,6 +214,11 @@ class PrepareEngine:
                 label = f"{pool}/{device} (status.allocation.devices.results[{i}])"
                 if not request:
                     raise ClaimError(f"allocation result for device {label} has no request")
+                if self.pool is not None and pool != self.pool:
+                    raise ClaimError(
+                        f"device {label} belongs to pool {pool!r}, not to this node's pool "
+                        f"{self.pool!r}; {self.driver} prepares only devices of its own node"
+                    )
                 self._check_owner(ref, pool, device)
                 config = config_select.resolve_config(allocation, self.driver, request, label)
                 if config.profile:

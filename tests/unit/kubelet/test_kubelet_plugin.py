@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from kubelet_claims import DRIVER, GPU, POOL, claim, opaque, ref
 
+from knd.driver.claim_api import KubeClaimApi
 from knd.driver.prepare import PrepareEngine
 from knd.driver.store import StateStore
 from knd.kubelet import registration, wire
 from knd.kubelet.plugin import KubeletPlugin
 from knd.kubelet.sockets import SocketPathError
+from knd.kubelet.types import ClaimRef
 from knd.lab.apiserver_claims import FakeClaimsApiServer
 from knd.lab.kubelet import KubeletEmulator
 
@@ -384,3 +386,17 @@ def test_plan_builder_failures_fail_only_that_claim(
     assert store.claim(refs[0].uid) is not None
     assert store.claim(refs[1].uid) is None and store.claim(refs[2].uid) is None
     assert {e["involvedObject"]["name"] for e in apiserver.state.events} == {"missing", "boom"}
+
+
+def test_device_of_another_nodes_pool_is_refused(
+    store: StateStore, kube_api: KubeClaimApi, apiserver: FakeClaimsApiServer
+) -> None:
+    engine = PrepareEngine(
+        driver=DRIVER, store=store, reader=kube_api, events=kube_api, pool="some-other-node"
+    )
+    obj = apiserver.state.put_claim(claim("elsewhere", [("nic", DRIVER, "eth1")]))
+    meta = obj["metadata"]
+    result = engine.prepare([ClaimRef(meta["namespace"], meta["uid"], meta["name"])])
+    error = result[meta["uid"]].error
+    assert f"belongs to pool '{POOL}', not to this node's pool 'some-other-node'" in error
+    assert store.claim(meta["uid"]) is None
