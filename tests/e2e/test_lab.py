@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -108,6 +109,10 @@ def clean(lab: Lab) -> Iterator[Lab]:
     _wait(settled, 60, "pod teardown")
     for claim in lab.api.list("ResourceClaim"):
         lab.api.delete("ResourceClaim", claim["metadata"]["name"], "default")
+    with IPRoute() as ipr:  # host state a scenario set up on a NIC must not leak into the next
+        for i in range(8):
+            for idx in ipr.link_lookup(ifname=lab.nic(i)):
+                ipr.flush_addr(index=idx)
     for tmpl in lab.api.list("ResourceClaimTemplate"):
         lab.api.delete("ResourceClaimTemplate", tmpl["metadata"]["name"], "default")
 
@@ -389,8 +394,8 @@ def test_permanent_neighbours_copied(clean: Lab) -> None:
         )
     p = start(lab, claim(c, {"interface": {"name": "eth99"}}, nic), pod(uniq("p"), {"nic": c}))
     neigh = sh(lab, p, "ip", "neigh", "show", "dev", "eth99")
-    assert "192.0.2.1 lladdr 02:00:00:00:00:aa PERMANENT" in neigh, neigh
-    assert "2001:db8:7::1 lladdr 02:00:00:00:00:aa PERMANENT" in neigh, neigh
+    for dst in ("192.0.2.1", "2001:db8:7::1"):
+        assert re.search(rf"^{dst} lladdr 02:00:00:00:00:aa .*PERMANENT$", neigh, re.M), neigh
 
 
 def test_rules_and_non_main_tables_copied(clean: Lab) -> None:
@@ -401,14 +406,23 @@ def test_rules_and_non_main_tables_copied(clean: Lab) -> None:
         ipr.route("add", dst="10.231.40.0/24", gateway="10.231.30.1", oif=idx, table=100)
         ipr.rule("add", src="10.231.30.0", src_len=24, table=100, priority=500)
     try:
-        p = start(lab, claim(c, None, nic), pod(uniq("p"), {"nic": c}))
+        name = uniq("p")
+        p = start(lab, claim(c, None, nic), pod(name, {"nic": c}))
         assert "from 10.231.30.0/24 lookup 100" in sh(lab, p, "ip", "rule")
-        assert f"10.231.40.0/24 via 10.231.30.1 dev {nic}" in sh(
-            lab, p, "ip", "route", "show", "table", "100"
-        )
+        table = sh(lab, p, "ip", "route", "show", "table", "100")
+        assert f"10.231.40.0/24 via 10.231.30.1 dev {nic}" in table
+        lab.api.delete("Pod", name, "default")
+        _wait(lambda: nic in _host_nics(lab), 30, "NIC back on the host")
+        with IPRoute() as ipr:  # knd restored the host's rule with the NIC
+            assert any(r.get("FRA_PRIORITY") == 500 for r in ipr.get_rules(family=2))
     finally:
         with IPRoute() as ipr:
-            ipr.rule("del", src="10.231.30.0", src_len=24, table=100, priority=500)
+            for r in ipr.get_rules(family=2):
+                if r.get("FRA_PRIORITY") == 500 and r.get("FRA_TABLE") == 100:
+                    ipr.rule("del", src="10.231.30.0", src_len=24, table=100, priority=500)
+            for idx in ipr.link_lookup(ifname=nic):
+                for route in ipr.get_routes(table=100, oif=idx):
+                    ipr.route("del", dst="10.231.40.0/24", table=100, oif=idx)
 
 
 def test_ipv6_subnet_route_without_duplicates(clean: Lab) -> None:
@@ -549,10 +563,11 @@ def test_driver_restart_while_a_pod_is_deleted(clean: Lab) -> None:
     lab.api.delete("Pod", name, "default")
     cri = CriClient(lab.state["runtime"]["socket"])
     try:
+        # The kubelet stops the sandbox, then unprepares (which fails while knd is down).
         _wait(
-            lambda: not [p for p in cri.list_pods() if p.metadata.name == name],
+            lambda: [p for p in cri.list_pods() if p.metadata.name == name and p.state == 1],
             30,
-            "sandbox removed",
+            "sandbox stopped",
         )
     finally:
         cri.close()
@@ -675,7 +690,11 @@ def test_aligned_allocation_is_always_aligned(clean: Lab) -> None:
                 "resource.kubernetes.io/pcieRoot"
             ]["string"]
     pairs = set()
-    for c in lab.api.list("ResourceClaim"):
+    allocated = [
+        c for c in lab.api.list("ResourceClaim") if (c.get("status") or {}).get("allocation")
+    ]
+    assert len(allocated) == 8
+    for c in allocated:
         results = c["status"]["allocation"]["devices"]["results"]
         by = {r["request"]: roots[(r["driver"], r["device"])] for r in results}
         assert by["gpu"] == by["nic"], results

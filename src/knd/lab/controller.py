@@ -122,7 +122,8 @@ class Controller:
             pool.submit(self._guard, uid, self.stop_pod, self.running[uid])
         for uid, pod in live.items():
             with self._lock:
-                if uid in self.running or uid in self._busy or self._retry_at.get(uid, 0) > now:
+                started = uid in self.running and self.running[uid].sandbox
+                if started or uid in self._busy or self._retry_at.get(uid, 0) > now:
                     continue
                 if (pod.get("status") or {}).get("phase") in ("Running", "Failed", "Succeeded"):
                     continue
@@ -322,6 +323,8 @@ class Controller:
             for driver in sorted({r["driver"] for r in results}):
                 if driver in self.kubelet.plugins:
                     rp.drivers.setdefault(driver, []).append(key)
+        with self._lock:  # from here on, a deletion must unprepare and release
+            self.running[uid] = rp
         for driver, keys in rp.drivers.items():
             resp = self.kubelet.prepare(driver, keys)
             errors = [f"{c}: {r.error}" for c, r in resp.claims.items() if r.error]
@@ -357,7 +360,6 @@ class Controller:
             return
         ready_at = time.time()
         with self._lock:
-            self.running[uid] = rp
             self._backoff.pop(uid, None)
         statuses = []
         for c in (pod.get("spec") or {}).get("containers") or []:
@@ -425,12 +427,14 @@ class Controller:
     def stop_pod(self, rp: RunningPod) -> None:
         for cid in rp.containers.values():
             _quiet(lambda: self.cri.stop_container(cid))
-        _quiet(lambda: self.cri.stop_pod(rp.sandbox))
+        if rp.sandbox:
+            _quiet(lambda: self.cri.stop_pod(rp.sandbox))
         for driver, keys in rp.drivers.items():
             self._unprepare(driver, keys)
         for cid in rp.containers.values():
             _quiet(lambda: self.cri.remove_container(cid))
-        _quiet(lambda: self.cri.remove_pod(rp.sandbox))
+        if rp.sandbox:
+            _quiet(lambda: self.cri.remove_pod(rp.sandbox))
         self.release(rp)
         with self._lock:
             self.running.pop(rp.uid, None)
