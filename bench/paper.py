@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import random
 import sys
@@ -33,11 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from png import Canvas  # noqa: E402
-
 from knd.lab import lab as labmod  # noqa: E402
 from knd.lab.controller import ANN_READY  # noqa: E402
 from knd.lab.restapi import RestClient  # noqa: E402
+from png import Canvas  # noqa: E402
 
 WAVE = 8
 ROOT_ATTR = "resource.kubernetes.io/pcieRoot"
@@ -193,7 +193,7 @@ def plot(path: Path, rates: dict[str, float], lat: dict[str, list[float]]) -> No
             (x0 + int((x1 - x0) * v / top), y0 - int((y0 - y1) * (i + 1) / len(s)))
             for i, v in enumerate(s)
         ]
-        for a, b in zip(pts, pts[1:], strict=False):
+        for a, b in itertools.pairwise(pts):
             c.line(a[0], a[1], b[0], b[1], colors[cfg], 2)
         c.text(x0 + 10, 60 + 16 * list(lat).index(cfg), cfg, colors[cfg], scale=2)
     c.save(path)

@@ -2,9 +2,10 @@
 
 A dry run of the scheduler emulator (knd.lab.allocator) over ResourceSlices and DeviceClasses
 read from files, or (`--lab`) from the running lab's API server, where devices already allocated
-to other claims count as taken and the node defaults to the lab node. For every ResourceClaim / ResourceClaimTemplate found it prints, per request,
-which devices each selector kept or dropped and why, then the allocation or the constraint that
-blocks it. Exit status: 0 every claim allocatable, 1 any claim unsatisfiable, 2 usage error.
+to other claims count as taken and the node defaults to the lab node. For every ResourceClaim /
+ResourceClaimTemplate found it prints, per request, which devices each selector kept or dropped
+and why, then the allocation or the constraint that blocks it. Exit status: 0 every claim
+allocatable, 1 any claim unsatisfiable, 2 usage error.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ re-created (knd.lab.node.ensure_nics).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import secrets
@@ -380,10 +381,8 @@ class Controller:
                 }
             )
         ip = ""
-        try:
+        with contextlib.suppress(grpc.RpcError):
             ip = str(self.cri.pod_status(rp.sandbox).status.network.ip)
-        except grpc.RpcError:
-            pass
         try:
             self.api.merge_patch(
                 "Pod",
@@ -426,15 +425,15 @@ class Controller:
     # -- stop -------------------------------------------------------------------------------
     def stop_pod(self, rp: RunningPod) -> None:
         for cid in rp.containers.values():
-            _quiet(lambda: self.cri.stop_container(cid))
+            _quiet(self.cri.stop_container, cid)
         if rp.sandbox:
-            _quiet(lambda: self.cri.stop_pod(rp.sandbox))
+            _quiet(self.cri.stop_pod, rp.sandbox)
         for driver, keys in rp.drivers.items():
             self._unprepare(driver, keys)
         for cid in rp.containers.values():
-            _quiet(lambda: self.cri.remove_container(cid))
+            _quiet(self.cri.remove_container, cid)
         if rp.sandbox:
-            _quiet(lambda: self.cri.remove_pod(rp.sandbox))
+            _quiet(self.cri.remove_pod, rp.sandbox)
         self.release(rp)
         with self._lock:
             self.running.pop(rp.uid, None)
@@ -490,9 +489,9 @@ class Controller:
                 log.exception("teardown of %s", rp.name)
 
 
-def _quiet(fn: Callable[[], None]) -> None:
+def _quiet(fn: Callable[[str], None], arg: str) -> None:
     try:
-        fn()
+        fn(arg)
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.NOT_FOUND:
             log.warning("CRI: %s", exc.details())

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 import yaml
 
 from knd.lab import node as lab_node
-from knd.lab.restapi import KINDS, JSON, RestClient, RestError
+from knd.lab.restapi import JSON, KINDS, RestClient, RestError
 
 REPO = Path(__file__).resolve().parents[3]
 RUNTIME_SCRIPT = Path(os.environ.get("KND_RUNTIME_SCRIPT", REPO / "scripts" / "runtime"))
@@ -164,7 +164,8 @@ def up(
     lab_node.ensure_nics(nics)
     sysfs = lab_node.write_sysfs(cfg.state_dir / "sys", nics)
     print(
-        f"[lab] {len(nics.names)} NICs {nics.names[0]}..{nics.names[-1]} (fabric netns {nics.fabric})",
+        f"[lab] {len(nics.names)} NICs {nics.names[0]}..{nics.names[-1]}"
+        f" (fabric netns {nics.fabric})",
         file=out,
     )
     url_file = cfg.state_dir / "apiserver.url"
@@ -312,7 +313,7 @@ def down(cfg: LabConfig, out: TextIO = sys.stdout) -> None:
             cri = CriClient(state["runtime"]["socket"], timeout=10)
             cri.remove_all_pods()
             cri.close()
-        except Exception as exc:  # noqa: BLE001 - best effort; the runtime stops next
+        except Exception as exc:
             print(f"[lab] pods: {exc}", file=out)
         runtime("stop", "--version", RUNTIME_VERSION)
     lab_node.delete_nics(cfg.nics)
@@ -435,7 +436,7 @@ def show(cfg: LabConfig, api: RestClient, pods: dict[str, JSON], out: TextIO = s
     for name, pod in pods.items():
         print(f"\n== pod {name} ({(pod.get('status') or {}).get('phase')})", file=out)
         if (pod.get("status") or {}).get("phase") == "Running":
-            code, text = pod_exec(cfg, pod, ["/bin/busybox", "ip", "-o", "addr", "show"])
+            _, text = pod_exec(cfg, pod, ["/bin/busybox", "ip", "-o", "addr", "show"])
             print("  NICs inside the pod (ip -o addr):", file=out)
             for line in text.splitlines():
                 if " lo " not in line and " lo: " not in line:
@@ -484,12 +485,14 @@ def status(cfg: LabConfig, out: TextIO = sys.stdout) -> bool:
     print(f"API server  {state['apiserver']}; metrics {state['metrics']}/metrics", file=out)
     for s in api.list("ResourceSlice"):
         print(
-            f"slice {s['metadata']['name']}: {len(s['spec'].get('devices') or [])} {s['spec']['driver']} device(s)",
+            f"slice {s['metadata']['name']}: {len(s['spec'].get('devices') or [])}"
+            f" {s['spec']['driver']} device(s)",
             file=out,
         )
     for p in api.list("Pod"):
         print(
-            f"pod {p['metadata']['namespace']}/{p['metadata']['name']}: {(p.get('status') or {}).get('phase', 'Pending')}",
+            f"pod {p['metadata']['namespace']}/{p['metadata']['name']}:"
+            f" {(p.get('status') or {}).get('phase', 'Pending')}",
             file=out,
         )
     for c in api.list("ResourceClaim"):
@@ -500,7 +503,8 @@ def status(cfg: LabConfig, out: TextIO = sys.stdout) -> bool:
         ]
         users = [r["name"] for r in st.get("reservedFor") or []]
         print(
-            f"claim {c['metadata']['namespace']}/{c['metadata']['name']}: {devs or 'unallocated'} reserved for {users}",
+            f"claim {c['metadata']['namespace']}/{c['metadata']['name']}:"
+            f" {devs or 'unallocated'} reserved for {users}",
             file=out,
         )
     return True

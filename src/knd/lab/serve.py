@@ -14,7 +14,7 @@ import signal
 import threading
 from pathlib import Path
 
-from knd.lab.apiserver import ApiServerEmulator, ObjectStore, _BY_PATH
+from knd.lab.apiserver import _BY_PATH, ApiServerEmulator, ObjectStore
 from knd.lab.gpu_slices import gpu_device_class, gpu_resource_slice
 from knd.lab.sysfs_fixture import gpu_node_gpus
 
