@@ -204,6 +204,7 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=100, help="pods per configuration")
     ap.add_argument("--png", type=Path, default=ROOT / "bench" / "paper.png")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--wave", type=int, default=WAVE, help="pods started together (1..8)")
     args = ap.parse_args()
     cfg = labmod.LabConfig(
         state_dir=ROOT / ".local" / "lab-bench", nic_prefix="kpb", fabric="kpb-fabric"
@@ -218,7 +219,7 @@ def main() -> int:
             api.create(t)
         done = 0
         while done < args.n:
-            count = min(WAVE, args.n - done)
+            count = min(max(1, min(args.wave, WAVE)), args.n - done)
             for config in ("aligned", "unaligned"):
                 results[config] += wave(api, config, done, count, rng)
             done += count
@@ -227,7 +228,9 @@ def main() -> int:
         labmod.down(cfg, out=log)
     rates = {k: sum(r["aligned"] for r in v) / len(v) for k, v in results.items()}
     lat = {k: [r["startup_s"] for r in v] for k, v in results.items()}
-    print(f"\npaper experiment on the lab node: {args.n} pods per configuration, waves of {WAVE}")
+    print(
+        f"\npaper experiment on the lab node: {args.n} pods per configuration, waves of {args.wave}"
+    )
     print(f"{'configuration':<12} {'aligned':>9} {'P50 s':>7} {'P90 s':>7} {'P99 s':>7}")
     for k in results:
         print(

@@ -18,6 +18,7 @@ containerd) and removes NICs and state, tolerating anything already gone.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -156,7 +157,15 @@ def up(
         state = read_state(cfg)
         assert state is not None
         return state
-    down(cfg, out=open(os.devnull, "w"))  # leftovers of a crashed lab  # noqa: SIM115
+    down(cfg, out=io.StringIO())  # leftovers of a crashed lab
+    try:
+        return _up(cfg, out, driver_args)
+    except BaseException:
+        down(cfg, out=io.StringIO())  # a failed start leaves nothing behind (logs stay)
+        raise
+
+
+def _up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...]) -> dict[str, Any]:
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(cfg.state_dir, 0o700)
     t0 = time.monotonic()
@@ -177,10 +186,13 @@ def up(
         "apiserver",
         [py, "-m", "knd.lab.serve", "--node", cfg.node, "--url-file", str(url_file)],
     )
+    _write_state(cfg, {"pids": pids})  # so that a failure below can still stop it
     _wait("API server emulator", url_file.exists, 30, cfg.state_dir / "apiserver.log")
     url = url_file.read_text().strip()
     print(f"[lab] API server emulator {url}", file=out)
+    _write_state(cfg, {"pids": pids, "runtime": {"socket": ""}})
     info = json.loads(runtime("start", "--version", RUNTIME_VERSION).splitlines()[-1])
+    _write_state(cfg, {"pids": pids, "runtime": info})
     print(f"[lab] containerd {info['package']} ({info['socket']})", file=out)
     metrics_port = cfg.metrics_port or _free_port()
     kroot = cfg.state_dir / "kubelet"
@@ -202,6 +214,7 @@ def up(
             *driver_args,
         ],
     )  # fmt: skip
+    _write_state(cfg, {"pids": pids, "runtime": info})
     ready = cfg.state_dir / "controller.ready"
     ready.unlink(missing_ok=True)
     pids["controller"] = _spawn(
@@ -306,7 +319,7 @@ def down(cfg: LabConfig, out: TextIO = sys.stdout) -> None:
     _kill(pids.get("controller"), _MARKERS["controller"], 60)
     _kill(pids.get("driver"), _MARKERS["driver"])
     _kill(pids.get("apiserver"), _MARKERS["apiserver"])
-    if state.get("runtime"):
+    if (state.get("runtime") or {}).get("socket"):
         try:
             from knd.lab.cri import CriClient  # noqa: PLC0415
 
@@ -315,7 +328,11 @@ def down(cfg: LabConfig, out: TextIO = sys.stdout) -> None:
             cri.close()
         except Exception as exc:
             print(f"[lab] pods: {exc}", file=out)
-        runtime("stop", "--version", RUNTIME_VERSION)
+    if state.get("runtime"):
+        try:
+            runtime("stop", "--version", RUNTIME_VERSION)
+        except LabError as exc:
+            print(f"[lab] {exc}", file=out)
     lab_node.delete_nics(cfg.nics)
     for name in (
         "state.json",
