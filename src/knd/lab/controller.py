@@ -18,7 +18,8 @@ and the kubelet do:
    does across a driver restart), RemoveContainer, RemovePodSandbox, then the claim is released:
    the pod leaves `reservedFor`, an unreserved claim is deallocated, template claims are deleted.
 
-Liberties: the API is polled (every 50 ms) instead of watched; one node; images are all mapped
+Liberties: the controller watches Pods and also resyncs every 250 ms (it lists pods, claims,
+slices and classes rather than keeping informer caches); one node; images are all mapped
 to the runtime's busybox; containers run `command + args` (default: sleep). Pod annotations
 `lab.knd.dev/sandbox-id`, `lab.knd.dev/containers` (JSON name→id) and
 `lab.knd.dev/sandbox-ready` (unix time when RunPodSandbox returned) let `knd lab` exec into pods
@@ -96,20 +97,41 @@ class Controller:
     _alloc_lock: threading.Lock = field(default_factory=threading.Lock)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self, poll_s: float = 0.05) -> None:
+    def run(self, resync_s: float = 0.25) -> None:
+        """Sync on every Pod watch event, and every `resync_s` (retries, missed events)."""
+        watcher = threading.Thread(target=self._watch_pods, name="lab-watch", daemon=True)
+        watcher.start()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="lab-pod") as pool:
             while not self._stop.is_set():
+                self._wake.clear()
                 try:
                     self.sync_once(pool)
                 except RestError as exc:
                     log.warning("API: %s", exc)
-                self._stop.wait(poll_s)
+                self._wake.wait(resync_s)
             self.shutdown()
+
+    def _watch_pods(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for _event in self.api.watch("Pod", timeout_s=30):
+                    self._wake.set()
+                    if self._stop.is_set():
+                        return
+            except RestError as exc:
+                log.debug("pod watch ended: %s", exc)
+                self._stop.wait(0.5)
+
+    def wake(self) -> None:
+        """Sync now (a pod finished starting or stopping, or a watch event arrived)."""
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def sync_once(self, pool: ThreadPoolExecutor) -> None:
         pods = self.api.list("Pod")
@@ -142,6 +164,7 @@ class Controller:
         finally:
             with self._lock:
                 self._busy.discard(uid)
+            self._wake.set()
 
     # -- start ------------------------------------------------------------------------------
     def _pod_status(self, pod: JSON, status: JSON) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 JSON = dict[str, Any]
@@ -115,3 +116,21 @@ class RestClient:
             if exc.code == 404:
                 return False
             raise
+
+    def watch(self, kind: str, timeout_s: int = 30) -> Iterator[JSON]:
+        """Watch events of a kind (all namespaces) from now on, until the server ends the
+        stream after `timeout_s` seconds."""
+        prefix, plural, _ = KINDS[kind]
+        rv = self.call("GET", f"{prefix}/{plural}").get("metadata", {}).get("resourceVersion", "")
+        path = f"{prefix}/{plural}?watch=true&resourceVersion={rv}&timeoutSeconds={timeout_s}"
+        if not self.url.startswith(("http://", "https://")):
+            raise RestError(0, f"not an http(s) URL: {self.url}")
+        req = urllib.request.Request(self.url + path)  # noqa: S310
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s + 10) as resp:  # noqa: S310
+                for line in resp:
+                    if line.strip():
+                        event: JSON = json.loads(line)
+                        yield event
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise RestError(0, f"watch {kind}: {exc}") from exc
