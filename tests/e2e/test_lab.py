@@ -708,3 +708,49 @@ def test_aligned_allocation_is_always_aligned(clean: Lab) -> None:
     assert len(pending) == 1
     cond = lab.api.get("Pod", pending[0], "default")["status"]["conditions"][0]
     assert cond["reason"] == "Unschedulable" and "cannot allocate" in cond["message"]
+
+
+def test_template_without_config_copies_the_host_address(clean: Lab) -> None:
+    lab, nic = clean, clean.nic(5)
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=nic)[0]
+        ipr.addr("add", index=idx, address="169.254.169.14", prefixlen=32)
+    lab.api.create(
+        {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaimTemplate",
+            "metadata": {"name": "plain", "namespace": "default"},
+            "spec": {"spec": {"devices": {"requests": [nic_request("nic", nic)]}}},
+        }
+    )
+    p = start(lab, pod(uniq("p"), {"nic": "plain"}, template=True))
+    assert "inet 169.254.169.14/32" in sh(lab, p, "ip", "-o", "addr", "show", "dev", nic)
+    (status,) = p["status"]["resourceClaimStatuses"]
+    assert devices_status(lab, status["resourceClaimName"])[0]["networkData"]["ips"] == [
+        "169.254.169.14/32"
+    ]
+
+
+def test_knd_lab_apply_shows_the_pods_nics_and_claim_status(clean: Lab, tmp_path: Path) -> None:
+    lab = clean
+    manifest = tmp_path / "m.yaml"
+    c = uniq("cli")
+    docs = [
+        claim(c, {"interface": {"name": "net7", "addresses": ["10.97.0.7/24"]}}, lab.nic(6)),
+        pod(uniq("p"), {"nic": c}),
+    ]
+    manifest.write_text("---\n".join(json.dumps(d) + "\n" for d in docs))
+    base = ["lab", "--state-dir", str(lab.cfg.state_dir)]
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = knd_main([*base, "apply", str(manifest)])
+    out = buf.getvalue()
+    assert code == 0, out
+    assert "Running" in out and "NICs inside the pod" in out
+    assert "net7 inet 10.97.0.7/24" in out
+    assert f"allocated nic -> dra.net/{NODE}/pci-0000-b1-00-0" in out  # klt6 is on pci0000:ad
+    assert "interfaceName: net7" in out
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert knd_main([*base, "status"]) == 0
+    assert f"claim default/{c}: ['pci-0000-b1-00-0']" in buf.getvalue()

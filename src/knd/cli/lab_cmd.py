@@ -41,7 +41,7 @@ def _cfg(args: argparse.Namespace) -> lab.LabConfig:
 
 def _up(args: argparse.Namespace) -> int:
     try:
-        lab.up(_cfg(args))
+        lab.up(_cfg(args), out=sys.stdout)
     except lab.LabError as exc:
         print(f"knd lab up: {exc}", file=sys.stderr)
         return 1
@@ -50,7 +50,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     try:
-        lab.down(_cfg(args))
+        lab.down(_cfg(args), out=sys.stdout)
     except lab.LabError as exc:
         print(f"knd lab down: {exc}", file=sys.stderr)
         return 1
@@ -58,7 +58,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    return 0 if lab.status(_cfg(args)) else 1
+    return 0 if lab.status(_cfg(args), out=sys.stdout) else 1
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -70,12 +70,12 @@ def _apply(args: argparse.Namespace) -> int:
         return 2
     try:
         api = lab.client(cfg)
-        pods = lab.apply(api, docs)
+        pods = lab.apply(api, docs, out=sys.stdout)
         if not pods:
             return 0
         print("waiting for pods:")
-        current = lab.wait_pods(api, pods, args.timeout)
-        lab.show(cfg, api, current)
+        current = lab.wait_pods(api, pods, args.timeout, out=sys.stdout)
+        lab.show(cfg, api, current, out=sys.stdout)
     except (lab.LabError, RestError) as exc:
         print(f"knd lab apply: {exc}", file=sys.stderr)
         return 1
