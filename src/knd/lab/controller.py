@@ -98,6 +98,7 @@ class Controller:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
+    _stopping: set[tuple[str, str]] = field(default_factory=set)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, resync_s: float = 0.25) -> None:
@@ -141,6 +142,8 @@ class Controller:
             gone = [uid for uid in self.running if uid not in live and uid not in self._busy]
             for uid in gone:
                 self._busy.add(uid)
+                # A claim is not handed to another pod before this one has released it.
+                self._stopping.update((ns, name) for ns, _, name in self.running[uid].claims)
         for uid in gone:
             pool.submit(self._guard, uid, self.stop_pod, self.running[uid])
         for uid, pod in live.items():
@@ -322,6 +325,15 @@ class Controller:
     def start_pod(self, pod: JSON) -> None:
         meta = pod["metadata"]
         uid = meta["uid"]
+        named = {
+            (meta["namespace"], ref["resourceClaimName"])
+            for ref in (pod.get("spec") or {}).get("resourceClaims") or []
+            if ref.get("resourceClaimName")
+        }
+        with self._lock:
+            if named & self._stopping:  # its previous user is still being torn down
+                self._retry_at[uid] = time.monotonic() + 0.1
+                return
         try:
             claims, made = self.claims_of(pod)
         except LookupError as exc:
@@ -447,6 +459,13 @@ class Controller:
 
     # -- stop -------------------------------------------------------------------------------
     def stop_pod(self, rp: RunningPod) -> None:
+        try:
+            self._stop_pod(rp)
+        finally:
+            with self._lock:
+                self._stopping.difference_update((ns, name) for ns, _, name in rp.claims)
+
+    def _stop_pod(self, rp: RunningPod) -> None:
         for cid in rp.containers.values():
             _quiet(self.cri.stop_container, cid)
         if rp.sandbox:
