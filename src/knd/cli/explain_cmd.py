@@ -1,9 +1,11 @@
-"""`knd explain FILE... [--slices FILE...] [--node NAME]`: why a claim would (not) allocate.
+"""`knd explain FILE... [--slices FILE...|--lab] [--node NAME]`: why a claim would (not) allocate.
 
 A dry run of the scheduler emulator (knd.lab.allocator) over ResourceSlices and DeviceClasses
-read from files. For every ResourceClaim / ResourceClaimTemplate found it prints, per request,
-which devices each selector kept or dropped and why, then the allocation or the constraint that
-blocks it. Exit status: 0 every claim allocatable, 1 any claim unsatisfiable, 2 usage error.
+read from files, or (`--lab`) from the running lab's API server, where devices already allocated
+to other claims count as taken and the node defaults to the lab node. For every ResourceClaim /
+ResourceClaimTemplate found it prints, per request, which devices each selector kept or dropped
+and why, then the allocation or the constraint that blocks it. Exit status: 0 every claim
+allocatable, 1 any claim unsatisfiable, 2 usage error.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from knd.api.manifests import object_name
 from knd.cli.config_cmd import UsageError, expand_paths, load_documents
 from knd.lab.allocator import AllocationError, Allocator, Explanation
 from knd.lab.celenv import SelectorError
+from knd.lab.lab import LabConfig, LabError, client, read_state
+from knd.lab.restapi import RestError
 
 EXIT_OK, EXIT_UNSATISFIABLE, EXIT_USAGE = 0, 1, 2
 
@@ -34,6 +38,12 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="files with ResourceSlices and DeviceClasses",
     )
+    p.add_argument(
+        "--lab",
+        action="store_true",
+        help="read slices, classes and allocated claims from the running `knd lab`",
+    )
+    p.add_argument("--lab-state-dir", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--node", default=None, help="only slices of this node (default: any)")
     p.add_argument("-v", "--verbose", action="store_true", help="list every dropped device")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
@@ -58,11 +68,17 @@ def _claim_spec(doc: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def explain_claim(allocator: Allocator, doc: dict[str, Any], verbose: bool, out: TextIO) -> bool:
+def explain_claim(
+    allocator: Allocator,
+    doc: dict[str, Any],
+    verbose: bool,
+    out: TextIO,
+    in_use: frozenset[tuple[str, str, str]] = frozenset(),
+) -> bool:
     """Print the explanation of one claim; True when it is allocatable."""
     print(f"== {object_name(doc)}", file=out)
     try:
-        allocation, exp = allocator.allocate(_claim_spec(doc))
+        allocation, exp = allocator.allocate(_claim_spec(doc), in_use)
     except AllocationError as exc:
         exp = exc.args[1] if len(exc.args) > 1 else Explanation(blocker=str(exc))
         allocation = None
@@ -110,6 +126,16 @@ def run_explain(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"knd explain: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    in_use: frozenset[tuple[str, str, str]] = frozenset()
+    node = args.node
+    if args.lab:
+        try:
+            lab_docs, in_use, lab_node = _from_lab(args.lab_state_dir, docs)
+        except (LabError, RestError) as exc:
+            print(f"knd explain: --lab: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        docs = lab_docs + docs
+        node = node or lab_node
     slices = [d for d in docs if d.get("kind") == "ResourceSlice"]
     classes = {
         str((d.get("metadata") or {}).get("name")): d
@@ -122,16 +148,45 @@ def run_explain(args: argparse.Namespace) -> int:
             "knd explain: no ResourceClaim or ResourceClaimTemplate in the input", file=sys.stderr
         )
         return EXIT_USAGE
-    allocator = Allocator(slices, classes, args.node)
+    allocator = Allocator(slices, classes, node)
     if args.output == "json":
         report = []
         for doc in claims:
             try:
-                allocation, _ = allocator.allocate(_claim_spec(doc))
+                allocation, _ = allocator.allocate(_claim_spec(doc), in_use)
                 report.append({"claim": object_name(doc), "allocation": allocation})
             except (AllocationError, SelectorError) as exc:
                 report.append({"claim": object_name(doc), "error": str(exc.args[0])})
         print(json.dumps(report, indent=2))
         return EXIT_UNSATISFIABLE if any("error" in r for r in report) else EXIT_OK
-    results = [explain_claim(allocator, doc, args.verbose, sys.stdout) for doc in claims]
+    results = [explain_claim(allocator, doc, args.verbose, sys.stdout, in_use) for doc in claims]
     return EXIT_OK if all(results) else EXIT_UNSATISFIABLE
+
+
+def _from_lab(
+    state_dir: Path | None, docs: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], frozenset[tuple[str, str, str]], str]:
+    """Slices and DeviceClasses of the running lab, the devices its other claims hold, and the
+    lab node. Claims named in `docs` do not count as holding their own devices."""
+    cfg = LabConfig(state_dir=state_dir) if state_dir else LabConfig()
+    api = client(cfg)
+
+    def key(d: dict[str, Any]) -> tuple[str, str]:
+        meta = d.get("metadata") or {}
+        return (str(meta.get("namespace") or "default"), str(meta.get("name")))
+
+    mine = {key(d) for d in docs if d.get("kind") == "ResourceClaim"}
+    in_use = set()
+    for c in api.list("ResourceClaim"):
+        if key(c) in mine:
+            continue
+        allocation = (c.get("status") or {}).get("allocation") or {}
+        for r in (allocation.get("devices") or {}).get("results") or []:
+            in_use.add((str(r["driver"]), str(r["pool"]), str(r["device"])))
+    state = read_state(cfg) or {}
+    objs = api.list("ResourceSlice") + api.list("DeviceClass")
+    for o in objs:
+        o.setdefault(
+            "kind", "ResourceSlice" if "driver" in (o.get("spec") or {}) else "DeviceClass"
+        )
+    return objs, frozenset(in_use), str(state.get("node", "knd-lab"))

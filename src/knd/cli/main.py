@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from knd import __version__
-from knd.cli import config_cmd, driver_cmd, explain_cmd, inventory_cmd, kubelet_plugin_cmd
+from knd.cli import config_cmd, driver_cmd, explain_cmd, inventory_cmd, kubelet_plugin_cmd, lab_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     inventory_cmd.register(sub)
     driver_cmd.register(sub)
     kubelet_plugin_cmd.register(sub)
+    lab_cmd.register(sub)
     return parser
 
 

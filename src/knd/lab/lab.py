@@ -1,0 +1,527 @@
+"""`knd lab` mechanics: bring the lab node up and down, apply manifests, report status.
+
+`up` starts, as background processes tracked by PID in the state dir (default `.local/lab/` of
+the checkout, `$KND_LAB_DIR` to override; 0700):
+
+1. the lab NICs (knd.lab.node) and the GPU node's sysfs fixture (`sys/`);
+2. the API server emulator (`python -m knd.lab.serve`, 127.0.0.1, URL in `apiserver.url`);
+3. containerd 2 (scripts/runtime start; its own PIDs, stopped by scripts/runtime stop);
+4. the knd daemon (`knd driver --apiserver URL --sysfs-root sys --filter <pcieRoot present>`),
+   state, kubelet root and NRI socket under the state dir / runtime;
+5. the lab controller (knd.lab.controller: scheduler + kubelet emulator over CRI);
+
+and waits until the 8 NICs are published and the driver is registered. Every step is
+idempotent: `up` on a running lab reports it and does nothing; `down` stops what runs (the
+controller first, which tears its pods down in kubelet order, then the driver, the API server,
+containerd) and removes NICs and state, tolerating anything already gone.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from knd.lab import node as lab_node
+from knd.lab.restapi import JSON, KINDS, RestClient, RestError
+
+REPO = Path(__file__).resolve().parents[3]
+RUNTIME_SCRIPT = Path(os.environ.get("KND_RUNTIME_SCRIPT", REPO / "scripts" / "runtime"))
+RUNTIME_VERSION = "2"
+DRIVER = "dra.net"
+#: The daemon publishes only devices with a PCIe root: the lab NICs (the fixture's functions).
+LAB_FILTER = '"pcieRoot" in device.attributes["resource.kubernetes.io"]'
+APPLY_ORDER = ("DeviceClass", "ResourceSlice", "ResourceClaimTemplate", "ResourceClaim", "Pod")
+
+
+class LabError(RuntimeError):
+    """A lab operation failed; the message says what and where the logs are."""
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Where the lab keeps its state and how its pieces are named."""
+
+    state_dir: Path = Path(os.environ.get("KND_LAB_DIR", REPO / ".local" / "lab"))
+    node: str = "knd-lab"
+    nic_prefix: str = "klab"
+    fabric: str = "knd-lab-fabric"
+    metrics_port: int = 0  # 0 = pick a free port
+
+    @property
+    def nics(self) -> lab_node.LabNics:
+        return lab_node.LabNics(self.nic_prefix, self.fabric)
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _alive(pid: int | None, marker: str) -> bool:
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return marker.encode() in cmdline
+
+
+def read_state(cfg: LabConfig) -> dict[str, Any] | None:
+    """The running lab's state (URLs, PIDs), or None when no lab was brought up."""
+    try:
+        state: dict[str, Any] = json.loads(cfg.state_file.read_text())
+        return state
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(cfg: LabConfig, state: dict[str, Any]) -> None:
+    tmp = cfg.state_file.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(tmp, cfg.state_file)
+
+
+def _spawn(cfg: LabConfig, name: str, argv: list[str]) -> int:
+    logf = open(cfg.state_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        argv,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=cfg.state_dir,
+    )
+    logf.close()
+    return proc.pid
+
+
+def _wait(what: str, cond: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    where = f"; see {log}" if log else ""
+    raise LabError(f"{what} not ready after {timeout:.0f} s{where}")
+
+
+def runtime(*args: str) -> str:
+    """Run scripts/runtime (the project-local containerd)."""
+    try:
+        out = subprocess.run(
+            [sys.executable, str(RUNTIME_SCRIPT), *args], check=True, capture_output=True, text=True
+        )
+    except subprocess.CalledProcessError as exc:
+        raise LabError(f"scripts/runtime {' '.join(args)}: {exc.stderr.strip()}") from exc
+    return out.stdout
+
+
+def is_up(cfg: LabConfig) -> bool:
+    """Every lab process of the recorded state is alive."""
+    state = read_state(cfg)
+    if state is None:
+        return False
+    return all(_alive(state["pids"].get(n), m) for n, m in _MARKERS.items())
+
+
+_MARKERS = {"apiserver": "knd.lab.serve", "driver": "driver", "controller": "knd.lab.controller"}
+
+
+def up(
+    cfg: LabConfig, out: TextIO = sys.stdout, driver_args: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Bring the lab up (idempotent); returns its state."""
+    if is_up(cfg):
+        print(f"lab already up ({cfg.state_dir})", file=out)
+        state = read_state(cfg)
+        assert state is not None
+        return state
+    down(cfg, out=io.StringIO())  # leftovers of a crashed lab
+    try:
+        return _up(cfg, out, driver_args)
+    except BaseException:
+        down(cfg, out=io.StringIO())  # a failed start leaves nothing behind (logs stay)
+        raise
+
+
+def _up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...]) -> dict[str, Any]:
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.state_dir, 0o700)
+    t0 = time.monotonic()
+    nics = cfg.nics
+    lab_node.ensure_nics(nics)
+    sysfs = lab_node.write_sysfs(cfg.state_dir / "sys", nics)
+    print(
+        f"[lab] {len(nics.names)} NICs {nics.names[0]}..{nics.names[-1]}"
+        f" (fabric netns {nics.fabric})",
+        file=out,
+    )
+    url_file = cfg.state_dir / "apiserver.url"
+    url_file.unlink(missing_ok=True)
+    py = sys.executable
+    pids: dict[str, int] = {}
+    pids["apiserver"] = _spawn(
+        cfg,
+        "apiserver",
+        [py, "-m", "knd.lab.serve", "--node", cfg.node, "--url-file", str(url_file)],
+    )
+    _write_state(cfg, {"pids": pids})  # so that a failure below can still stop it
+    _wait("API server emulator", url_file.exists, 30, cfg.state_dir / "apiserver.log")
+    url = url_file.read_text().strip()
+    print(f"[lab] API server emulator {url}", file=out)
+    _write_state(cfg, {"pids": pids, "runtime": {"socket": ""}})
+    info = json.loads(runtime("start", "--version", RUNTIME_VERSION).splitlines()[-1])
+    _write_state(cfg, {"pids": pids, "runtime": info})
+    print(f"[lab] containerd {info['package']} ({info['socket']})", file=out)
+    metrics_port = cfg.metrics_port or _free_port()
+    kroot = cfg.state_dir / "kubelet"
+    kroot.mkdir(exist_ok=True)
+    pids["driver"] = _spawn(
+        cfg,
+        "driver",
+        [
+            py, "-m", "knd.cli.main", "driver",
+            "--apiserver", url,
+            "--sysfs-root", str(sysfs),
+            "--hostname-override", cfg.node,
+            "--filter", LAB_FILTER,
+            "--kubelet-root-dir", str(kroot),
+            "--state-path", str(cfg.state_dir / "knd.db"),
+            "--bind-address", f"127.0.0.1:{metrics_port}",
+            "--nri-socket", info["nri_socket"],
+            "--nri-plugin-index", "10",
+            *driver_args,
+        ],
+    )  # fmt: skip
+    _write_state(cfg, {"pids": pids, "runtime": info})
+    ready = cfg.state_dir / "controller.ready"
+    ready.unlink(missing_ok=True)
+    pids["controller"] = _spawn(
+        cfg,
+        "controller",
+        [
+            py, "-m", "knd.lab.controller",
+            "--apiserver", url,
+            "--cri-socket", info["socket"],
+            "--image", info["busybox_image"],
+            "--kubelet-root", str(kroot),
+            "--node", cfg.node,
+            "--nic-prefix", cfg.nic_prefix,
+            "--fabric", cfg.fabric,
+            "--ready-file", str(ready),
+        ],
+    )  # fmt: skip
+    state = {
+        "apiserver": url,
+        "runtime": info,
+        "metrics": f"http://127.0.0.1:{metrics_port}",
+        "pids": pids,
+        "node": cfg.node,
+        "kubelet_root": str(kroot),
+        "sysfs": str(sysfs),
+        "driver_args": list(driver_args),
+    }
+    _write_state(cfg, state)
+    api = RestClient(url)
+    _wait(
+        "knd's ResourceSlice (8 NICs)",
+        lambda: _nic_count(api) >= 8,
+        60,
+        cfg.state_dir / "driver.log",
+    )
+    _wait("lab controller", ready.exists, 30, cfg.state_dir / "controller.log")
+    print(f"[lab] knd driver published 8 NICs; metrics {state['metrics']}/metrics", file=out)
+    print(f"[lab] up in {time.monotonic() - t0:.1f} s (state {cfg.state_dir})", file=out)
+    return state
+
+
+def _nic_count(api: RestClient) -> int:
+    try:
+        slices = api.list("ResourceSlice")
+    except RestError:
+        return 0
+    return sum(
+        len(s["spec"].get("devices") or []) for s in slices if s["spec"].get("driver") == DRIVER
+    )
+
+
+def _kill(pid: int | None, marker: str, timeout: float = 20.0) -> None:
+    if not _alive(pid, marker):
+        return
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid, marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid, marker):
+        os.kill(pid, signal.SIGKILL)
+
+
+def stop_driver(cfg: LabConfig) -> None:
+    """Stop only the knd daemon (fault tests: a driver restart)."""
+    state = read_state(cfg)
+    if state is not None:
+        _kill(state["pids"].get("driver"), _MARKERS["driver"])
+
+
+def start_driver(cfg: LabConfig) -> None:
+    """Start the knd daemon again with the arguments `up` used."""
+    state = read_state(cfg)
+    if state is None:
+        raise LabError("the lab is not up")
+    info = state["runtime"]
+    port = state["metrics"].rsplit(":", 1)[1]
+    state["pids"]["driver"] = _spawn(
+        cfg,
+        "driver",
+        [
+            sys.executable, "-m", "knd.cli.main", "driver",
+            "--apiserver", state["apiserver"],
+            "--sysfs-root", state["sysfs"],
+            "--hostname-override", state["node"],
+            "--filter", LAB_FILTER,
+            "--kubelet-root-dir", state["kubelet_root"],
+            "--state-path", str(cfg.state_dir / "knd.db"),
+            "--bind-address", f"127.0.0.1:{port}",
+            "--nri-socket", info["nri_socket"],
+            "--nri-plugin-index", "10",
+            *state.get("driver_args", []),
+        ],
+    )  # fmt: skip
+    _write_state(cfg, state)
+
+
+def down(cfg: LabConfig, out: TextIO = sys.stdout) -> None:
+    """Stop everything the lab started and remove its NICs and state (idempotent)."""
+    state = read_state(cfg) or {"pids": {}}
+    pids = state.get("pids") or {}
+    _kill(pids.get("controller"), _MARKERS["controller"], 60)
+    _kill(pids.get("driver"), _MARKERS["driver"])
+    _kill(pids.get("apiserver"), _MARKERS["apiserver"])
+    if (state.get("runtime") or {}).get("socket"):
+        try:
+            from knd.lab.cri import CriClient  # noqa: PLC0415
+
+            cri = CriClient(state["runtime"]["socket"], timeout=10)
+            cri.remove_all_pods()
+            cri.close()
+        except Exception as exc:
+            print(f"[lab] pods: {exc}", file=out)
+    if state.get("runtime"):
+        try:
+            runtime("stop", "--version", RUNTIME_VERSION)
+        except LabError as exc:
+            print(f"[lab] {exc}", file=out)
+    lab_node.delete_nics(cfg.nics)
+    for name in (
+        "state.json",
+        "apiserver.url",
+        "controller.ready",
+        "knd.db",
+        "knd.db-wal",
+        "knd.db-shm",
+    ):
+        (cfg.state_dir / name).unlink(missing_ok=True)
+    if (cfg.state_dir / "sys").exists():
+        lab_node._rmtree(cfg.state_dir / "sys")
+    print("[lab] down", file=out)
+
+
+def client(cfg: LabConfig) -> RestClient:
+    """A REST client for the running lab's API server."""
+    state = read_state(cfg)
+    if state is None or not is_up(cfg):
+        raise LabError("the lab is not up: run `knd lab up`")
+    return RestClient(str(state["apiserver"]))
+
+
+# -- apply ----------------------------------------------------------------------------------
+def load_manifests(paths: list[Path]) -> list[JSON]:
+    """Objects from YAML/JSON files (multi-document, `List` kinds flattened), in apply order."""
+    docs: list[JSON] = []
+    for p in paths:
+        for d in yaml.safe_load_all(p.read_text()):
+            if isinstance(d, dict) and str(d.get("kind", "")).endswith("List"):
+                docs.extend(i for i in d.get("items") or [] if isinstance(i, dict))
+            elif isinstance(d, dict):
+                docs.append(d)
+    unknown = [d.get("kind") for d in docs if d.get("kind") not in KINDS]
+    if unknown:
+        raise LabError(f"unsupported kinds: {unknown}")
+    return sorted(
+        docs, key=lambda d: APPLY_ORDER.index(d["kind"]) if d["kind"] in APPLY_ORDER else 9
+    )
+
+
+def apply(api: RestClient, docs: list[JSON], out: TextIO = sys.stdout) -> list[JSON]:
+    """Create each object (existing ones are left as they are); returns the pods."""
+    pods = []
+    for doc in docs:
+        meta = doc.setdefault("metadata", {})
+        label = f"{doc['kind']} {meta.get('name')}"
+        try:
+            created = api.create(doc)
+            print(f"  created   {label}", file=out)
+        except RestError as exc:
+            if exc.code != 409:
+                raise LabError(f"{label}: {exc.message}") from exc
+            created = api.get(doc["kind"], meta["name"], meta.get("namespace", "default")) or doc
+            print(f"  unchanged {label}", file=out)
+        if doc["kind"] == "Pod":
+            pods.append(created)
+    return pods
+
+
+def wait_pods(
+    api: RestClient, pods: list[JSON], timeout: float, out: TextIO = sys.stdout
+) -> dict[str, JSON]:
+    """Show each pod's progress until all run (or `timeout`); returns the last pod objects."""
+    last: dict[str, str] = {}
+    current: dict[str, JSON] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        for p in pods:
+            meta = p["metadata"]
+            got = api.get("Pod", meta["name"], meta.get("namespace", "default"))
+            if got is None:
+                continue
+            current[meta["name"]] = got
+            st = got.get("status") or {}
+            conds = [c for c in st.get("conditions") or [] if c.get("status") == "False"]
+            line = st.get("phase", "Pending") + (
+                f" ({conds[0]['reason']}: {conds[0].get('message', '')})" if conds else ""
+            )
+            if last.get(meta["name"]) != line:
+                last[meta["name"]] = line
+                print(f"  pod {meta['name']}: {line}", file=out)
+        if (
+            current
+            and all((p.get("status") or {}).get("phase") == "Running" for p in current.values())
+            and len(current) == len(pods)
+        ):
+            return current
+        if time.monotonic() > deadline:
+            return current
+        time.sleep(0.2)
+
+
+def pod_exec(
+    cfg: LabConfig, pod: JSON, cmd: list[str], container: str | None = None
+) -> tuple[int, str]:
+    """ExecSync in one of the pod's containers (first by default): (exit code, stdout+stderr)."""
+    from knd.lab.controller import ANN_CONTAINERS  # noqa: PLC0415
+    from knd.lab.cri import CriClient  # noqa: PLC0415
+
+    state = read_state(cfg)
+    if state is None:
+        raise LabError("the lab is not up")
+    containers = json.loads((pod["metadata"].get("annotations") or {}).get(ANN_CONTAINERS, "{}"))
+    if not containers:
+        raise LabError(f"pod {pod['metadata']['name']} has no running container")
+    cid = containers[container] if container else next(iter(containers.values()))
+    cri = CriClient(state["runtime"]["socket"])
+    try:
+        r = cri.exec_sync(cid, cmd)
+    finally:
+        cri.close()
+    return r.exit_code, r.stdout + r.stderr
+
+
+def show(cfg: LabConfig, api: RestClient, pods: dict[str, JSON], out: TextIO = sys.stdout) -> None:
+    """Each pod's NICs as seen inside it, then its claims' status.devices."""
+    for name, pod in pods.items():
+        print(f"\n== pod {name} ({(pod.get('status') or {}).get('phase')})", file=out)
+        if (pod.get("status") or {}).get("phase") == "Running":
+            _, text = pod_exec(cfg, pod, ["/bin/busybox", "ip", "-o", "addr", "show"])
+            print("  NICs inside the pod (ip -o addr):", file=out)
+            for line in text.splitlines():
+                if " lo " not in line and " lo: " not in line:
+                    print("    " + " ".join(line.split("\\")[0].split()), file=out)
+        ns = pod["metadata"].get("namespace", "default")
+        names = [
+            s.get("resourceClaimName")
+            for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []
+        ]
+        names += [
+            r["resourceClaimName"]
+            for r in pod["spec"].get("resourceClaims") or []
+            if r.get("resourceClaimName")
+        ]
+        for cname in names:
+            claim = api.get("ResourceClaim", cname, ns) if cname else None
+            if claim is None:
+                continue
+            st = claim.get("status") or {}
+            print(f"  claim {cname}:", file=out)
+            for r in (st.get("allocation") or {}).get("devices", {}).get("results") or []:
+                print(
+                    f"    allocated {r['request']} -> {r['driver']}/{r['pool']}/{r['device']}",
+                    file=out,
+                )
+            if st.get("devices"):
+                text = yaml.safe_dump({"status.devices": st["devices"]}, sort_keys=False, width=100)
+                print("    " + text.rstrip().replace("\n", "\n    "), file=out)
+
+
+def status(cfg: LabConfig, out: TextIO = sys.stdout) -> bool:
+    """Print the lab's processes, devices, pods and claims; True when up."""
+    state = read_state(cfg)
+    if state is None:
+        print("lab: down", file=out)
+        return False
+    for name, marker in _MARKERS.items():
+        pid = state["pids"].get(name)
+        print(
+            f"{name:11} pid {pid}: {'running' if _alive(pid, marker) else 'NOT RUNNING'}", file=out
+        )
+    print(f"containerd  {state['runtime']['socket']}", file=out)
+    if not is_up(cfg):
+        return False
+    api = RestClient(state["apiserver"])
+    print(f"API server  {state['apiserver']}; metrics {state['metrics']}/metrics", file=out)
+    for s in api.list("ResourceSlice"):
+        print(
+            f"slice {s['metadata']['name']}: {len(s['spec'].get('devices') or [])}"
+            f" {s['spec']['driver']} device(s)",
+            file=out,
+        )
+    for p in api.list("Pod"):
+        print(
+            f"pod {p['metadata']['namespace']}/{p['metadata']['name']}:"
+            f" {(p.get('status') or {}).get('phase', 'Pending')}",
+            file=out,
+        )
+    for c in api.list("ResourceClaim"):
+        st = c.get("status") or {}
+        devs = [
+            r["device"]
+            for r in (st.get("allocation") or {}).get("devices", {}).get("results") or []
+        ]
+        users = [r["name"] for r in st.get("reservedFor") or []]
+        print(
+            f"claim {c['metadata']['namespace']}/{c['metadata']['name']}:"
+            f" {devs or 'unallocated'} reserved for {users}",
+            file=out,
+        )
+    return True
