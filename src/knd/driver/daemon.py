@@ -25,7 +25,7 @@ from typing import Any
 
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.health import HealthServer, HealthState
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, attach_pause_from_env
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
@@ -217,7 +217,12 @@ class Daemon:
 
     def _start_nri(self) -> None:
         assert self.store is not None
-        self.hooks = NetworkHooks(store=self.store, status=self.status, metrics=self.metrics)
+        self.hooks = NetworkHooks(
+            store=self.store,
+            status=self.status,
+            metrics=self.metrics,
+            attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
+        )
         cfg = PluginConfig(
             socket_path=self.opts.nri_socket,
             name=self.opts.nri_plugin_name,
