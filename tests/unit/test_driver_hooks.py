@@ -207,13 +207,17 @@ def test_corrupt_plan_fails_run_but_not_stop(store: StateStore, tmp_path: Path) 
 
 
 def test_synchronize_leaves_attached_pods_alone_and_prunes_nothing(store: StateStore) -> None:
-    rec = Recorder()
-    h = hooks(store, rec, links={"lo"})
+    rec, status = Recorder(), FakeStatus()
+    h = hooks(store, rec, status, links={"lo"})
     h.run_pod_sandbox(pod(netns="/var/run/netns/cni-9"))
     h.synchronize([pod(netns="/var/run/netns/cni-9"), pod(uid="stranger")], [])
     assert h.last_sync.known_pods == 1
     assert h.last_sync.misplaced == [] and h.last_sync.healed == []
     assert len(rec.attached) == 1, "an attached pod is not attached again"
+    # ... but its Ready status is re-asserted (a write lost with a killed daemon catches up).
+    assert len(status.submitted) == 2
+    again = {c.type: c for c in status.submitted[1][2][0].conditions}
+    assert again["Ready"].status and status.submitted[1][2][0].network is not None
     h.synchronize([], [])
     assert store.plans_for_pod(POD_UID) and store.claim("claim-1") is not None
 

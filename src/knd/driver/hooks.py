@@ -23,7 +23,8 @@ Typical cost: ~20-30 ms per NIC, dominated by the kernel's netns move.
   after a knd restart. A failed late attach is rolled back, logged as an error and reported as
   `Ready=False` on the claim; it never raises. Prunes nothing (dranet#232). Budget: the same
   ~20-30 ms per NIC inside the runtime's Synchronize timeout; only pods started while knd was
-  down need it (docs/operations.md).
+  down need it (docs/operations.md). Pods attached by an earlier knd get their `Ready` status
+  re-queued from the plans (a status write lost with a killed daemon catches up).
 Pods with no plan are answered immediately (`noop`): knd costs them one indexed SQLite read.
 
 Fault injection (tests only, off by default): `KND_FAULT_ATTACH_PAUSE=STEP:SECONDS` in the
@@ -286,6 +287,11 @@ class NetworkHooks:
             record = self.store.pod(pod.uid)
             attached_here = record is not None and bool(pod.netns) and record.netns == pod.netns
             if attached_here and not on_host:
+                # Attached by an earlier knd: re-assert the claim status from the plans (a
+                # status write lost with a killed daemon catches up; SSA makes it idempotent).
+                self._queue_status(
+                    [r for r, _ in pairs], [_ready(r, p, _as_attached(p)) for r, p in pairs]
+                )
                 continue
             try:
                 self._attach(pod, pairs, HEALED_NOTE)
@@ -373,6 +379,13 @@ def _ready(
     return DeviceStatus(
         pool=record.pool, device=record.device, conditions=tuple(conditions), network=network
     )
+
+
+def _as_attached(plan: AttachPlan) -> Attached | None:
+    """What a completed attach of `plan` reported (for re-asserting status after a restart)."""
+    if plan.pod is None or plan.host is None:
+        return None
+    return Attached(plan.device, plan.pod.name, plan.pod.mac or plan.host.mac, plan.pod.addresses)
 
 
 def _failed(record: PlanRecord, message: str) -> DeviceStatus:

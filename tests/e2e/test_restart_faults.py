@@ -1,0 +1,248 @@
+"""Restart and fault tests: `knd driver` (a real process) is killed with SIGKILL at four points of
+a pod's life and started again, on real containerd 2.x (20 runs per point) and 1.7 (3 runs per
+point; `KND_FAULT_RUNS` overrides both).
+
+Kill points, each observed from outside the daemon (docs/operations.md):
+  (a) after NodePrepareResources answered, before RunPodSandbox — the runtime starts the pod
+      without knd; the restarted knd heals it at NRI Synchronize;
+  (b) during attach — the daemon runs with the test-only `KND_FAULT_ATTACH_PAUSE` and is killed
+      when it logs the pause, alternately before the `move` step (NIC down in the host) and
+      before the `address` step (NIC in the pod, unconfigured);
+  (c) after attach (RunPodSandbox answered, NIC configured in the pod);
+  (d) before StopPodSandbox — the pod is stopped and removed while knd is dead.
+
+Asserted on every run: the pod either runs with its NIC configured (MTU, address, up, seen in
+its netns) and the claim says Ready, or its sandbox failed — never running without it
+unnoticed; after the pod is deleted the NIC is back on the host with its host state (MTU,
+address, up) — except where the kernel destroyed the veth stand-in together with the pod netns
+(a physical NIC would return; knd then reports the device `gone`); the store matches reality;
+the daemon is alive. At the end of the module a clean SIGTERM leaves no socket and no SQLite
+-wal/-shm file (the state file itself persists by design). The table of outcomes is written to
+`.local/faults/<runtime>.json` and printed.
+
+Emulated: API server and kubelet (knd.lab). Real: the daemon, containerd, runc, CNI, netns,
+veth stand-ins.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.e2e.knd_node import (
+    HOST_STATE,
+    POD_STATE,
+    FaultNode,
+    Pod,
+    host_state,
+    leftovers,
+    pod_nic,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_RUNS = {"2": 20, "1.7": 3}
+TABLE: dict[str, collections.Counter[tuple[str, str]]] = collections.defaultdict(
+    collections.Counter
+)
+
+
+def runs_for(version: str) -> int:
+    raw = os.environ.get("KND_FAULT_RUNS", "")
+    return int(raw) if raw else DEFAULT_RUNS[version]
+
+
+@pytest.fixture(scope="module")
+def fnode(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultNode]:
+    tag = "2" if runtime["version"] == "2" else "7"
+    node = FaultNode(runtime, tmp_path_factory.mktemp("faults"), f"kf{tag}{os.getpid() % 1000}")
+    try:
+        node.start_daemon()
+        yield node
+        # Clean stop: no socket, no SQLite journal left behind; the state file persists.
+        assert node.daemon is not None
+        assert node.daemon.terminate() == 0, node.daemon.output()[-3000:]
+        assert leftovers(node.kroot) == []
+        assert node.state.exists()
+        assert not Path(f"{node.state}-wal").exists() and not Path(f"{node.state}-shm").exists()
+        assert node.state.stat().st_mode & 0o077 == 0
+    finally:
+        node.close()
+        _write_table(runtime["version"])
+
+
+def _write_table(version: str) -> None:
+    rows = [
+        {"runtime": version, "point": p, "outcome": o, "runs": n}
+        for (p, o), n in sorted(TABLE[version].items())
+    ]
+    out = ROOT / ".local" / "faults"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"containerd-{version}.json").write_text(json.dumps(rows, indent=1))
+    for row in rows:
+        print(f"FAULTS {row}")
+
+
+def _alive(node: FaultNode) -> None:
+    assert node.daemon is not None and node.daemon.proc.poll() is None, node.daemon.output()
+
+
+def _finish(node: FaultNode, pod: Pod, nic_survives: bool) -> str:
+    """Delete the pod, unprepare, and check NIC, store and daemon; returns the NIC outcome."""
+    node.delete_pod(pod)
+    if nic_survives:
+        back = wait_for(lambda: host_state(pod.nic.host) == HOST_STATE, 10)
+        assert back, f"host state not restored: {host_state(pod.nic.host)}"
+        outcome = "nic restored"
+    else:
+        assert host_state(pod.nic.host) is None
+        outcome = "veth destroyed with netns"
+    node.unprepare(pod)
+    rows = node.store_rows()
+    assert all(pod.ref[1] != c for c, _ in rows["claims"]), rows
+    assert all(pod.spec.uid != p for p, _ in rows["pods"]), rows
+    assert node.store_mismatches() == []
+    _alive(node)
+    return outcome
+
+
+def _attached(node: FaultNode, pod: Pod, healed: bool) -> None:
+    """The pod runs with its NIC configured, and the claim says so."""
+    assert wait_for(lambda: pod_nic(pod.netns) == POD_STATE, 5), pod_nic(pod.netns)
+    assert host_state(pod.nic.host) is None
+
+    def ready() -> dict[str, Any] | None:
+        cond = node.claim_ready(pod)
+        if cond is None or cond["status"] != "True":
+            return None
+        if healed and "after a knd restart" not in cond["message"]:
+            return None
+        return cond
+
+    assert wait_for(ready, 10), node.claim_ready(pod)
+    rows = node.store_rows()
+    assert (pod.spec.uid, pod.netns) in rows["pods"], rows
+
+
+def _run_pod_or_error(node: FaultNode, pod: Pod) -> str | None:
+    try:
+        node.run_pod(pod)
+    except grpc.RpcError as exc:
+        return exc.details() or str(exc)
+    return None
+
+
+def point_a(node: FaultNode, i: int) -> tuple[str, str]:
+    pod = node.new_pod()
+    node.prepare(pod)
+    node.kill_daemon()
+    error = _run_pod_or_error(node, pod)
+    if error is None:
+        # The unnoticed window: the pod runs and the NIC is still on the host ...
+        assert host_state(pod.nic.host) == HOST_STATE
+        node.start_daemon()
+        # ... until the restarted knd's Synchronize attaches it.
+        _attached(node, pod, healed=True)
+        assert node.daemon is not None and node.daemon.metric(
+            "knd_driver_sync_heals_total", 'result="attached"'
+        )
+        sandbox = "started without knd; healed at Synchronize"
+    else:
+        node.start_daemon()
+        node.run_pod(pod)  # the kubelet retries the sandbox
+        _attached(node, pod, healed=False)
+        sandbox = "sandbox failed; retry attached"
+    return sandbox, _finish(node, pod, nic_survives=True)
+
+
+def point_b(node: FaultNode, i: int) -> tuple[str, str]:
+    step = "move" if i % 2 == 0 else "address"
+    node.kill_daemon()
+    daemon = node.start_daemon({"KND_FAULT_ATTACH_PAUSE": f"{step}:1.0"})
+    pod = node.new_pod()
+    node.prepare(pod)
+    mark = len(daemon.lines)
+    result: list[str | None] = []
+    runner = threading.Thread(target=lambda: result.append(_run_pod_or_error(node, pod)))
+    runner.start()
+    line = daemon.wait_line(f"before attach step {step}", 20, start=mark)
+    assert line, daemon.output()[-3000:]
+    node.kill_daemon()
+    runner.join(60)
+    (error,) = result
+    node.start_daemon()
+    if error is None:
+        # containerd treats a plugin that dies mid-call as gone and starts the pod anyway:
+        # the restarted knd finds it at Synchronize and completes the attach.
+        _attached(node, pod, healed=True)
+        return f"kill before {step}: started; healed at Synchronize", _finish(node, pod, True)
+    # The runtime failed the sandbox and deleted its netns.
+    if step == "move":
+        assert host_state(pod.nic.host) is not None, "the NIC never left the host"
+        node.run_pod(pod)
+        _attached(node, pod, healed=False)
+        return f"kill before {step}: sandbox failed; retry attached", _finish(node, pod, True)
+    retry = _run_pod_or_error(node, pod)
+    assert retry is not None and pod.nic.device in retry, retry
+    cond = wait_for(lambda: node.claim_ready(pod), 10)
+    assert cond is not None and cond["status"] == "False", cond
+    return f"kill before {step}: sandbox failed; retry failed (device gone)", _finish(
+        node, pod, False
+    )
+
+
+def point_c(node: FaultNode, i: int) -> tuple[str, str]:
+    pod = node.new_pod()
+    node.prepare(pod)
+    node.run_pod(pod)
+    assert pod_nic(pod.netns) == POD_STATE
+    node.kill_daemon()
+    node.start_daemon()
+    _attached(node, pod, healed=False)
+    return "running with NIC across the restart", _finish(node, pod, nic_survives=True)
+
+
+def point_d(node: FaultNode, i: int) -> tuple[str, str]:
+    pod = node.new_pod()
+    node.prepare(pod)
+    node.run_pod(pod)
+    assert pod_nic(pod.netns) == POD_STATE
+    node.kill_daemon()
+    node.delete_pod(pod)  # stopped and removed while knd is dead: no StopPodSandbox for knd
+    pod.sandbox = ""
+    daemon = node.start_daemon()
+    # The veth died with the pod netns; a physical NIC would be back as devN and restored.
+    line = daemon.wait_line("reconcile: restored", 5)
+    assert line is not None and f"{pod.nic.device}: gone" in line, daemon.output()[-3000:]
+    rows = node.store_rows()
+    assert (pod.spec.uid, None) in rows["pods"], "reconcile forgot the vanished netns"
+    return "stopped while knd dead; reconcile: device gone", _finish(node, pod, False)
+
+
+POINTS = {"a": point_a, "b": point_b, "c": point_c, "d": point_d}
+
+
+@pytest.mark.parametrize("point", sorted(POINTS))
+def test_kill_and_restart(runtime: dict[str, Any], fnode: FaultNode, point: str) -> None:
+    if fnode.daemon is None or fnode.daemon.proc.poll() is not None:
+        fnode.start_daemon()
+    for i in range(runs_for(runtime["version"])):
+        try:
+            outcome = POINTS[point](fnode, i)
+        except BaseException:
+            log = fnode.daemon.output()[-4000:] if fnode.daemon else ""
+            print(f"run {i} of point {point} failed; daemon output tail:\n{log}")
+            raise
+        TABLE[runtime["version"]][(point, " / ".join(outcome))] += 1
+    if point == "b":  # leave a daemon without fault injection for the next test
+        fnode.kill_daemon()
+        fnode.start_daemon()
