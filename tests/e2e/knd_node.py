@@ -9,6 +9,7 @@ gRPC and NRI ttrpc wire. Observations come from outside the daemon only: its std
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -98,7 +99,7 @@ class DaemonProcess:
                     if needle in line:
                         return line
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and not self._reader.is_alive():
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
                     return None
                 self._cond.wait(min(left, 0.2))
 
@@ -176,6 +177,7 @@ class FaultNode:
     kubelet: KubeletEmulator = field(init=False)
     cri: CriClient = field(init=False)
     daemon: DaemonProcess | None = None
+    env: dict[str, str] = field(default_factory=dict)
     starts: int = 0
 
     def __post_init__(self) -> None:
@@ -214,6 +216,7 @@ class FaultNode:
         ]
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("KND_")}
         full_env.update(env or {})
+        self.env = dict(env or {})
         self.starts += 1
         self.daemon = DaemonProcess(args, full_env, self.tmp / "daemon.log")
         if ready:
@@ -268,7 +271,10 @@ class FaultNode:
                             {"request": "nic", "driver": DRIVER, "pool": NODE, "device": nic.device}
                         ],
                         "config": [
-                            {"source": "FromClaim", "opaque": {"driver": DRIVER, "parameters": PARAMS}}
+                            {
+                                "source": "FromClaim",
+                                "opaque": {"driver": DRIVER, "parameters": PARAMS},
+                            }
                         ],
                     },
                     "nodeSelector": {
@@ -391,10 +397,8 @@ def delete_nic(nic: Nic) -> None:
     with IPRoute() as ipr:
         for name in (nic.host, nic.peer):
             for i in ipr.link_lookup(ifname=name):
-                try:
+                with contextlib.suppress(Exception):  # its pair may be gone already
                     ipr.link("del", index=i)
-                except Exception:  # noqa: BLE001 - its pair may be gone already
-                    pass
 
 
 def leftovers(kroot: Path) -> list[str]:

@@ -194,7 +194,10 @@ class Daemon:
         )
         monitor = HealthMonitor(SysfsLinkProbe(self.health_targets, Path(self.sysfs_root)))
         self.kubelet = KubeletPlugin(
-            self.opts.driver_name, _Timed(engine, self.metrics), self.opts.kubelet_root_dir, monitor
+            self.opts.driver_name,
+            _Timed(engine, self.metrics, self.status),
+            self.opts.kubelet_root_dir,
+            monitor,
         )
         self.kubelet.start()
         registered = self.kubelet.registration.registered
@@ -349,9 +352,12 @@ class _Rescan:
 class _Timed:
     """Counts and times the kubelet calls in the daemon's metrics."""
 
-    def __init__(self, engine: PrepareEngine, metrics: DriverMetrics) -> None:
+    def __init__(
+        self, engine: PrepareEngine, metrics: DriverMetrics, status: StatusWriter | None = None
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.status = status
 
     def prepare(self, claims: Any) -> Any:
         with self.metrics.time_dra("NodePrepareResources"):
@@ -359,7 +365,14 @@ class _Timed:
 
     def unprepare(self, claims: Any) -> Any:
         with self.metrics.time_dra("NodeUnprepareResources"):
-            return self.engine.unprepare(claims)
+            errors = self.engine.unprepare(claims)
+        if self.status is not None:
+            # The writer keeps each claim's last applied entries; an unprepared claim's must
+            # go, or they accumulate for the daemon's lifetime (found by bench/daemon.py).
+            for ref in claims:
+                if not errors.get(ref.uid):
+                    self.status.forget(ref.namespace, ref.name)
+        return errors
 
 
 def _dumps(obj: Any) -> str:
