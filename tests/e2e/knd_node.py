@@ -112,12 +112,13 @@ class DaemonProcess:
         except OSError as e:
             return None, str(e)
 
-    def metric(self, name: str, labels: str = "") -> float:
-        """A sample of /metrics (0 when absent); `labels` like `method="RunPodSandbox"`."""
+    def metric(self, name: str, *labels: str) -> float:
+        """Sum of the /metrics samples of `name` whose labels contain every `labels` item
+        (like `method="RunPodSandbox"`); 0 when absent."""
         body = self.get("/metrics")[1]
         total = 0.0
         for line in body.splitlines():
-            if line.startswith(name) and (not labels or labels in line):
+            if line.startswith(name) and all(label in line for label in labels):
                 head, _, value = line.rpartition(" ")
                 if head.split("{")[0] == name:
                     total += float(value)
@@ -208,7 +209,9 @@ class FaultNode:
             "--nri-plugin-index",
             "30",
             "--filter",
-            f'device.attributes["dra.net"].ifName.startsWith("{self.prefix}")',
+            # Publish only the node's "published" NICs (pub*): per-run stand-ins need no slice
+            # (prepare reads the host, not the slice), and each publish is schema-validated.
+            f'device.attributes["dra.net"].ifName.startsWith("{self.prefix}pub")',
             "--shutdown-grace-period",
             "2",
             "--inventory-min-poll-interval",
@@ -241,9 +244,10 @@ class FaultNode:
                 delete_nic(nic)
 
     # -- NICs, claims, pods ----------------------------------------------------------------
-    def new_nic(self) -> Nic:
+    def new_nic(self, published: bool = False) -> Nic:
         n = next(_seq)
-        nic = Nic(f"{self.prefix}{n}h", f"{self.prefix}{n}p")
+        stem = f"{self.prefix}pub" if published else self.prefix
+        nic = Nic(f"{stem}{n}h", f"{self.prefix}{n}p")
         with IPRoute() as ipr:
             ipr.link("add", ifname=nic.host, kind="veth", peer={"ifname": nic.peer})
             idx = ipr.link_lookup(ifname=nic.host)[0]
@@ -310,6 +314,11 @@ class FaultNode:
         if pod.sandbox:
             self.cri.stop_pod(pod.sandbox)
             self.cri.remove_pod(pod.sandbox)
+
+    def forget_nic(self, nic: Nic) -> None:
+        delete_nic(nic)
+        if nic in self.nics:
+            self.nics.remove(nic)
 
     def claim_ready(self, pod: Pod) -> dict[str, Any] | None:
         """The `Ready` condition of our device in the claim's status, if written."""
