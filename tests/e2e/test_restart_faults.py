@@ -6,8 +6,8 @@ Kill points, each observed from outside the daemon (docs/operations.md):
   (a) after NodePrepareResources answered, before RunPodSandbox — the runtime starts the pod
       without knd; the restarted knd heals it at NRI Synchronize;
   (b) during attach — the daemon runs with the test-only `KND_FAULT_ATTACH_PAUSE` and is killed
-      when it logs the pause, alternately before the `move` step (NIC down in the host) and
-      before the `address` step (NIC in the pod, unconfigured);
+      when it logs the pause, half of the runs before the `move` step (NIC down in the host),
+      half before the `address` step (NIC in the pod, unconfigured);
   (c) after attach (RunPodSandbox answered, NIC configured in the pod);
   (d) before StopPodSandbox — the pod is stopped and removed while knd is dead.
 
@@ -144,7 +144,7 @@ def _run_pod_or_error(node: FaultNode, pod: Pod) -> str | None:
     return None
 
 
-def point_a(node: FaultNode, i: int) -> tuple[str, str]:
+def point_a(node: FaultNode, i: int, n: int) -> tuple[str, str]:
     pod = node.new_pod()
     node.prepare(pod)
     node.kill_daemon()
@@ -167,8 +167,9 @@ def point_a(node: FaultNode, i: int) -> tuple[str, str]:
     return sandbox, _finish(node, pod, nic_survives=True)
 
 
-def point_b(node: FaultNode, i: int) -> tuple[str, str]:
-    step = "move" if i % 2 == 0 else "address"
+def point_b(node: FaultNode, i: int, n: int) -> tuple[str, str]:
+    # First half before `move`, second half before `address`: one fault restart per half.
+    step = "move" if i < (n + 1) // 2 else "address"
     fault = {"KND_FAULT_ATTACH_PAUSE": f"{step}:0.5"}
     if node.env != fault:
         node.kill_daemon()
@@ -208,7 +209,7 @@ def point_b(node: FaultNode, i: int) -> tuple[str, str]:
     )
 
 
-def point_c(node: FaultNode, i: int) -> tuple[str, str]:
+def point_c(node: FaultNode, i: int, n: int) -> tuple[str, str]:
     pod = node.new_pod()
     node.prepare(pod)
     node.run_pod(pod)
@@ -219,7 +220,7 @@ def point_c(node: FaultNode, i: int) -> tuple[str, str]:
     return "running with NIC across the restart", _finish(node, pod, nic_survives=True)
 
 
-def point_d(node: FaultNode, i: int) -> tuple[str, str]:
+def point_d(node: FaultNode, i: int, n: int) -> tuple[str, str]:
     pod = node.new_pod()
     node.prepare(pod)
     node.run_pod(pod)
@@ -243,9 +244,10 @@ POINTS = {"a": point_a, "b": point_b, "c": point_c, "d": point_d}
 def test_kill_and_restart(runtime: dict[str, Any], fnode: FaultNode, point: str) -> None:
     if fnode.daemon is None or fnode.daemon.proc.poll() is not None:
         fnode.start_daemon()
-    for i in range(runs_for(runtime["version"])):
+    runs = runs_for(runtime["version"])
+    for i in range(runs):
         try:
-            outcome = POINTS[point](fnode, i)
+            outcome = POINTS[point](fnode, i, runs)
         except BaseException:
             log = fnode.daemon.output()[-4000:] if fnode.daemon else ""
             print(f"run {i} of point {point} failed; daemon output tail:\n{log}")

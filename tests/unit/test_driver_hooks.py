@@ -290,3 +290,11 @@ def test_attach_pause_from_env() -> None:
     for bad in ("address", "address:0", "move:x", ":3"):
         with pytest.raises(ValueError, match="KND_FAULT_ATTACH_PAUSE"):
             attach_pause_from_env({"KND_FAULT_ATTACH_PAUSE": bad})
+
+
+def test_synchronize_without_netns_keeps_an_attached_pod(store: StateStore) -> None:
+    rec = Recorder()
+    h = hooks(store, rec, FakeStatus(), links={"lo"})
+    h.run_pod_sandbox(pod(netns="/var/run/netns/cni-9"))
+    h.synchronize([pod(netns=None)], [])  # a runtime that does not report the netns here
+    assert len(rec.attached) == 1 and h.last_sync.heal_failed == []

@@ -285,7 +285,13 @@ class NetworkHooks:
                     "is on the host, not in the running pod"
                 )
             record = self.store.pod(pod.uid)
-            attached_here = record is not None and bool(pod.netns) and record.netns == pod.netns
+            # Attached by knd for this sandbox: the netns recorded at attach is the pod's (a
+            # runtime that omits the netns in Synchronize gets the benefit of the doubt).
+            attached_here = (
+                record is not None
+                and record.netns is not None
+                and (not pod.netns or record.netns == pod.netns)
+            )
             if attached_here and not on_host:
                 # Attached by an earlier knd: re-assert the claim status from the plans (a
                 # status write lost with a killed daemon catches up; SSA makes it idempotent).
