@@ -179,6 +179,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/daemon.py needs root (veths, netns)", file=sys.stderr)
         return 2
+    # SIGTERM (e.g. `timeout`) must still run the cleanup below: 128 veths otherwise stay.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     tag = secrets.token_hex(2)
     prefix, peer_prefix = f"kbd{tag}h", f"kbd{tag}q"
