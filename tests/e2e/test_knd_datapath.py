@@ -102,9 +102,11 @@ def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     plugin = NriPlugin(hooks, cfg)
     plugin.start()
     assert plugin.wait_synchronized(10), plugin.last_close_reason
+    n = Node(api, store, status, hooks, plugin, kubelet, sysfs)
     try:
-        yield Node(api, store, status, hooks, plugin, kubelet, sysfs)
+        yield n
     finally:
+        n.plugin.stop()  # a test may have replaced the plugin (reconnect tests)
         plugin.stop()
         kubelet.stop()
         dra.stop()
