@@ -102,9 +102,11 @@ def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     plugin = NriPlugin(hooks, cfg)
     plugin.start()
     assert plugin.wait_synchronized(10), plugin.last_close_reason
+    n = Node(api, store, status, hooks, plugin, kubelet, sysfs)
     try:
-        yield Node(api, store, status, hooks, plugin, kubelet, sysfs)
+        yield n
     finally:
+        n.plugin.stop()  # a test may have replaced the plugin (reconnect tests)
         plugin.stop()
         kubelet.stop()
         dra.stop()
@@ -296,6 +298,55 @@ def test_runtime_restart_reconnects_and_synchronize_sees_the_pod(
     cri.stop_pod(sid)
     cri.remove_pod(sid)
     meta = obj["metadata"]
+    node.kubelet.unprepare(DRIVER, [(meta["namespace"], meta["uid"], meta["name"])])
+
+
+def test_pod_started_while_knd_was_away_is_healed_at_synchronize(
+    runtime: dict[str, Any], node: Node, cri: CriClient, nic: str
+) -> None:
+    """knd's NRI plugin is gone when the pod starts (the runtime starts it without knd); when
+    the plugin connects again, Synchronize attaches the NIC and the claim status says so."""
+    obj, pod = _prepare(node, PARAMS, interface_device_name(nic))
+    node.plugin.stop()
+    try:
+        sid = cri.run_pod(pod)
+        assert _host(nic) is not None, "no knd: the pod runs without its NIC"
+    finally:
+        cfg = PluginConfig(
+            socket_path=runtime["nri_socket"],
+            name="dra.net",
+            index="20",
+            backoff_initial_s=0.05,
+            backoff_max_s=0.5,
+            use_env_socket=False,
+        )
+        node.plugin = NriPlugin(node.hooks, cfg)
+        node.plugin.start()
+    assert node.plugin.wait_synchronized(10), node.plugin.last_close_reason
+    assert node.hooks.last_sync.healed == [f"{pod.namespace}/{pod.name}"]
+    assert _host(nic) is None, "the NIC is in the pod now"
+    cid = cri.create_container(
+        sid, pod, "work", runtime["busybox_image"], ["/bin/busybox", "sleep", "600"]
+    )
+    cri.start_container(cid)
+    assert "inet 192.0.2.20/24" in _sh(cri, cid, "ip", "-o", "addr", "show", "dev", "net1")
+    meta = obj["metadata"]
+
+    def healed_status() -> Any:
+        got = node.api.state.claim(meta["namespace"], meta["name"]) or {}
+        for entry in (got.get("status") or {}).get("devices") or []:
+            for cond in entry.get("conditions") or []:
+                if cond["type"] == "Ready" and "after a knd restart" in cond["message"]:
+                    return cond
+        return None
+
+    cond = _wait(healed_status)
+    assert cond is not None and cond["status"] == "True"
+    cri.stop_container(cid)
+    cri.remove_container(cid)
+    cri.stop_pod(sid)
+    assert _wait(lambda: _host(nic)) == {"mtu": 1500, "addrs": ["10.99.0.1/24"]}
+    cri.remove_pod(sid)
     node.kubelet.unprepare(DRIVER, [(meta["namespace"], meta["uid"], meta["name"])])
 
 

@@ -206,16 +206,95 @@ def test_corrupt_plan_fails_run_but_not_stop(store: StateStore, tmp_path: Path) 
     assert rec.attached == [] and rec.detached == []
 
 
-def test_synchronize_refreshes_netns_reports_misplaced_and_prunes_nothing(
-    store: StateStore,
-) -> None:
-    h = hooks(store, Recorder(), links={"eth1", "lo"})
+def test_synchronize_leaves_attached_pods_alone_and_prunes_nothing(store: StateStore) -> None:
+    rec, status = Recorder(), FakeStatus()
+    h = hooks(store, rec, status, links={"lo"})
+    h.run_pod_sandbox(pod(netns="/var/run/netns/cni-9"))
     h.synchronize([pod(netns="/var/run/netns/cni-9"), pod(uid="stranger")], [])
-    record = store.pod(POD_UID)
-    assert record is not None and record.netns == "/var/run/netns/cni-9"
     assert h.last_sync.known_pods == 1
-    assert h.last_sync.misplaced == [
-        "ns/p1: device dev-a (eth1) is on the host, not in the running pod"
-    ]
+    assert h.last_sync.misplaced == [] and h.last_sync.healed == []
+    assert len(rec.attached) == 1, "an attached pod is not attached again"
+    # ... but its Ready status is re-asserted (a write lost with a killed daemon catches up).
+    assert len(status.submitted) == 2
+    again = {c.type: c for c in status.submitted[1][2][0].conditions}
+    assert again["Ready"].status and status.submitted[1][2][0].network is not None
     h.synchronize([], [])
     assert store.plans_for_pod(POD_UID) and store.claim("claim-1") is not None
+
+
+def test_synchronize_heals_a_pod_that_started_while_knd_was_down(store: StateStore) -> None:
+    rec, status, metrics = Recorder(), FakeStatus(), DriverMetrics()
+    h = hooks(store, rec, status, links={"eth1", "eth2", "lo"}, metrics=metrics)
+    h.synchronize([pod(netns="/var/run/netns/cni-9"), pod(uid="stranger")], [])
+    assert rec.attached == [(["dev-a", "dev-b"], "/var/run/netns/cni-9")]
+    assert h.last_sync.healed == ["ns/p1"] and h.last_sync.heal_failed == []
+    assert len(h.last_sync.misplaced) == 2
+    record = store.pod(POD_UID)
+    assert record is not None and record.netns == "/var/run/netns/cni-9"
+    ((_, _, devices),) = status.submitted
+    conds = {c.type: c for c in devices[0].conditions}
+    assert conds["Ready"].status and "after a knd restart" in conds["Ready"].message
+    assert (
+        metrics.registry.get_sample_value("knd_driver_sync_heals_total", {"result": "attached"})
+        == 1
+    )
+    # Healed once: the next Synchronize (devices now in the pod) changes nothing.
+    h.host_links = lambda: {"lo"}
+    h.synchronize([pod(netns="/var/run/netns/cni-9")], [])
+    assert len(rec.attached) == 1 and h.last_sync.healed == []
+    assert store.plans_for_pod(POD_UID) and store.claim("claim-1") is not None
+
+
+def test_synchronize_reattaches_a_sandbox_whose_attach_never_completed(
+    store: StateStore,
+) -> None:
+    # Killed mid-attach: the device is in the pod (not on the host) but no netns was recorded.
+    rec = Recorder()
+    h = hooks(store, rec, FakeStatus(), links={"lo"})
+    h.synchronize([pod(netns="/var/run/netns/cni-9")], [])
+    assert rec.attached == [(["dev-a", "dev-b"], "/var/run/netns/cni-9")]
+    assert h.last_sync.healed == ["ns/p1"] and h.last_sync.misplaced == []
+
+
+def test_failed_heal_is_reported_on_the_claim_and_never_raises(store: StateStore) -> None:
+    rec, status, metrics = Recorder(), FakeStatus(), DriverMetrics()
+    rec.fail = AttachError("dev-a", "lookup", OSError("interface eth1 is gone"))
+    h = hooks(store, rec, status, links={"lo"}, metrics=metrics)
+    h.synchronize([pod(netns="/var/run/netns/cni-9")], [])
+    assert h.last_sync.healed == [] and len(h.last_sync.heal_failed) == 1
+    ((_, _, devices),) = status.submitted
+    cond = devices[0].conditions[0]
+    assert not cond.status and cond.reason == "NetworkDeviceAttachFailed"
+    assert "knd was not running" in cond.message and "lookup" in cond.message
+    assert metrics.registry.get_sample_value("knd_driver_sync_heals_total", {"result": "failed"})
+    record = store.pod(POD_UID)
+    assert record is not None and record.netns is None
+
+
+def test_host_network_pod_running_with_claims_is_reported_at_synchronize(
+    store: StateStore,
+) -> None:
+    rec, status = Recorder(), FakeStatus()
+    h = hooks(store, rec, status, links={"eth1"})
+    h.synchronize([pod(netns=None)], [])
+    assert rec.attached == [] and len(h.last_sync.heal_failed) == 1
+    ((_, _, devices),) = status.submitted
+    assert "host network" in devices[0].conditions[0].message
+
+
+def test_attach_pause_from_env() -> None:
+    from knd.driver.hooks import attach_pause_from_env
+
+    assert attach_pause_from_env({}) is None
+    assert attach_pause_from_env({"KND_FAULT_ATTACH_PAUSE": "address:1.5"}) == ("address", 1.5)
+    for bad in ("address", "address:0", "move:x", ":3"):
+        with pytest.raises(ValueError, match="KND_FAULT_ATTACH_PAUSE"):
+            attach_pause_from_env({"KND_FAULT_ATTACH_PAUSE": bad})
+
+
+def test_synchronize_without_netns_keeps_an_attached_pod(store: StateStore) -> None:
+    rec = Recorder()
+    h = hooks(store, rec, FakeStatus(), links={"lo"})
+    h.run_pod_sandbox(pod(netns="/var/run/netns/cni-9"))
+    h.synchronize([pod(netns=None)], [])  # a runtime that does not report the netns here
+    assert len(rec.attached) == 1 and h.last_sync.heal_failed == []

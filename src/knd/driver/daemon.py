@@ -25,7 +25,7 @@ from typing import Any
 
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.health import HealthServer, HealthState
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, attach_pause_from_env
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
@@ -195,7 +195,10 @@ class Daemon:
         )
         monitor = HealthMonitor(SysfsLinkProbe(self.health_targets, Path(self.sysfs_root)))
         self.kubelet = KubeletPlugin(
-            self.opts.driver_name, _Timed(engine, self.metrics), self.opts.kubelet_root_dir, monitor
+            self.opts.driver_name,
+            _Timed(engine, self.metrics, self.status),
+            self.opts.kubelet_root_dir,
+            monitor,
         )
         self.kubelet.start()
         registered = self.kubelet.registration.registered
@@ -218,7 +221,12 @@ class Daemon:
 
     def _start_nri(self) -> None:
         assert self.store is not None
-        self.hooks = NetworkHooks(store=self.store, status=self.status, metrics=self.metrics)
+        self.hooks = NetworkHooks(
+            store=self.store,
+            status=self.status,
+            metrics=self.metrics,
+            attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
+        )
         cfg = PluginConfig(
             socket_path=self.opts.nri_socket,
             name=self.opts.nri_plugin_name,
@@ -345,9 +353,12 @@ class _Rescan:
 class _Timed:
     """Counts and times the kubelet calls in the daemon's metrics."""
 
-    def __init__(self, engine: PrepareEngine, metrics: DriverMetrics) -> None:
+    def __init__(
+        self, engine: PrepareEngine, metrics: DriverMetrics, status: StatusWriter | None = None
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.status = status
 
     def prepare(self, claims: Any) -> Any:
         with self.metrics.time_dra("NodePrepareResources"):
@@ -355,7 +366,14 @@ class _Timed:
 
     def unprepare(self, claims: Any) -> Any:
         with self.metrics.time_dra("NodeUnprepareResources"):
-            return self.engine.unprepare(claims)
+            errors = self.engine.unprepare(claims)
+        if self.status is not None:
+            # The writer keeps each claim's last applied entries; an unprepared claim's must
+            # go, or they accumulate for the daemon's lifetime (found by bench/daemon.py).
+            for ref in claims:
+                if not errors.get(ref.uid):
+                    self.status.forget(ref.namespace, ref.name)
+        return errors
 
 
 def _dumps(obj: Any) -> str:

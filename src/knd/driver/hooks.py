@@ -15,17 +15,30 @@ Typical cost: ~20-30 ms per NIC, dominated by the kernel's netns move.
 * `stop_pod_sandbox`: detach and restore host state; uses the recorded netns when the event has
   none (containerd 1.7); never fails the runtime (errors are logged and counted).
 * `remove_pod_sandbox`: forgets the recorded netns.
-* `synchronize`: refreshes netns paths of known pods and reports pods whose devices are not
-  where the store says (a host interface still on the host while its pod runs); prunes nothing
-  (dranet#232).
+* `synchronize` (every (re)connection, so also after a knd restart): HEALS pods that started
+  while knd was not running. A running pod with plans and a network namespace whose attach did
+  not complete for this sandbox (the store has no netns recorded for it, or another one) or
+  whose device is still on the host gets its plans attached now, by the same transactional code
+  path as RunPodSandbox; the netns is recorded and the claim status says the device was attached
+  after a knd restart. A failed late attach is rolled back, logged as an error and reported as
+  `Ready=False` on the claim; it never raises. Prunes nothing (dranet#232). Budget: the same
+  ~20-30 ms per NIC inside the runtime's Synchronize timeout; only pods started while knd was
+  down need it (docs/operations.md). Pods attached by an earlier knd get their `Ready` status
+  re-queued from the plans (a status write lost with a killed daemon catches up).
 Pods with no plan are answered immediately (`noop`): knd costs them one indexed SQLite read.
+
+Fault injection (tests only, off by default): `KND_FAULT_ATTACH_PAUSE=STEP:SECONDS` in the
+daemon's environment makes every attach sleep before STEP (e.g. `move`, `address`) and log a
+warning first, so a fault test can SIGKILL the daemon at a known point of an attach
+(docs/testing-faults.md). Read once when the hooks are built.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
@@ -44,6 +57,9 @@ log = logging.getLogger(__name__)
 
 AttachFn = Callable[[Sequence[AttachPlan], str], list[Attached]]
 DetachFn = Callable[[Sequence[AttachPlan], str | None], list[Detached]]
+#: Test-only environment variable: `STEP:SECONDS` pause before an attach step.
+FAULT_ATTACH_PAUSE_ENV = "KND_FAULT_ATTACH_PAUSE"
+HEALED_NOTE = "attached after a knd restart: the pod started while knd was not running"
 #: gRPC/ttrpc status codes the runtime understands.
 FAILED_PRECONDITION = 9
 INTERNAL = 13
@@ -53,6 +69,23 @@ def _default_attach(plans: Sequence[AttachPlan], netns: str) -> list[Attached]:
     return attach(plans, netns)
 
 
+def attach_pause_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, float] | None:
+    """The test-only attach pause (`KND_FAULT_ATTACH_PAUSE=STEP:SECONDS`), or None.
+
+    Raises ValueError for a malformed value (a typo must not silently disable a fault test)."""
+    raw = (os.environ if environ is None else environ).get(FAULT_ATTACH_PAUSE_ENV, "").strip()
+    if not raw:
+        return None
+    step, sep, seconds = raw.rpartition(":")
+    try:
+        value = float(seconds)
+    except ValueError:
+        value = -1.0
+    if not sep or not step or not 0 < value <= 60:
+        raise ValueError(f"{FAULT_ATTACH_PAUSE_ENV} must be STEP:SECONDS (0 < s <= 60): {raw!r}")
+    return step, value
+
+
 def _host_links() -> set[str]:
     with IPRoute() as ipr:
         return {str(link.get("ifname")) for link in ipr.get_links()}
@@ -60,10 +93,15 @@ def _host_links() -> set[str]:
 
 @dataclass
 class SyncReport:
-    """What the last Synchronize found."""
+    """What the last Synchronize found and did."""
 
     known_pods: int = 0
+    #: devices found on the host although their pod runs (healed or failed below)
     misplaced: list[str] = field(default_factory=list)
+    #: pods (ns/name) attached late by this Synchronize
+    healed: list[str] = field(default_factory=list)
+    #: pods (ns/name) whose late attach failed, with the error
+    heal_failed: list[str] = field(default_factory=list)
 
 
 class NetworkHooks:
@@ -78,6 +116,7 @@ class NetworkHooks:
         attach_fn: AttachFn = _default_attach,
         detach_fn: DetachFn = detach,
         host_links: Callable[[], set[str]] = _host_links,
+        attach_pause: tuple[str, float] | None = None,
     ) -> None:
         self.store = store
         self.status = status
@@ -86,6 +125,18 @@ class NetworkHooks:
         self.detach_fn = detach_fn
         self.host_links = host_links
         self.last_sync = SyncReport()
+        self.attach_pause = attach_pause
+        if attach_pause is not None:
+            if attach_fn is not _default_attach:
+                raise ValueError("attach_pause needs the default attach function")
+            log.warning(
+                "TEST-ONLY fault injection %s=%s:%s is on: every attach pauses before step %s",
+                FAULT_ATTACH_PAUSE_ENV,
+                attach_pause[0],
+                attach_pause[1],
+                attach_pause[0],
+            )
+            self.attach_fn = lambda plans, netns: attach(plans, netns, pause_before=attach_pause)
 
     # -- helpers --------------------------------------------------------------------------
     def _plans(self, pod: PodInfo) -> list[tuple[PlanRecord, AttachPlan]]:
@@ -120,15 +171,25 @@ class NetworkHooks:
         pairs = self._plans(pod)
         if not pairs:
             return
+        self._attach(pod, pairs)
+
+    def _attach(
+        self, pod: PodInfo, pairs: Sequence[tuple[PlanRecord, AttachPlan]], note: str = ""
+    ) -> None:
+        """Attach all plans of a pod or none; record the netns; queue claim status.
+
+        Raises HookError (after rollback, with a `Ready=False` status queued for attach errors).
+        """
         who = f"pod {pod.namespace}/{pod.name}"
-        if pod.host_network or not pod.netns:
-            raise HookError(
-                f"{who} uses the host network but has network device claims; knd moves NICs "
-                "into a pod network namespace and refuses host-network pods",
-                FAILED_PRECONDITION,
-            )
         records = [r for r, _ in pairs]
         plans = [p for _, p in pairs]
+        if pod.host_network or not pod.netns:
+            message = (
+                f"{who} uses the host network but has network device claims; knd moves NICs "
+                "into a pod network namespace and refuses host-network pods"
+            )
+            self._queue_status(records, [_failed(r, message) for r in records])
+            raise HookError(message, FAILED_PRECONDITION)
         try:
             attached = self.attach_fn(plans, pod.netns)
         except AttachError as exc:
@@ -136,15 +197,19 @@ class NetworkHooks:
                 self.metrics.attach_failures.labels(exc.step).inc()
                 self.metrics.rollbacks.inc()
             message = f"{who}: {exc}"
+            if note:
+                message = f"{who}: {note}; attaching failed: {exc}"
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, INTERNAL) from exc
         except NetnsError as exc:
             if self.metrics is not None:
                 self.metrics.attach_failures.labels("open").inc()
-            raise HookError(f"{who}: {exc}", INTERNAL) from exc
+            message = f"{who}: {exc}" if not note else f"{who}: {note}; attaching failed: {exc}"
+            self._queue_status(records, [_failed(r, message) for r in records])
+            raise HookError(message, INTERNAL) from exc
         self.store.record_attach(pod.uid, pod.netns)
         by_device = {a.device: a for a in attached}
-        self._queue_status(records, [_ready(r, p, by_device.get(r.device)) for r, p in pairs])
+        self._queue_status(records, [_ready(r, p, by_device.get(r.device), note) for r, p in pairs])
 
     def create_container(self, pod: PodInfo, container: ContainerInfo) -> ContainerAdjust | None:
         """RDMA char devices of every device of the pod, for every container."""
@@ -197,7 +262,7 @@ class NetworkHooks:
             self.store.set_netns(pod.uid, None)
 
     def synchronize(self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]) -> None:
-        """Refresh netns paths and report misplaced devices; prunes nothing."""
+        """Heal pods that started while knd was down (see module docstring); prunes nothing."""
         del containers
         report = SyncReport()
         links: set[str] | None = None
@@ -206,19 +271,64 @@ class NetworkHooks:
             if not pairs:
                 continue
             report.known_pods += 1
-            if pod.netns:
-                self.store.set_netns(pod.uid, pod.netns)
+            who = f"{pod.namespace}/{pod.name}"
             if links is None:
                 links = self.host_links()
-            for _, plan in pairs:
-                if plan.host is not None and plan.host.name in links:
-                    report.misplaced.append(
-                        f"{pod.namespace}/{pod.name}: device {plan.device} ({plan.host.name}) "
-                        "is on the host, not in the running pod"
-                    )
-        for line in report.misplaced:
-            log.error("synchronize: %s", line)
+            on_host = [
+                plan for _, plan in pairs if plan.host is not None and plan.host.name in links
+            ]
+            for plan in on_host:
+                assert plan.host is not None
+                report.misplaced.append(
+                    f"{who}: device {plan.device} ({plan.host.name}) "
+                    "is on the host, not in the running pod"
+                )
+            record = self.store.pod(pod.uid)
+            # Attached by knd for this sandbox: the netns recorded at attach is the pod's (a
+            # runtime that omits the netns in Synchronize gets the benefit of the doubt).
+            attached_here = (
+                record is not None
+                and record.netns is not None
+                and (not pod.netns or record.netns == pod.netns)
+            )
+            if attached_here and not on_host:
+                # Attached by an earlier knd: re-assert the claim status from the plans (a
+                # status write lost with a killed daemon catches up; SSA makes it idempotent).
+                self._queue_status(
+                    [r for r, _ in pairs], [_ready(r, p, _as_attached(p)) for r, p in pairs]
+                )
+                continue
+            try:
+                self._attach(pod, pairs, HEALED_NOTE)
+            except HookError as exc:
+                report.heal_failed.append(f"{who}: {exc}")
+                self._count_heal("failed")
+                log.error(
+                    "synchronize: pod %s runs without its network devices: %s",
+                    who,
+                    exc,
+                    extra={"pod": who},
+                )
+                continue
+            except Exception as exc:  # never fail a Synchronize
+                report.heal_failed.append(f"{who}: {exc}")
+                self._count_heal("failed")
+                log.exception("synchronize: attaching the devices of pod %s failed", who)
+                continue
+            report.healed.append(who)
+            self._count_heal("attached")
+            log.warning(
+                "synchronize: pod %s started while knd was not running; its devices (%s) are "
+                "attached now",
+                who,
+                ", ".join(p.device for _, p in pairs),
+                extra={"pod": who},
+            )
         self.last_sync = report
+
+    def _count_heal(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.sync_heals.labels(result).inc()
 
     def _plans_quiet(self, pod: PodInfo) -> list[tuple[PlanRecord, AttachPlan]]:
         try:
@@ -228,14 +338,20 @@ class NetworkHooks:
             return []
 
 
-def _ready(record: PlanRecord, plan: AttachPlan, attached: Attached | None) -> DeviceStatus:
+def _ready(
+    record: PlanRecord, plan: AttachPlan, attached: Attached | None, note: str = ""
+) -> DeviceStatus:
+    suffix = f" ({note})" if note else ""
     conditions: list[Condition] = []
     network = None
     if plan.pod is not None and attached is not None:
         name = attached.interface_name or plan.pod.name
         conditions.append(
             Condition(
-                "Ready", True, "NetworkDeviceReady", f"interface {name} configured in the pod"
+                "Ready",
+                True,
+                "NetworkDeviceReady",
+                f"interface {name} configured in the pod{suffix}",
             )
         )
         conditions.append(
@@ -243,7 +359,7 @@ def _ready(record: PlanRecord, plan: AttachPlan, attached: Attached | None) -> D
                 "NetworkReady",
                 True,
                 "NetworkReady",
-                f"addresses, routes, rules and neighbours applied on {name}",
+                f"addresses, routes, rules and neighbours applied on {name}{suffix}",
             )
         )
         network = NetworkData(name, attached.ips, attached.hardware_address or "")
@@ -253,7 +369,7 @@ def _ready(record: PlanRecord, plan: AttachPlan, attached: Attached | None) -> D
                 "Ready",
                 True,
                 "RDMAOnlyDeviceReady",
-                "RDMA-only device: char devices injected into containers",
+                f"RDMA-only device: char devices injected into containers{suffix}",
             )
         )
     if plan.rdma is not None and plan.rdma.move_link and plan.rdma.link:
@@ -270,6 +386,13 @@ def _ready(record: PlanRecord, plan: AttachPlan, attached: Attached | None) -> D
     )
 
 
+def _as_attached(plan: AttachPlan) -> Attached | None:
+    """What a completed attach of `plan` reported (for re-asserting status after a restart)."""
+    if plan.pod is None or plan.host is None:
+        return None
+    return Attached(plan.device, plan.pod.name, plan.pod.mac or plan.host.mac, plan.pod.addresses)
+
+
 def _failed(record: PlanRecord, message: str) -> DeviceStatus:
     return DeviceStatus(
         pool=record.pool,
@@ -278,4 +401,4 @@ def _failed(record: PlanRecord, message: str) -> DeviceStatus:
     )
 
 
-__all__ = ["NetworkHooks", "SyncReport"]
+__all__ = ["NetworkHooks", "SyncReport", "attach_pause_from_env"]

@@ -106,6 +106,15 @@ class DriverMetrics:
             subsystem=SUBSYSTEM,
             registry=reg,
         )
+        self.sync_heals = Counter(
+            "sync_heals",
+            "Pods found running without their devices at NRI Synchronize (started while knd "
+            "was down), by result of the late attach (attached/failed)",
+            ["result"],
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=reg,
+        )
         self.status_write_retries = Counter(
             "status_write_retries",
             "ResourceClaim status writes retried",

@@ -99,6 +99,7 @@ class _Pending:
     entries: dict[tuple[str, str, str | None], dict[str, Any]] = field(default_factory=dict)
     attempt: int = 0
     version: int = 0
+    forgotten: bool = False
 
 
 class StatusWriter:
@@ -150,6 +151,7 @@ class StatusWriter:
                     return False
                 pending = self._pending[key] = _Pending(namespace, name)
                 pending.entries = dict(self._applied.get(key, {}))
+            pending.forgotten = False
             for d in devices:
                 k = (d.pool, d.device, d.share_id)
                 if remove:
@@ -190,7 +192,8 @@ class StatusWriter:
                 if current is pending and pending.version == version:
                     if ok:
                         self.applied += 1
-                        self._applied[key] = pending.entries
+                        if not pending.forgotten:
+                            self._applied[key] = pending.entries
                         del self._pending[key]
                     else:
                         pending.attempt += 1
@@ -214,9 +217,19 @@ class StatusWriter:
                 self._cond.notify_all()
 
     def forget(self, namespace: str, name: str) -> None:
-        """Drop what is known about a claim (after unprepare); a pending apply still runs."""
+        """Drop what is known about a claim (after unprepare); a pending apply still runs but
+        its entries are not kept afterwards."""
+        key = f"{namespace}/{name}"
         with self._cond:
-            self._applied.pop(f"{namespace}/{name}", None)
+            self._applied.pop(key, None)
+            pending = self._pending.get(key)
+            if pending is not None:
+                pending.forgotten = True
+
+    def known_claims(self) -> int:
+        """Claims whose last applied entries are kept (bounded by prepared claims)."""
+        with self._cond:
+            return len(self._applied)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is pending (tests, shutdown). True if drained."""

@@ -2,7 +2,7 @@
 
 `SliceClient` speaks plain wire-form dicts (camelCase JSON objects), so it can be swapped (a fake
 in tests, another HTTP client later). `KubernetesSliceClient` wraps the pinned kubernetes Python
-client (`ResourceV1Api` for resource.k8s.io/v1 ResourceSlices, `CoreV1Api` for the Node).
+client (`ResourceV1Api` for resource.k8s.io/v1 ResourceSlices, a plain REST GET for the Node).
 Errors are mapped to `knd.kube.errors`.
 """
 
@@ -15,6 +15,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from knd.kube.errors import ApiError, for_status
+from knd.kube.rest import quote, request_json
 
 T = TypeVar("T")
 
@@ -62,7 +63,6 @@ class KubernetesSliceClient:
     def __init__(self, api_client: Any, timeout_s: float = 10.0) -> None:
         self._client = api_client
         self._resource = client.ResourceV1Api(api_client)
-        self._core = client.CoreV1Api(api_client)
         self._timeout = timeout_s
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -78,8 +78,12 @@ class KubernetesSliceClient:
         return out
 
     def get_node(self, name: str) -> dict[str, Any]:
-        node = self._call(lambda: self._core.read_node(name, _request_timeout=self._timeout))
-        return self._dict(node)
+        # Plain REST: the generated CoreV1Api costs ~65 MB RSS (knd.kube.rest).
+        return self._call(
+            lambda: request_json(
+                self._client, "GET", f"/api/v1/nodes/{quote(name)}", timeout_s=self._timeout
+            )
+        )
 
     def list_slices(self, node_name: str) -> list[dict[str, Any]]:
         result = self._call(

@@ -620,6 +620,17 @@ def _discovery(path: str) -> JSON | None:
     return None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that disconnects mid-request (a killed daemon) is normal here, not a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys  # noqa: PLC0415
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class ApiServerEmulator:
     """HTTP front end of an ObjectStore on 127.0.0.1 (port 0 = any free port)."""
 
@@ -628,7 +639,7 @@ class ApiServerEmulator:
     ) -> None:
         self.store = store or ObjectStore()
         self.unavailable = threading.Event()  # set → every request gets 503 (fault tests)
-        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server = _QuietServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="apiserver-emulator", daemon=True

@@ -25,12 +25,16 @@ device already moved goes back to the host with its original name, MTU, MAC, add
 routes, rules and neighbours, and AttachError(device, step, cause) is raised.
 
 Failure injection for tests is explicit: `inject_failure_at="step"` or `"device:step"`.
+Fault tests that kill the daemon mid-attach pass `pause_before=("step", seconds)`: the executor
+sleeps before that step (the daemon sets it only from the test-only `KND_FAULT_ATTACH_PAUSE`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +81,8 @@ STEPS = (
     "neighbor",
     "rdma",
 )
+
+log = logging.getLogger(__name__)
 
 
 class InjectedFailureError(NetnsError):
@@ -198,13 +204,27 @@ def return_to_host(s: PodSession, host: HostSide, pod: PodSide) -> list[str]:
 
 
 class _Executor:
-    def __init__(self, session: PodSession, inject_failure_at: str | None) -> None:
+    def __init__(
+        self,
+        session: PodSession,
+        inject_failure_at: str | None,
+        pause_before: tuple[str, float] | None = None,
+    ) -> None:
         self.s = session
         self.inject = inject_failure_at
+        self.pause = pause_before
 
     @contextlib.contextmanager
     def step(self, device: str, name: str) -> Iterator[None]:
         try:
+            if self.pause is not None and self.pause[0] in (name, f"{device}:{name}"):
+                log.warning(
+                    "fault injection: pausing %.1f s before attach step %s of %s",
+                    self.pause[1],
+                    name,
+                    device,
+                )
+                time.sleep(self.pause[1])
             if self.inject in (name, f"{device}:{name}"):
                 raise InjectedFailureError(f"injected failure at {device}:{name}")
             yield
@@ -345,6 +365,7 @@ def attach(
     *,
     inject_failure_at: str | None = None,
     host_netns_fd: int | None = None,
+    pause_before: tuple[str, float] | None = None,
 ) -> list[Attached]:
     """Attach every device of one pod into `netns_path`; all or nothing.
 
@@ -358,7 +379,7 @@ def attach(
     if len(names) != len(set(names)):
         raise PlanError(f"two devices of the pod want the same interface name: {names}")
     session = PodSession.open(netns_path, host_netns_fd)
-    ex = _Executor(session, inject_failure_at)
+    ex = _Executor(session, inject_failure_at, pause_before)
     try:
         results = []
         for plan in plans:

@@ -140,3 +140,37 @@ def test_submit_returns_while_apply_is_slow() -> None:
     finally:
         applier.release.set()
         writer.close()
+
+
+class _SlowApplier:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def apply_devices(self, namespace: str, name: str, body: Any, driver: str) -> None:
+        self.calls += 1
+        self.release.wait(5)
+
+
+def test_forget_drops_a_claims_entries_even_while_its_apply_is_in_flight() -> None:
+    applier = _SlowApplier()
+    writer = StatusWriter(applier=applier, driver=DRIVER)  # type: ignore[arg-type]
+    try:
+        writer.submit("default", "a", [_ready("eth1", "10.0.0.5/24")])
+        writer.submit("default", "b", [_ready("eth2", "10.0.0.6/24")])
+        applier.release.set()
+        assert writer.flush()
+        assert writer.known_claims() == 2
+        writer.forget("default", "a")
+        assert writer.known_claims() == 1
+        applier.release.clear()
+        writer.submit("default", "b", [_ready("eth3", "10.0.0.7/24")])
+        deadline = time.monotonic() + 5
+        while applier.calls < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        writer.forget("default", "b")  # while its apply is in flight
+        applier.release.set()
+        assert writer.flush()
+        assert writer.known_claims() == 0, "a forgotten claim is not kept after its apply"
+    finally:
+        writer.close()
