@@ -56,17 +56,9 @@ def _canonical_ip(value: str | None) -> str | None:
 
 
 def _merge_list(base: list[T], override: list[T], key: Callable[[T], Hashable]) -> list[T]:
-    out = list(base)
     index: dict[Hashable, int] = {}
     deduped: list[T] = []
-    for item in out:
-        k = key(item)
-        if k in index:
-            deduped[index[k]] = item
-        else:
-            index[k] = len(deduped)
-            deduped.append(item)
-    for item in override:
+    for item in [*base, *override]:
         k = key(item)
         if k in index:
             deduped[index[k]] = item
