@@ -114,6 +114,7 @@ class Daemon:
         )
         self._rescan = _Rescan(self)
         self._events: NetlinkEvents | None = None
+        self._health_monitor: HealthMonitor | None = None
         self.lifecycle = Lifecycle(
             [
                 Step("metrics", self._start_server, self._stop_server),
@@ -193,7 +194,11 @@ class Daemon:
             plan_builder=NetnsPlanBuilder(rdma_mode=self.rdma_mode, sysfs_root=self.sysfs_root),
             pool=self.opts.node_name,
         )
-        monitor = HealthMonitor(SysfsLinkProbe(self.health_targets, Path(self.sysfs_root)))
+        # Link events poke the monitor (see _on_netlink_event); the poll is only a backstop.
+        monitor = HealthMonitor(
+            SysfsLinkProbe(self.health_targets, Path(self.sysfs_root)), poll_s=5.0
+        )
+        self._health_monitor = monitor
         self.kubelet = KubeletPlugin(
             self.opts.driver_name,
             _Timed(engine, self.metrics, self.status),
@@ -253,12 +258,18 @@ class Daemon:
 
     def _start_publisher(self) -> None:
         self._rescan.start()
-        self._events = NetlinkEvents(self._rescan.request)
+        self._events = NetlinkEvents(self._on_netlink_event)
         try:
             self._events.start()
         except Exception:
             log.exception("netlink events unavailable; rescanning on the periodic resync only")
             self._events = None
+
+    def _on_netlink_event(self) -> None:
+        """Links, addresses or routes changed: rescan (rate limited) and re-probe health."""
+        self._rescan.request()
+        if self._health_monitor is not None:
+            self._health_monitor.poke()
 
     def _stop_publisher(self) -> None:
         if self._events is not None:

@@ -2,7 +2,9 @@
 
 Looks in `/usr/share/misc/pci.ids` then `/usr/share/hwdata/pci.ids` (or an explicit path). When
 no database is present every lookup returns None and callers publish the numeric ids. The file is
-parsed once per path (≈30 ms for the Debian file) and cached for the life of the process.
+indexed once per path (vendor names plus the offset of each vendor's block) and a vendor's
+devices and subsystems are parsed on first lookup, so the daemon holds the names of the vendors
+it has seen rather than the whole database (~13 MB parsed).
 """
 
 from __future__ import annotations
@@ -22,16 +24,30 @@ class PciIds:
     devices: dict[tuple[str, str], str] = field(default_factory=dict)
     subsystems: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     source: Path | None = None
+    text: str = ""  # the raw database when indexed lazily
+    blocks: dict[str, tuple[int, int]] = field(default_factory=dict)  # vendor → text span
+    parsed: set[str] = field(default_factory=set)  # vendors whose block is parsed
+
+    def _ensure(self, vendor_id: str) -> None:
+        if vendor_id in self.parsed or vendor_id not in self.blocks:
+            return
+        self.parsed.add(vendor_id)
+        start, end = self.blocks[vendor_id]
+        block = parse(self.text[start:end])
+        self.devices.update(block.devices)
+        self.subsystems.update(block.subsystems)
 
     def vendor(self, vendor_id: str) -> str | None:
         return self.vendors.get(vendor_id.lower())
 
     def device(self, vendor_id: str, device_id: str) -> str | None:
+        self._ensure(vendor_id.lower())
         return self.devices.get((vendor_id.lower(), device_id.lower()))
 
     def subsystem(
         self, vendor_id: str, device_id: str, sub_vendor: str, sub_device: str
     ) -> str | None:
+        self._ensure(vendor_id.lower())
         key = (vendor_id.lower(), device_id.lower(), sub_vendor.lower(), sub_device.lower())
         return self.subsystems.get(key)
 
@@ -63,10 +79,31 @@ def parse(text: str, source: Path | None = None) -> PciIds:
     return ids
 
 
+def index(text: str, source: Path | None = None) -> PciIds:
+    """Vendor names and block offsets only; devices and subsystems parse on first lookup."""
+    ids = PciIds(source=source, text=text)
+    offset = 0
+    current: str | None = None
+    start = 0
+    for line in text.splitlines(keepends=True):
+        if line and line[0] not in "\t#\n":
+            if current is not None:
+                ids.blocks[current] = (start, offset)
+                current = None
+            if line.startswith("C "):
+                break
+            current, start = line[:4].lower(), offset
+            ids.vendors[current] = line[4:].strip()
+        offset += len(line)
+    if current is not None:
+        ids.blocks[current] = (start, offset)
+    return ids
+
+
 @functools.lru_cache(maxsize=8)
 def _load(path: Path) -> PciIds:
     try:
-        return parse(path.read_text(encoding="utf-8", errors="replace"), source=path)
+        return index(path.read_text(encoding="utf-8", errors="replace"), source=path)
     except OSError:
         return PciIds()
 

@@ -49,7 +49,12 @@ class HealthMonitor:
         self._states: list[DeviceHealthState] = []
         self._version = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def poke(self) -> None:
+        """Probe now (e.g. on a netlink link event) instead of at the next poll."""
+        self._wake.set()
 
     def poll_once(self) -> bool:
         """Take one snapshot; True when it differs from the previous one."""
@@ -67,7 +72,11 @@ class HealthMonitor:
             return changed
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.poll_once()
 
     def start(self) -> None:
@@ -77,6 +86,7 @@ class HealthMonitor:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread is not None:
