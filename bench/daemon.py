@@ -155,7 +155,7 @@ def event(rt: FakeRuntime, kind: int, pod: nri_pb2.PodSandbox) -> float:
 def baseline_rss(seconds: float = 3.0) -> float:
     """RSS of a Python process that imports what the daemon imports and does nothing else."""
     code = (
-        "import knd.cli.main, knd.driver.daemon, kubernetes.client, time, sys;"
+        "import knd.cli.main, knd.driver.daemon, time, sys;"
         "sys.stdout.write('up\\n'); sys.stdout.flush(); time.sleep(60)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

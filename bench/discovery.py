@@ -5,7 +5,7 @@
    limits, admin filter). Baseline in the same run: the bare pyroute2 link+address dumps (the
    floor any netlink-based scan pays) and `ip -j addr show` (a shell-out scan).
 2. Publish: 1024 devices through the slice publisher to the API server emulator (knd.lab, real
-   REST paths, schema validation) with the kubernetes client: slices created, API writes for an
+   REST paths, schema validation) with knd's REST client: slices created, API writes for an
    unchanged republish and for one changed NIC; baseline: a publisher that rewrites every slice.
 
 Needs root (netns). Prints per-step numbers and ratios and ends with `RESULT {json}` (keys
@@ -37,8 +37,9 @@ from knd.host.sysfs import SysfsRoot
 from knd.inventory.filter import DEFAULT_FILTER, AdminFilter
 from knd.inventory.model import Device
 from knd.inventory.scanner import Inventory
+from knd.kube.connection import connect_url
 from knd.kube.publisher import SlicePublisher
-from knd.kube.slice_client import KubernetesSliceClient, api_client_for
+from knd.kube.slice_client import RestSliceClient
 from knd.lab.apiserver import ApiServerEmulator
 
 PAIRS = 128
@@ -123,7 +124,7 @@ def devices(n: int, changed: int | None = None) -> list[Device]:
 def bench_publish() -> dict[str, float]:
     with ApiServerEmulator() as srv:
         srv.add_node("bench-node")
-        pub = SlicePublisher(KubernetesSliceClient(api_client_for(srv.url)), "bench-node")
+        pub = SlicePublisher(RestSliceClient(connect_url(srv.url)), "bench-node")
         t = time.perf_counter()
         first = pub.publish(devices(1024))
         first_ms = (time.perf_counter() - t) * 1000

@@ -2,7 +2,7 @@
 
 The full path as kubelet sees it: the kubelet emulator calls `v1.DRAPlugin/NodePrepareResources`
 over a unix socket; knd GETs the claim from the fake API server (HTTP on loopback, through the
-kubernetes Python client), resolves configs, locates each device and captures its host state
+knd.kube.connection), resolves configs, locates each device and captures its host state
 (netlink + sysfs: the real NetnsPlanBuilder, on 8 veth NICs created for the run; run as root),
 builds the AttachPlans and commits them to SQLite (WAL, synchronous=FULL) before answering.
 `--placeholder` measures without host capture (no root needed). Every iteration uses a new
@@ -24,13 +24,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
 from pyroute2 import IPRoute
 
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.prepare import PrepareEngine
 from knd.driver.store import StateStore
+from knd.kube.connection import connect_url
 from knd.kubelet.plugin import KubeletPlugin
 from knd.lab.apiserver_claims import FakeClaimsApiServer
 from knd.lab.kubelet import KubeletEmulator
@@ -114,7 +114,7 @@ def main() -> None:
     api_server = FakeClaimsApiServer().start()
     work = Path(tempfile.mkdtemp(prefix="knd-bench-prepare-"))
     store = StateStore(work / "state.db")
-    api = KubeClaimApi(client.ApiClient(client.Configuration(host=api_server.url)), DRIVER)
+    api = KubeClaimApi(connect_url(api_server.url), DRIVER)
     builder = NetnsPlanBuilder() if real else None
     engine = PrepareEngine(driver=DRIVER, store=store, reader=api, events=api, plan_builder=builder)
     print(f"plan builder: {'NetnsPlanBuilder (host capture on veths)' if real else 'placeholder'}")

@@ -24,7 +24,6 @@ from typing import Any
 
 import grpc
 import pytest
-from kubernetes import client
 from pyroute2 import IPRoute
 
 from knd.api.names import interface_device_name
@@ -34,6 +33,7 @@ from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.prepare import PrepareEngine
 from knd.driver.status_writer import StatusWriter
 from knd.driver.store import StateStore
+from knd.kube.connection import connect_url
 from knd.kubelet.plugin import KubeletPlugin
 from knd.lab.apiserver_claims import FakeClaimsApiServer
 from knd.lab.cri import CriClient, PodSpec
@@ -74,9 +74,7 @@ def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     tmp = tmp_path_factory.mktemp("knd-node")
     api = FakeClaimsApiServer().start()
     store = StateStore(tmp / "state" / "knd.db")
-    kube = KubeClaimApi(
-        client.ApiClient(client.Configuration(host=api.url)), component=DRIVER, host=POOL
-    )
+    kube = KubeClaimApi(connect_url(api.url), component=DRIVER, host=POOL)
     status = StatusWriter(applier=kube, driver=DRIVER, backoff_initial_s=0.05)
     sysfs = tmp / "sys"
     sysfs.mkdir()

@@ -1,5 +1,5 @@
 """The slice publisher against the emulated API server (knd.lab.apiserver: real REST paths,
-schema validation; not a real kube-apiserver), through the unchanged kubernetes client."""
+schema validation; not a real kube-apiserver), through knd's REST client (knd.kube.connection)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from knd.host.sysfs import SysfsRoot
 from knd.inventory.discover import discover
 from knd.inventory.model import Device
+from knd.kube.connection import connect_url
 from knd.kube.publisher import PublishError, SlicePublisher
-from knd.kube.slice_client import KubernetesSliceClient, api_client_for
+from knd.kube.slice_client import RestSliceClient
 from knd.lab.apiserver import NODES, SLICES, ApiServerEmulator
 from tests.fixtures import pciids as test_ids
 from tests.fixtures.sysfs import write_tree
@@ -34,7 +35,7 @@ def sriov_devices(tmp_path_factory: pytest.TempPathFactory) -> list[Device]:
 
 
 def publisher(srv: ApiServerEmulator, node: str = "node-a") -> SlicePublisher:
-    return SlicePublisher(KubernetesSliceClient(api_client_for(srv.url)), node)
+    return SlicePublisher(RestSliceClient(connect_url(srv.url)), node)
 
 
 def with_mtu(devices: list[Device], i: int, mtu: int) -> list[Device]:

@@ -11,6 +11,7 @@ from knd.driver.daemon import Daemon
 from knd.driver.logs import setup_logging
 from knd.driver.options import OptionsError, add_arguments, resolve
 from knd.inventory.filter import FilterError
+from knd.kube.connection import CredentialsError, connect
 
 log = logging.getLogger("knd.driver")
 
@@ -28,18 +29,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def api_client(kubeconfig: str, apiserver: str) -> Any:
-    """A Kubernetes ApiClient: explicit URL (lab), kubeconfig file, or in-cluster config."""
-    from kubernetes import client, config  # noqa: PLC0415 - heavy; only for the daemon
-
-    if apiserver:
-        return client.ApiClient(client.Configuration(host=apiserver))
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
-
-
 def run(args: argparse.Namespace) -> int:
     """Handler of `knd driver`: exit 0 after a clean shutdown, 1 on a fatal start-up error."""
     try:
@@ -50,10 +39,14 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(opts.log_format, opts.verbosity)
     log.info("knd driver starting: %s", opts)
     try:
-        daemon = Daemon(opts, api_client(opts.kubeconfig, args.apiserver), args.sysfs_root)
+        api = connect(apiserver=args.apiserver, kubeconfig=opts.kubeconfig)
+        daemon = Daemon(opts, api, args.sysfs_root)
         daemon.run()
     except FilterError as exc:
         log.error("invalid --filter: %s", exc)
+        return 1
+    except CredentialsError as exc:
+        log.error("no API server credentials: %s", exc)
         return 1
     except Exception:
         log.exception("fatal error")

@@ -1,31 +1,28 @@
 """The engine's view of the API server: read a claim, apply claim status, record Events.
 
 Small Protocols so the engine is testable and the transport replaceable; `KubeClaimApi`
-implements all three with the kubernetes Python client (`ResourceV1Api`; Events by plain
-REST, knd.kube.rest).
+implements all three as REST calls over `knd.kube.connection.ApiConnection`: GET of
+`resource.k8s.io/v1` resourceclaims, server-side apply of their `status` subresource, POST of
+core/v1 Events.
 Claims are handled as plain JSON dicts exactly as the API server sends them (camelCase keys),
 so no client-model conversion can drop fields.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from kubernetes import client
-
 from knd.driver.errors import ClaimNotFoundError, TransientError
-from knd.kube.rest import quote, request_json
+from knd.kube.connection import APPLY_PATCH_TYPE, ApiConnection, quote
+from knd.kube.errors import ApiError, NotFoundError
 
 log = logging.getLogger(__name__)
 
 Claim = Mapping[str, Any]
-
-APPLY_PATCH = "application/apply-patch+yaml"
 
 
 class ClaimReader(Protocol):
@@ -52,36 +49,29 @@ def _now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _claim_path(namespace: str, name: str) -> str:
+    return f"/apis/resource.k8s.io/v1/namespaces/{quote(namespace)}/resourceclaims/{quote(name)}"
+
+
 class KubeClaimApi:
-    """ClaimReader + StatusApplier + EventRecorder over a `kubernetes.client.ApiClient`."""
+    """ClaimReader + StatusApplier + EventRecorder over an `ApiConnection`."""
 
     def __init__(
-        self, api_client: Any, component: str, host: str = "", timeout_s: float = 10.0
+        self, conn: ApiConnection, component: str, host: str = "", timeout_s: float = 10.0
     ) -> None:
-        self._client = api_client
-        self._resource = client.ResourceV1Api(api_client)
-        self._exc = client.exceptions.ApiException
+        self._conn = conn
         self.component = component
         self.host = host
         self.timeout_s = timeout_s
 
     def get(self, namespace: str, name: str) -> Claim:
         try:
-            resp: Any = self._resource.read_namespaced_resource_claim(
-                name, namespace, _preload_content=False, _request_timeout=self.timeout_s
-            )
-            data: dict[str, Any] = json.loads(resp.data)
-            return data
-        except self._exc as exc:
-            if exc.status == 404:
-                raise ClaimNotFoundError(
-                    f"ResourceClaim {namespace}/{name} not found in the API server"
-                ) from exc
-            raise TransientError(
-                f"reading ResourceClaim {namespace}/{name}: API server answered "
-                f"{exc.status} {exc.reason}"
+            return self._conn.request("GET", _claim_path(namespace, name), timeout_s=self.timeout_s)
+        except NotFoundError as exc:
+            raise ClaimNotFoundError(
+                f"ResourceClaim {namespace}/{name} not found in the API server"
             ) from exc
-        except Exception as exc:
+        except ApiError as exc:
             raise TransientError(f"reading ResourceClaim {namespace}/{name}: {exc}") from exc
 
     def apply_devices(
@@ -94,16 +84,15 @@ class KubeClaimApi:
             "status": {"devices": devices},
         }
         try:
-            self._resource.patch_namespaced_resource_claim_status(
-                name,
-                namespace,
-                body,
-                field_manager=manager,
-                force=True,
-                _content_type=APPLY_PATCH,
-                _request_timeout=self.timeout_s,
+            self._conn.request(
+                "PATCH",
+                _claim_path(namespace, name) + "/status",
+                body=body,
+                query={"fieldManager": manager, "force": "true"},
+                content_type=APPLY_PATCH_TYPE,
+                timeout_s=self.timeout_s,
             )
-        except Exception as exc:
+        except ApiError as exc:
             raise TransientError(f"applying status of {namespace}/{name}: {exc}") from exc
 
     def warning(self, claim: Claim, reason: str, message: str) -> None:
@@ -132,15 +121,13 @@ class KubeClaimApi:
             "count": 1,
         }
         try:
-            # Plain REST: the generated CoreV1Api costs ~65 MB RSS (knd.kube.rest).
-            request_json(
-                self._client,
+            self._conn.request(
                 "POST",
                 f"/api/v1/namespaces/{quote(namespace)}/events",
                 body=body,
                 timeout_s=self.timeout_s,
             )
-        except Exception as exc:
+        except Exception as exc:  # an Event is best effort: never fail the caller
             log.warning(
                 "cannot record event %s on claim %s/%s: %s",
                 reason,

@@ -40,8 +40,9 @@ from knd.inventory.discover import Options as InventoryOptions
 from knd.inventory.filter import AdminFilter
 from knd.inventory.rescan import Rescanner
 from knd.inventory.scanner import Inventory, ScanResult
+from knd.kube.connection import ApiConnection
 from knd.kube.publisher import PublishError, SlicePublisher
-from knd.kube.slice_client import KubernetesSliceClient
+from knd.kube.slice_client import RestSliceClient
 from knd.kubelet.health import HealthMonitor
 from knd.kubelet.health_probe import HealthTarget, SysfsLinkProbe
 from knd.kubelet.plugin import KubeletPlugin
@@ -83,11 +84,11 @@ class ReconcileReport:
 
 
 class Daemon:
-    """Builds and runs the whole node daemon from `DaemonOptions` and a Kubernetes API client."""
+    """Builds and runs the whole node daemon from `DaemonOptions` and an API server connection."""
 
-    def __init__(self, opts: DaemonOptions, api_client: Any, sysfs_root: str = "/sys") -> None:
+    def __init__(self, opts: DaemonOptions, api: ApiConnection, sysfs_root: str = "/sys") -> None:
         self.opts = opts
-        self.api_client = api_client
+        self.api = api
         self.sysfs_root = sysfs_root
         self.metrics = DriverMetrics()
         self.health = HealthState()
@@ -109,9 +110,7 @@ class Daemon:
             admin_filter=self.admin_filter,
             options=InventoryOptions(move_ib_interfaces=opts.move_ib_interfaces),
         )
-        self._publisher = SlicePublisher(
-            KubernetesSliceClient(api_client), opts.node_name, opts.driver_name
-        )
+        self._publisher = SlicePublisher(RestSliceClient(api), opts.node_name, opts.driver_name)
         self._rescan = _Rescan(self)
         self._events: NetlinkEvents | None = None
         self._health_monitor: HealthMonitor | None = None
@@ -175,9 +174,7 @@ class Daemon:
 
     def _start_kubelet(self) -> None:
         assert self.store is not None
-        kube = KubeClaimApi(
-            self.api_client, component=self.opts.driver_name, host=self.opts.node_name
-        )
+        kube = KubeClaimApi(self.api, component=self.opts.driver_name, host=self.opts.node_name)
         # Retries with backoff capped at 10 s for about ten minutes: an API server outage
         # delays status, it never loses it while the daemon runs.
         self.status = StatusWriter(

@@ -18,15 +18,12 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
-
-from kubernetes import client
-from kubernetes import config as kubeconfig
 
 from knd.api.attributes import DEFAULT_DRIVER_NAME
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.prepare import PrepareEngine
 from knd.driver.store import DEFAULT_PATH, StateStore
+from knd.kube.connection import connect
 from knd.kubelet.health import HealthMonitor
 from knd.kubelet.health_probe import HealthTarget, SysfsLinkProbe
 from knd.kubelet.plugin import KubeletPlugin
@@ -52,19 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sysfs-root", type=Path, default=Path("/sys"))
 
 
-def _api_client(args: argparse.Namespace) -> client.ApiClient:
-    if args.apiserver:
-        cfg = client.Configuration(host=args.apiserver)
-        return client.ApiClient(cfg)
-    if args.kubeconfig:
-        loader: Any = kubeconfig
-        api: client.ApiClient = loader.new_client_from_config(config_file=args.kubeconfig)
-        return api
-    incluster: Any = kubeconfig
-    incluster.load_incluster_config()
-    return client.ApiClient()
-
-
 def _targets(specs: list[str]) -> list[HealthTarget]:
     out = []
     for spec in specs:
@@ -78,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     store = StateStore(args.db_path)
     log.info("state store %s: %d prepared claims", args.db_path, len(store.claims()))
-    api = KubeClaimApi(_api_client(args), component=args.driver_name, host=args.node_name)
+    conn = connect(apiserver=args.apiserver, kubeconfig=args.kubeconfig)
+    api = KubeClaimApi(conn, component=args.driver_name, host=args.node_name)
     engine = PrepareEngine(driver=args.driver_name, store=store, reader=api, events=api)
     targets = _targets(args.health_netdev)
     health = HealthMonitor(SysfsLinkProbe(lambda: targets, args.sysfs_root))

@@ -2,8 +2,9 @@
 
 The expression sees `device.driver` (the driver name) and `device.attributes[domain][id]` (qualified
 names split at the first `/`; the `dra.net` and `resource.kubernetes.io` domains always exist,
-possibly empty), like a DeviceClass selector. It is compiled once (Rust CEL, `cel` package) at
-start-up; a syntax error raises `FilterError` with the compiler's message (start-up fails).
+possibly empty), like a DeviceClass selector. It is compiled once (Rust CEL, the `cel` package
+loaded by knd.inventory.cel_engine) at start-up; a syntax error raises `FilterError` with the
+compiler's message (start-up fails).
 
 Per device: `true` keeps it, `false` or any non-bool result drops it, and an evaluation error
 (e.g. reading an attribute the device does not have — offline scans lack netlink attributes)
@@ -15,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cel
-
 from knd.api.attributes import DEFAULT_DRIVER_NAME, DRANET_DOMAIN, STANDARD_DOMAIN
+from knd.inventory import cel_engine
 from knd.inventory.model import Device
 
 #: DraNet's default: do not publish veth interfaces.
@@ -54,7 +54,7 @@ class AdminFilter:
         self._program: Any = None
         if self.expression:
             try:
-                self._program = cel.compile(self.expression)
+                self._program = cel_engine.compile(self.expression)
             except Exception as exc:  # the cel package raises ValueError/RuntimeError
                 raise FilterError(f"invalid filter expression: {exc}") from exc
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
+from knd.inventory import cel_engine
 
 
 class SelectorError(Exception):
@@ -84,7 +84,7 @@ class DeviceSelector:
     def __init__(self, expression: str) -> None:
         self.expression = expression
         try:
-            self._program = cel.compile(expression)
+            self._program = cel_engine.compile(expression)
         except (ValueError, RuntimeError) as exc:
             raise SelectorError(f"cannot compile {expression!r}: {exc}") from exc
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from knd.api.names import interface_device_name
 from knd.driver.claim_api import KubeClaimApi
@@ -20,6 +19,7 @@ from knd.driver.errors import ClaimError
 from knd.driver.netns_plans import NetnsPlanBuilder, SysfsDeviceLocator
 from knd.driver.prepare import PrepareEngine
 from knd.driver.store import StateStore
+from knd.kube.connection import connect_url
 from knd.kubelet.types import ClaimRef
 from knd.lab.apiserver_claims import FakeClaimsApiServer
 from knd.netns.attach import attach
@@ -35,9 +35,7 @@ from kubelet_claims import DRIVER, POOL, claim, opaque
 def engine(tmp_path: Path) -> Iterator[tuple[PrepareEngine, FakeClaimsApiServer, StateStore]]:
     server = FakeClaimsApiServer().start()
     store = StateStore(tmp_path / "knd.db")
-    api = KubeClaimApi(
-        client.ApiClient(client.Configuration(host=server.url)), component=DRIVER, host=POOL
-    )
+    api = KubeClaimApi(connect_url(server.url), component=DRIVER, host=POOL)
     eng = PrepareEngine(
         driver=DRIVER, store=store, reader=api, events=api, plan_builder=NetnsPlanBuilder()
     )

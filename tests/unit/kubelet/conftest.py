@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from kubelet_claims import DRIVER, POOL
-from kubernetes import client
 
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.prepare import PrepareEngine
 from knd.driver.store import StateStore
+from knd.kube.connection import connect_url
 from knd.kubelet.plugin import KubeletPlugin
 from knd.lab.apiserver_claims import FakeClaimsApiServer
 from knd.lab.kubelet import KubeletEmulator
@@ -29,8 +29,7 @@ def apiserver() -> Iterator[FakeClaimsApiServer]:
 
 @pytest.fixture
 def kube_api(apiserver: FakeClaimsApiServer) -> KubeClaimApi:
-    api_client = client.ApiClient(client.Configuration(host=apiserver.url))
-    return KubeClaimApi(api_client, component=DRIVER, host=POOL)
+    return KubeClaimApi(connect_url(apiserver.url), component=DRIVER, host=POOL)
 
 
 @pytest.fixture

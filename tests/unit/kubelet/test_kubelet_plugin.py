@@ -1,5 +1,5 @@
 """The DRA plugin end to end on the wire: emulated kubelet ⇄ knd over unix sockets, claims in
-an emulated API server (HTTP on loopback) read through the kubernetes Python client."""
+an emulated API server (HTTP on loopback) read through knd.kube.connection."""
 
 from __future__ import annotations
 

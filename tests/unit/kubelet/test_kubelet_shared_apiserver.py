@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from kubelet_claims import DRIVER, GPU, POOL, claim, opaque, ref
-from kubernetes import client
 
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.prepare import PrepareEngine
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.driver.store import StateStore
+from knd.kube.connection import connect_url
 from knd.kubelet.plugin import KubeletPlugin
 from knd.lab.apiserver import CLAIMS, ApiServerEmulator
 from knd.lab.kubelet import KubeletEmulator
@@ -38,7 +38,7 @@ def test_prepare_and_status_through_shared_emulator(
     )
     del raw["metadata"]["uid"]  # the server assigns it
     created = shared.store.create(CLAIMS, "default", raw)  # schema-validated (strict)
-    api = KubeClaimApi(client.ApiClient(client.Configuration(host=shared.url)), DRIVER, POOL)
+    api = KubeClaimApi(connect_url(shared.url), DRIVER, POOL)
     engine = PrepareEngine(driver=DRIVER, store=store, reader=api, events=api)
     plugin = KubeletPlugin(DRIVER, engine, kroot)
     plugin.start()

@@ -1,4 +1,4 @@
-"""Claim status writer: SSA of status.devices through the kubernetes client, retries, bounds."""
+"""Claim status writer: SSA of status.devices through knd.kube.connection, retries, bounds."""
 
 from __future__ import annotations
 
