@@ -170,13 +170,13 @@ class ApiConnection:
             method, target, payload, headers, timeout_s or self.timeout_s
         )
         if not 200 <= status <= 299:
-            raise for_status(status, f"{method} {path}: {_status_message(data, reason)}")
+            raise for_status(status, _status_message(data, reason), f"{method} {path}")
         if not data:
             return {}
         try:
             out: dict[str, Any] = json.loads(data)
         except ValueError as exc:
-            raise ApiError(status, f"{method} {path}: answer is not JSON") from exc
+            raise ApiError(status, "answer is not JSON", f"{method} {path}") from exc
         return out
 
     def _exchange(
@@ -200,10 +200,16 @@ class ApiConnection:
                 self._drop_connection()
                 if reused and attempt == 1:
                     continue  # the server closed an idle keep-alive connection; reopen once
-                raise ApiError(0, f"API server {self.server} closed the connection: {exc}") from exc
+                raise ApiError(
+                    0,
+                    f"API server {self.server} closed the connection: {exc}",
+                    f"{method} {target}",
+                ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_connection()
-                raise ApiError(0, f"API server {self.server} unreachable: {exc}") from exc
+                raise ApiError(
+                    0, f"API server {self.server} unreachable: {exc}", f"{method} {target}"
+                ) from exc
         raise AssertionError("unreachable")
 
 

@@ -1,17 +1,21 @@
-"""A small JSON client for the lab's API server emulator (stdlib HTTP, no auth).
+"""A small JSON client for the lab's API server emulator (no auth): kinds, paths and watch.
 
-The lab's own processes (controller, `knd lab`, bench) use it for plain REST calls; the driver
-uses the official Kubernetes client against the same server. Errors raise `RestError` carrying
-the HTTP code and the Kubernetes Status message.
+The lab's own processes (controller, `knd lab`, bench) use it for plain REST calls; the calls
+go over the driver's own `knd.kube.connection` (watch streams over urllib). Errors raise
+`RestError` carrying the HTTP code and the Kubernetes Status message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+
+from knd.kube.connection import MERGE_PATCH_TYPE, ApiConnection, CredentialsError, connect_url
+from knd.kube.errors import ApiError
 
 JSON = dict[str, Any]
 
@@ -42,6 +46,9 @@ class RestClient:
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._conn: ApiConnection | None = None
+        with contextlib.suppress(CredentialsError):  # a bad URL is reported by the first call
+            self._conn = connect_url(self.url, timeout)
 
     def path(self, kind: str, namespace: str = "", name: str = "", sub: str = "") -> str:
         """The REST path of a kind (collection, or one object and its subresource)."""
@@ -59,23 +66,12 @@ class RestClient:
     def call(
         self, method: str, path: str, body: Any = None, ctype: str = "application/json"
     ) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        if not self.url.startswith(("http://", "https://")):
+        if self._conn is None:
             raise RestError(0, f"not an http(s) URL: {self.url}")
-        req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
-        if data is not None:
-            req.add_header("Content-Type", ctype)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                return json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            try:
-                message = str(json.loads(exc.read()).get("message", exc.reason))
-            except ValueError:
-                message = str(exc.reason)
-            raise RestError(exc.code, message) from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise RestError(0, f"API server unreachable: {exc}") from exc
+            return self._conn.request(method, path, body=body, content_type=ctype)
+        except ApiError as exc:
+            raise RestError(exc.status, exc.message) from exc
 
     def list(self, kind: str, namespace: str | None = None) -> list[JSON]:
         """Every object of a kind (all namespaces when `namespace` is None)."""
@@ -103,7 +99,7 @@ class RestClient:
 
     def merge_patch(self, kind: str, name: str, namespace: str, patch: JSON, sub: str = "") -> JSON:
         out: JSON = self.call(
-            "PATCH", self.path(kind, namespace, name, sub), patch, "application/merge-patch+json"
+            "PATCH", self.path(kind, namespace, name, sub), patch, MERGE_PATCH_TYPE
         )
         return out
 
