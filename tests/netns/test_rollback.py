@@ -12,7 +12,7 @@ from knd.netns.attach import STEPS, attach
 from knd.netns.errors import AttachError, PlanError
 from knd.netns.plan import AttachPlan, RdmaPlan, Route, Toggle
 
-from .conftest import Lab, Nic, addrs, ipj, link, routes
+from .conftest import Lab, Nic, addrs, ipj, link, routes, sh
 from .helpers import drop_rule, give_host_state, plan_for
 
 pytestmark = pytest.mark.netns
@@ -28,7 +28,7 @@ CONFIG = {
     "routes": [{"destination": "10.{n}.9.0/24", "gateway": "10.{n}.1.1"}],
     "rules": [{"priority": 500, "source": "10.{n}.1.0/24", "table": 100}],
     "neighbors": [{"destination": "10.{n}.1.77", "hardwareAddr": "02:00:00:00:77:77"}],
-    "ethtool": {"features": {"gro": False}},
+    "ethtool": {"features": {"tso": False}},  # veth has TSO on: the rollback must restore it
 }
 
 
@@ -45,7 +45,15 @@ def _snapshot(nic: Nic) -> tuple[object, ...]:
         for r in routes(None, nic.name)
         if r.get("table") != "local"
     )
-    return data["mtu"], data["address"], "UP" in data["flags"], addrs(None, nic.name), rts
+    features = sorted(sh("ethtool", "-k", nic.name).splitlines()[1:])
+    return (
+        data["mtu"],
+        data["address"],
+        "UP" in data["flags"],
+        addrs(None, nic.name),
+        rts,
+        features,
+    )
 
 
 def _pod_links(pod: str) -> set[str]:

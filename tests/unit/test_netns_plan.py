@@ -22,6 +22,7 @@ from knd.netns.plan import (
     Neighbor,
     Route,
     Rule,
+    Toggle,
 )
 
 pytestmark = pytest.mark.unit
@@ -168,6 +169,45 @@ def test_ethtool_legacy_aliases() -> None:
     }
     with pytest.raises(PlanError, match="private flag"):
         build({"ethtool": {"privateFlags": {"some-flag": True}}})
+
+
+def test_host_side_records_the_host_value_of_each_toggle_the_pod_changes() -> None:
+    """Ethtool state moves with the device: detach needs the host's values to set them back."""
+    values = tuple(Toggle(n, n != "rx-gro") for n in VETH_FEATURES)  # GRO off, the rest on
+    state = dataclasses.replace(STATE, feature_values=values)
+    plan = build_plan(
+        "eth1", "uid", decode({"ethtool": {"features": {"tso": False, "gro": True}}}), state
+    )
+    assert plan.host is not None and plan.pod is not None
+    assert {t.name: t.enable for t in plan.host.features} == {
+        "rx-gro": False,
+        "tx-tcp-ecn-segmentation": True,
+        "tx-tcp-mangleid-segmentation": True,
+        "tx-tcp-segmentation": True,
+        "tx-tcp6-segmentation": True,
+    }
+    assert {t.name for t in plan.pod.features} == {t.name for t in plan.host.features}
+    assert build({}).host == HOST  # nothing toggled: nothing to restore
+    assert AttachPlan.from_json(plan.to_json()) == plan
+
+
+def test_plans_persisted_before_the_restore_fields_still_decode() -> None:
+    """A plan stored by an older knd (no host sizes or toggles) decodes; it restores less."""
+    data = json.loads(build({"interface": {"gsoMaxSize": 32768}}).to_json())
+    for key in ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size"):
+        data["host"].pop(key)
+    data["host"].pop("features")
+    data["host"].pop("private_flags")
+    plan = AttachPlan.from_json(json.dumps(data))
+    assert plan.host is not None and plan.host.gso_max_size is None and plan.host.features == ()
+    bad = json.loads(build({}).to_json())
+    bad["host"]["gso_max_size"] = 0
+    with pytest.raises(PlanError, match=r"host\.gso_max_size"):
+        AttachPlan.from_json(json.dumps(bad))
+    bad = json.loads(build({}).to_json())
+    bad["host"]["features"] = [{"name": "../x", "enable": True}]
+    with pytest.raises(PlanError, match="ethtool name"):
+        AttachPlan.from_json(json.dumps(bad))
 
 
 def test_dhcp_lease_option_121_wins_over_router() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from knd.netns import rdma
 from knd.netns.errors import NetnsError, RdmaUnavailableError
-from knd.netns.rawlink import decode_ack, encode_setlink
+from knd.netns.rawlink import decode_ack, decode_sizes, encode_getlink, encode_setlink
 
 pytestmark = pytest.mark.unit
 
@@ -140,6 +140,25 @@ def test_setlink_golden() -> None:
     up = encode_setlink(2, seq=9, up=True, u32={63: 65536})
     assert up[16:32] == h("00 00 0000 02000000 01000000 01000000")
     assert up[32:] == h("0800 3f00 00000100")  # IFLA_GSO_IPV4_MAX_SIZE (63)
+
+
+def test_getlink_golden_and_sizes_decode() -> None:
+    assert encode_getlink(7, seq=3) == h(
+        "20000000 1200 0100 03000000 00000000"  # nlmsghdr: RTM_GETLINK, REQUEST
+        "00 00 0000 07000000 00000000 00000000"  # ifinfomsg: index 7
+    )
+    attrs = h("0900 0300 6574683000 000000")  # IFLA_IFNAME "eth0\0" + pad
+    attrs += h("0800 2900 00000100")  # IFLA_GSO_MAX_SIZE (41) = 65536
+    attrs += h("0800 3a00 00800000")  # IFLA_GRO_MAX_SIZE (58) = 32768
+    attrs += h("0800 3f00 00000100")  # IFLA_GSO_IPV4_MAX_SIZE (63) = 65536
+    attrs += h("0800 0400 dc050000")  # IFLA_MTU: not a size
+    body = h("00 00 0000 07000000 00000000 00000000") + attrs
+    answer = struct.pack("=IHHII", 16 + len(body), 16, 0, 3, 0) + body
+    assert decode_sizes(answer, 3) == {41: 65536, 58: 32768, 63: 65536}
+    assert decode_sizes(answer, 4) is None
+    err = struct.pack("=IHHII", 36, 2, 0, 3, 0) + struct.pack("=i", -19) + b"\0" * 16
+    with pytest.raises(OSError, match="No such device"):
+        decode_sizes(err, 3)
 
 
 def test_decode_ack() -> None:

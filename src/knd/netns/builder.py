@@ -12,6 +12,7 @@ route goes to the VRF table. Ethtool names are translated to kernel names here.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 from knd.api.config import InterfaceConfig, NetworkConfig
@@ -226,6 +227,16 @@ def build_plan(
             raise PlanError(f"unknown ethtool private flag {name!r} for this device")
         private_flags[name] = enable
 
+    # Ethtool state stays with the device across netns moves: detach sets these back.
+    current = {t.name: t.enable for t in host_state.feature_values}
+    current_flags = {t.name: t.enable for t in host_state.private_flag_values}
+    host = dataclasses.replace(
+        host,
+        features=tuple(Toggle(k, current[k]) for k in sorted(features) if k in current),
+        private_flags=tuple(
+            Toggle(k, current_flags[k]) for k in sorted(private_flags) if k in current_flags
+        ),
+    )
     pod = PodSide(
         name=iface.name or host.name,
         mtu=iface.mtu,

@@ -3,7 +3,9 @@
 For a host interface: name, ifindex, alias, MTU, MAC, permanent MAC, admin state, global-scope
 addresses, its routes in every table (skipping the local table, non-unicast routes, IPv6
 link-local destinations and IPv6 `proto kernel` routes), the rules pointing at those tables
-(not main/local/default), its permanent neighbours; its ethtool feature names; its RDMA link
+(not main/local/default), its permanent neighbours, its GSO/GRO sizes (one raw RTM_GETLINK:
+pyroute2 cannot read the IPv4 ones); its ethtool features and private flags with their values
+(detach restores the ones a pod changes); its RDMA link
 and char devices (`/dev/infiniband/rdma_cm`, `uverbsN`, `umadN`, `issmN`, found through
 sysfs, type/major/minor from stat of the node or from the sysfs `dev` file).
 
@@ -25,13 +27,16 @@ from knd.netns.hoststate import HostState
 from knd.netns.plan import (
     LOCAL_TABLE,
     MAIN_TABLE,
+    SIZE_FIELDS,
     CharDevice,
     HostSide,
     Neighbor,
     Route,
     Rule,
+    Toggle,
 )
-from knd.netns.privflags import flag_names
+from knd.netns.privflags import flag_values
+from knd.netns.rawlink import SIZE_ATTRS, LinkSocket
 
 RTN_UNICAST = 1
 RTPROT_KERNEL = 2
@@ -131,13 +136,30 @@ def capture_neighbors(ipr: Any, index: int) -> tuple[Neighbor, ...]:
     return tuple(out)
 
 
-def capture_features(ifname: str) -> tuple[str, ...]:
-    """Kernel ethtool feature names of a device (empty when ethtool is not supported)."""
+def capture_features(ifname: str) -> tuple[Toggle, ...]:
+    """Kernel ethtool features of a device with their current values, by name (empty when
+    ethtool is not supported)."""
     try:
         with Ethtool() as eth:
-            return tuple(sorted(eth.get_features(ifname).features))
+            features = eth.get_features(ifname).features
+            return tuple(Toggle(name, bool(features[name].enable)) for name in sorted(features))
     except Exception:  # the device simply has no ethtool features to offer
         return ()
+
+
+def capture_sizes(index: int) -> dict[str, int]:
+    """The link's GSO/GRO size attributes by HostSide field name (empty if unreadable)."""
+    names = dict(zip(SIZE_ATTRS, SIZE_FIELDS, strict=True))
+    try:
+        lsock = LinkSocket()
+    except OSError:
+        return {}
+    try:
+        return {names[kind]: value for kind, value in lsock.sizes(index).items()}
+    except OSError:
+        return {}
+    finally:
+        lsock.close()
 
 
 def capture_host_side(ipr: Any, ifname: str) -> HostSide:
@@ -148,6 +170,7 @@ def capture_host_side(ipr: Any, ifname: str) -> HostSide:
         raise NetnsError(f"host interface {ifname!r} not found: {exc}") from exc
     index = link["index"]
     routes = capture_routes(ipr, index)
+    sizes = capture_sizes(index)
     return HostSide(
         name=link.get("ifname"),
         ifindex=index,
@@ -160,6 +183,10 @@ def capture_host_side(ipr: Any, ifname: str) -> HostSide:
         routes=routes,
         rules=capture_rules(ipr, {r.table for r in routes}),
         neighbors=capture_neighbors(ipr, index),
+        gso_max_size=sizes.get("gso_max_size"),
+        gro_max_size=sizes.get("gro_max_size"),
+        gso_ipv4_max_size=sizes.get("gso_ipv4_max_size"),
+        gro_ipv4_max_size=sizes.get("gro_ipv4_max_size"),
     )
 
 
@@ -238,8 +265,8 @@ def capture_host_state(
 ) -> HostState:
     """Capture a netdev (`ifname`) and/or an RDMA-only device (`rdma_link`)."""
     host: HostSide | None = None
-    features: tuple[str, ...] = ()
-    private: tuple[str, ...] = ()
+    features: tuple[Toggle, ...] = ()
+    private: tuple[Toggle, ...] = ()
     if ifname is not None:
         own = ipr is None
         handle = IPRoute() if ipr is None else ipr
@@ -251,7 +278,7 @@ def capture_host_state(
         features = capture_features(ifname) if ethtool else ()
         if ethtool:
             try:
-                private = flag_names(ifname)
+                private = flag_values(ifname)
             except OSError:
                 private = ()
         if rdma_link is None:
@@ -259,8 +286,10 @@ def capture_host_state(
     chars = rdma_char_devices(rdma_link, sysfs_root, dev_root) if rdma_link else ()
     return HostState(
         host=host,
-        features=features,
-        private_flags=private,
+        features=tuple(t.name for t in features),
+        private_flags=tuple(t.name for t in private),
+        feature_values=features,
+        private_flag_values=private,
         rdma_link=rdma_link,
         rdma_char_devices=chars,
     )

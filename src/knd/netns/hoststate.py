@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from knd.netns.plan import CharDevice, HostSide
+from knd.netns.plan import CharDevice, HostSide, Toggle
 
 
 @dataclass(frozen=True, slots=True)
 class HostState:
     """Host interface (`host`, None for an RDMA-only device) plus the facts the builder needs:
-    ethtool feature and private-flag names of the device, its RDMA link and char devices."""
+    ethtool feature and private-flag names of the device and their current values (what
+    detach restores), its RDMA link and char devices."""
 
     host: HostSide | None
     features: tuple[str, ...] = ()
     private_flags: tuple[str, ...] = ()
+    feature_values: tuple[Toggle, ...] = ()
+    private_flag_values: tuple[Toggle, ...] = ()
     rdma_link: str | None = None
     rdma_char_devices: tuple[CharDevice, ...] = ()
 

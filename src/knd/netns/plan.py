@@ -31,6 +31,8 @@ SCOPE_UNIVERSE = 0
 SCOPE_LINK = 253
 SCOPE_HOST = 254
 
+#: The BIG TCP size fields of HostSide and PodSide (IFLA_{GSO,GRO}{,_IPV4}_MAX_SIZE).
+SIZE_FIELDS = ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5,19}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -111,7 +113,11 @@ class RdmaPlan:
 
 @dataclass(frozen=True, slots=True)
 class HostSide:
-    """What the interface looked like in the host at prepare time (what detach restores)."""
+    """What the interface looked like in the host at prepare time (what detach restores).
+
+    The GSO/GRO sizes are the host's values (None: the kernel did not report it); `features`
+    and `private_flags` hold the host's value of each ethtool toggle the pod side changes
+    (those stay with the device across netns moves, so detach must set them back)."""
 
     name: str
     ifindex: int
@@ -124,6 +130,12 @@ class HostSide:
     routes: tuple[Route, ...] = ()
     rules: tuple[Rule, ...] = ()
     neighbors: tuple[Neighbor, ...] = ()
+    gso_max_size: int | None = None
+    gro_max_size: int | None = None
+    gso_ipv4_max_size: int | None = None
+    gro_ipv4_max_size: int | None = None
+    features: tuple[Toggle, ...] = ()
+    private_flags: tuple[Toggle, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,9 +342,10 @@ def check_plan(plan: AttachPlan) -> None:
             _check(68 <= p.mtu <= 65535 * 4, "pod.mtu out of range")
         if p.mac is not None:
             check_mac(p.mac, "pod.mac")
-        for attr in ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size"):
-            v = getattr(p, attr)
-            _check(v is None or 0 < v < 2**32, f"pod.{attr} out of range")
+        for side, obj in (("host", h), ("pod", p)):
+            for attr in SIZE_FIELDS:
+                v = getattr(obj, attr)
+                _check(v is None or 0 < v < 2**32, f"{side}.{attr} out of range")
         _check_common(p.addresses, p.routes, p.rules, p.neighbors, "pod")
         if p.vrf is not None:
             check_ifname(p.vrf.name)
@@ -341,8 +354,8 @@ def check_plan(plan: AttachPlan) -> None:
         for s in p.sysctls:
             _check((s.family, s.key) in INTERFACE_KEYS, f"pod.sysctls: {s.family}/{s.key}")
             _check(0 <= s.value < 2**31, "pod.sysctls: value out of range")
-        for t in (*p.features, *p.private_flags):
-            _check(bool(_NAME.match(t.name)), f"pod ethtool name {t.name!r} is invalid")
+        for t in (*p.features, *p.private_flags, *h.features, *h.private_flags):
+            _check(bool(_NAME.match(t.name)), f"ethtool name {t.name!r} is invalid")
     if plan.rdma is not None:
         if plan.rdma.link is not None:
             _check(bool(_NAME.match(plan.rdma.link)), "rdma.link is invalid")

@@ -66,6 +66,19 @@ def flag_names(ifname: str, sock: socket.socket | None = None) -> tuple[str, ...
             s.close()
 
 
+def flag_values(ifname: str) -> tuple[Toggle, ...]:
+    """Each private flag of a device with its current value (empty when it has none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        names = flag_names(ifname, s)
+        if not names:
+            return ()
+        value = ctypes.create_string_buffer(8)
+        struct.pack_into("=II", value, 0, ETHTOOL_GPFLAGS, 0)
+        _ioctl(s, ifname, value)
+        (bits,) = struct.unpack_from("=I", value, 4)
+    return tuple(Toggle(name, bool(bits & (1 << i))) for i, name in enumerate(names))
+
+
 def apply_private_flags(ifname: str, toggles: tuple[Toggle, ...]) -> None:
     """Set private flags by name (PlanError for a name the device lacks)."""
     if not toggles:

@@ -1,8 +1,10 @@
-"""A hand-encoded RTM_NEWLINK "set link" request: move + rename + MTU + MAC + GSO/GRO sizes.
+"""A hand-encoded RTM_NEWLINK "set link" request: move + rename + MTU + MAC + GSO/GRO sizes,
+and the RTM_GETLINK that reads those sizes back.
 
-pyroute2 0.9 lacks IFLA_GSO_IPV4_MAX_SIZE / IFLA_GRO_IPV4_MAX_SIZE, and the move must carry
-everything in one request, so this module encodes that one message itself and reads the ack.
-Attribute numbers are the positions in `enum` IFLA_* of linux/if_link.h.
+pyroute2 0.9 lacks IFLA_GSO_IPV4_MAX_SIZE / IFLA_GRO_IPV4_MAX_SIZE (it decodes them as UNKNOWN,
+without the value), and the move must carry everything in one request, so this module encodes
+those messages itself. Attribute numbers are the positions in `enum` IFLA_* of
+linux/if_link.h.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import struct
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK = 16
+RTM_GETLINK = 18
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -29,6 +32,8 @@ IFLA_GRO_MAX_SIZE = 58
 IFLA_GSO_IPV4_MAX_SIZE = 63
 IFLA_GRO_IPV4_MAX_SIZE = 64
 IFF_UP = 0x1
+#: The four BIG TCP size attributes (the kernel omits the IPv4 ones before Linux 6.3).
+SIZE_ATTRS = (IFLA_GSO_MAX_SIZE, IFLA_GRO_MAX_SIZE, IFLA_GSO_IPV4_MAX_SIZE, IFLA_GRO_IPV4_MAX_SIZE)
 ACK_TIMEOUT = 2.0  # seconds: never hang an NRI hook on a lost ack
 
 _seq = itertools.count(1)
@@ -91,6 +96,39 @@ def decode_ack(data: bytes, seq: int) -> int:
     return -1
 
 
+def encode_getlink(index: int, *, seq: int) -> bytes:
+    """One RTM_GETLINK request for the link `index` (no dump)."""
+    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, 0, 0)
+    return struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body
+
+
+def decode_sizes(data: bytes, seq: int) -> dict[int, int] | None:
+    """The SIZE_ATTRS values in the RTM_NEWLINK answering `seq`; None if it is not in `data`.
+    Raises OSError for an NLMSG_ERROR answer."""
+    offset = 0
+    while offset + 16 <= len(data):
+        length, kind, _flags, mseq, _pid = struct.unpack_from("=IHHII", data, offset)
+        if length < 16 or offset + length > len(data):
+            break
+        if mseq == seq and kind == NLMSG_ERROR:
+            (code,) = struct.unpack_from("=i", data, offset + 16)
+            raise OSError(-code, os.strerror(-code))
+        if mseq == seq and kind == RTM_NEWLINK:
+            out: dict[int, int] = {}
+            pos = offset + 16 + 16  # nlmsghdr + ifinfomsg
+            while pos + 4 <= offset + length:
+                alen, atype = struct.unpack_from("=HH", data, pos)
+                if alen < 4:
+                    break
+                atype &= 0x3FFF
+                if atype in SIZE_ATTRS and alen >= 8:
+                    (out[atype],) = struct.unpack_from("=I", data, pos + 4)
+                pos += (alen + 3) & ~3
+            return out
+        offset += (length + 3) & ~3
+    return None
+
+
 class LinkSocket:
     """A NETLINK_ROUTE socket for set-link requests (in the netns it was created in)."""
 
@@ -112,6 +150,15 @@ class LinkSocket:
             if code == -1:
                 continue
             raise OSError(errno.EPROTO, "bad netlink ack")  # pragma: no cover
+
+    def sizes(self, index: int) -> dict[int, int]:
+        """The GSO/GRO size attributes the kernel reports for `index` (IFLA number → value)."""
+        seq = next(_seq) & 0x7FFFFFFF
+        self.sock.send(encode_getlink(index, seq=seq))
+        while True:
+            found = decode_sizes(self.sock.recv(65536), seq)
+            if found is not None:
+                return found
 
     def close(self) -> None:
         self.sock.close()

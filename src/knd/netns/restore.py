@@ -1,18 +1,21 @@
 """Give an interface back to the host and restore its captured host state.
 
 Used by detach (StopPodSandbox) and by the attach rollback. Restores, in this order: name,
-MTU, MAC (one set-link), alias, admin state, addresses, routes (only when the link is up: the
-kernel drops routes of a down link), rules, permanent neighbours. Every addition treats EEXIST
-as success, so restoring twice is harmless. Errors do not stop the remaining steps: they are
-returned as "step: message" strings.
+MTU, MAC (one set-link), GSO/GRO sizes, ethtool features and private flags the pod changed
+(they stay with the device across netns moves), alias, admin state, addresses, routes (only
+when the link is up: the kernel drops routes of a down link), rules, permanent neighbours.
+Every addition treats EEXIST as success, so restoring twice is harmless. Errors do not stop
+the remaining steps: they are returned as "step: message" strings.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from knd.netns.plan import HostSide
-from knd.netns.rawlink import LinkSocket
+from knd.netns.ethtool_apply import apply_features
+from knd.netns.plan import SIZE_FIELDS, HostSide
+from knd.netns.privflags import apply_private_flags
+from knd.netns.rawlink import SIZE_ATTRS, LinkSocket
 from knd.netns.rtnl import add_address, add_neighbor, add_route, add_rule, link_index
 
 
@@ -35,7 +38,8 @@ def find_host_link(ipr: Any, host: HostSide) -> int | None:
 
 
 def restore_host(ipr: Any, lsock: LinkSocket, host: HostSide, index: int) -> list[str]:
-    """Restore name/MTU/MAC/alias/admin state/addresses/routes/rules/neighbours of `index`."""
+    """Restore name/MTU/MAC/sizes/ethtool/alias/admin state/addresses/routes/rules/neighbours
+    of `index`."""
     errors: list[str] = []
 
     def attempt(step: str, fn: Any, *args: Any) -> None:
@@ -49,6 +53,19 @@ def restore_host(ipr: Any, lsock: LinkSocket, host: HostSide, index: int) -> lis
         attempt("rename", lambda: lsock.setlink(index, up=False))
         attempt("rename", lambda: lsock.setlink(index, ifname=host.name))
     attempt("link", lambda: lsock.setlink(index, mtu=host.mtu, mac=host.mac))
+    sizes = {
+        kind: value
+        for kind, name in zip(SIZE_ATTRS, SIZE_FIELDS, strict=True)
+        if (value := getattr(host, name)) is not None
+    }
+    if sizes:
+        attempt("sizes", lambda: lsock.setlink(index, u32=sizes))
+    if host.features or host.private_flags:
+        ifname = str(ipr.link("get", index=index)[0].get("ifname"))
+        if host.features:
+            attempt("ethtool", apply_features, ifname, host.features)
+        if host.private_flags:
+            attempt("private-flags", apply_private_flags, ifname, host.private_flags)
     if host.alias:
         attempt("alias", lambda: lsock.setlink(index, alias=host.alias))
     for cidr in host.addresses:
