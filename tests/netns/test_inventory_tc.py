@@ -1,6 +1,7 @@
-"""TC eBPF filter names reach the published attributes (`dra.net/tcFilterNames`, `ebpf`):
-a real SCHED_CLS program (loaded with bpf(2)) attached as a named direct-action cls_bpf filter
-on a veth in a throwaway netns, then `knd inventory -o json` run inside that netns."""
+"""eBPF program names reach the published attributes (`dra.net/tcFilterNames`,
+`tcxProgramNames`, `ebpf`): real SCHED_CLS programs (loaded with bpf(2)) attached as named
+direct-action cls_bpf filters, or through TCX bpf links, on veths in a throwaway netns, then
+`knd inventory -o json` run inside that netns."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 import pytest
 from pyroute2 import IPRoute
 
+from knd.host.bpf import BPF_TCX_EGRESS, BPF_TCX_INGRESS
+from knd.host.netlink import LiveNetlink
 from knd.netns import ebpf
 from knd.netns.nsfd import NetnsWorker, open_netns
 from tests.netns.conftest import unique
@@ -73,3 +76,54 @@ def test_tc_bpf_filter_names_are_published(ns: str) -> None:
     assert devices["kitc0"]["dra.net/ebpf"] == {"bool": True}
     assert devices["kitc1"]["dra.net/ebpf"] == {"bool": False}
     assert "dra.net/tcFilterNames" not in devices["kitc1"]
+
+
+def test_tcx_program_names_are_published(ns: str) -> None:
+    """TCX (kernel ≥ 6.6, bpf links): a program named like DraNet's e2e one on the ingress hook
+    of one veth end, an unnamed one on the egress hook of the other; both ends count as `ebpf`,
+    only the named program is listed. Read by `knd inventory` inside the netns and by
+    LiveNetlink(netns) from outside it."""
+    subprocess.run(
+        ["ip", "-n", ns, "link", "add", "kitx0", "type", "veth", "peer", "name", "kitx1"],
+        check=True,
+    )
+    named = ebpf.load_accept_all_sched_cls("handle_ingress")
+    unnamed = ebpf.load_accept_all_sched_cls()
+    fd = open_netns(f"/run/netns/{ns}")
+    worker = NetnsWorker(fd)
+    links: list[int] = []
+    try:
+
+        def attach() -> None:
+            with IPRoute() as ipr:
+                idx0 = ipr.link_lookup(ifname="kitx0")[0]
+                idx1 = ipr.link_lookup(ifname="kitx1")[0]
+            links.append(ebpf.tcx_link_create(named, idx0, BPF_TCX_INGRESS))
+            links.append(ebpf.tcx_link_create(unnamed, idx1, BPF_TCX_EGRESS))
+
+        try:
+            worker.call(attach)
+        except OSError as exc:
+            pytest.skip(f"this kernel cannot attach TCX programs: {exc}")
+        out = subprocess.run(
+            ["ip", "netns", "exec", ns, *KND, "inventory", "-o", "json", "--filter", ""],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        devices = {d["name"]: d["attributes"] for d in json.loads(out)}
+        assert devices["kitx0"]["dra.net/tcxProgramNames"] == {"string": "handle_ingress"}
+        assert devices["kitx0"]["dra.net/ebpf"] == {"bool": True}
+        assert devices["kitx1"]["dra.net/ebpf"] == {"bool": True}  # unnamed, still eBPF
+        assert "dra.net/tcxProgramNames" not in devices["kitx1"]
+        snap = {link.name: link for link in LiveNetlink(ns).snapshot().links}
+        assert snap["kitx0"].tcx_program_names == ("handle_ingress",)
+        assert snap["kitx1"].tcx_attached and snap["kitx1"].tcx_program_names == ()
+        assert not snap["lo"].tcx_attached
+    finally:
+        for link_fd in links:
+            os.close(link_fd)  # the bpf links (and the attachments) go with their last fd
+        worker.close()
+        os.close(fd)
+        os.close(named)
+        os.close(unnamed)

@@ -4,7 +4,8 @@
 (optionally inside a named network namespace), tests may pass any object with the same
 `snapshot()`. One snapshot = five raw dumps (links, addresses, IPv4/IPv6 routes, qdiscs, via
 `knd.host.rtnl`) plus, through pyroute2, one filter dump per ingress/egress hook of links that have
-a `clsact`/`ingress` qdisc.
+a `clsact`/`ingress` qdisc, plus two BPF_PROG_QUERY calls per link for TCX programs
+(`knd.host.bpf`; none on kernels without TCX or without CAP_BPF).
 
 Time budget: ≤ 20 ms for 256 links.
 """
@@ -18,7 +19,8 @@ from typing import Any, Protocol
 
 from pyroute2 import IPRoute
 
-from knd.host.rtnl import Rtnl
+from knd.host.bpf import tcx_programs
+from knd.host.rtnl import Rtnl, in_netns
 
 AF_INET = 2
 AF_INET6 = 10
@@ -51,6 +53,8 @@ class Link:
     ipv4: tuple[str, ...] = ()
     ipv6: tuple[str, ...] = ()
     tc_filter_names: tuple[str, ...] = ()
+    tcx_attached: bool = False
+    tcx_program_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,9 @@ class LiveNetlink:
             elif kind == "ingress":
                 hooks[index] = (TC_H_INGRESS,)
         filters = self._filter_names(hooks) if hooks else {}
+        raw_links = rtnl.links()
+        indexes = [raw.index for raw in raw_links]
+        tcx = in_netns(self.netns, lambda: tcx_programs(indexes))
         links = [
             Link(
                 index=raw.index,
@@ -132,8 +139,10 @@ class LiveNetlink:
                 ipv4=tuple(sorted(v4.get(raw.index, ()), key=_ip_key)),
                 ipv6=tuple(sorted(v6.get(raw.index, ()), key=_ip_key)),
                 tc_filter_names=filters.get(raw.index, ()),
+                tcx_attached=raw.index in tcx,
+                tcx_program_names=tcx.get(raw.index, ()),
             )
-            for raw in rtnl.links()
+            for raw in raw_links
         ]
         routes = []
         for family in (AF_INET, AF_INET6):

@@ -6,7 +6,7 @@ netdev without a PCI network function that is not excluded. Names follow `knd.ap
 
 Two modes:
 * live (`snapshot` given): link facts from netlink; uplinks (default route) and their descendants
-  are excluded; `type`, `ipv4`, `ipv6`, `tcFilterNames`, `ebpf` are published.
+  are excluded; `type`, `ipv4`, `ipv6`, `tcFilterNames`, `tcxProgramNames`, `ebpf` are published.
 * offline (`snapshot=None`, e.g. `--sysfs-root`): link facts from `class/net/<if>/` files only;
   no netlink attributes and no uplink exclusion.
 
@@ -123,7 +123,9 @@ def _netdev_attrs_live(link: Link, speed: int | None) -> dict[str, AttrValue]:
         attrs[attr.IPV6] = list_value(link.ipv6)
     if link.tc_filter_names:
         attrs[attr.TC_FILTER_NAMES] = list_value(link.tc_filter_names)
-    attrs[attr.EBPF] = bool(link.tc_filter_names)
+    if link.tcx_program_names:
+        attrs[attr.TCX_PROGRAM_NAMES] = list_value(link.tcx_program_names)
+    attrs[attr.EBPF] = bool(link.tc_filter_names) or link.tcx_attached
     if speed:
         attrs[attr.LINK_SPEED] = speed
     return attrs

@@ -12,15 +12,23 @@ move, so in practice TC state found in the pod was added there after the move.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import platform
 import struct
 from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from knd.host.bpf import (
+    ATTR_SIZE,
+    BPF_LINK_GET_FD_BY_ID,
+    BPF_PROG_DETACH,
+    BPF_PROG_GET_FD_BY_ID,
+    TCX_HOOKS,
+    bpf,
+    fd_by_id,
+    tcx_query,
+)
 from knd.netns.rtnl import is_missing
 
 TC_H_INGRESS = 0xFFFFFFF2  # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)
@@ -54,58 +62,12 @@ def detach_tc_programs(ipr: Any, index: int) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------------ TCX
-# bpf(2) by hand (ctypes): command numbers are positions in `enum bpf_cmd`, attach types in
-# `enum bpf_attach_type` (include/uapi/linux/bpf.h); offsets are those of `union bpf_attr`.
+# The bpf(2) primitives live in knd.host.bpf (discovery reads TCX programs too).
 
 BPF_PROG_LOAD = 5
-BPF_PROG_DETACH = 9
-BPF_PROG_GET_FD_BY_ID = 13
-BPF_PROG_QUERY = 16
 BPF_LINK_CREATE = 28
-BPF_LINK_GET_FD_BY_ID = 30
 BPF_LINK_DETACH = 34
-BPF_TCX_INGRESS = 46
-BPF_TCX_EGRESS = 47
 BPF_PROG_TYPE_SCHED_CLS = 3
-ATTR_SIZE = 128
-MAX_PROGS = 64
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
-TCX_HOOKS = (("ingress", BPF_TCX_INGRESS), ("egress", BPF_TCX_EGRESS))
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-
-
-def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
-    """Raw bpf(2); OSError on failure."""
-    nr = _SYS_BPF.get(platform.machine())
-    if nr is None:
-        raise OSError(errno.ENOSYS, f"bpf(2) number unknown for {platform.machine()}")
-    ret = int(_libc().syscall(nr, cmd, attr, ctypes.c_uint(ctypes.sizeof(attr))))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return ret
-
-
-def tcx_query(ifindex: int, attach_type: int) -> list[tuple[int, int]]:
-    """(program id, link id) pairs attached to a TCX hook (link id 0: attached without link)."""
-    prog_ids = (ctypes.c_uint32 * MAX_PROGS)()
-    link_ids = (ctypes.c_uint32 * MAX_PROGS)()
-    attr = ctypes.create_string_buffer(ATTR_SIZE)
-    struct.pack_into("=IIII", attr, 0, ifindex, attach_type, 0, 0)
-    struct.pack_into("=QI", attr, 16, ctypes.addressof(prog_ids), MAX_PROGS)
-    struct.pack_into("=Q", attr, 40, ctypes.addressof(link_ids))
-    bpf(BPF_PROG_QUERY, attr)
-    (count,) = struct.unpack_from("=I", attr, 24)
-    return [(prog_ids[i], link_ids[i]) for i in range(min(count, MAX_PROGS))]
-
-
-def _fd_by_id(cmd: int, ident: int) -> int:
-    attr = ctypes.create_string_buffer(ATTR_SIZE)
-    struct.pack_into("=I", attr, 0, ident)
-    return bpf(cmd, attr)
 
 
 def detach_tcx_programs(ifindex: int) -> tuple[str, ...]:
@@ -121,7 +83,7 @@ def detach_tcx_programs(ifindex: int) -> tuple[str, ...]:
             raise
         for prog_id, link_id in entries:
             if link_id:
-                fd = _fd_by_id(BPF_LINK_GET_FD_BY_ID, link_id)
+                fd = fd_by_id(BPF_LINK_GET_FD_BY_ID, link_id)
                 try:
                     attr = ctypes.create_string_buffer(ATTR_SIZE)
                     struct.pack_into("=I", attr, 0, fd)
@@ -130,7 +92,7 @@ def detach_tcx_programs(ifindex: int) -> tuple[str, ...]:
                     os.close(fd)
                 removed.append(f"tcx/{hook}/link {link_id} prog {prog_id}")
             else:
-                fd = _fd_by_id(BPF_PROG_GET_FD_BY_ID, prog_id)
+                fd = fd_by_id(BPF_PROG_GET_FD_BY_ID, prog_id)
                 try:
                     attr = ctypes.create_string_buffer(ATTR_SIZE)
                     struct.pack_into("=III", attr, 0, ifindex, fd, attach_type)
@@ -141,13 +103,15 @@ def detach_tcx_programs(ifindex: int) -> tuple[str, ...]:
     return tuple(removed)
 
 
-def load_accept_all_sched_cls() -> int:
-    """Load a two-instruction SCHED_CLS program (`r0 = 0; exit`) → prog fd (for tests)."""
+def load_accept_all_sched_cls(name: str = "") -> int:
+    """Load a two-instruction SCHED_CLS program (`r0 = 0; exit`) named `name` (at most 15
+    ASCII characters) → prog fd (for tests)."""
     insns = ctypes.create_string_buffer(bytes.fromhex("b7000000000000009500000000000000"), 16)
     license_ = ctypes.create_string_buffer(b"GPL")
     attr = ctypes.create_string_buffer(ATTR_SIZE)
     struct.pack_into("=II", attr, 0, BPF_PROG_TYPE_SCHED_CLS, 2)
     struct.pack_into("=QQ", attr, 8, ctypes.addressof(insns), ctypes.addressof(license_))
+    struct.pack_into("=16s", attr, 48, name.encode("ascii")[:15])  # prog_name
     return bpf(BPF_PROG_LOAD, attr)
 
 
