@@ -6,19 +6,25 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from knd.api.config import decode
+from knd.driver.leases import renew_in_netns
+from knd.netns.attach import attach
 from knd.netns.builder import build_plan
 from knd.netns.capture import capture_host_state
 from knd.netns.dhcp import obtain_lease
-from knd.netns.errors import DhcpError
+from knd.netns.errors import DhcpError, DhcpNakError
 from knd.netns.plan import Route
 
 from .conftest import Lab, Nic, addrs, sh
 
 pytestmark = pytest.mark.netns
+
+#: nic name → dnsmasq's lease file
+LEASE_FILES: dict[str, str] = {}
 
 
 @pytest.fixture
@@ -26,6 +32,8 @@ def dnsmasq(lab: Lab, tmp_path: object) -> Iterator[Nic]:
     if shutil.which("dnsmasq") is None:
         pytest.skip("dnsmasq not installed (scripts/system-deps installs dnsmasq-base)")
     nic = lab.nic()
+    leases = f"{tmp_path}/leases"
+    LEASE_FILES[nic.name] = leases
     sh("ip", "-n", nic.wire_ns, "addr", "add", "10.33.0.1/24", "dev", nic.peer)
     proc = subprocess.Popen(
         [
@@ -42,9 +50,11 @@ def dnsmasq(lab: Lab, tmp_path: object) -> Iterator[Nic]:
             "--bind-interfaces",
             f"--interface={nic.peer}",
             "--dhcp-range=10.33.0.50,10.33.0.60,255.255.255.0,1h",
+            "--dhcp-authoritative",  # a REQUEST for an address it cannot grant gets a NAK
+            "--no-ping",  # no ICMP probe (3 s) before an offer
             "--dhcp-option=3,10.33.0.1",
             "--dhcp-option=121,172.16.0.0/12,10.33.0.254,198.51.100.0/24,10.33.0.253",
-            f"--dhcp-leasefile={tmp_path}/leases",
+            f"--dhcp-leasefile={leases}",
             "--pid-file=",
         ],
         stdout=subprocess.DEVNULL,
@@ -75,6 +85,43 @@ def test_dhcp_lease_becomes_plan_without_touching_host(dnsmasq: Nic) -> None:
     assert plan.pod is not None
     assert plan.pod.addresses == (lease.address,)
     assert Route("172.16.0.0/12", "10.33.0.254") in plan.pod.routes
+
+
+def _expiry(nic: Nic, ip: str) -> int:
+    """The expiry dnsmasq recorded for `ip` (its lease file: expiry mac ip host client-id)."""
+    for line in Path(LEASE_FILES[nic.name]).read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == ip:
+            return int(fields[0])
+    raise AssertionError(f"dnsmasq has no lease for {ip}")
+
+
+def test_lease_is_renewed_from_the_pod_netns_unicast_and_broadcast(dnsmasq: Nic, lab: Lab) -> None:
+    """The NIC and its leased address move into a pod; the renewal runs inside the pod netns
+    (the daemon's LeaseKeeper path), and dnsmasq extends the lease each time."""
+    nic = dnsmasq
+    state = capture_host_state(nic.name)
+    assert state.host is not None
+    lease = obtain_lease(nic.name, state.host.mac)
+    plan = build_plan(nic.name, "uid", decode({"interface": {"dhcp": True}}), state, lease=lease)
+    assert plan.pod is not None and plan.pod.dhcp is not None
+    assert plan.pod.dhcp.lease_time == 3600 and plan.pod.dhcp.server == "10.33.0.1"
+    _pod, path = lab.netns()
+    attach([plan], path)
+    ip = lease.address.split("/")[0]
+    granted = _expiry(nic, ip)
+    time.sleep(1.1)  # dnsmasq's expiry has a resolution of one second
+    renewed = renew_in_netns(path, plan.pod.name, state.host.mac, lease.address, "10.33.0.1", False)
+    assert renewed.address == lease.address and renewed.lease_time == 3600
+    assert renewed.server == "10.33.0.1"
+    after_renew = _expiry(nic, ip)
+    assert after_renew > granted
+    time.sleep(1.1)
+    rebound = renew_in_netns(path, plan.pod.name, state.host.mac, lease.address, None, True)
+    assert rebound.address == lease.address
+    assert _expiry(nic, ip) > after_renew
+    with pytest.raises(DhcpNakError):  # authoritative server, address outside its range
+        renew_in_netns(path, plan.pod.name, state.host.mac, "10.33.0.99/24", "10.33.0.1", False)
 
 
 def test_dhcp_times_out_cleanly(lab: Lab) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.health import HealthServer, HealthState
 from knd.driver.hooks import NetworkHooks, attach_pause_from_env
+from knd.driver.leases import LeaseKeeper
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
@@ -101,6 +102,7 @@ class Daemon:
         self.kubelet: KubeletPlugin | None = None
         self.nri: NriPlugin | None = None
         self.hooks: NetworkHooks | None = None
+        self.leases: LeaseKeeper | None = None
         self.reconciled = ReconcileReport()
         self.last_scan: ScanResult | None = None
         self._server: HealthServer | None = None
@@ -223,11 +225,16 @@ class Daemon:
 
     def _start_nri(self) -> None:
         assert self.store is not None
+        self.leases = LeaseKeeper(
+            count=lambda result: self.metrics.dhcp_renewals.labels(result).inc()
+        )
+        self.leases.start()
         self.hooks = NetworkHooks(
             store=self.store,
             status=self.status,
             metrics=self.metrics,
             attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
+            leases=self.leases,
         )
         cfg = PluginConfig(
             socket_path=self.opts.nri_socket,
@@ -251,6 +258,8 @@ class Daemon:
     def _stop_nri(self) -> None:
         if self.nri is not None:
             self.nri.stop()
+        if self.leases is not None:
+            self.leases.stop()
         self.health.set(nri_connected=False)
 
     def _start_publisher(self) -> None:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
+from knd.driver.leases import LeaseKeeper
 from knd.driver.metrics import DriverMetrics
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.driver.store import PlanRecord, StateStore
@@ -117,8 +118,10 @@ class NetworkHooks:
         detach_fn: DetachFn = detach,
         host_links: Callable[[], set[str]] = _host_links,
         attach_pause: tuple[str, float] | None = None,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
+        self.leases = leases
         self.status = status
         self.metrics = metrics
         self.attach_fn = attach_fn
@@ -208,6 +211,8 @@ class NetworkHooks:
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, INTERNAL) from exc
         self.store.record_attach(pod.uid, pod.netns)
+        if self.leases is not None:
+            self.leases.track(pod.uid, pod.netns, plans)
         by_device = {a.device: a for a in attached}
         self._queue_status(records, [_ready(r, p, by_device.get(r.device), note) for r, p in pairs])
 
@@ -237,6 +242,8 @@ class NetworkHooks:
             return
         if not pairs:
             return
+        if self.leases is not None:
+            self.leases.forget(pod.uid)
         netns = pod.netns
         if not netns:
             record = self.store.pod(pod.uid)
@@ -258,6 +265,8 @@ class NetworkHooks:
 
     def remove_pod_sandbox(self, pod: PodInfo) -> None:
         """Forget the sandbox's netns (plans stay until NodeUnprepareResources)."""
+        if self.leases is not None:
+            self.leases.forget(pod.uid)
         if self.store.pod(pod.uid) is not None:
             self.store.set_netns(pod.uid, None)
 
@@ -293,7 +302,10 @@ class NetworkHooks:
             )
             if attached_here and not on_host:
                 # Attached by an earlier knd: re-assert the claim status from the plans (a
-                # status write lost with a killed daemon catches up; SSA makes it idempotent).
+                # status write lost with a killed daemon catches up; SSA makes it idempotent),
+                # and keep renewing its DHCP leases.
+                if self.leases is not None and record is not None and record.netns:
+                    self.leases.track(pod.uid, record.netns, [p for _, p in pairs])
                 self._queue_status(
                     [r for r, _ in pairs], [_ready(r, p, _as_attached(p)) for r, p in pairs]
                 )

@@ -115,6 +115,14 @@ class DriverMetrics:
             subsystem=SUBSYSTEM,
             registry=reg,
         )
+        self.dhcp_renewals = Counter(
+            "dhcp_renewals",
+            "DHCP lease renewals of attached devices, by result (ack/nak/error/expired)",
+            ["result"],
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=reg,
+        )
         self.status_write_retries = Counter(
             "status_write_retries",
             "ResourceClaim status writes retried",

@@ -25,6 +25,7 @@ from knd.netns.plan import (
     SCOPE_LINK,
     SCOPE_UNIVERSE,
     AttachPlan,
+    DhcpBinding,
     Neighbor,
     PodSide,
     RdmaPlan,
@@ -78,6 +79,20 @@ def _addresses(iface: InterfaceConfig, state: HostState, lease: DhcpLease | None
     if iface.addresses:
         return [_cidr(a, f"interface.addresses[{i}]") for i, a in enumerate(iface.addresses)]
     return list(state.host.addresses)
+
+
+INFINITE_LEASE = 0xFFFFFFFF
+
+
+def _binding(lease: DhcpLease) -> DhcpBinding:
+    """What the daemon needs to renew the lease later (an infinite lease is never renewed)."""
+    lease_time = lease.lease_time
+    return DhcpBinding(
+        address=_cidr(lease.address, "dhcp lease"),
+        server=lease.server,
+        lease_time=None if lease_time is None or lease_time >= INFINITE_LEASE else lease_time,
+        obtained_at=lease.obtained_at or 0,
+    )
 
 
 def _configured_routes(config: NetworkConfig, lease: DhcpLease | None) -> list[Route]:
@@ -254,6 +269,7 @@ def build_plan(
         features=tuple(Toggle(k, v) for k, v in sorted(features.items())),
         private_flags=tuple(Toggle(k, v) for k, v in sorted(private_flags.items())),
         disable_ebpf=bool(iface.disable_ebpf_programs),
+        dhcp=_binding(lease) if iface.dhcp and lease is not None else None,
     )
     plan = AttachPlan(pod_uid=pod_uid, device=device_name, host=host, pod=pod, rdma=rdma)
     check_plan(plan)

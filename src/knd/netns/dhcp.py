@@ -1,4 +1,5 @@
-"""DHCPv4 at prepare time (`interface.dhcp: true`), on the host interface, without configuring it.
+"""DHCPv4 at prepare time (`interface.dhcp: true`), on the host interface, without configuring it;
+and the renewal of that lease later, from the pod's netns.
 
 DISCOVER → OFFER → REQUEST → ACK over a UDP socket bound to port 68 and to the device
 (SO_BINDTODEVICE), broadcast flag set so the server answers by broadcast (the interface has no
@@ -6,12 +7,18 @@ address of its own for this exchange). The lease gives the address and prefix (o
 router (option 3), classless static routes (option 121, RFC 3442), lease time and server id.
 Nothing is configured on the host. Default timeout 5 s for the whole exchange (DraNet's).
 
+`renew_lease` is RFC 2131's RENEWING (REQUEST with `ciaddr`, unicast to the server that granted
+the lease) or REBINDING (the same, broadcast); it must run inside the pod netns (a NetnsWorker),
+where the interface holds the address. An ACK returns the refreshed lease; a NAK raises
+`DhcpNakError`; no answer raises `DhcpError`.
+
 Message encoding and decoding are pure functions (`encode_request`, `decode_reply`) so they can
 be tested without a network; `obtain_lease` does the I/O (runs in the daemon's host netns).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import select
@@ -19,7 +26,7 @@ import socket
 import struct
 import time
 
-from knd.netns.errors import DhcpError
+from knd.netns.errors import DhcpError, DhcpNakError
 from knd.netns.hoststate import DhcpLease
 from knd.netns.rawlink import mac_bytes
 from knd.netns.sysctl import check_ifname
@@ -45,8 +52,10 @@ def encode_request(
     *,
     requested_ip: str | None = None,
     server_id: str | None = None,
+    ciaddr: str | None = None,
 ) -> bytes:
-    """A BOOTREQUEST (DISCOVER or REQUEST), broadcast flag set."""
+    """A BOOTREQUEST (DISCOVER or REQUEST). Without `ciaddr` the broadcast flag is set (the
+    client has no address yet); with it (renewing/rebinding) the server answers unicast."""
     chaddr = mac_bytes(mac)
     header = struct.pack(
         "!BBBBIHH4s4s4s4s16s64s128s",
@@ -56,8 +65,8 @@ def encode_request(
         0,  # hops
         xid,
         0,  # secs
-        0x8000,  # flags: broadcast
-        b"\0" * 4,
+        0 if ciaddr else 0x8000,  # flags: broadcast until the client has an address
+        socket.inet_aton(ciaddr) if ciaddr else b"\0" * 4,
         b"\0" * 4,
         b"\0" * 4,
         b"\0" * 4,
@@ -143,6 +152,7 @@ def lease_from(yiaddr: str, opts: dict[int, bytes]) -> DhcpLease:
         lease_time=struct.unpack("!I", lease_time)[0]
         if lease_time and len(lease_time) == 4
         else None,
+        obtained_at=int(time.time()),
     )
 
 
@@ -163,10 +173,14 @@ RETRANSMIT = 1.0
 
 
 def _exchange(
-    sock: socket.socket, request: bytes, xid: int, want: set[int], deadline: float
+    sock: socket.socket,
+    request: bytes,
+    xid: int,
+    want: set[int],
+    deadline: float,
+    dest: tuple[str, int] = ("255.255.255.255", SERVER_PORT),
 ) -> tuple[int, str, dict[int, bytes]]:
     """Send `request` (again every RETRANSMIT s) until a reply of a wanted type arrives."""
-    dest = ("255.255.255.255", SERVER_PORT)
     next_send = 0.0
     while True:
         now = time.monotonic()
@@ -211,3 +225,42 @@ def obtain_lease(ifname: str, mac: str, timeout: float = DEFAULT_TIMEOUT) -> Dhc
         raise DhcpError(f"DHCP on {ifname} failed: {exc}") from exc
     finally:
         sock.close()
+
+
+def renew_lease(
+    ifname: str,
+    mac: str,
+    address: str,
+    server: str | None,
+    *,
+    rebinding: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> DhcpLease:
+    """Extend the lease of `address` (CIDR) held by `ifname` in the current netns: unicast to
+    `server` (RENEWING), or broadcast when `rebinding` or the server is unknown (REBINDING).
+    Returns the ACKed lease (its address keeps the prefix of `address` when the server omits
+    the mask); DhcpNakError on NAK, DhcpError on timeout or socket trouble."""
+    check_ifname(ifname)
+    ip = str(ipaddress.ip_interface(address).ip)
+    deadline = time.monotonic() + timeout
+    xid = int.from_bytes(os.urandom(4), "big")
+    dest = (server, SERVER_PORT) if server and not rebinding else ("255.255.255.255", SERVER_PORT)
+    try:
+        sock = _socket(ifname)
+    except OSError as exc:
+        raise DhcpError(f"cannot open DHCP socket on {ifname}: {exc}") from exc
+    try:
+        request = encode_request(REQUEST, xid, mac, ciaddr=ip)
+        mtype, yiaddr, opts = _exchange(sock, request, xid, {ACK, NAK}, deadline, dest)
+    except OSError as exc:
+        raise DhcpError(f"DHCP renewal on {ifname} failed: {exc}") from exc
+    finally:
+        sock.close()
+    if mtype == NAK:
+        raise DhcpNakError(f"DHCP server refused to renew {ip} on {ifname} (NAK)")
+    granted = yiaddr if yiaddr != "0.0.0.0" else ip  # noqa: S104 - an address, not a bind
+    lease = lease_from(granted, opts)
+    if OPT_SUBNET not in opts:
+        prefix = ipaddress.ip_interface(address).network.prefixlen
+        lease = dataclasses.replace(lease, address=f"{granted}/{prefix}")
+    return lease

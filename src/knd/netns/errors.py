@@ -65,3 +65,7 @@ class RdmaUnavailableError(NetnsError):
 
 class DhcpError(NetnsError):
     """DHCPv4 at prepare time failed (timeout, NAK, malformed reply)."""
+
+
+class DhcpNakError(DhcpError):
+    """The DHCP server refused to renew a lease (DHCPNAK)."""

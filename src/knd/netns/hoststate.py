@@ -32,3 +32,4 @@ class DhcpLease:
     routes: tuple[tuple[str, str], ...] = ()
     server: str | None = None
     lease_time: int | None = None
+    obtained_at: int | None = None  # wall-clock seconds (epoch) of the ACK

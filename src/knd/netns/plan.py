@@ -139,6 +139,18 @@ class HostSide:
 
 
 @dataclass(frozen=True, slots=True)
+class DhcpBinding:
+    """The DHCPv4 lease behind the pod address `address` (from `interface.dhcp`): who granted
+    it, for how long (seconds; None = infinite) and when (epoch seconds). The daemon renews it
+    from the pod netns (knd.driver.leases)."""
+
+    address: str
+    server: str | None = None
+    lease_time: int | None = None
+    obtained_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PodSide:
     """The interface as it must be in the pod."""
 
@@ -158,6 +170,7 @@ class PodSide:
     features: tuple[Toggle, ...] = ()
     private_flags: tuple[Toggle, ...] = ()
     disable_ebpf: bool = False
+    dhcp: DhcpBinding | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +367,13 @@ def check_plan(plan: AttachPlan) -> None:
         for s in p.sysctls:
             _check((s.family, s.key) in INTERFACE_KEYS, f"pod.sysctls: {s.family}/{s.key}")
             _check(0 <= s.value < 2**31, "pod.sysctls: value out of range")
+        if p.dhcp is not None:
+            _check(_check_cidr(p.dhcp.address, "pod.dhcp.address") == 4, "pod.dhcp: not IPv4")
+            if p.dhcp.server is not None:
+                _check(_check_ip(p.dhcp.server, "pod.dhcp.server") == 4, "pod.dhcp: not IPv4")
+            _check(p.dhcp.obtained_at >= 0, "pod.dhcp.obtained_at out of range")
+            lt = p.dhcp.lease_time
+            _check(lt is None or 0 <= lt < 2**32, "pod.dhcp.lease_time out of range")
         for t in (*p.features, *p.private_flags, *h.features, *h.private_flags):
             _check(bool(_NAME.match(t.name)), f"ethtool name {t.name!r} is invalid")
     if plan.rdma is not None:
@@ -371,6 +391,7 @@ __all__ = [
     "SCOPE_UNIVERSE",
     "AttachPlan",
     "CharDevice",
+    "DhcpBinding",
     "HostSide",
     "Neighbor",
     "PodSide",
