@@ -10,7 +10,16 @@ import pytest
 
 from knd.netns import rdma
 from knd.netns.errors import NetnsError, RdmaUnavailableError
-from knd.netns.rawlink import decode_ack, decode_sizes, encode_getlink, encode_setlink
+from knd.netns.plan import Route
+from knd.netns.rawlink import (
+    decode_ack,
+    decode_link_index,
+    decode_sizes,
+    encode_getlink,
+    encode_newaddr,
+    encode_newroute,
+    encode_setlink,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -159,6 +168,45 @@ def test_getlink_golden_and_sizes_decode() -> None:
     err = struct.pack("=IHHII", 36, 2, 0, 3, 0) + struct.pack("=i", -19) + b"\0" * 16
     with pytest.raises(OSError, match="No such device"):
         decode_sizes(err, 3)
+
+
+def test_newaddr_golden() -> None:
+    assert encode_newaddr(5, "10.1.2.3/24", seq=2) == h(
+        "28000000 1400 0506 02000000 00000000"  # RTM_NEWADDR, REQUEST|ACK|EXCL|CREATE
+        "02 18 00 00 05000000"  # ifaddrmsg: AF_INET, /24, flags 0, scope global, index 5
+        "0800 0200 0a010203"  # IFA_LOCAL 10.1.2.3
+        "0800 0100 0a010203"  # IFA_ADDRESS 10.1.2.3
+    )
+    v6 = encode_newaddr(5, "2001:db8::1/64", seq=3)
+    assert v6[16:24] == h("0a 40 00 00 05000000") and len(v6) == 16 + 8 + 20 + 20
+
+
+def test_newroute_golden() -> None:
+    msg = encode_newroute(5, Route("10.9.0.0/16", "10.1.2.1", table=1234), seq=4)
+    assert msg == h(
+        "3c000000 1800 0506 04000000 00000000"  # RTM_NEWROUTE, REQUEST|ACK|EXCL|CREATE
+        "02 10 00 00 00 04 00 01 00000000"  # rtmsg: AF_INET /16, table UNSPEC (>255), static,
+        # scope universe, unicast
+        "0800 0100 0a090000"  # RTA_DST
+        "0800 0400 05000000"  # RTA_OIF 5
+        "0800 0500 0a010201"  # RTA_GATEWAY
+        "0800 0f00 d2040000"  # RTA_TABLE 1234
+    )
+    default = encode_newroute(5, Route("0.0.0.0/0", "10.1.2.1", table=100), seq=5)
+    assert default[16 + 4] == 100  # a table < 256 also goes in rtmsg.rtm_table
+    assert h("0800 0100") not in default  # no RTA_DST for a default route
+
+
+def test_getlink_by_name_and_index_decode() -> None:
+    assert encode_getlink(0, seq=6, ifname="eth0")[32:] == h("0900 0300 6574683000 000000")
+    answer = struct.pack("=IHHII", 32, 16, 0, 6, 0) + struct.pack("=BxHiII", 0, 1, 42, 0, 0)
+    assert decode_link_index(answer, 6) == 42
+    assert decode_link_index(answer, 7) is None
+    nodev = struct.pack("=IHHII", 36, 2, 0, 6, 0) + struct.pack("=i", -19) + b"\0" * 16
+    assert decode_link_index(nodev, 6) == 0
+    perm = struct.pack("=IHHII", 36, 2, 0, 6, 0) + struct.pack("=i", -1) + b"\0" * 16
+    with pytest.raises(OSError, match="not permitted"):
+        decode_link_index(perm, 6)
 
 
 def test_decode_ack() -> None:

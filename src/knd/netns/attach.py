@@ -56,9 +56,7 @@ from knd.netns.rawlink import (
 )
 from knd.netns.restore import find_host_link, restore_host
 from knd.netns.rtnl import (
-    add_address,
     add_neighbor,
-    add_route,
     add_rule,
     del_rule,
     iproute_in,
@@ -109,17 +107,35 @@ class _Undo:
 
 @dataclass
 class PodSession:
-    """Sockets and the worker thread for one pod netns (host handles included)."""
+    """Sockets and the worker thread for one pod netns (host handles included).
+
+    The raw `pod_link`/`host_link` sockets serve the hot path; the pyroute2 handles
+    (`pod_ipr`, `host_ipr`) are opened on first use (rules, neighbours, VRF, eBPF, searches,
+    rollback and detach): each costs ~1.5 ms to open and close."""
 
     pod_fd: int
     host_fd: int
     worker: NetnsWorker
-    pod_ipr: Any
-    host_ipr: Any
     pod_link: LinkSocket
     host_link: LinkSocket
     _own_host_fd: bool = False
     undo: list[_Undo] = field(default_factory=list)
+    _pod_ipr: Any = None
+    _host_ipr: Any = None
+
+    @property
+    def pod_ipr(self) -> Any:
+        """pyroute2 IPRoute inside the pod netns (opened on first use)."""
+        if self._pod_ipr is None:
+            self._pod_ipr = iproute_in(self.worker)
+        return self._pod_ipr
+
+    @property
+    def host_ipr(self) -> Any:
+        """pyroute2 IPRoute in the host netns (opened on first use)."""
+        if self._host_ipr is None:
+            self._host_ipr = IPRoute()
+        return self._host_ipr
 
     @classmethod
     def open(cls, netns_path: str, host_fd: int | None = None) -> PodSession:
@@ -137,8 +153,6 @@ class PodSession:
             pod_fd=pod_fd,
             host_fd=hfd,
             worker=worker,
-            pod_ipr=iproute_in(worker),
-            host_ipr=IPRoute(),
             pod_link=worker.call(LinkSocket),
             host_link=LinkSocket(),
             _own_host_fd=own,
@@ -146,8 +160,7 @@ class PodSession:
 
     def close(self) -> None:
         for closer in (
-            self.pod_ipr.close,
-            self.host_ipr.close,
+            *(ipr.close for ipr in (self._pod_ipr, self._host_ipr) if ipr is not None),
             self.pod_link.close,
             self.host_link.close,
             self.worker.close,
@@ -256,7 +269,9 @@ class _Executor:
         host, pod = plan.host, plan.pod
         s = self.s
         with self.step(dev, "lookup"):
-            hidx = find_host_link(s.host_ipr, host)
+            hidx = s.host_link.index_of(host.name)  # by name (fast); else the full search
+            if hidx is None:
+                hidx = find_host_link(s.host_ipr, host)
             already = hidx is None and _ours_in_pod(s, host, pod) is not None
             if hidx is None and not already:
                 raise NetnsError(f"interface {host.name} is neither in the host nor in the pod")
@@ -267,7 +282,7 @@ class _Executor:
                 # Down flushes IPv6 addresses and the routes through the link: undo restores all.
                 self.push(dev, "down", lambda: restore_host(s.host_ipr, s.host_link, host, hidx))
             with self.step(dev, "move"):
-                if link_index(s.pod_ipr, pod.name) is not None:
+                if s.pod_link.index_of(pod.name) is not None:
                     raise NetnsError(f"the pod already has an interface named {pod.name}")
                 # The kernel may move the link and then fail the rename: undo covers both.
                 s.undo.pop()
@@ -283,7 +298,7 @@ class _Executor:
         if already:  # re-apply: a failure from here on must still bring it home
             self.push(dev, "move", lambda: return_to_host(s, host, pod))
         with self.step(dev, "pod-lookup"):
-            pidx = link_index(s.pod_ipr, pod.name)
+            pidx = s.pod_link.index_of(pod.name)
             if pidx is None:
                 raise NetnsError(f"{pod.name} not found in the pod after the move")
             if already and (pod.mtu or pod.mac or _size_attrs(pod)):
@@ -296,7 +311,7 @@ class _Executor:
                 s.worker.call(_write_all, writes)
         with self.step(dev, "address"):
             for cidr in pod.addresses:
-                add_address(s.pod_ipr, pidx, cidr)
+                s.pod_link.add_address(pidx, cidr)
         with self.step(dev, "up"):
             s.pod_link.setlink(pidx, up=True)
         with self.step(dev, "ethtool"):
@@ -313,7 +328,7 @@ class _Executor:
                 self.vrf(dev, pod, pidx)
         with self.step(dev, "route"):
             for route in pod.routes:
-                add_route(s.pod_ipr, pidx, route)
+                s.pod_link.add_route(pidx, route)
         with self.step(dev, "rule"):
             for rule in pod.rules:
                 if add_rule(s.pod_ipr, rule):
