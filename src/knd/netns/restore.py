@@ -16,7 +16,7 @@ from knd.netns.ethtool_apply import apply_features
 from knd.netns.plan import SIZE_FIELDS, HostSide
 from knd.netns.privflags import apply_private_flags
 from knd.netns.rawlink import SIZE_ATTRS, LinkSocket
-from knd.netns.rtnl import add_address, add_neighbor, add_route, add_rule, link_index
+from knd.netns.rtnl import add_neighbor, add_rule, link_index
 
 
 def find_host_link(ipr: Any, host: HostSide) -> int | None:
@@ -69,11 +69,11 @@ def restore_host(ipr: Any, lsock: LinkSocket, host: HostSide, index: int) -> lis
     if host.alias:
         attempt("alias", lambda: lsock.setlink(index, alias=host.alias))
     for cidr in host.addresses:
-        attempt("address", add_address, ipr, index, cidr)
+        attempt("address", lsock.add_address, index, cidr)
     if host.up:
         attempt("up", lambda: lsock.setlink(index, up=True))
         for route in sorted(host.routes, key=lambda r: 0 if r.scope == 253 else 1):
-            attempt("route", add_route, ipr, index, route)
+            attempt("route", lsock.add_route, index, route)
     for rule in host.rules:
         attempt("rule", add_rule, ipr, rule)
     for neigh in host.neighbors:

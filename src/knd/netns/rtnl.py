@@ -1,5 +1,6 @@
 """Thin helpers over pyroute2 for the executor: handles bound to a netns, errno tests, and
-route/rule/neighbour/address requests built from plan entries. No subprocesses.
+rule/neighbour requests built from plan entries (addresses and routes go through the raw
+requests of knd.netns.rawlink). No subprocesses.
 
 A pod-side handle is an `IPRoute` over a NETLINK_ROUTE socket created by a `NetnsWorker`
 inside the pod netns: the socket stays bound to that netns, so requests made through it from
@@ -17,7 +18,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from knd.netns.nsfd import NetnsWorker
-from knd.netns.plan import Neighbor, Route, Rule
+from knd.netns.plan import Neighbor, Rule
 
 NETLINK_ROUTE = 0
 NUD_PERMANENT = 0x80
@@ -68,49 +69,6 @@ def link_info(ipr: Any, index: int) -> Any | None:
         if is_missing(exc):
             return None
         raise
-
-
-def add_address(ipr: Any, index: int, cidr: str) -> None:
-    """Add an address; EEXIST is success."""
-    iface = ipaddress.ip_interface(cidr)
-    try:
-        ipr.addr(
-            "add",
-            index=index,
-            address=str(iface.ip),
-            prefixlen=iface.network.prefixlen,
-            family=AF[iface.version],
-        )
-    except NetlinkError as exc:
-        if not is_exists(exc):
-            raise
-
-
-def route_spec(route: Route, index: int) -> dict[str, Any]:
-    net = ipaddress.ip_network(route.destination, strict=False)
-    spec: dict[str, Any] = {
-        "family": AF[net.version],
-        "dst_len": net.prefixlen,
-        "oif": index,
-        "table": route.table,
-        "scope": route.scope,
-    }
-    if net.prefixlen:
-        spec["dst"] = str(net.network_address)
-    if route.gateway:
-        spec["gateway"] = route.gateway
-    if route.source:
-        spec["prefsrc"] = route.source
-    return spec
-
-
-def add_route(ipr: Any, index: int, route: Route) -> None:
-    """Add a route through `index`; EEXIST is success."""
-    try:
-        ipr.route("add", **route_spec(route, index))
-    except NetlinkError as exc:
-        if not is_exists(exc):
-            raise
 
 
 def rule_spec(rule: Rule) -> dict[str, Any]:
