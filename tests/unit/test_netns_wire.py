@@ -13,8 +13,7 @@ from knd.netns.errors import NetnsError, RdmaUnavailableError
 from knd.netns.plan import Route
 from knd.netns.rawlink import (
     decode_ack,
-    decode_link_index,
-    decode_sizes,
+    decode_link,
     encode_getlink,
     encode_newaddr,
     encode_newroute,
@@ -163,11 +162,13 @@ def test_getlink_golden_and_sizes_decode() -> None:
     attrs += h("0800 0400 dc050000")  # IFLA_MTU: not a size
     body = h("00 00 0000 07000000 00000000 00000000") + attrs
     answer = struct.pack("=IHHII", 16 + len(body), 16, 0, 3, 0) + body
-    assert decode_sizes(answer, 3) == {41: 65536, 58: 32768, 63: 65536}
-    assert decode_sizes(answer, 4) is None
+    answered, facts = decode_link(answer, 3)
+    assert answered and facts is not None
+    assert (facts.index, facts.name, facts.mac) == (7, "eth0", None)
+    assert dict(facts.sizes) == {41: 65536, 58: 32768, 63: 65536}
+    assert decode_link(answer, 4) == (False, None)
     err = struct.pack("=IHHII", 36, 2, 0, 3, 0) + struct.pack("=i", -19) + b"\0" * 16
-    with pytest.raises(OSError, match="No such device"):
-        decode_sizes(err, 3)
+    assert decode_link(err, 3) == (True, None)  # no such device
 
 
 def test_newaddr_golden() -> None:
@@ -199,14 +200,15 @@ def test_newroute_golden() -> None:
 
 def test_getlink_by_name_and_index_decode() -> None:
     assert encode_getlink(0, seq=6, ifname="eth0")[32:] == h("0900 0300 6574683000 000000")
-    answer = struct.pack("=IHHII", 32, 16, 0, 6, 0) + struct.pack("=BxHiII", 0, 1, 42, 0, 0)
-    assert decode_link_index(answer, 6) == 42
-    assert decode_link_index(answer, 7) is None
-    nodev = struct.pack("=IHHII", 36, 2, 0, 6, 0) + struct.pack("=i", -19) + b"\0" * 16
-    assert decode_link_index(nodev, 6) == 0
+    mac = h("0a00 0100 020000000007 0000")  # IFLA_ADDRESS 02:00:00:00:00:07 + pad
+    body = struct.pack("=BxHiII", 0, 1, 42, 0, 0) + mac
+    answer = struct.pack("=IHHII", 16 + len(body), 16, 0, 6, 0) + body
+    answered, facts = decode_link(answer, 6)
+    assert answered and facts is not None
+    assert (facts.index, facts.mac, facts.sizes) == (42, "02:00:00:00:00:07", ())
     perm = struct.pack("=IHHII", 36, 2, 0, 6, 0) + struct.pack("=i", -1) + b"\0" * 16
     with pytest.raises(OSError, match="not permitted"):
-        decode_link_index(perm, 6)
+        decode_link(perm, 6)
 
 
 def test_decode_ack() -> None:

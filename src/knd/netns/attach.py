@@ -137,6 +137,10 @@ class PodSession:
             self._host_ipr = IPRoute()
         return self._host_ipr
 
+    def lazy_host_ipr(self) -> Any:
+        """`host_ipr` as a callable, for code that may not need it at all."""
+        return self.host_ipr
+
     @classmethod
     def open(cls, netns_path: str, host_fd: int | None = None) -> PodSession:
         pod_fd = open_netns(netns_path)
@@ -190,12 +194,9 @@ def _ours_in_pod(s: PodSession, host: HostSide, pod: PodSide) -> int | None:
     failed) its host name, and only with the MAC it must have — never a CNI interface."""
     macs = {m for m in (pod.mac, host.mac, host.perm_mac) if m}
     for name in dict.fromkeys((pod.name, host.name)):
-        index = link_index(s.pod_ipr, name)
-        if index is None:
-            continue
-        info = s.pod_ipr.link("get", index=index)[0]
-        if str(info.get("address", "")).lower() in macs:
-            return index
+        facts = s.pod_link.link(ifname=name)
+        if facts is not None and (facts.mac or "").lower() in macs:
+            return facts.index
     return None
 
 
@@ -210,10 +211,10 @@ def return_to_host(s: PodSession, host: HostSide, pod: PodSide) -> list[str]:
             )
         except OSError as exc:
             return [f"move-back: {exc}"]
-    host_index = find_host_link(s.host_ipr, host)
+    host_index = find_host_link(s.lazy_host_ipr, s.host_link, host)
     if host_index is None:
         return ["move-back: interface not found in the host"]
-    return restore_host(s.host_ipr, s.host_link, host, host_index)
+    return restore_host(s.lazy_host_ipr, s.host_link, host, host_index)
 
 
 class _Executor:
@@ -269,9 +270,7 @@ class _Executor:
         host, pod = plan.host, plan.pod
         s = self.s
         with self.step(dev, "lookup"):
-            hidx = s.host_link.index_of(host.name)  # by name (fast); else the full search
-            if hidx is None:
-                hidx = find_host_link(s.host_ipr, host)
+            hidx = find_host_link(s.lazy_host_ipr, s.host_link, host)
             already = hidx is None and _ours_in_pod(s, host, pod) is not None
             if hidx is None and not already:
                 raise NetnsError(f"interface {host.name} is neither in the host nor in the pod")
@@ -280,7 +279,9 @@ class _Executor:
             with self.step(dev, "down"):
                 s.host_link.setlink(hidx, up=False)
                 # Down flushes IPv6 addresses and the routes through the link: undo restores all.
-                self.push(dev, "down", lambda: restore_host(s.host_ipr, s.host_link, host, hidx))
+                self.push(
+                    dev, "down", lambda: restore_host(s.lazy_host_ipr, s.host_link, host, hidx)
+                )
             with self.step(dev, "move"):
                 if s.pod_link.index_of(pod.name) is not None:
                     raise NetnsError(f"the pod already has an interface named {pod.name}")

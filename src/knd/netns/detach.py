@@ -58,10 +58,10 @@ def _host_only(plan: AttachPlan, host_fd: int) -> Detached:
     with IPRoute() as ipr:
         lsock = LinkSocket()
         try:
-            index = find_host_link(ipr, plan.host)
+            index = find_host_link(lambda: ipr, lsock, plan.host)
             if index is None:
                 return Detached(plan.device, "gone", tuple(errors))
-            errors += restore_host(ipr, lsock, plan.host, index)
+            errors += restore_host(lambda: ipr, lsock, plan.host, index)
         finally:
             lsock.close()
     return Detached(plan.device, "restored", tuple(errors))
@@ -87,7 +87,10 @@ def detach(plans: Sequence[AttachPlan], netns_path: str | None) -> list[Detached
             except Exception as exc:
                 errors.append(f"detach: {exc}")
                 in_pod = False
-            if not in_pod and find_host_link(session.host_ipr, plan.host) is None:
+            if (
+                not in_pod
+                and find_host_link(session.lazy_host_ipr, session.host_link, plan.host) is None
+            ):
                 results.append(Detached(plan.device, "gone", tuple(errors)))
                 continue
             errors = [e for e in errors if "not found in the host" not in e]

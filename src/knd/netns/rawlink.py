@@ -19,6 +19,7 @@ import itertools
 import os
 import socket
 import struct
+from dataclasses import dataclass
 
 from knd.netns.plan import Route
 
@@ -170,9 +171,19 @@ def encode_newroute(index: int, route: Route, *, seq: int) -> bytes:
     return _message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
 
 
-def decode_link_index(data: bytes, seq: int) -> int | None:
-    """The ifindex in the RTM_NEWLINK answering `seq`; 0 if the answer is an error; None if the
-    answer is not in `data`. Raises OSError for errors other than "no such device"."""
+@dataclass(frozen=True, slots=True)
+class LinkFacts:
+    """What an RTM_NEWLINK answer says about one link (the parts attach and detach use)."""
+
+    index: int
+    name: str
+    mac: str | None
+    sizes: tuple[tuple[int, int], ...] = ()  # (SIZE_ATTRS number, value)
+
+
+def decode_link(data: bytes, seq: int) -> tuple[bool, LinkFacts | None]:
+    """(answered, facts) for the RTM_GETLINK `seq`: (False, None) if its answer is not in
+    `data`, (True, None) for "no such device". Raises OSError for any other error."""
     offset = 0
     while offset + 16 <= len(data):
         length, kind, _flags, mseq, _pid = struct.unpack_from("=IHHII", data, offset)
@@ -181,40 +192,28 @@ def decode_link_index(data: bytes, seq: int) -> int | None:
         if mseq == seq and kind == NLMSG_ERROR:
             (code,) = struct.unpack_from("=i", data, offset + 16)
             if -code == errno.ENODEV:
-                return 0
+                return True, None
             raise OSError(-code, os.strerror(-code))
         if mseq == seq and kind == RTM_NEWLINK:
             (index,) = struct.unpack_from("=i", data, offset + 16 + 4)
-            return int(index)
-        offset += (length + 3) & ~3
-    return None
-
-
-def decode_sizes(data: bytes, seq: int) -> dict[int, int] | None:
-    """The SIZE_ATTRS values in the RTM_NEWLINK answering `seq`; None if it is not in `data`.
-    Raises OSError for an NLMSG_ERROR answer."""
-    offset = 0
-    while offset + 16 <= len(data):
-        length, kind, _flags, mseq, _pid = struct.unpack_from("=IHHII", data, offset)
-        if length < 16 or offset + length > len(data):
-            break
-        if mseq == seq and kind == NLMSG_ERROR:
-            (code,) = struct.unpack_from("=i", data, offset + 16)
-            raise OSError(-code, os.strerror(-code))
-        if mseq == seq and kind == RTM_NEWLINK:
-            out: dict[int, int] = {}
+            name, mac, sizes = "", None, []
             pos = offset + 16 + 16  # nlmsghdr + ifinfomsg
             while pos + 4 <= offset + length:
                 alen, atype = struct.unpack_from("=HH", data, pos)
                 if alen < 4:
                     break
+                payload = data[pos + 4 : pos + alen]
                 atype &= 0x3FFF
-                if atype in SIZE_ATTRS and alen >= 8:
-                    (out[atype],) = struct.unpack_from("=I", data, pos + 4)
+                if atype == IFLA_IFNAME:
+                    name = payload.split(b"\0", 1)[0].decode("ascii", "replace")
+                elif atype == IFLA_ADDRESS and payload:
+                    mac = ":".join(f"{b:02x}" for b in payload)
+                elif atype in SIZE_ATTRS and len(payload) >= 4:
+                    sizes.append((atype, struct.unpack_from("=I", payload)[0]))
                 pos += (alen + 3) & ~3
-            return out
+            return True, LinkFacts(int(index), name, mac, tuple(sorted(sizes)))
         offset += (length + 3) & ~3
-    return None
+    return False, None
 
 
 class LinkSocket:
@@ -253,23 +252,27 @@ class LinkSocket:
         seq = next(_seq) & 0x7FFFFFFF
         self._transact(encode_newroute(index, route, seq=seq), seq, exists_ok=True)
 
+    def link(self, index: int = 0, ifname: str | None = None) -> LinkFacts | None:
+        """The link `index`, or the one named `ifname`, in this socket's netns; None if none."""
+        seq = next(_seq) & 0x7FFFFFFF
+        self.sock.send(encode_getlink(index, seq=seq, ifname=ifname))
+        while True:
+            answered, facts = decode_link(self.sock.recv(65536), seq)
+            if answered:
+                return facts
+
     def index_of(self, ifname: str) -> int | None:
         """The ifindex of the link named `ifname` in this socket's netns, None if none."""
-        seq = next(_seq) & 0x7FFFFFFF
-        self.sock.send(encode_getlink(0, seq=seq, ifname=ifname))
-        while True:
-            index = decode_link_index(self.sock.recv(65536), seq)
-            if index is not None:
-                return index or None
+        facts = self.link(ifname=ifname)
+        return facts.index if facts is not None else None
 
     def sizes(self, index: int) -> dict[int, int]:
-        """The GSO/GRO size attributes the kernel reports for `index` (IFLA number → value)."""
-        seq = next(_seq) & 0x7FFFFFFF
-        self.sock.send(encode_getlink(index, seq=seq))
-        while True:
-            found = decode_sizes(self.sock.recv(65536), seq)
-            if found is not None:
-                return found
+        """The GSO/GRO size attributes the kernel reports for `index` (IFLA number → value);
+        OSError(ENODEV) if there is no such link."""
+        facts = self.link(index)
+        if facts is None:
+            raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
+        return dict(facts.sizes)
 
     def close(self) -> None:
         self.sock.close()

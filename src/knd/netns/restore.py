@@ -10,24 +10,29 @@ the remaining steps: they are returned as "step: message" strings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from knd.netns.ethtool_apply import apply_features
 from knd.netns.plan import SIZE_FIELDS, HostSide
 from knd.netns.privflags import apply_private_flags
 from knd.netns.rawlink import SIZE_ATTRS, LinkSocket
-from knd.netns.rtnl import add_neighbor, add_rule, link_index
+from knd.netns.rtnl import add_neighbor, add_rule
+
+#: Returns a pyroute2 IPRoute in the host netns, opened on first use by the caller's session.
+IprSource = Callable[[], Any]
 
 
-def find_host_link(ipr: Any, host: HostSide) -> int | None:
-    """Find the interface in the host: by original name, then by ifindex, then by (permanent)
-    MAC — the kernel may have returned it from a deleted netns under another name (`devN`)."""
-    index = link_index(ipr, host.name)
+def find_host_link(ipr: IprSource, lsock: LinkSocket, host: HostSide) -> int | None:
+    """Find the interface in the host: by original name (one raw request), then by ifindex,
+    then by (permanent) MAC — the kernel may have returned it from a deleted netns under
+    another name (`devN`); those searches dump every link through pyroute2."""
+    index = lsock.index_of(host.name)
     if index is not None:
         return index
     macs = {m for m in (host.perm_mac, host.mac) if m}
     by_index = None
-    for link in ipr.link("dump"):
+    for link in ipr().link("dump"):
         perm = str(link.get("IFLA_PERM_ADDRESS") or "").lower()
         mac = str(link.get("address") or "").lower()
         if host.perm_mac and perm == host.perm_mac:
@@ -37,7 +42,7 @@ def find_host_link(ipr: Any, host: HostSide) -> int | None:
     return by_index
 
 
-def restore_host(ipr: Any, lsock: LinkSocket, host: HostSide, index: int) -> list[str]:
+def restore_host(ipr: IprSource, lsock: LinkSocket, host: HostSide, index: int) -> list[str]:
     """Restore name/MTU/MAC/sizes/ethtool/alias/admin state/addresses/routes/rules/neighbours
     of `index`."""
     errors: list[str] = []
@@ -48,8 +53,8 @@ def restore_host(ipr: Any, lsock: LinkSocket, host: HostSide, index: int) -> lis
         except Exception as exc:
             errors.append(f"{step}: {exc}")
 
-    info = ipr.link("get", index=index)[0]
-    if info.get("ifname") != host.name:
+    info = lsock.link(index)
+    if info is not None and info.name != host.name:
         attempt("rename", lambda: lsock.setlink(index, up=False))
         attempt("rename", lambda: lsock.setlink(index, ifname=host.name))
     attempt("link", lambda: lsock.setlink(index, mtu=host.mtu, mac=host.mac))
@@ -61,7 +66,8 @@ def restore_host(ipr: Any, lsock: LinkSocket, host: HostSide, index: int) -> lis
     if sizes:
         attempt("sizes", lambda: lsock.setlink(index, u32=sizes))
     if host.features or host.private_flags:
-        ifname = str(ipr.link("get", index=index)[0].get("ifname"))
+        current = lsock.link(index)
+        ifname = current.name if current is not None else host.name
         if host.features:
             attempt("ethtool", apply_features, ifname, host.features)
         if host.private_flags:
@@ -75,7 +81,7 @@ def restore_host(ipr: Any, lsock: LinkSocket, host: HostSide, index: int) -> lis
         for route in sorted(host.routes, key=lambda r: 0 if r.scope == 253 else 1):
             attempt("route", lsock.add_route, index, route)
     for rule in host.rules:
-        attempt("rule", add_rule, ipr, rule)
+        attempt("rule", lambda r=rule: add_rule(ipr(), r))
     for neigh in host.neighbors:
-        attempt("neighbor", add_neighbor, ipr, index, neigh)
+        attempt("neighbor", lambda n=neigh: add_neighbor(ipr(), index, n))
     return errors
