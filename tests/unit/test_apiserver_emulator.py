@@ -111,9 +111,24 @@ def test_schema_and_dra_limits_are_enforced(api: k8s.ApiClient, server: ApiServe
     assert r.list_resource_slice(field_selector="spec.nodeName=n").items == []
 
 
+def allocate(r: k8s.ResourceV1Api, name: str, ns: str, *devices: tuple[str, str]) -> None:
+    """Write `status.allocation` as the scheduler does (an update of /status)."""
+    results = [
+        {"request": "nic", "driver": driver, "pool": "n", "device": device}
+        for driver, device in devices
+    ]
+    r.patch_namespaced_resource_claim_status(
+        name,
+        ns,
+        {"status": {"allocation": {"devices": {"results": results}}}},
+        _content_type="application/merge-patch+json",
+    )
+
+
 def test_claim_status_server_side_apply_merges_per_driver(api: k8s.ApiClient) -> None:
     r = k8s.ResourceV1Api(api)
     r.create_namespaced_resource_claim("ns1", claim("c1"))
+    allocate(r, "c1", "ns1", ("gpu.nvidia.com", "gpu-0"), ("dra.net", "eth1"))
     # Status subresource: a PUT of the main resource cannot write status.
     gpu = {
         "apiVersion": "resource.k8s.io/v1",
