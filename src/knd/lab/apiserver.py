@@ -905,6 +905,7 @@ class ApiServerEmulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
 
             def log_message(self, format: str, *args: object) -> None:
                 return
