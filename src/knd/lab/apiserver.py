@@ -51,7 +51,6 @@ import yaml
 
 from knd.api import limits
 from knd.lab.field_ownership import (
-    DEVICE_STATUS_KEYS,
     ApplyConflictError,
     DeviceStatusOwners,
     InvalidApplyError,
@@ -94,8 +93,6 @@ SLICES = _BY_PATH[("resource.k8s.io", "v1", "resourceslices")]
 CLAIMS = _BY_PATH[("resource.k8s.io", "v1", "resourceclaims")]
 NODES = _BY_PATH[("", "v1", "nodes")]
 EVENTS = _BY_PATH[("", "v1", "events")]
-
-__all__ = ["DEVICE_STATUS_KEYS"]  # re-exported: the list-map keys of claim `status.devices`
 
 
 _REASONS = {
