@@ -14,6 +14,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from knd.lab.apiserver import ApiServerEmulator, ObjectStore
+from knd.lab.field_ownership import DeviceStatusOwners
 from knd.lab.gpu_slices import gpu_resource_slice
 
 
@@ -457,3 +458,21 @@ def test_request_counters_count_reads_and_failed_requests() -> None:
         assert srv.writes == 0
         srv.delete_claim("x", "rc")
         assert srv.claim("x", "rc") is None and srv.writes == 0
+
+
+def test_a_field_left_out_of_an_apply_is_removed_from_the_entry() -> None:
+    key = ("dra.net", "n", "eth1", "")
+    owners = DeviceStatusOwners()
+    full = {**_entry("dra.net", "eth1", "net1"), "data": {"k": "v"}}
+    devices = owners.apply([], [full], "dra.net", force=False)
+    assert devices == [full]
+    devices = owners.apply(devices, [_entry("dra.net", "eth1", "net1")], "dra.net", force=False)
+    assert devices == [_entry("dra.net", "eth1", "net1")]
+    assert owners.owners(key, "data") == set() and owners.owners(key) == {"dra.net"}
+    # a field another manager also owns stays when one of its managers leaves it out
+    devices = owners.apply(devices, [_entry("dra.net", "eth1", "net1")], "co", force=False)
+    devices = owners.apply(
+        devices, [{"driver": "dra.net", "pool": "n", "device": "eth1"}], "co", False
+    )
+    assert devices == [_entry("dra.net", "eth1", "net1")]
+    assert owners.owners(key, "networkData") == {"dra.net"}
