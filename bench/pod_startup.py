@@ -19,13 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from kubernetes import client  # noqa: E402
 from pyroute2 import IPRoute  # noqa: E402
 
 from knd.api.names import interface_device_name  # noqa: E402
@@ -34,8 +32,9 @@ from knd.driver.hooks import NetworkHooks  # noqa: E402
 from knd.driver.netns_plans import NetnsPlanBuilder  # noqa: E402
 from knd.driver.prepare import PrepareEngine  # noqa: E402
 from knd.driver.store import StateStore  # noqa: E402
+from knd.kube.connection import connect_url  # noqa: E402
 from knd.kubelet.plugin import KubeletPlugin  # noqa: E402
-from knd.lab.apiserver_claims import FakeClaimsApiServer  # noqa: E402
+from knd.lab.apiserver import ApiServerEmulator  # noqa: E402
 from knd.lab.cri import CriClient, PodSpec  # noqa: E402
 from knd.lab.kubelet import KubeletEmulator  # noqa: E402
 from knd.nri.plugin import NriPlugin, PluginConfig  # noqa: E402
@@ -51,11 +50,9 @@ class Node:
 
     def __init__(self, nri_socket: str) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="knd-bench-startup-"))
-        self.api = FakeClaimsApiServer().start()
+        self.api = ApiServerEmulator().start()
         self.store = StateStore(self.work / "state.db")
-        kube = KubeClaimApi(
-            client.ApiClient(client.Configuration(host=self.api.url)), component=DRIVER, host=POOL
-        )
+        kube = KubeClaimApi(connect_url(self.api.url), component=DRIVER, host=POOL)
         engine = PrepareEngine(
             driver=DRIVER,
             store=self.store,
@@ -81,11 +78,7 @@ class Node:
         obj = {
             "apiVersion": "resource.k8s.io/v1",
             "kind": "ResourceClaim",
-            "metadata": {
-                "name": f"c-{pod.name}",
-                "namespace": pod.namespace,
-                "uid": str(uuid.uuid4()),
-            },
+            "metadata": {"name": f"c-{pod.name}", "namespace": pod.namespace},
             "spec": {
                 "devices": {"requests": [{"name": "nic", "exactly": {"deviceClassName": DRIVER}}]}
             },
@@ -106,7 +99,7 @@ class Node:
                 "reservedFor": [{"resource": "pods", "name": pod.name, "uid": pod.uid}],
             },
         }
-        self.api.state.put_claim(obj)
+        obj = self.api.put_claim(obj)
         meta = obj["metadata"]
         ref = (meta["namespace"], meta["uid"], meta["name"])
         resp = self.kubelet.prepare(DRIVER, [ref])

@@ -1,7 +1,7 @@
 """Benchmark: NodePrepareResources latency for claims with 1 and 8 devices.
 
 The full path as kubelet sees it: the kubelet emulator calls `v1.DRAPlugin/NodePrepareResources`
-over a unix socket; knd GETs the claim from the fake API server (HTTP on loopback, through the
+over a unix socket; knd GETs the claim from the API server emulator (HTTP on loopback, through the
 knd.kube.connection), resolves configs, locates each device and captures its host state
 (netlink + sysfs: the real NetnsPlanBuilder, on 8 veth NICs created for the run; run as root),
 builds the AttachPlans and commits them to SQLite (WAL, synchronous=FULL) before answering.
@@ -32,7 +32,7 @@ from knd.driver.prepare import PrepareEngine
 from knd.driver.store import StateStore
 from knd.kube.connection import connect_url
 from knd.kubelet.plugin import KubeletPlugin
-from knd.lab.apiserver_claims import FakeClaimsApiServer
+from knd.lab.apiserver import ApiServerEmulator
 from knd.lab.kubelet import KubeletEmulator
 
 DRIVER = "dra.net"
@@ -60,7 +60,12 @@ def drop_nics() -> None:
 def make_claim(devices: int) -> dict[str, Any]:
     name = f"bench-{uuid.uuid4().hex[:10]}"
     return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
         "metadata": {"name": name, "namespace": "bench"},
+        "spec": {
+            "devices": {"requests": [{"name": "nic", "exactly": {"deviceClassName": DRIVER}}]}
+        },
         "status": {
             "allocation": {
                 "devices": {
@@ -111,7 +116,7 @@ def main() -> None:
     if real:
         drop_nics()
         make_nics()
-    api_server = FakeClaimsApiServer().start()
+    api_server = ApiServerEmulator().start()
     work = Path(tempfile.mkdtemp(prefix="knd-bench-prepare-"))
     store = StateStore(work / "state.db")
     api = KubeClaimApi(connect_url(api_server.url), DRIVER)
@@ -126,7 +131,7 @@ def main() -> None:
     try:
         for i in range(args.iterations + 5):  # first 5 rounds warm up
             for kind in ("get", "1", "8"):
-                obj = api_server.state.put_claim(make_claim(8 if kind == "8" else 1))
+                obj = api_server.put_claim(make_claim(8 if kind == "8" else 1))
                 meta = obj["metadata"]
                 claim_ref = (meta["namespace"], meta["uid"], meta["name"])
                 t0 = time.perf_counter()

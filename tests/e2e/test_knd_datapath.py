@@ -35,7 +35,7 @@ from knd.driver.status_writer import StatusWriter
 from knd.driver.store import StateStore
 from knd.kube.connection import connect_url
 from knd.kubelet.plugin import KubeletPlugin
-from knd.lab.apiserver_claims import FakeClaimsApiServer
+from knd.lab.apiserver import ApiServerEmulator
 from knd.lab.cri import CriClient, PodSpec
 from knd.lab.kubelet import KubeletEmulator
 from knd.nri.plugin import NriPlugin, PluginConfig
@@ -52,7 +52,7 @@ _seq = itertools.count()
 class Node:
     """Everything knd runs on the node, wired as the daemon wires it."""
 
-    api: FakeClaimsApiServer
+    api: ApiServerEmulator
     store: StateStore
     status: StatusWriter
     hooks: NetworkHooks
@@ -72,7 +72,7 @@ def _rdma_fixture(root: Path, ifname: str) -> None:
 @pytest.fixture(scope="module")
 def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     tmp = tmp_path_factory.mktemp("knd-node")
-    api = FakeClaimsApiServer().start()
+    api = ApiServerEmulator().start()
     store = StateStore(tmp / "state" / "knd.db")
     kube = KubeClaimApi(connect_url(api.url), component=DRIVER, host=POOL)
     status = StatusWriter(applier=kube, driver=DRIVER, backoff_initial_s=0.05)
@@ -163,7 +163,7 @@ def _prepare(node: Node, params: dict[str, Any], device: str) -> tuple[dict[str,
         configs=[opaque("FromClaim", params)],
         pods=[(pod.name, pod.uid)],
     )
-    node.api.state.put_claim(obj)
+    obj = node.api.put_claim(obj)
     meta = obj["metadata"]
     resp = node.kubelet.prepare(DRIVER, [(meta["namespace"], meta["uid"], meta["name"])])
     assert resp.claims[meta["uid"]].error == "", resp
@@ -212,7 +212,7 @@ def test_claimed_nic_reaches_the_container_and_comes_back(
     meta = obj["metadata"]
 
     def network_data() -> Any:
-        got = node.api.state.claim(meta["namespace"], meta["name"]) or {}
+        got = node.api.claim(meta["namespace"], meta["name"]) or {}
         for entry in (got.get("status") or {}).get("devices") or []:
             if entry.get("driver") == DRIVER and entry.get("networkData"):
                 return entry
@@ -255,7 +255,7 @@ def test_failing_attach_fails_the_sandbox_and_keeps_the_nic_usable(
     meta = obj["metadata"]
 
     def failed() -> Any:
-        got = node.api.state.claim(meta["namespace"], meta["name"]) or {}
+        got = node.api.claim(meta["namespace"], meta["name"]) or {}
         for entry in (got.get("status") or {}).get("devices") or []:
             for cond in entry.get("conditions") or []:
                 if cond["type"] == "Ready" and cond["status"] == "False":
@@ -331,7 +331,7 @@ def test_pod_started_while_knd_was_away_is_healed_at_synchronize(
     meta = obj["metadata"]
 
     def healed_status() -> Any:
-        got = node.api.state.claim(meta["namespace"], meta["name"]) or {}
+        got = node.api.claim(meta["namespace"], meta["name"]) or {}
         for entry in (got.get("status") or {}).get("devices") or []:
             for cond in entry.get("conditions") or []:
                 if cond["type"] == "Ready" and "after a knd restart" in cond["message"]:

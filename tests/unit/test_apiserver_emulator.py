@@ -14,6 +14,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from knd.lab.apiserver import ApiServerEmulator, ObjectStore
+from knd.lab.field_ownership import DeviceStatusOwners
 from knd.lab.gpu_slices import gpu_resource_slice
 
 
@@ -111,9 +112,24 @@ def test_schema_and_dra_limits_are_enforced(api: k8s.ApiClient, server: ApiServe
     assert r.list_resource_slice(field_selector="spec.nodeName=n").items == []
 
 
+def allocate(r: k8s.ResourceV1Api, name: str, ns: str, *devices: tuple[str, str]) -> None:
+    """Write `status.allocation` as the scheduler does (an update of /status)."""
+    results = [
+        {"request": "nic", "driver": driver, "pool": "n", "device": device}
+        for driver, device in devices
+    ]
+    r.patch_namespaced_resource_claim_status(
+        name,
+        ns,
+        {"status": {"allocation": {"devices": {"results": results}}}},
+        _content_type="application/merge-patch+json",
+    )
+
+
 def test_claim_status_server_side_apply_merges_per_driver(api: k8s.ApiClient) -> None:
     r = k8s.ResourceV1Api(api)
     r.create_namespaced_resource_claim("ns1", claim("c1"))
+    allocate(r, "c1", "ns1", ("gpu.nvidia.com", "gpu-0"), ("dra.net", "eth1"))
     # Status subresource: a PUT of the main resource cannot write status.
     gpu = {
         "apiVersion": "resource.k8s.io/v1",
@@ -251,3 +267,212 @@ def test_fault_injection_preconditions_and_helpers(api: k8s.ApiClient) -> None:
             assert srv.slices() == [] and srv.writes == 2
             srv.store.reset_counts()
             assert srv.writes == 0
+
+
+def _entry(driver: str, device: str, ifname: str = "") -> dict[str, Any]:
+    entry: dict[str, Any] = {"driver": driver, "pool": "n", "device": device}
+    if ifname:
+        entry["networkData"] = {"interfaceName": ifname}
+    return entry
+
+
+def _apply(
+    r: k8s.ResourceV1Api,
+    name: str,
+    ns: str,
+    manager: str,
+    entries: list[dict[str, Any]],
+    force: bool = False,
+) -> Any:
+    body = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": ns},
+        "status": {"devices": entries},
+    }
+    kwargs: dict[str, Any] = {"force": True} if force else {}
+    return r.patch_namespaced_resource_claim_status(
+        name,
+        ns,
+        body,
+        field_manager=manager,
+        _content_type="application/apply-patch+yaml",
+        **kwargs,
+    )
+
+
+def _devices(r: k8s.ResourceV1Api, name: str, ns: str) -> dict[str, Any]:
+    got = r.read_namespaced_resource_claim(name, ns)
+    return {d.device: d for d in (got.status.devices or [])}
+
+
+@pytest.fixture
+def ssa(api: k8s.ApiClient) -> Iterator[k8s.ResourceV1Api]:
+    r = k8s.ResourceV1Api(api)
+    r.create_namespaced_resource_claim("ssa", claim("c"))
+    allocate(r, "c", "ssa", ("dra.net", "eth1"), ("dra.net", "eth2"), ("gpu.nvidia.com", "gpu-0"))
+    yield r
+    r.delete_namespaced_resource_claim("c", "ssa")
+
+
+def test_apply_of_another_managers_field_conflicts_without_force(
+    ssa: k8s.ResourceV1Api, server: ApiServerEmulator
+) -> None:
+    _apply(ssa, "c", "ssa", "dra.net", [_entry("dra.net", "eth1", "net1")])
+    rv = ssa.read_namespaced_resource_claim("c", "ssa").metadata.resource_version
+    with pytest.raises(ApiException) as info:
+        _apply(ssa, "c", "ssa", "intruder", [_entry("dra.net", "eth1", "evil0")])
+    status = json.loads(info.value.body)
+    assert info.value.status == 409 and status["reason"] == "Conflict"
+    assert 'conflict with "dra.net"' in status["message"]
+    assert status["details"]["causes"][0]["field"] == (
+        '.status.devices[driver="dra.net",pool="n",device="eth1"].networkData'
+    )
+    got = ssa.read_namespaced_resource_claim("c", "ssa")
+    assert got.metadata.resource_version == rv  # nothing was written
+    assert _devices(ssa, "c", "ssa")["eth1"].network_data.interface_name == "net1"
+    assert server.store.device_owners("ssa", "c").owners(
+        ("dra.net", "n", "eth1", ""), "networkData"
+    ) == {"dra.net"}
+    # the same value is shared ownership, not a conflict
+    _apply(ssa, "c", "ssa", "observer", [_entry("dra.net", "eth1", "net1")])
+    assert server.store.device_owners("ssa", "c").managers(("dra.net", "n", "eth1", "")) == {
+        "dra.net",
+        "observer",
+    }
+
+
+def test_force_takes_ownership_over(ssa: k8s.ResourceV1Api, server: ApiServerEmulator) -> None:
+    _apply(ssa, "c", "ssa", "old", [_entry("dra.net", "eth1", "net1")])
+    _apply(ssa, "c", "ssa", "new", [_entry("dra.net", "eth1", "net2")], force=True)
+    assert _devices(ssa, "c", "ssa")["eth1"].network_data.interface_name == "net2"
+    owners = server.store.device_owners("ssa", "c")
+    assert owners.owners(("dra.net", "n", "eth1", ""), "networkData") == {"new"}
+    # the field moved: now the old manager is the one that conflicts
+    with pytest.raises(ApiException) as info:
+        _apply(ssa, "c", "ssa", "old", [_entry("dra.net", "eth1", "net1")])
+    assert (
+        info.value.status == 409 and 'conflict with "new"' in json.loads(info.value.body)["message"]
+    )
+
+
+def test_apply_replaces_the_managers_set_and_keeps_other_managers_entries(
+    ssa: k8s.ResourceV1Api,
+) -> None:
+    _apply(
+        ssa,
+        "c",
+        "ssa",
+        "dra.net",
+        [_entry("dra.net", "eth1", "net1"), _entry("dra.net", "eth2", "net2")],
+    )
+    _apply(ssa, "c", "ssa", "gpu.nvidia.com", [_entry("gpu.nvidia.com", "gpu-0")])
+    _apply(ssa, "c", "ssa", "helper", [_entry("dra.net", "eth1", "net1")])  # co-owns eth1
+    # dra.net leaves out eth2: its entry disappears, the GPU driver's stays
+    _apply(ssa, "c", "ssa", "dra.net", [_entry("dra.net", "eth1", "net1")])
+    assert set(_devices(ssa, "c", "ssa")) == {"eth1", "gpu-0"}
+    # dra.net leaves out eth1 too: the helper still owns it, so it stays
+    _apply(ssa, "c", "ssa", "dra.net", [])
+    assert set(_devices(ssa, "c", "ssa")) == {"eth1", "gpu-0"}
+    _apply(ssa, "c", "ssa", "helper", [])
+    assert set(_devices(ssa, "c", "ssa")) == {"gpu-0"}
+
+
+def test_non_apply_writes_take_the_fields_they_change(ssa: k8s.ResourceV1Api) -> None:
+    _apply(ssa, "c", "ssa", "dra.net", [_entry("dra.net", "eth1", "net1")])
+    ssa.patch_namespaced_resource_claim_status(
+        "c",
+        "ssa",
+        {"status": {"devices": [_entry("dra.net", "eth1", "edited")]}},
+        field_manager="kubectl-edit",
+        _content_type="application/merge-patch+json",
+    )
+    with pytest.raises(ApiException) as info:
+        _apply(ssa, "c", "ssa", "dra.net", [_entry("dra.net", "eth1", "net1")])
+    assert 'conflict with "kubectl-edit"' in json.loads(info.value.body)["message"]
+
+
+def test_ownership_is_dropped_with_the_object(
+    api: k8s.ApiClient, server: ApiServerEmulator
+) -> None:
+    r = k8s.ResourceV1Api(api)
+    for _ in range(2):
+        r.create_namespaced_resource_claim("ssa-re", claim("c"))
+        allocate(r, "c", "ssa-re", ("dra.net", "eth1"))
+        _apply(r, "c", "ssa-re", "first", [_entry("dra.net", "eth1", "a")])
+        _apply(r, "c", "ssa-re", "first", [_entry("dra.net", "eth1", "b")])
+        r.delete_namespaced_resource_claim("c", "ssa-re")
+        assert server.store.device_owners("ssa-re", "c").managers(("dra.net", "n", "eth1", "")) == (
+            set()
+        )
+
+
+@pytest.mark.parametrize("path", ["apply", "merge", "put"])
+def test_status_device_not_in_the_allocation_is_invalid(path: str, ssa: k8s.ResourceV1Api) -> None:
+    stray = _entry("dra.net", "eth9", "net9")
+    with pytest.raises(ApiException) as info:
+        if path == "apply":
+            _apply(ssa, "c", "ssa", "dra.net", [stray], force=True)
+        elif path == "merge":
+            ssa.patch_namespaced_resource_claim_status(
+                "c",
+                "ssa",
+                {"status": {"devices": [stray]}},
+                _content_type="application/merge-patch+json",
+            )
+        else:
+            obj = ssa.api_client.sanitize_for_serialization(
+                ssa.read_namespaced_resource_claim("c", "ssa")
+            )
+            obj["status"]["devices"] = [stray]
+            ssa.replace_namespaced_resource_claim_status("c", "ssa", obj)
+    status = json.loads(info.value.body)
+    assert info.value.status == 422 and status["reason"] == "Invalid"
+    assert (
+        'status.devices[0]: Invalid value: "dra.net/n/eth9": must be an allocated device'
+        in (status["message"])
+    )
+    assert _devices(ssa, "c", "ssa") == {}
+
+
+def test_request_counters_count_reads_and_failed_requests() -> None:
+    with ApiServerEmulator() as srv:
+        created = srv.put_claim({**claim("rc"), "metadata": {"name": "rc", "namespace": "x"}})
+        assert srv.writes == 0 and srv.claim("x", "rc") == created
+        url = f"{srv.url}/apis/resource.k8s.io/v1/namespaces/x/resourceclaims"
+        for _ in range(2):
+            urllib.request.urlopen(f"{url}/rc", timeout=5).close()
+        urllib.request.urlopen(url, timeout=5).close()
+        srv.fail_next("PATCH", 500)
+        req = urllib.request.Request(
+            f"{url}/rc/status",
+            data=b"{}",
+            method="PATCH",
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(req, timeout=5)
+        assert srv.store.request_count("get", "resourceclaims") == 2
+        assert srv.store.request_count("list", "resourceclaims") == 1
+        assert srv.store.request_count("patch", "resourceclaims") == 1
+        assert srv.writes == 0
+        srv.delete_claim("x", "rc")
+        assert srv.claim("x", "rc") is None and srv.writes == 0
+
+
+def test_a_field_left_out_of_an_apply_is_removed_from_the_entry() -> None:
+    key = ("dra.net", "n", "eth1", "")
+    owners = DeviceStatusOwners()
+    full = {**_entry("dra.net", "eth1", "net1"), "data": {"k": "v"}}
+    devices = owners.apply([], [full], "dra.net", force=False)
+    assert devices == [full]
+    devices = owners.apply(devices, [_entry("dra.net", "eth1", "net1")], "dra.net", force=False)
+    assert devices == [_entry("dra.net", "eth1", "net1")]
+    assert owners.owners(key, "data") == set() and owners.owners(key) == {"dra.net"}
+    # a field another manager also owns stays when one of its managers leaves it out
+    devices = owners.apply(devices, [_entry("dra.net", "eth1", "net1")], "co", force=False)
+    devices = owners.apply(
+        devices, [{"driver": "dra.net", "pool": "n", "device": "eth1"}], "co", False
+    )
+    assert devices == [_entry("dra.net", "eth1", "net1")]
+    assert owners.owners(key, "networkData") == {"dra.net"}

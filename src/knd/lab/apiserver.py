@@ -11,15 +11,27 @@ Python client talks to it unchanged:
 Verbs: list (labelSelector `k=v,k!=v,k`, fieldSelector `metadata.name`, `metadata.namespace`,
 `spec.nodeName`, `spec.driver`), get, create (`generateName`), update (PUT, optimistic
 concurrency on `metadata.resourceVersion` → 409), patch (merge, strategic-merge treated as merge,
-JSON patch, and server-side apply with `fieldManager`/`force`: `status.devices` is a list-map keyed
-by driver/pool/device/shareID as in the real API), delete, watch (`?watch=true`, from a
-resourceVersion, JSON lines, `timeoutSeconds`).
+JSON patch, and server-side apply with `fieldManager`/`force`), delete, watch (`?watch=true`, from
+a resourceVersion, JSON lines, `timeoutSeconds`).
+
+Server-side apply field ownership is tracked for ResourceClaim `status.devices`, the list-map keyed
+by driver/pool/device/shareID that several drivers share (see `DeviceStatusOwners`): each field
+manager owns the entries (and the fields in them) it applied; an apply replaces that manager's set,
+so an entry it applied before and leaves out now is removed unless another manager still owns it;
+applying a different value for a field another manager owns is a 409 Conflict naming that manager
+unless `force=true`, which takes the field over. Non-apply writes (merge/JSON patch, PUT) hand the
+fields they change to their manager (`fieldManager`, else the client's User-Agent) and drop the
+ownership of what they remove. Ownership lives per object and is dropped on delete or re-create.
+Elsewhere apply merges maps and replaces other lists, without ownership.
 
 Validation: every created/updated object is checked against the published Kubernetes schema
 (kubernetes-validate, strict, the version given at start) and ResourceSlices against the DRA limits
-(devices per slice, attributes per device, string lengths); failures are 422 `Invalid` Status
-errors like the real server's. Counters of writes per (verb, resource) let tests assert how many
-API writes something made.
+(devices per slice, attributes per device, string lengths), and a ResourceClaim's `status.devices`
+against its allocation (every entry must name an allocated driver/pool/device, no duplicates), on
+every write path; failures are 422 `Invalid` Status errors like the real server's. Counters of
+successful writes per (verb, resource) let tests assert how many API writes something made;
+counters of HTTP requests per (verb, resource) (`get`, `list`, `watch`, `create`, `update`, `patch`,
+`delete`, failed ones included) let them assert how often something asked.
 """
 
 from __future__ import annotations
@@ -38,8 +50,15 @@ from typing import Any
 import yaml
 
 from knd.api import limits
+from knd.lab.field_ownership import (
+    ApplyConflictError,
+    DeviceStatusOwners,
+    InvalidApplyError,
+    device_key,
+)
 
 JSON = dict[str, Any]
+JSONList = list[JSON]
 
 
 @dataclass(frozen=True)
@@ -73,9 +92,7 @@ _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 SLICES = _BY_PATH[("resource.k8s.io", "v1", "resourceslices")]
 CLAIMS = _BY_PATH[("resource.k8s.io", "v1", "resourceclaims")]
 NODES = _BY_PATH[("", "v1", "nodes")]
-
-#: list-map keys of `status.devices` (ResourceClaim) for server-side apply.
-DEVICE_STATUS_KEYS = ("driver", "pool", "device", "shareID")
+EVENTS = _BY_PATH[("", "v1", "events")]
 
 
 _REASONS = {
@@ -157,23 +174,19 @@ def json_patch(target: Any, ops: list[JSON]) -> Any:
     return doc
 
 
-def _device_key(entry: JSON) -> tuple[str, ...]:
-    return tuple(str(entry.get(k, "")) for k in DEVICE_STATUS_KEYS)
-
-
 def apply_patch(target: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
-    """Server-side apply, as far as the lab needs it: maps merge recursively, and the list-map
-    `status.devices` merges by its keys (driver, pool, device, shareID) so several drivers can
-    each own their entries; other lists are replaced."""
+    """Server-side apply without ownership: maps merge recursively, the list-map
+    `status.devices` merges by its keys (driver, pool, device, shareID), other lists are
+    replaced. (For ResourceClaims the store then settles `status.devices` by field ownership.)"""
     if isinstance(patch, dict) and isinstance(target, dict):
         result = dict(target)
         for key, value in patch.items():
             result[key] = apply_patch(target.get(key), value, (*path, key))
         return result
     if path == ("status", "devices") and isinstance(patch, list) and isinstance(target, list):
-        merged = {_device_key(e): e for e in target}
+        merged = {device_key(e): e for e in target}
         for entry in patch:
-            merged[_device_key(entry)] = entry
+            merged[device_key(entry)] = entry
         return list(merged.values())
     return copy.deepcopy(patch)
 
@@ -277,9 +290,42 @@ def dra_limit_problems(obj: JSON) -> list[str]:
     return problems
 
 
+def claim_status_problems(obj: JSON) -> list[str]:
+    """ResourceClaim status checks (resource.k8s.io/v1 status validation): every
+    `status.devices` entry names a device of `status.allocation.devices.results`, once."""
+    if obj.get("kind") != "ResourceClaim":
+        return []
+    status = obj.get("status") or {}
+    devices = status.get("devices") or []
+    results = ((status.get("allocation") or {}).get("devices") or {}).get("results") or []
+    allocated = {device_key(r)[:3] for r in results if isinstance(r, dict)}
+    problems: list[str] = []
+    seen: set[tuple[str, ...]] = set()
+    for i, entry in enumerate(devices):
+        if not isinstance(entry, dict):
+            continue  # the schema check reports it
+        key = device_key(entry)
+        name = "/".join(key[:3])
+        if key[:3] not in allocated:
+            problems.append(
+                f'status.devices[{i}]: Invalid value: "{name}": must be an allocated device '
+                "in the claim"
+            )
+        if key in seen:
+            problems.append(f'status.devices[{i}]: Duplicate value: "{name}"')
+        seen.add(key)
+    return problems
+
+
+def _devices(obj: JSON | None) -> list[JSON]:
+    devices = ((obj or {}).get("status") or {}).get("devices") or []
+    return [d for d in devices if isinstance(d, dict)]
+
+
 class ObjectStore:
     """The emulator's in-memory state: objects by resource, a global resourceVersion counter,
-    an event log for watches, and write counters. Thread-safe."""
+    an event log for watches, write and request counters, and the field ownership of claim
+    `status.devices`. Thread-safe."""
 
     def __init__(self, k8s_version: str = "1.34", validate: bool = True) -> None:
         self.k8s_version = k8s_version
@@ -289,12 +335,30 @@ class ObjectStore:
         self._objects: dict[ResourceType, dict[tuple[str, str], JSON]] = {r: {} for r in RESOURCES}
         self._events: list[tuple[int, ResourceType, str, JSON]] = []
         self.writes: dict[tuple[str, str], int] = {}
+        self.requests: dict[tuple[str, str], int] = {}
         self._failures: list[tuple[str, int]] = []
+        self._device_owners: dict[tuple[str, str], DeviceStatusOwners] = {}
 
     # -- helpers -------------------------------------------------------------------
     def _count(self, verb: str, rtype: ResourceType) -> None:
         key = (verb, rtype.plural)
         self.writes[key] = self.writes.get(key, 0) + 1
+
+    def count_request(self, verb: str, plural: str) -> None:
+        """Count one HTTP request (`verb`: get, list, watch, create, update, patch, delete)."""
+        with self._lock:
+            key = (verb, plural)
+            self.requests[key] = self.requests.get(key, 0) + 1
+
+    def request_count(self, verb: str, plural: str) -> int:
+        """HTTP requests so far with this verb on this resource, failed ones included."""
+        with self._lock:
+            return self.requests.get((verb, plural), 0)
+
+    def device_owners(self, namespace: str, name: str) -> DeviceStatusOwners:
+        """A copy of the field ownership of one claim's `status.devices`."""
+        with self._lock:
+            return self._device_owners.get((namespace, name), DeviceStatusOwners()).copy()
 
     def fail_next(self, verb: str, code: int = 409) -> None:
         """Make the next HTTP request with `verb` (POST/PUT/PATCH/DELETE/GET) fail with `code`
@@ -312,9 +376,10 @@ class ObjectStore:
             return None
 
     def reset_counts(self) -> None:
-        """Forget the write counters."""
+        """Forget the write and request counters."""
         with self._lock:
             self.writes.clear()
+            self.requests.clear()
 
     def write_count(self, plural: str | None = None) -> int:
         """Writes so far (create/update/patch/delete), optionally for one resource."""
@@ -322,7 +387,7 @@ class ObjectStore:
             return sum(n for (_, p), n in self.writes.items() if plural in (None, p))
 
     def _check(self, rtype: ResourceType, obj: JSON) -> None:
-        problems = dra_limit_problems(obj)
+        problems = dra_limit_problems(obj) + claim_status_problems(obj)
         if self.validate and not problems:
             import kubernetes_validate  # noqa: PLC0415 - heavy; only when validating
 
@@ -424,15 +489,24 @@ class ObjectStore:
                 generation=1,
             )
             self._objects[rtype][key] = obj
+            if rtype is CLAIMS:
+                self._device_owners.pop(key, None)  # a new object: nobody owns anything yet
             self._count("create", rtype)
             self._emit(rtype, "ADDED", obj)
             return copy.deepcopy(obj)
 
     def replace(
-        self, rtype: ResourceType, namespace: str, name: str, obj: JSON, subresource: str = ""
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        obj: JSON,
+        subresource: str = "",
+        field_manager: str = "",
     ) -> JSON:
         """PUT: optimistic concurrency on resourceVersion; `/status` changes only status and
-        the main resource ignores status when the resource has a status subresource."""
+        the main resource ignores status when the resource has a status subresource.
+        `field_manager` takes over the claim `status.devices` fields the PUT changes."""
         with self._lock:
             current = self._objects[rtype].get((namespace if rtype.namespaced else "", name))
             if current is None:
@@ -454,7 +528,8 @@ class ObjectStore:
                 new["status"] = copy.deepcopy(current.get("status"))
                 if new["status"] is None:
                     new.pop("status")
-            return self._store_update(rtype, namespace, name, current, new)
+            owners = self._updated_owners(rtype, namespace, name, current, new, field_manager)
+            return self._store_update(rtype, namespace, name, current, new, owners)
 
     def patch(
         self,
@@ -465,8 +540,14 @@ class ObjectStore:
         content_type: str,
         subresource: str = "",
         create_on_apply: bool = True,
+        field_manager: str = "",
+        force: bool = False,
     ) -> JSON:
-        """PATCH with merge, strategic-merge (as merge), JSON patch or apply semantics."""
+        """PATCH with merge, strategic-merge (as merge), JSON patch or apply semantics.
+
+        For a ResourceClaim's `status.devices`, an apply (by `field_manager`, with `force`)
+        follows field ownership (409 on a conflict); other patches hand the fields they change
+        to `field_manager`."""
         with self._lock:
             key = (namespace if rtype.namespaced else "", name)
             current = self._objects[rtype].get(key)
@@ -474,20 +555,88 @@ class ObjectStore:
                 if "apply-patch" in content_type and create_on_apply and not subresource:
                     return self.create(rtype, namespace, body)
                 raise self._not_found(rtype, name)
+            owners: DeviceStatusOwners | None = None
             if "json-patch" in content_type:
                 new = json_patch(current, body)
             elif "apply-patch" in content_type:
                 new = apply_patch(current, body)
+                if rtype is CLAIMS and subresource == "status":
+                    owners, devices = self._applied_devices(
+                        key, current, body, field_manager, force
+                    )
+                    status = new.setdefault("status", {})
+                    if devices:
+                        status["devices"] = devices
+                    else:
+                        status.pop("devices", None)
             else:
                 new = merge_patch(current, body)
             if subresource == "status":
                 new = {**copy.deepcopy(current), "status": new.get("status")}
             elif rtype.status_subresource and "status" in current:
                 new["status"] = copy.deepcopy(current["status"])
-            return self._store_update(rtype, namespace, name, current, new)
+            if owners is None:
+                owners = self._updated_owners(rtype, namespace, name, current, new, field_manager)
+            return self._store_update(rtype, namespace, name, current, new, owners)
+
+    def _applied_devices(
+        self, key: tuple[str, str], current: JSON, body: Any, manager: str, force: bool
+    ) -> tuple[DeviceStatusOwners, JSONList]:
+        """One apply of claim `status.devices`: the new ownership and entries."""
+        status = (body.get("status") if isinstance(body, dict) else None) or {}
+        applied = status.get("devices") if isinstance(status, dict) else None
+        if applied is not None and not isinstance(applied, list):
+            raise ApiError(422, "Invalid", "status.devices: must be a list")
+        owners = self._device_owners.get(key, DeviceStatusOwners()).copy()
+        try:
+            devices = owners.apply(_devices(current), applied or [], manager, force)
+        except ApplyConflictError as exc:
+            raise ApiError(
+                409,
+                "Conflict",
+                str(exc),
+                {
+                    "name": key[1],
+                    "group": CLAIMS.group,
+                    "kind": CLAIMS.plural,
+                    "causes": [
+                        {
+                            "reason": "FieldManagerConflict",
+                            "message": ", ".join(f'conflict with "{m}"' for m in c.managers),
+                            "field": c.path,
+                        }
+                        for c in exc.conflicts
+                    ],
+                },
+            ) from exc
+        except InvalidApplyError as exc:
+            raise ApiError(422, "Invalid", str(exc)) from exc
+        return owners, devices
+
+    def _updated_owners(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        current: JSON,
+        new: JSON,
+        manager: str,
+    ) -> DeviceStatusOwners | None:
+        """Ownership of claim `status.devices` after a non-apply write by `manager`."""
+        if rtype is not CLAIMS:
+            return None
+        owners = self._device_owners.get((namespace, name), DeviceStatusOwners()).copy()
+        owners.update(_devices(current), _devices(new), manager or "unknown")
+        return owners
 
     def _store_update(
-        self, rtype: ResourceType, namespace: str, name: str, current: JSON, new: JSON
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        current: JSON,
+        new: JSON,
+        owners: DeviceStatusOwners | None = None,
     ) -> JSON:
         meta = new.setdefault("metadata", {})
         for field in ("uid", "creationTimestamp", "namespace", "name"):
@@ -498,6 +647,8 @@ class ObjectStore:
         )
         meta["resourceVersion"] = current["metadata"]["resourceVersion"]
         self._check(rtype, new)
+        if owners is not None:  # the write is valid: its field ownership takes effect
+            self._device_owners[(namespace if rtype.namespaced else "", name)] = owners
         if new == current:
             return copy.deepcopy(current)  # a no-op write does not bump the resourceVersion
         meta["resourceVersion"] = self._next_rv()
@@ -527,6 +678,8 @@ class ObjectStore:
                         f"{current['metadata'].get(field)}",
                     )
             obj = self._objects[rtype].pop(key)
+            if rtype is CLAIMS:
+                self._device_owners.pop(key, None)
             obj["metadata"]["resourceVersion"] = self._next_rv()
             self._count("delete", rtype)
             self._emit(rtype, "DELETED", obj)
@@ -620,6 +773,15 @@ def _discovery(path: str) -> JSON | None:
     return None
 
 
+_KUBE_VERBS = {
+    "GET": "get",
+    "POST": "create",
+    "PUT": "update",
+    "PATCH": "patch",
+    "DELETE": "delete",
+}
+
+
 class _QuietServer(ThreadingHTTPServer):
     """A client that disconnects mid-request (a killed daemon) is normal here, not a traceback."""
 
@@ -690,6 +852,36 @@ class ApiServerEmulator:
         self.store.writes[("create", "nodes")] -= 1
         return node
 
+    def put_claim(self, claim: JSON) -> JSON:
+        """Create a ResourceClaim directly, in `metadata.namespace` (default `default`), as
+        scheduler output would leave it (schema- and status-validated, not counted as a
+        write); returns the stored object with the server-assigned uid."""
+        namespace = (claim.get("metadata") or {}).get("namespace") or "default"
+        with self.store._lock:  # one step: the un-count cannot hit another thread's create
+            obj = self.store.create(CLAIMS, namespace, claim)
+            self.store.writes[("create", CLAIMS.plural)] -= 1
+        return obj
+
+    def delete_claim(self, namespace: str, name: str) -> None:
+        """Delete a ResourceClaim directly if it exists (not counted as a write)."""
+        with self.store._lock:
+            try:
+                self.store.delete(CLAIMS, namespace, name)
+            except ApiError:
+                return
+            self.store.writes[("delete", CLAIMS.plural)] -= 1
+
+    def claim(self, namespace: str, name: str) -> JSON | None:
+        """The stored ResourceClaim (a copy), or None."""
+        try:
+            return self.store.get(CLAIMS, namespace, name)
+        except ApiError:
+            return None
+
+    def events(self, namespace: str | None = None) -> list[JSON]:
+        """The stored core/v1 Events (copies), optionally of one namespace."""
+        return list(self.store.list(EVENTS, namespace)["items"])
+
     def slices(self) -> list[JSON]:
         """Every stored ResourceSlice (copies), sorted by name."""
         return list(self.store.list(SLICES, None)["items"])
@@ -697,8 +889,20 @@ class ApiServerEmulator:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
 
+        def _count_request(verb: str, path: str, query: dict[str, str]) -> None:
+            try:
+                rtype, _, name, _ = _parse_path(path)
+            except ApiError:
+                return  # discovery or an unknown path: not a resource request
+            if verb == "GET" and not name:
+                kind = "watch" if query.get("watch") in ("true", "1") else "list"
+            else:
+                kind = _KUBE_VERBS.get(verb, verb.lower())
+            emulator.store.count_request(kind, rtype.plural)
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
 
             def log_message(self, format: str, *args: object) -> None:
                 return
@@ -727,6 +931,7 @@ class ApiServerEmulator:
                 self._raw = self.rfile.read(length) if length else b""
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
+                _count_request(verb, url.path, query)
                 try:
                     if emulator.unavailable.is_set():
                         raise ApiError(503, "ServiceUnavailable", "emulated outage")
@@ -760,14 +965,29 @@ class ApiServerEmulator:
                     elif verb == "POST" and not name:
                         self._reply(201, store.create(rtype, nsv, self._body()))
                     elif verb == "PUT" and name:
-                        self._reply(200, store.replace(rtype, nsv, name, self._body(), sub))
+                        self._reply(
+                            200,
+                            store.replace(
+                                rtype, nsv, name, self._body(), sub, self._manager(query)
+                            ),
+                        )
                     elif verb == "PATCH" and name:
                         ctype = self.headers.get("Content-Type", "")
-                        # Field ownership conflicts are not emulated: an apply always wins,
-                        # as it does for a driver that applies with force=true.
                         if "apply-patch" in ctype and not query.get("fieldManager"):
                             raise ApiError(422, "Invalid", "PATCH with apply requires fieldManager")
-                        self._reply(200, store.patch(rtype, nsv, name, self._body(), ctype, sub))
+                        self._reply(
+                            200,
+                            store.patch(
+                                rtype,
+                                nsv,
+                                name,
+                                self._body(),
+                                ctype,
+                                sub,
+                                field_manager=self._manager(query),
+                                force=query.get("force") in ("true", "1"),
+                            ),
+                        )
                     elif verb == "DELETE" and name:
                         body = self._body()
                         self._reply(
@@ -782,6 +1002,12 @@ class ApiServerEmulator:
                     self._reply(err.code, err.status())
                 except (KeyError, IndexError, TypeError, ValueError) as exc:
                     self._reply(400, ApiError(400, "BadRequest", str(exc)).status())
+
+            def _manager(self, query: dict[str, str]) -> str:
+                """The field manager: `fieldManager`, else the client's program name from its
+                User-Agent, as kube-apiserver defaults it for non-apply writes."""
+                agent = self.headers.get("User-Agent", "").split("/", 1)[0].strip()
+                return query.get("fieldManager") or agent or "unknown"
 
             def _watch(self, rtype: ResourceType, ns: str | None, query: dict[str, str]) -> None:
                 since = int(query.get("resourceVersion") or 0)

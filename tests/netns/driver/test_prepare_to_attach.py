@@ -21,7 +21,7 @@ from knd.driver.prepare import PrepareEngine
 from knd.driver.store import StateStore
 from knd.kube.connection import connect_url
 from knd.kubelet.types import ClaimRef
-from knd.lab.apiserver_claims import FakeClaimsApiServer
+from knd.lab.apiserver import ApiServerEmulator
 from knd.netns.attach import attach
 from knd.netns.detach import detach
 from knd.netns.plan import AttachPlan
@@ -32,8 +32,8 @@ from kubelet_claims import DRIVER, POOL, claim, opaque
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[tuple[PrepareEngine, FakeClaimsApiServer, StateStore]]:
-    server = FakeClaimsApiServer().start()
+def engine(tmp_path: Path) -> Iterator[tuple[PrepareEngine, ApiServerEmulator, StateStore]]:
+    server = ApiServerEmulator().start()
     store = StateStore(tmp_path / "knd.db")
     api = KubeClaimApi(connect_url(server.url), component=DRIVER, host=POOL)
     eng = PrepareEngine(
@@ -47,7 +47,7 @@ def engine(tmp_path: Path) -> Iterator[tuple[PrepareEngine, FakeClaimsApiServer,
 
 
 def test_prepared_plan_attaches_and_detach_restores(
-    lab: Lab, engine: tuple[PrepareEngine, FakeClaimsApiServer, StateStore]
+    lab: Lab, engine: tuple[PrepareEngine, ApiServerEmulator, StateStore]
 ) -> None:
     eng, server, store = engine
     nic = lab.nic()
@@ -59,7 +59,7 @@ def test_prepared_plan_attaches_and_detach_restores(
         "routes": [{"destination": "203.0.113.0/24", "gateway": "192.0.2.254"}],
     }
     obj = claim("c1", [("nic", DRIVER, device)], configs=[opaque("FromClaim", params)])
-    server.state.put_claim(obj)
+    obj = server.put_claim(obj)
     meta = obj["metadata"]
     result = eng.prepare([ClaimRef(meta["namespace"], meta["uid"], meta["name"])])
     assert not result[meta["uid"]].error, result
@@ -84,11 +84,11 @@ def test_prepared_plan_attaches_and_detach_restores(
 
 
 def test_unknown_device_and_vf_mtu_are_claim_errors(
-    lab: Lab, tmp_path: Path, engine: tuple[PrepareEngine, FakeClaimsApiServer, StateStore]
+    lab: Lab, tmp_path: Path, engine: tuple[PrepareEngine, ApiServerEmulator, StateStore]
 ) -> None:
     eng, server, store = engine
     obj = claim("c2", [("nic", DRIVER, "no-such-nic")])
-    server.state.put_claim(obj)
+    obj = server.put_claim(obj)
     meta = obj["metadata"]
     result = eng.prepare([ClaimRef(meta["namespace"], meta["uid"], meta["name"])])
     assert "device no-such-nic: not found on this node" in result[meta["uid"]].error

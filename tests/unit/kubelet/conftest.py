@@ -1,4 +1,4 @@
-"""Fixtures for the kubelet-side tests: fake API server, kube client, store, engine, plugin,
+"""Fixtures for the kubelet-side tests: API server emulator, kube client, store, engine, plugin,
 kubelet emulator (all on loopback / unix sockets under tmp_path; no root needed)."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from knd.driver.prepare import PrepareEngine
 from knd.driver.store import StateStore
 from knd.kube.connection import connect_url
 from knd.kubelet.plugin import KubeletPlugin
-from knd.lab.apiserver_claims import FakeClaimsApiServer
+from knd.lab.apiserver import ApiServerEmulator
 from knd.lab.kubelet import KubeletEmulator
 
 
 @pytest.fixture
-def apiserver() -> Iterator[FakeClaimsApiServer]:
-    server = FakeClaimsApiServer().start()
+def apiserver() -> Iterator[ApiServerEmulator]:
+    server = ApiServerEmulator().start()
     try:
         yield server
     finally:
@@ -28,7 +28,7 @@ def apiserver() -> Iterator[FakeClaimsApiServer]:
 
 
 @pytest.fixture
-def kube_api(apiserver: FakeClaimsApiServer) -> KubeClaimApi:
+def kube_api(apiserver: ApiServerEmulator) -> KubeClaimApi:
     return KubeClaimApi(connect_url(apiserver.url), component=DRIVER, host=POOL)
 
 

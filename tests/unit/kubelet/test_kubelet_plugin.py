@@ -19,7 +19,7 @@ from knd.kubelet import registration, wire
 from knd.kubelet.plugin import KubeletPlugin
 from knd.kubelet.sockets import SocketPathError
 from knd.kubelet.types import ClaimRef
-from knd.lab.apiserver_claims import FakeClaimsApiServer
+from knd.lab.apiserver import ApiServerEmulator
 from knd.lab.kubelet import KubeletEmulator
 
 pytestmark = pytest.mark.unit
@@ -104,11 +104,11 @@ def test_prepare_gpu_and_nic_with_class_and_claim_config(
     version: str,
     plugin: KubeletPlugin,
     kubelet: KubeletEmulator,
-    apiserver: FakeClaimsApiServer,
+    apiserver: ApiServerEmulator,
     store: StateStore,
 ) -> None:
     kubelet.wait_registered(DRIVER)
-    obj = apiserver.state.put_claim(
+    obj = apiserver.put_claim(
         claim(
             "gpu-nic",
             [("gpu", GPU, "gpu-0"), ("nic", DRIVER, "pci-0000-8a-00-0")],
@@ -140,10 +140,10 @@ def test_prepare_gpu_and_nic_with_class_and_claim_config(
 
 
 def test_subrequest_names_are_stripped(
-    plugin: KubeletPlugin, kubelet: KubeletEmulator, apiserver: FakeClaimsApiServer
+    plugin: KubeletPlugin, kubelet: KubeletEmulator, apiserver: ApiServerEmulator
 ) -> None:
     kubelet.wait_registered(DRIVER)
-    obj = apiserver.state.put_claim(
+    obj = apiserver.put_claim(
         claim(
             "sub",
             [("nic/fast", DRIVER, "eth-fast")],
@@ -196,30 +196,30 @@ def test_prepare_errors_are_actionable_and_emit_events(
     expected: str,
     plugin: KubeletPlugin,
     kubelet: KubeletEmulator,
-    apiserver: FakeClaimsApiServer,
+    apiserver: ApiServerEmulator,
     store: StateStore,
 ) -> None:
     kubelet.wait_registered(DRIVER)
-    obj = apiserver.state.put_claim(make())  # type: ignore[operator]
+    obj = apiserver.put_claim(make())  # type: ignore[operator]
     uid = obj["metadata"]["uid"]
     for version in VERSIONS:
         entry = kubelet.prepare(DRIVER, [ref(obj)], version=version).claims[uid]
         assert expected in entry.error
         assert entry.error.startswith(f"{DRIVER}: claim default/{obj['metadata']['name']}: ")
     assert store.claim(uid) is None
-    events = [e for e in apiserver.state.events if e["involvedObject"]["uid"] == uid]
+    events = [e for e in apiserver.events() if e["involvedObject"]["uid"] == uid]
     assert len(events) == 2
     assert events[0]["type"] == "Warning" and events[0]["reason"] == "ClaimPrepareFailed"
     assert expected in events[0]["message"]
 
 
 def test_replaced_and_missing_claims(
-    plugin: KubeletPlugin, kubelet: KubeletEmulator, apiserver: FakeClaimsApiServer
+    plugin: KubeletPlugin, kubelet: KubeletEmulator, apiserver: ApiServerEmulator
 ) -> None:
     kubelet.wait_registered(DRIVER)
-    old = apiserver.state.put_claim(claim("replaced", [("nic", DRIVER, "eth1")]))
-    apiserver.state.delete_claim("default", "replaced")
-    new = apiserver.state.put_claim(claim("replaced", [("nic", DRIVER, "eth1")]))
+    old = apiserver.put_claim(claim("replaced", [("nic", DRIVER, "eth1")]))
+    apiserver.delete_claim("default", "replaced")
+    new = apiserver.put_claim(claim("replaced", [("nic", DRIVER, "eth1")]))
     resp = kubelet.prepare(DRIVER, [ref(old), ("default", "uid-gone", "gone")])
     assert "claim was replaced" in resp.claims[old["metadata"]["uid"]].error
     assert new["metadata"]["uid"] in resp.claims[old["metadata"]["uid"]].error
@@ -227,17 +227,15 @@ def test_replaced_and_missing_claims(
 
 
 def test_prepare_is_idempotent_without_api_calls(
-    plugin: KubeletPlugin, kubelet: KubeletEmulator, apiserver: FakeClaimsApiServer
+    plugin: KubeletPlugin, kubelet: KubeletEmulator, apiserver: ApiServerEmulator
 ) -> None:
     kubelet.wait_registered(DRIVER)
-    obj = apiserver.state.put_claim(
-        claim("idem", [("nic", DRIVER, "eth1"), ("nic", DRIVER, "eth2")])
-    )
+    obj = apiserver.put_claim(claim("idem", [("nic", DRIVER, "eth1"), ("nic", DRIVER, "eth2")]))
     first = kubelet.prepare(DRIVER, [ref(obj)], version="v1.DRAPlugin")
-    gets = apiserver.state.gets
+    gets = apiserver.store.request_count("get", "resourceclaims")
     again = kubelet.prepare(DRIVER, [ref(obj)], version="v1.DRAPlugin")
     beta = kubelet.prepare(DRIVER, [ref(obj)], version="v1beta1.DRAPlugin")
-    assert apiserver.state.gets == gets
+    assert apiserver.store.request_count("get", "resourceclaims") == gets
     assert first == again
     uid = obj["metadata"]["uid"]
     assert [d.device_name for d in beta.claims[uid].devices] == ["eth1", "eth2"]
@@ -246,17 +244,17 @@ def test_prepare_is_idempotent_without_api_calls(
 def test_device_held_by_live_claim_is_refused_stale_one_released(
     plugin: KubeletPlugin,
     kubelet: KubeletEmulator,
-    apiserver: FakeClaimsApiServer,
+    apiserver: ApiServerEmulator,
     store: StateStore,
 ) -> None:
     kubelet.wait_registered(DRIVER)
-    a = apiserver.state.put_claim(claim("a", [("nic", DRIVER, "eth1")]))
-    b = apiserver.state.put_claim(claim("b", [("nic", DRIVER, "eth1")]))
+    a = apiserver.put_claim(claim("a", [("nic", DRIVER, "eth1")]))
+    b = apiserver.put_claim(claim("b", [("nic", DRIVER, "eth1")]))
     assert kubelet.prepare(DRIVER, [ref(a)]).claims[a["metadata"]["uid"]].error == ""
     err = kubelet.prepare(DRIVER, [ref(b)]).claims[b["metadata"]["uid"]].error
     assert f"device {POOL}/eth1 is already prepared for claim default/a" in err
     # claim a vanishes from the API server without an unprepare: its entry is stale
-    apiserver.state.delete_claim("default", "a")
+    apiserver.delete_claim("default", "a")
     assert kubelet.prepare(DRIVER, [ref(b)]).claims[b["metadata"]["uid"]].error == ""
     assert store.claim(a["metadata"]["uid"]) is None
     owner = store.device_owner(POOL, "eth1")
@@ -268,14 +266,14 @@ def test_unprepare_from_local_state(
     version: str,
     plugin: KubeletPlugin,
     kubelet: KubeletEmulator,
-    apiserver: FakeClaimsApiServer,
+    apiserver: ApiServerEmulator,
     store: StateStore,
 ) -> None:
     kubelet.wait_registered(DRIVER)
-    obj = apiserver.state.put_claim(claim("gone-later", [("nic", DRIVER, "eth1")]))
+    obj = apiserver.put_claim(claim("gone-later", [("nic", DRIVER, "eth1")]))
     uid = obj["metadata"]["uid"]
     assert kubelet.prepare(DRIVER, [ref(obj)], version=version).claims[uid].error == ""
-    apiserver.state.delete_claim("default", "gone-later")  # the claim may be gone already
+    apiserver.delete_claim("default", "gone-later")  # the claim may be gone already
     resp = kubelet.unprepare(DRIVER, [ref(obj), ("default", "never-seen", "x")], version=version)
     assert {k: v.error for k, v in resp.claims.items()} == {uid: "", "never-seen": ""}
     assert store.claim(uid) is None and store.plans_for_claim(uid) == []
@@ -285,13 +283,11 @@ def test_unprepare_from_local_state(
 
 
 def test_concurrent_prepares_of_one_claim_serialize(
-    engine: PrepareEngine, apiserver: FakeClaimsApiServer, store: StateStore
+    engine: PrepareEngine, apiserver: ApiServerEmulator, store: StateStore
 ) -> None:
     from knd.kubelet.types import ClaimRef
 
-    objs = [
-        apiserver.state.put_claim(claim(f"c{i}", [("nic", DRIVER, f"eth{i}")])) for i in range(4)
-    ]
+    objs = [apiserver.put_claim(claim(f"c{i}", [("nic", DRIVER, f"eth{i}")])) for i in range(4)]
     refs = [ClaimRef(*ref(o)) for o in objs]
     answers: list[dict[str, object]] = []
     lock = threading.Lock()
@@ -309,11 +305,13 @@ def test_concurrent_prepares_of_one_claim_serialize(
     assert len(answers) == 8 and all(a == answers[0] for a in answers)
     assert all(not r.error for r in answers[0].values())  # type: ignore[attr-defined]
     assert len(store.claims()) == 4
-    assert apiserver.state.gets == 4  # each claim fetched once; the rest hit the store
+    assert (
+        apiserver.store.request_count("get", "resourceclaims") == 4
+    )  # each claim fetched once; the rest hit the store
 
 
 def test_profile_hook_resolved_and_released(
-    store: StateStore, apiserver: FakeClaimsApiServer, kube_api: object
+    store: StateStore, apiserver: ApiServerEmulator, kube_api: object
 ) -> None:
     from knd.api.config import NetworkConfig, decode
     from knd.kubelet.types import ClaimRef
@@ -335,7 +333,7 @@ def test_profile_hook_resolved_and_released(
         events=kube_api,
         profiles=Profiles(),  # type: ignore[arg-type]
     )
-    obj = apiserver.state.put_claim(
+    obj = apiserver.put_claim(
         claim(
             "ipam",
             [("nic", DRIVER, "eth7")],
@@ -356,7 +354,7 @@ def test_socket_files_not_world_accessible(plugin: KubeletPlugin) -> None:
 
 
 def test_plan_builder_failures_fail_only_that_claim(
-    store: StateStore, apiserver: FakeClaimsApiServer, kube_api: object
+    store: StateStore, apiserver: ApiServerEmulator, kube_api: object
 ) -> None:
     from knd.driver.errors import ClaimError
     from knd.kubelet.types import ClaimRef
@@ -375,8 +373,7 @@ def test_plan_builder_failures_fail_only_that_claim(
         driver=DRIVER, store=store, reader=kube_api, events=kube_api, plan_builder=Builder()
     )  # type: ignore[arg-type]
     objs = [
-        apiserver.state.put_claim(claim(n, [("nic", DRIVER, f"{n}0")]))
-        for n in ("ok", "missing", "boom")
+        apiserver.put_claim(claim(n, [("nic", DRIVER, f"{n}0")])) for n in ("ok", "missing", "boom")
     ]
     refs = [ClaimRef(*ref(o)) for o in objs]
     res = eng.prepare(refs)
@@ -385,16 +382,16 @@ def test_plan_builder_failures_fail_only_that_claim(
     assert "internal error: RuntimeError('netlink exploded')" in res[refs[2].uid].error
     assert store.claim(refs[0].uid) is not None
     assert store.claim(refs[1].uid) is None and store.claim(refs[2].uid) is None
-    assert {e["involvedObject"]["name"] for e in apiserver.state.events} == {"missing", "boom"}
+    assert {e["involvedObject"]["name"] for e in apiserver.events()} == {"missing", "boom"}
 
 
 def test_device_of_another_nodes_pool_is_refused(
-    store: StateStore, kube_api: KubeClaimApi, apiserver: FakeClaimsApiServer
+    store: StateStore, kube_api: KubeClaimApi, apiserver: ApiServerEmulator
 ) -> None:
     engine = PrepareEngine(
         driver=DRIVER, store=store, reader=kube_api, events=kube_api, pool="some-other-node"
     )
-    obj = apiserver.state.put_claim(claim("elsewhere", [("nic", DRIVER, "eth1")]))
+    obj = apiserver.put_claim(claim("elsewhere", [("nic", DRIVER, "eth1")]))
     meta = obj["metadata"]
     result = engine.prepare([ClaimRef(meta["namespace"], meta["uid"], meta["name"])])
     error = result[meta["uid"]].error

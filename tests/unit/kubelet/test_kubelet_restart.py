@@ -14,7 +14,7 @@ import pytest
 from kubelet_claims import DRIVER, claim, ref
 
 from knd.driver.store import StateStore
-from knd.lab.apiserver_claims import FakeClaimsApiServer
+from knd.lab.apiserver import ApiServerEmulator
 from knd.lab.kubelet import KubeletEmulator
 
 pytestmark = pytest.mark.unit
@@ -60,12 +60,10 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def test_plan_survives_sigkill_and_unprepare_works(
-    tmp_path: Path, kroot: Path, apiserver: FakeClaimsApiServer, procs: list[subprocess.Popen[str]]
+    tmp_path: Path, kroot: Path, apiserver: ApiServerEmulator, procs: list[subprocess.Popen[str]]
 ) -> None:
     db = tmp_path / "state" / "knd.db"
-    obj = apiserver.state.put_claim(
-        claim("survivor", [("nic", DRIVER, "eth1"), ("nic", DRIVER, "eth2")])
-    )
+    obj = apiserver.put_claim(claim("survivor", [("nic", DRIVER, "eth1"), ("nic", DRIVER, "eth2")]))
     uid = obj["metadata"]["uid"]
     procs.append(_start(kroot, db, apiserver.url))
     emu = KubeletEmulator(kroot).start()
@@ -77,7 +75,7 @@ def test_plan_survives_sigkill_and_unprepare_works(
         procs[0].wait(10)
         assert first_reg.socket.exists()  # a crash leaves the socket behind
         emu.forget(DRIVER)
-        apiserver.state.delete_claim("default", "survivor")  # and the claim may be gone by now
+        apiserver.delete_claim("default", "survivor")  # and the claim may be gone by now
 
         procs.append(_start(kroot, db, apiserver.url))
         emu.wait_registered(DRIVER)

@@ -11,7 +11,7 @@ from kubelet_claims import DRIVER, GPU, POOL, claim
 
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
-from knd.lab.apiserver_claims import FakeClaimsApiServer
+from knd.lab.apiserver import ApiServerEmulator
 
 pytestmark = pytest.mark.unit
 
@@ -29,9 +29,9 @@ def _ready(device: str, ip: str) -> DeviceStatus:
 
 
 def test_apply_merges_per_device_and_keeps_other_managers(
-    apiserver: FakeClaimsApiServer, kube_api: KubeClaimApi
+    apiserver: ApiServerEmulator, kube_api: KubeClaimApi
 ) -> None:
-    apiserver.state.put_claim(
+    apiserver.put_claim(
         claim("st", [("gpu", GPU, "gpu-0"), ("nic", DRIVER, "eth1"), ("nic", DRIVER, "eth2")])
     )
     gpu_entry = {"driver": GPU, "pool": "gpu-pool", "device": "gpu-0", "data": {"x": 1}}
@@ -41,7 +41,7 @@ def test_apply_merges_per_device_and_keeps_other_managers(
         assert writer.submit("default", "st", [_ready("eth1", "10.0.0.5/24")])
         assert writer.submit("default", "st", [_ready("eth2", "10.0.0.6/24")])
         assert writer.flush()
-        devices = apiserver.state.claim("default", "st")["status"]["devices"]  # type: ignore[index]
+        devices = apiserver.claim("default", "st")["status"]["devices"]  # type: ignore[index]
         by_dev = {d["device"]: d for d in devices}
         assert set(by_dev) == {"gpu-0", "eth1", "eth2"}
         assert by_dev["gpu-0"] == gpu_entry
@@ -60,35 +60,34 @@ def test_apply_merges_per_device_and_keeps_other_managers(
         # removing our entry for eth2 (detach) drops it from the claim, the GPU's stays
         writer.submit("default", "st", [_ready("eth2", "10.0.0.6/24")], remove=True)
         assert writer.flush()
-        devices = apiserver.state.claim("default", "st")["status"]["devices"]  # type: ignore[index]
+        devices = apiserver.claim("default", "st")["status"]["devices"]  # type: ignore[index]
         assert sorted(d["device"] for d in devices) == ["eth1", "gpu-0"]
     finally:
         writer.close()
 
 
 def test_retries_with_backoff_after_failures(
-    apiserver: FakeClaimsApiServer, kube_api: KubeClaimApi
+    apiserver: ApiServerEmulator, kube_api: KubeClaimApi
 ) -> None:
-    apiserver.state.put_claim(claim("retry", [("nic", DRIVER, "eth1")]))
-    apiserver.state.fail_patches = 3
+    apiserver.put_claim(claim("retry", [("nic", DRIVER, "eth1")]))
+    for _ in range(3):
+        apiserver.fail_next("PATCH", 500)
     writer = StatusWriter(applier=kube_api, driver=DRIVER, backoff_initial_s=0.01)
     try:
         writer.submit("default", "retry", [_ready("eth1", "10.1.0.1/16")])
         assert writer.flush()
-        assert apiserver.state.patches == 4 and writer.applied == 1
-        assert apiserver.state.claim("default", "retry")["status"]["devices"][0]["device"] == "eth1"  # type: ignore[index]
+        assert apiserver.store.request_count("patch", "resourceclaims") == 4 and writer.applied == 1
+        assert apiserver.claim("default", "retry")["status"]["devices"][0]["device"] == "eth1"  # type: ignore[index]
     finally:
         writer.close()
 
 
-def test_gives_up_after_max_attempts(
-    apiserver: FakeClaimsApiServer, kube_api: KubeClaimApi
-) -> None:
+def test_gives_up_after_max_attempts(apiserver: ApiServerEmulator, kube_api: KubeClaimApi) -> None:
     writer = StatusWriter(applier=kube_api, driver=DRIVER, max_attempts=3, backoff_initial_s=0.01)
     try:
         writer.submit("default", "no-such-claim", [_ready("eth1", "10.1.0.1/16")])
         assert writer.flush()
-        assert writer.failed == 1 and apiserver.state.patches == 3
+        assert writer.failed == 1 and apiserver.store.request_count("patch", "resourceclaims") == 3
     finally:
         writer.close()
 
