@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from knd.api.attributes import DEFAULT_DRIVER_NAME
 from knd.api.check import check_parameters
 from knd.api.errors import ConfigError
@@ -80,6 +78,8 @@ def load_documents(path: Path) -> list[object]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from exc
+    import yaml  # noqa: PLC0415 - the daemon imports this module but never parses YAML
+
     try:
         if path.suffix == ".json":
             return [json.loads(text)]

@@ -14,14 +14,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from knd.api.manifests import object_name
 from knd.cli.config_cmd import UsageError, expand_paths, load_documents
-from knd.lab.allocator import AllocationError, Allocator, Explanation
-from knd.lab.celenv import SelectorError
-from knd.lab.lab import LabConfig, LabError, client, read_state
-from knd.lab.restapi import RestError
+
+if TYPE_CHECKING:
+    from knd.lab.allocator import Allocator
+
+# The knd.lab modules are imported by the functions that use them: every `knd` command,
+# the node daemon included, imports this module to register its parser.
 
 EXIT_OK, EXIT_UNSATISFIABLE, EXIT_USAGE = 0, 1, 2
 
@@ -76,6 +78,9 @@ def explain_claim(
     in_use: frozenset[tuple[str, str, str]] = frozenset(),
 ) -> bool:
     """Print the explanation of one claim; True when it is allocatable."""
+    from knd.lab.allocator import AllocationError, Explanation  # noqa: PLC0415
+    from knd.lab.celenv import SelectorError  # noqa: PLC0415
+
     print(f"== {object_name(doc)}", file=out)
     try:
         allocation, exp = allocator.allocate(_claim_spec(doc), in_use)
@@ -119,6 +124,11 @@ def explain_claim(
 
 def run_explain(args: argparse.Namespace) -> int:
     """Handler of `knd explain`."""
+    from knd.lab.allocator import AllocationError, Allocator  # noqa: PLC0415
+    from knd.lab.celenv import SelectorError  # noqa: PLC0415
+    from knd.lab.lab import LabError  # noqa: PLC0415
+    from knd.lab.restapi import RestError  # noqa: PLC0415
+
     try:
         docs = _flatten(
             [d for p in expand_paths([*args.paths, *args.slices]) for d in load_documents(p)]
@@ -168,6 +178,8 @@ def _from_lab(
 ) -> tuple[list[dict[str, Any]], frozenset[tuple[str, str, str]], str]:
     """Slices and DeviceClasses of the running lab, the devices its other claims hold, and the
     lab node. Claims named in `docs` do not count as holding their own devices."""
+    from knd.lab.lab import LabConfig, client, read_state  # noqa: PLC0415
+
     cfg = LabConfig(state_dir=state_dir) if state_dir else LabConfig()
     api = client(cfg)
 

@@ -20,8 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from knd.api import attributes as attr
 from knd.host.netlink import LiveNetlink, NetlinkError
 from knd.host.sysfs import SysfsRoot
@@ -94,6 +92,8 @@ def _dump(obj: Any, fmt: str) -> None:
     if fmt == "json":
         print(json.dumps(obj, indent=2))
     else:
+        import yaml  # noqa: PLC0415 - the daemon imports this module but never writes YAML
+
         print(yaml.safe_dump(obj, sort_keys=False), end="")
 
 

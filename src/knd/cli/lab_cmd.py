@@ -8,10 +8,25 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from knd.lab import lab
-from knd.lab.restapi import RestError
+if TYPE_CHECKING:
+    from knd.lab.lab import LabConfig
+
+
+def _lab() -> ModuleType:
+    """knd.lab.lab, imported on use: every `knd` command (the node daemon included) imports
+    this module to register its parser."""
+    from knd.lab import lab  # noqa: PLC0415
+
+    return lab
+
+
+def _rest_error() -> type[Exception]:
+    from knd.lab.restapi import RestError  # noqa: PLC0415
+
+    return RestError
 
 
 def register(sub: Any) -> None:
@@ -35,11 +50,14 @@ def register(sub: Any) -> None:
     d.set_defaults(handler=_delete)
 
 
-def _cfg(args: argparse.Namespace) -> lab.LabConfig:
-    return lab.LabConfig(state_dir=args.state_dir) if args.state_dir else lab.LabConfig()
+def _cfg(args: argparse.Namespace) -> LabConfig:
+    lab = _lab()
+    cfg: LabConfig = lab.LabConfig(state_dir=args.state_dir) if args.state_dir else lab.LabConfig()
+    return cfg
 
 
 def _up(args: argparse.Namespace) -> int:
+    lab = _lab()
     try:
         lab.up(_cfg(args), out=sys.stdout)
     except lab.LabError as exc:
@@ -49,6 +67,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
+    lab = _lab()
     try:
         lab.down(_cfg(args), out=sys.stdout)
     except lab.LabError as exc:
@@ -58,10 +77,12 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    lab = _lab()
     return 0 if lab.status(_cfg(args), out=sys.stdout) else 1
 
 
 def _apply(args: argparse.Namespace) -> int:
+    lab = _lab()
     cfg = _cfg(args)
     try:
         docs = lab.load_manifests(args.paths)
@@ -76,7 +97,7 @@ def _apply(args: argparse.Namespace) -> int:
         print("waiting for pods:")
         current = lab.wait_pods(api, pods, args.timeout, out=sys.stdout)
         lab.show(cfg, api, current, out=sys.stdout)
-    except (lab.LabError, RestError) as exc:
+    except (lab.LabError, _rest_error()) as exc:
         print(f"knd lab apply: {exc}", file=sys.stderr)
         return 1
     running = all((p.get("status") or {}).get("phase") == "Running" for p in current.values())
@@ -84,6 +105,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
+    lab = _lab()
     cfg = _cfg(args)
     try:
         docs = list(reversed(lab.load_manifests(args.paths)))
@@ -92,7 +114,7 @@ def _delete(args: argparse.Namespace) -> int:
             meta = doc.get("metadata") or {}
             gone = api.delete(doc["kind"], meta["name"], meta.get("namespace", "default"))
             print(f"  {'deleted' if gone else 'absent '} {doc['kind']} {meta['name']}")
-    except (OSError, ValueError, lab.LabError, RestError) as exc:
+    except (OSError, ValueError, lab.LabError, _rest_error()) as exc:
         print(f"knd lab delete: {exc}", file=sys.stderr)
         return 1
     return 0
