@@ -17,6 +17,7 @@ import pytest
 from knd.api.config import decode
 from knd.driver.hooks import NetworkHooks
 from knd.driver.leases import LeaseKeeper
+from knd.driver.status_writer import DeviceStatus
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.attach import Attached
 from knd.netns.builder import build_plan
@@ -142,6 +143,31 @@ def test_nak_stops_renewing_and_forget_drops_the_pod() -> None:
     assert k.tracked() == [] and counted == ["nak"]
 
 
+def test_observer_hears_a_loss_once_and_the_recovery() -> None:
+    clock, counted = Clock(1101), []  # already past the lease's end (1000 + 100)
+    heard: list[tuple[str, bool, str]] = []
+    server = FakeServer(
+        DhcpError("timed out"),
+        DhcpError("timed out"),
+        DhcpLease(address="10.33.0.55/24", lease_time=100),
+        DhcpNakError("NAK"),
+    )
+    k = keeper(server, clock, counted)
+    k.set_observer(lambda item, valid, reason, _msg: heard.append((item.device, valid, reason)))
+    k.track("pod-1", "/run/netns/p1", [dhcp_plan()])
+    k.run_due()
+    clock.now += 30
+    k.run_due()  # still expired: not reported again
+    assert heard == [("dev-a", False, "DHCPLeaseExpired")]
+    clock.now += 30
+    k.run_due()  # renewed
+    assert heard[-1] == ("dev-a", True, "DHCPLeaseRenewed")
+    clock.now += 50
+    k.run_due()  # NAK
+    assert heard[-1] == ("dev-a", False, "DHCPLeaseRefused")
+    assert counted == ["expired", "expired", "ack", "nak"]
+
+
 def test_infinite_and_static_addresses_are_not_tracked() -> None:
     k = keeper(FakeServer(), Clock(0), [])
     infinite = dhcp_plan(lease=DhcpLease(address="10.33.0.55/24", lease_time=0xFFFFFFFF))
@@ -208,16 +234,43 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
         s.close()
 
 
+class FakeStatus:
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, str, list[DeviceStatus]]] = []
+
+    def submit(
+        self, namespace: str, name: str, devices: Sequence[DeviceStatus], remove: bool = False
+    ) -> bool:
+        self.submitted.append((namespace, name, list(devices)))
+        return True
+
+    def conditions(self) -> dict[str, tuple[bool, str]]:
+        (entry,) = self.submitted[-1][2]
+        return {c.type: (c.status, c.reason) for c in entry.conditions}
+
+
 def test_hooks_keep_leases_of_attached_pods_and_drop_them_on_stop(store: StateStore) -> None:
     rec = Recorder()
-    k = keeper(FakeServer(), Clock(0), [])
+    status = FakeStatus()
+    k = keeper(FakeServer(DhcpNakError("NAK")), Clock(1050), [])
     h = NetworkHooks(
-        store=store, status=None, attach_fn=rec.attach, detach_fn=rec.detach, leases=k,
-        host_links=set,
+        store=store, status=status, attach_fn=rec.attach, detach_fn=rec.detach,  # type: ignore[arg-type]
+        leases=k, host_links=set,
     )  # fmt: skip
+    k.set_observer(h.report_lease)
     pod = PodInfo(id="sb1", uid="pod-1", name="p1", namespace="ns", netns="/run/netns/cni-1")
     h.run_pod_sandbox(pod)
     assert [(t.device, t.netns) for t in k.tracked()] == [("dev-a", "/run/netns/cni-1")]
+    assert status.conditions()["DHCPLease"] == (True, "DHCPLeaseBound")
+    k.run_due()  # the server refuses the renewal: the claim status says so
+    assert status.submitted[-1][:2] == ("ns", "c1")
+    got = status.conditions()
+    assert got["DHCPLease"] == (False, "DHCPLeaseRefused")
+    assert got["Ready"] == (True, "NetworkDeviceReady")  # the interface is still configured
+    assert status.submitted[-1][2][0].network is not None
+    assert k.tracked() == []  # a refused lease is no longer renewed
+    k.track("pod-1", "/run/netns/cni-1", [dhcp_plan()])  # (kept again, to see stop drop it)
+    assert len(k.tracked()) == 1
     h.stop_pod_sandbox(pod)
     assert k.tracked() == []
     # a restarted daemon finds the pod attached at Synchronize: the lease is kept again

@@ -236,6 +236,7 @@ class Daemon:
             attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
             leases=self.leases,
         )
+        self.leases.set_observer(self.hooks.report_lease)
         cfg = PluginConfig(
             socket_path=self.opts.nri_socket,
             name=self.opts.nri_plugin_name,

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from knd.driver.leases import LeaseKeeper
+from knd.driver.leases import LeaseKeeper, Tracked
 from knd.driver.metrics import DriverMetrics
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.driver.store import PlanRecord, StateStore
@@ -338,6 +338,22 @@ class NetworkHooks:
             )
         self.last_sync = report
 
+    def report_lease(self, lease: Tracked, valid: bool, reason: str, message: str) -> None:
+        """LeaseKeeper observer: write the lease's state into the claim's status
+        (`DHCPLease` condition) next to the device's other conditions."""
+        for record in self.store.plans_for_pod(lease.pod_uid):
+            if record.device != lease.device:
+                continue
+            try:
+                plan = AttachPlan.from_json(json.dumps(record.plan))
+            except NetnsError:
+                log.exception("lease report: unusable plan for %s", record.device)
+                return
+            condition = Condition("DHCPLease", valid, reason, message)
+            self._queue_status(
+                [record], [_ready(record, plan, _as_attached(plan), lease=condition)]
+            )
+
     def _count_heal(self, result: str) -> None:
         if self.metrics is not None:
             self.metrics.sync_heals.labels(result).inc()
@@ -350,9 +366,25 @@ class NetworkHooks:
             return []
 
 
+def _lease_condition(plan: AttachPlan) -> Condition | None:
+    """`DHCPLease=True` for a device whose address came from DHCP (knd keeps it renewed)."""
+    if plan.pod is None or plan.pod.dhcp is None:
+        return None
+    dhcp = plan.pod.dhcp
+    term = "no expiry" if dhcp.lease_time is None else f"{dhcp.lease_time} s, renewed by knd"
+    server = f" from {dhcp.server}" if dhcp.server else ""
+    return Condition("DHCPLease", True, "DHCPLeaseBound", f"{dhcp.address} leased{server} ({term})")
+
+
 def _ready(
-    record: PlanRecord, plan: AttachPlan, attached: Attached | None, note: str = ""
+    record: PlanRecord,
+    plan: AttachPlan,
+    attached: Attached | None,
+    note: str = "",
+    lease: Condition | None = None,
 ) -> DeviceStatus:
+    """The status of an attached device: Ready, NetworkReady, DHCPLease (`lease`, else the
+    bound lease of the plan), RDMALinkReady."""
     suffix = f" ({note})" if note else ""
     conditions: list[Condition] = []
     network = None
@@ -375,6 +407,9 @@ def _ready(
             )
         )
         network = NetworkData(name, attached.ips, attached.hardware_address or "")
+        dhcp = lease or _lease_condition(plan)
+        if dhcp is not None:
+            conditions.append(dhcp)
     elif plan.pod is None:
         conditions.append(
             Condition(

@@ -16,7 +16,9 @@ DHCP client would (RFC 2131 timers):
 Tracked: the plans with `pod.dhcp` of pods attached by this daemon (run_pod_sandbox, or found
 attached at Synchronize after a restart); forgotten at StopPodSandbox. Renewals after a restart
 start from the lease as obtained at prepare (an early renewal is harmless). Outcomes are
-counted in `knd_driver_dhcp_renewals_total{result}` (ack, nak, error, expired).
+counted in `knd_driver_dhcp_renewals_total{result}` (ack, nak, error, expired), and an
+observer (`set_observer`; the daemon reports into the claim's status) hears when a lease is
+lost (NAK, or past its end) and when a lost lease is renewed again.
 Thread: one daemon thread sleeping until the next due renewal; each renewal is one DHCP
 exchange (≤ `timeout_s`) in a NetnsWorker of the pod's netns.
 """
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 RenewFn = Callable[[str, str, str, str, str | None, bool], DhcpLease]
 #: result label → counted once per renewal attempt
 CountFn = Callable[[str], None]
+#: (lease, valid, reason, message): a lease was lost (valid False) or renewed after a loss
+ObserverFn = Callable[["Tracked", bool, str, str], None]
 
 
 def renew_in_netns(
@@ -69,6 +73,7 @@ class Tracked:
     mac: str
     binding: DhcpBinding
     due: float  # epoch seconds of the next attempt
+    lost: bool = False  # a loss was reported and no renewal succeeded since
 
     @property
     def t2(self) -> float:
@@ -103,6 +108,20 @@ class LeaseKeeper:
         self._leases: dict[tuple[str, str], Tracked] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._observer: ObserverFn | None = None
+
+    def set_observer(self, observer: ObserverFn | None) -> None:
+        """Call `observer` when a lease is lost or renewed after a loss (from the keeper's
+        thread; it must not raise or block for long)."""
+        self._observer = observer
+
+    def _tell(self, item: Tracked, valid: bool, reason: str, message: str) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(item, valid, reason, message)
+        except Exception:
+            log.exception("reporting the DHCP lease state of %s failed", item.device)
 
     # -- tracking -------------------------------------------------------------------------
     def track(self, pod_uid: str, netns: str, plans: Sequence[AttachPlan]) -> int:
@@ -155,6 +174,7 @@ class LeaseKeeper:
         return len(due)
 
     def _attempt(self, item: Tracked, now: float) -> None:
+        old = item
         rebinding = now >= item.t2
         who = f"pod {item.pod_uid} device {item.device} ({item.binding.address})"
         try:
@@ -166,12 +186,28 @@ class LeaseKeeper:
             self._count("nak")
             log.error("DHCP lease of %s refused by the server, no longer renewed: %s", who, exc)
             self._drop(item)
+            self._tell(
+                item,
+                False,
+                "DHCPLeaseRefused",
+                f"the DHCP server refused to renew {item.binding.address} (NAK); the address "
+                "is still configured in the pod",
+            )
             return
         except Exception as exc:  # DhcpError, a vanished netns...: retry later, never spin
             expired = now >= item.expires
             self._count("expired" if expired else "error")
             if expired:
                 retry = self.expired_retry_s
+                if not item.lost:
+                    item = replace(item, lost=True)
+                    self._tell(
+                        item,
+                        False,
+                        "DHCPLeaseExpired",
+                        f"the DHCP lease of {item.binding.address} expired without renewal "
+                        f"({exc}); the address is still configured in the pod",
+                    )
                 log.error(
                     "DHCP lease of %s has expired and cannot be renewed (%s); the address "
                     "stays configured in the pod, retrying in %.0f s",
@@ -183,7 +219,7 @@ class LeaseKeeper:
                 next_timer = item.t2 if now < item.t2 else item.expires
                 retry = max(self.min_retry_s, (next_timer - now) / 2)
                 log.warning("DHCP renewal of %s failed (%s); retrying in %.0f s", who, exc, retry)
-            self._reschedule(item, replace(item, due=now + retry))
+            self._reschedule(old, replace(item, due=now + retry))
             return
         self._count("ack")
         binding = replace(
@@ -200,8 +236,17 @@ class LeaseKeeper:
                 item.binding.address,
             )
         assert binding.lease_time is not None
-        self._reschedule(item, replace(item, binding=binding, due=now + binding.lease_time / 2))
+        self._reschedule(
+            item, replace(item, binding=binding, due=now + binding.lease_time / 2, lost=False)
+        )
         log.info("DHCP lease of %s renewed for %d s", who, binding.lease_time)
+        if item.lost:
+            self._tell(
+                item,
+                True,
+                "DHCPLeaseRenewed",
+                f"lease of {item.binding.address} renewed for {binding.lease_time} s",
+            )
 
     def _reschedule(self, old: Tracked, new: Tracked) -> None:
         with self._lock:
