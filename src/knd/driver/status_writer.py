@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    type: str  # Ready | NetworkReady | RDMALinkReady
+    type: str  # Ready | NetworkReady | DHCPLease | RDMALinkReady
     status: bool
     reason: str
     message: str = ""
