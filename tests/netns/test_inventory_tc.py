@@ -23,6 +23,17 @@ from tests.netns.conftest import unique
 KND = [sys.executable, "-m", "knd.cli.main"]
 
 
+def inventory_in(ns: str) -> dict[str, dict[str, object]]:
+    """`knd inventory -o json` run inside `ns` (no admin filter): attributes by device name."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, *KND, "inventory", "-o", "json", "--filter", ""],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {d["name"]: d["attributes"] for d in json.loads(out)}
+
+
 @pytest.fixture
 def ns() -> Iterator[str]:
     name = unique("ki-tc")
@@ -65,13 +76,7 @@ def test_tc_bpf_filter_names_are_published(ns: str) -> None:
     finally:
         worker.close()
         os.close(prog)
-    out = subprocess.run(
-        ["ip", "netns", "exec", ns, *KND, "inventory", "-o", "json", "--filter", ""],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    devices = {d["name"]: d["attributes"] for d in json.loads(out)}
+    devices = inventory_in(ns)
     assert devices["kitc0"]["dra.net/tcFilterNames"] == {"string": "knd_2,knd_3"}
     assert devices["kitc0"]["dra.net/ebpf"] == {"bool": True}
     assert devices["kitc1"]["dra.net/ebpf"] == {"bool": False}
@@ -105,13 +110,7 @@ def test_tcx_program_names_are_published(ns: str) -> None:
             worker.call(attach)
         except OSError as exc:
             pytest.skip(f"this kernel cannot attach TCX programs: {exc}")
-        out = subprocess.run(
-            ["ip", "netns", "exec", ns, *KND, "inventory", "-o", "json", "--filter", ""],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        devices = {d["name"]: d["attributes"] for d in json.loads(out)}
+        devices = inventory_in(ns)
         assert devices["kitx0"]["dra.net/tcxProgramNames"] == {"string": "handle_ingress"}
         assert devices["kitx0"]["dra.net/ebpf"] == {"bool": True}
         assert devices["kitx1"]["dra.net/ebpf"] == {"bool": True}  # unnamed, still eBPF

@@ -17,7 +17,6 @@ import pytest
 from knd.api.config import decode
 from knd.driver.hooks import NetworkHooks
 from knd.driver.leases import LeaseKeeper
-from knd.driver.status_writer import DeviceStatus
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.attach import Attached
 from knd.netns.builder import build_plan
@@ -27,6 +26,7 @@ from knd.netns.errors import DhcpError, DhcpNakError, PlanError
 from knd.netns.hoststate import DhcpLease, HostState
 from knd.netns.plan import AttachPlan, HostSide
 from knd.nri.types import PodInfo
+from tests.unit.fake_status import FakeStatus
 
 pytestmark = pytest.mark.unit
 
@@ -232,21 +232,6 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
         yield s
     finally:
         s.close()
-
-
-class FakeStatus:
-    def __init__(self) -> None:
-        self.submitted: list[tuple[str, str, list[DeviceStatus]]] = []
-
-    def submit(
-        self, namespace: str, name: str, devices: Sequence[DeviceStatus], remove: bool = False
-    ) -> bool:
-        self.submitted.append((namespace, name, list(devices)))
-        return True
-
-    def conditions(self) -> dict[str, tuple[bool, str]]:
-        (entry,) = self.submitted[-1][2]
-        return {c.type: (c.status, c.reason) for c in entry.conditions}
 
 
 def test_hooks_keep_leases_of_attached_pods_and_drop_them_on_stop(store: StateStore) -> None:

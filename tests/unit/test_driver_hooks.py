@@ -13,7 +13,6 @@ import pytest
 from knd.api.config import decode
 from knd.driver.hooks import NetworkHooks
 from knd.driver.metrics import DriverMetrics
-from knd.driver.status_writer import DeviceStatus
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.attach import Attached
 from knd.netns.builder import build_plan
@@ -23,6 +22,7 @@ from knd.netns.hoststate import HostState
 from knd.netns.plan import AttachPlan, CharDevice, HostSide
 from knd.nri.errors import HookError
 from knd.nri.types import ContainerInfo, PodInfo
+from tests.unit.fake_status import FakeStatus
 
 POD_UID = "0d9e7c1a-pod"
 CHARS = (
@@ -45,17 +45,6 @@ def plan(device: str, ifname: str, rdma: bool = False) -> AttachPlan:
     )
     cfg = decode({"interface": {"name": f"net-{ifname}"[:15]}})
     return build_plan(device, POD_UID, cfg, state)
-
-
-class FakeStatus:
-    def __init__(self) -> None:
-        self.submitted: list[tuple[str, str, list[DeviceStatus]]] = []
-
-    def submit(
-        self, namespace: str, name: str, devices: Sequence[DeviceStatus], remove: bool = False
-    ) -> bool:
-        self.submitted.append((namespace, name, list(devices)))
-        return True
 
 
 class Recorder:
