@@ -5,6 +5,7 @@ direct-action cls_bpf filters, or through TCX bpf links, on veths in a throwaway
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -109,7 +110,11 @@ def test_tcx_program_names_are_published(ns: str) -> None:
         try:
             worker.call(attach)
         except OSError as exc:
-            pytest.skip(f"this kernel cannot attach TCX programs: {exc}")
+            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                raise  # anything but "no TCX in this kernel" (< 6.6) is a failure
+            reason = f"this kernel has no TCX (Linux < 6.6): {exc}"
+            print(f"test_tcx_program_names_are_published: skipped, {reason}", file=sys.stderr)
+            pytest.skip(reason)
         devices = inventory_in(ns)
         assert devices["kitx0"]["dra.net/tcxProgramNames"] == {"string": "handle_ingress"}
         assert devices["kitx0"]["dra.net/ebpf"] == {"bool": True}
