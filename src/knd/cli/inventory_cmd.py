@@ -6,7 +6,8 @@
 * `--slices`: the ResourceSlices that would be published (after the filter);
 * `--sysfs-root DIR`: fully offline from a sysfs tree (no netlink: no addresses, link kinds,
   routes, hence no uplink exclusion).
-Exit codes: 0 ok, 1 bad filter expression or netlink failure.
+Exit codes: 0 ok, 1 bad filter expression or netlink failure, 2 a `--sysfs-root` that is missing
+or not a sysfs tree (no `class/` and `devices/`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from knd.api import attributes as attr
 from knd.host.netlink import LiveNetlink, NetlinkError
-from knd.host.sysfs import SysfsRoot
+from knd.host.sysfs import SysfsRoot, sysfs_tree_problem
 from knd.inventory.discover import Options
 from knd.inventory.filter import DEFAULT_FILTER, AdminFilter, FilterError
 from knd.inventory.scanner import Inventory, ScanResult
@@ -60,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"knd inventory: {exc}", file=sys.stderr)
         return 1
     offline = args.sysfs_root is not None
+    problem = sysfs_tree_problem(args.sysfs_root) if offline else None
+    if problem is not None:
+        print(f"knd inventory: --sysfs-root {problem}", file=sys.stderr)
+        return 2
     inv = Inventory(
         sysfs=SysfsRoot(args.sysfs_root) if offline else SysfsRoot(),
         netlink=None if offline else LiveNetlink(),

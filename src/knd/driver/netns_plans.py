@@ -10,14 +10,14 @@ Runs inside NodePrepareResources (45 s budget; typically a few ms plus up to 5 s
 3. capture the host state (knd.netns.capture), run DHCP when `interface.dhcp` is set (on the
    host interface, without configuring the host), and build the AttachPlan (knd.netns.builder);
 4. return `plan.to_json()`, which the engine persists before answering the kubelet.
+Sysfs is read only through `knd.host.sysfs.SysfsRoot` (confined, bounded, strict numbers).
 Every failure is a `ClaimError`; nothing here changes the host.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from knd.api.names import PCI_PREFIX, decode_interface_device_name, is_pci_addre
 from knd.api.validation import is_valid_interface_name, validate_rdma_only
 from knd.driver.claim_api import Claim
 from knd.driver.errors import ClaimError
+from knd.host.confined import U32
+from knd.host.sysfs import SysfsRoot, kernel_ifname_problem, rdma_names
 from knd.netns.builder import build_plan
 from knd.netns.capture import capture_host_state
 from knd.netns.dhcp import obtain_lease
@@ -48,26 +50,15 @@ class DeviceLocation:
     pf_mtu: int | None = None
 
 
-def _only_child(directory: Path) -> str | None:
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return None
+def _first(names: Sequence[str]) -> str | None:
     return names[0] if names else None
 
 
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 class SysfsDeviceLocator:
-    """Resolve device names to host interfaces through sysfs (injectable root)."""
+    """Resolve device names to host interfaces through sysfs (injectable root, confined reads)."""
 
     def __init__(self, sysfs_root: str | Path = "/sys") -> None:
-        self.root = Path(sysfs_root)
+        self.sysfs = SysfsRoot(Path(sysfs_root))
 
     def locate(self, device: str) -> DeviceLocation | None:
         """The device's current host interface / RDMA device, or None when not on this host."""
@@ -82,27 +73,31 @@ class SysfsDeviceLocator:
         ifname = decode_interface_device_name(device) or device
         if not is_valid_interface_name(ifname):
             return None
-        if (self.root / "class" / "net" / ifname).exists():
-            rdma = _only_child(self.root / "class" / "net" / ifname / "device" / "infiniband")
+        if self.sysfs.exists("class", "net", ifname):
+            rdma = _first(
+                rdma_names(self.sysfs.listdir("class", "net", ifname, "device", "infiniband"))
+            )
             return DeviceLocation(device, ifname, rdma)
-        if (self.root / "class" / "infiniband" / ifname).exists():
+        if self.sysfs.exists("class", "infiniband", ifname):
             return DeviceLocation(device, None, ifname)
         return None
 
     def _pci(self, device: str, bdf: str) -> DeviceLocation | None:
-        base = self.root / "bus" / "pci" / "devices" / bdf
-        if not base.exists():
+        base = ("bus", "pci", "devices", bdf)
+        if not self.sysfs.exists(*base):
             return None
-        ifname = _only_child(base / "net")
-        rdma = _only_child(base / "infiniband")
+        ifname = _first(self._ifnames(*base, "net"))
+        rdma = _first(rdma_names(self.sysfs.listdir(*base, "infiniband")))
         pf_mtu = None
-        pf_net = base / "physfn" / "net"
-        pf_if = _only_child(pf_net)
+        pf_if = _first(self._ifnames(*base, "physfn", "net"))
         if pf_if is not None:
-            pf_mtu = _read_int(pf_net / pf_if / "mtu")
+            pf_mtu = self.sysfs.read_int(*base, "physfn", "net", pf_if, "mtu", bounds=U32)
         if ifname is None and rdma is None:
             return None
         return DeviceLocation(device, ifname, rdma, bdf, pf_mtu)
+
+    def _ifnames(self, *parts: str) -> list[str]:
+        return [n for n in self.sysfs.listdir(*parts) if kernel_ifname_problem(n) is None]
 
 
 class NetnsPlanBuilder:

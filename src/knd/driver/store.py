@@ -35,16 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from knd.host.procfs import read_boot_id
+
 DEFAULT_PATH: Final = Path("/var/lib/knd/state.db")
-BOOT_ID_PATH: Final = Path("/proc/sys/kernel/random/boot_id")
-
-
-def read_boot_id(path: Path = BOOT_ID_PATH) -> str:
-    """The kernel's boot id (changes on every boot); empty when unreadable."""
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
 
 
 class StoreError(RuntimeError):

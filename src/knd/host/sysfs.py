@@ -4,7 +4,11 @@ Every reader takes a `SysfsRoot` (default `/sys`), so tests run against fixture 
 the kernel layout: device directories under `devices/pci<domain>:<bus>/…`, `bus/pci/devices/<bdf>`,
 `class/net/<if>` and `class/infiniband/<dev>` symlinks (relative, as the kernel makes them).
 Nothing here writes. Missing or unreadable files yield `None`/empty values, never exceptions: a
-device that disappears mid-scan is simply not reported.
+device that disappears mid-scan is simply not reported. Every read goes through
+`knd.host.confined` (links checked to stay below the root, regular files only, size-capped,
+strict numbers in the kernel type's range), for the live `/sys` as for any `--sysfs-root`.
+Values that sysfs could not have printed (a MAC that is not hex octets, an unknown operstate) are
+read as absent, so they are never published.
 
 Time budget: a full scan of a host with a few hundred netdevs reads a few thousand small files;
 keep it to one `realpath` per netdev and only read files of PCI network functions.
@@ -12,13 +16,13 @@ keep it to one `realpath` per netdev and only read files of PCI network function
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from knd.api.names import is_pci_address
+from knd.host.confined import S32, U16, U32, ConfinedTree, component_ok
 
 #: PCI class code prefix of network controllers (0x02xxxx).
 NETWORK_CLASS_PREFIX = 0x02
@@ -43,64 +47,70 @@ ARPHRD_LOOPBACK = 772
 ARPHRD_INFINIBAND = 32
 
 _BDF_LOOSE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]$")
-
-
-@functools.lru_cache(maxsize=64)
-def _real_root(root: Path) -> Path:
-    return Path(os.path.realpath(root))
+#: Netdev name buffer (with the NUL) and the RDMA one.
+IFNAMSIZ = 16
+IB_DEVICE_NAME_MAX = 64
+_IFNAME_FORBIDDEN = frozenset("/:") | frozenset(" \t\n\v\f\r")
+#: A link-layer address as sysfs prints it: 1-32 colon-separated hex octets (MAX_ADDR_LEN).
+_LLADDR = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){0,31}")
+#: IF_OPER_* names as sysfs prints them.
+OPERSTATES = frozenset(
+    {"unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"}
+)
+#: IFALIASZ - 1.
+MAX_IFALIAS_BYTES = 255
 
 
 @dataclass(frozen=True, slots=True)
-class SysfsRoot:
-    """Where sysfs is mounted. `path("class/net")` joins below the root."""
+class SysfsRoot(ConfinedTree):
+    """Where sysfs is mounted (default `/sys`); every read is confined and bounded below it."""
 
     root: Path = Path("/sys")
 
-    def path(self, *parts: str) -> Path:
-        return self.root.joinpath(*parts)
 
-    def read(self, *parts: str) -> str | None:
-        """Stripped contents of a file, or None when missing/unreadable."""
-        try:
-            return self.root.joinpath(*parts).read_text(errors="replace").strip()
-        except OSError:
-            return None
+def sysfs_tree_problem(root: Path) -> str | None:
+    """Why `root` is not a sysfs tree (missing, not a directory, no `class/` or `devices/`)."""
+    if not os.path.isdir(root):
+        return f"{root}: no such directory"
+    tree = SysfsRoot(Path(root))
+    missing = [d for d in ("class", "devices") if not tree.is_dir(d)]
+    if missing:
+        return f"{root}: not a sysfs tree (no {' or '.join(d + '/' for d in missing)})"
+    return None
 
-    def read_int(self, *parts: str, base: int = 10) -> int | None:
-        text = self.read(*parts)
-        if text is None:
-            return None
-        try:
-            return int(text, base)
-        except ValueError:
-            return None
 
-    def link_name(self, *parts: str) -> str | None:
-        """Basename of a symlink's target (e.g. a `driver` link), or None."""
-        try:
-            return os.path.basename(os.readlink(self.root.joinpath(*parts)))
-        except OSError:
-            return None
+def kernel_ifname_problem(name: str) -> str | None:
+    """Why the kernel could not have made netdev `name` (dev_valid_name), or None.
 
-    def listdir(self, *parts: str) -> list[str]:
-        try:
-            return sorted(os.listdir(self.root.joinpath(*parts)))
-        except OSError:
-            return []
+    1-15 bytes, not `.` or `..`, no `/`, `:` or whitespace. Names that are not UTF-8 are refused
+    too: knd could not name the device reversibly.
+    """
+    raw = os.fsencode(name)
+    if not raw or len(raw) > IFNAMSIZ - 1:
+        return f"interface name {name!r} is not 1-{IFNAMSIZ - 1} bytes"
+    if name in (".", "..") or any(c in _IFNAME_FORBIDDEN for c in name):
+        return f"interface name {name!r} contains '/', ':', whitespace or is '.'/'..'"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"interface name {name!r} is not UTF-8"
+    if not name.isprintable():
+        return f"interface name {name!r} contains control characters"
+    return None
 
-    def realpath(self, *parts: str) -> Path | None:
-        p = self.root.joinpath(*parts)
-        if not os.path.lexists(p):
-            return None
-        return Path(os.path.realpath(p))
 
-    def relative(self, real: Path) -> tuple[str, ...] | None:
-        """Components of `real` below the (real) root, or None when outside it."""
-        base = _real_root(self.root)
-        try:
-            return real.relative_to(base).parts
-        except ValueError:
-            return None
+def rdma_name_problem(name: str) -> str | None:
+    """Why an RDMA device name is not one the kernel makes (1-63 printable bytes), or None."""
+    raw = os.fsencode(name)
+    if not raw or len(raw) > IB_DEVICE_NAME_MAX - 1 or not component_ok(name):
+        return f"RDMA device name {name!r} is not 1-{IB_DEVICE_NAME_MAX - 1} bytes"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"RDMA device name {name!r} is not UTF-8"
+    if not name.isprintable() or any(c.isspace() for c in name):
+        return f"RDMA device name {name!r} contains whitespace or control characters"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,21 +180,20 @@ def pcie_root(sysfs: SysfsRoot, bdf: str) -> str | None:
 
 
 def _hex_id(sysfs: SysfsRoot, *parts: str) -> str | None:
-    text = sysfs.read(*parts)
-    if text is None:
-        return None
-    return text.lower().removeprefix("0x").zfill(4)
+    """A 16-bit PCI id file (`0x8086`) as 4 lower-case hex digits; None unless strictly that."""
+    value = sysfs.read_int(*parts, base=16, bounds=U16)
+    return None if value is None else f"{value:04x}"
 
 
 def read_pci_function(sysfs: SysfsRoot, bdf: str) -> PciFunction | None:
     """Facts of one function under `bus/pci/devices/<bdf>`; None when it is not there."""
     base = ("bus", "pci", "devices", bdf)
-    class_code = sysfs.read_int(*base, "class", base=16)
+    class_code = sysfs.read_int(*base, "class", base=16, bounds=U32)
     vendor = _hex_id(sysfs, *base, "vendor")
     device = _hex_id(sysfs, *base, "device")
     if class_code is None or vendor is None or device is None:
         return None
-    numa = sysfs.read_int(*base, "numa_node")
+    numa = sysfs.read_int(*base, "numa_node", bounds=S32)
     physfn = sysfs.link_name(*base, "physfn")
     return PciFunction(
         address=bdf,
@@ -196,11 +205,11 @@ def read_pci_function(sysfs: SysfsRoot, bdf: str) -> PciFunction | None:
         driver=sysfs.link_name(*base, "driver"),
         numa_node=numa if numa is not None and numa >= 0 else None,
         pcie_root=pcie_root(sysfs, bdf),
-        sriov_totalvfs=sysfs.read_int(*base, "sriov_totalvfs"),
-        sriov_numvfs=sysfs.read_int(*base, "sriov_numvfs"),
+        sriov_totalvfs=sysfs.read_int(*base, "sriov_totalvfs", bounds=U16),
+        sriov_numvfs=sysfs.read_int(*base, "sriov_numvfs", bounds=U16),
         physfn=physfn if physfn and is_pci_address(physfn) else None,
-        netdevs=tuple(_function_netdevs(sysfs, base)),
-        rdma_devices=tuple(sysfs.listdir(*base, "infiniband")),
+        netdevs=tuple(n for n in _function_netdevs(sysfs, base) if not kernel_ifname_problem(n)),
+        rdma_devices=rdma_names(sysfs.listdir(*base, "infiniband")),
     )
 
 
@@ -253,19 +262,38 @@ def read_netdev(sysfs: SysfsRoot, name: str) -> Netdev | None:
         return None
     pci, virtual = loc
     base = ("class", "net", name)
-    speed = sysfs.read_int(*base, "speed")
+    speed = sysfs.read_int(*base, "speed", bounds=S32)
     return Netdev(
         name=name,
         pci_address=pci,
         virtual=virtual,
-        address=sysfs.read(*base, "address"),
-        mtu=sysfs.read_int(*base, "mtu"),
-        operstate=sysfs.read(*base, "operstate"),
-        arphrd=sysfs.read_int(*base, "type"),
-        ifalias=sysfs.read(*base, "ifalias") or None,
+        address=_lladdr(sysfs.read(*base, "address")),
+        mtu=sysfs.read_int(*base, "mtu", bounds=U32),
+        operstate=_operstate(sysfs.read(*base, "operstate")),
+        arphrd=sysfs.read_int(*base, "type", bounds=U16),
+        ifalias=_ifalias(sysfs.read(*base, "ifalias")),
         speed_mbps=speed if speed is not None and speed > 0 else None,
-        rdma_devices=tuple(sysfs.listdir(*base, "device", "infiniband")) if pci else (),
+        rdma_devices=rdma_names(sysfs.listdir(*base, "device", "infiniband")) if pci else (),
     )
+
+
+def rdma_names(names: list[str]) -> tuple[str, ...]:
+    """The names in a listing that the kernel could have given an RDMA device."""
+    return tuple(n for n in names if rdma_name_problem(n) is None)
+
+
+def _lladdr(text: str | None) -> str | None:
+    return text if text is not None and _LLADDR.fullmatch(text) else None
+
+
+def _operstate(text: str | None) -> str | None:
+    return text if text in OPERSTATES else None
+
+
+def _ifalias(text: str | None) -> str | None:
+    if not text or not text.isprintable() or len(text.encode()) > MAX_IFALIAS_BYTES:
+        return None
+    return text
 
 
 def list_netdevs(sysfs: SysfsRoot) -> list[str]:

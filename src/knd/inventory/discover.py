@@ -21,8 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from knd.api import attributes as attr
+from knd.api.limits import is_dns_label
 from knd.api.names import interface_device_name, pci_device_name
 from knd.host import sysfs as hs
+from knd.host.confined import S32
 from knd.host.netlink import Link, Snapshot
 from knd.host.pciids import PciIds
 from knd.inventory.limits import fit, list_value
@@ -161,6 +163,10 @@ def discover(
 
     # 2. Standalone RDMA devices (their function is not a published network function).
     for rd in hs.list_rdma_devices(sysfs):
+        problem = hs.rdma_name_problem(rd.name)
+        if problem is not None:
+            warn(f"{problem}; skipped (the kernel makes no such name)")
+            continue
         if rd.pci_address is not None and rd.pci_address in pci_drafts:
             continue
         rfn = functions.get(rd.pci_address) if rd.pci_address else None
@@ -184,6 +190,10 @@ def discover(
     else:
         items = ((name, None) for name in hs.list_netdevs(sysfs))
     for name, link in items:
+        problem = hs.kernel_ifname_problem(name)
+        if problem is not None:
+            warn(f"{problem}; skipped (the kernel makes no such name)")
+            continue
         nd = hs.read_netdev(sysfs, name) if link is None else None
         arphrd = link.arphrd if link is not None else (nd.arphrd if nd else None)
         if name == "lo" or arphrd == hs.ARPHRD_LOOPBACK:
@@ -202,11 +212,13 @@ def discover(
             assert nd is not None
             pci, virtual = nd.pci_address, nd.virtual
         if link is not None:
-            speed = sysfs.read_int("class", "net", name, "speed") if pci else None
+            speed = sysfs.read_int("class", "net", name, "speed", bounds=S32) if pci else None
             attrs = _netdev_attrs_live(link, speed if speed and speed > 0 else None)
             netdev_rdma: tuple[str, ...] = ()
             if pci:
-                netdev_rdma = tuple(sysfs.listdir("class", "net", name, "device", "infiniband"))
+                netdev_rdma = hs.rdma_names(
+                    sysfs.listdir("class", "net", name, "device", "infiniband")
+                )
         else:
             assert nd is not None
             attrs = _netdev_attrs_offline(nd)
@@ -252,6 +264,9 @@ def discover(
             del drafts[d.name]
 
     for d in sorted(drafts.values(), key=lambda x: x.name):
+        if not is_dns_label(d.name):  # a device name is a DNS label of at most 63 characters
+            warn(f"device name {d.name!r} is not a DNS label of at most 63 characters; skipped")
+            continue
         attrs, warnings = fit(d.name, d.attrs)
         result.warnings.extend(warnings)
         result.devices.append(Device(d.name, attrs))

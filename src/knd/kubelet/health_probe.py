@@ -4,7 +4,8 @@ A device is HEALTHY when its netdev has operstate `up` (or `unknown`, which virt
 report) and carrier `1`, and its RDMA device (if any) is present under
 `class/infiniband`. Anything else is UNHEALTHY with a message saying which check failed. A
 device with neither netdev nor RDMA device is UNKNOWN. Names are validated before they become
-paths. Cost: two small sysfs reads per device per poll.
+paths, and every read is confined and bounded (`knd.host.confined`). Cost: two small sysfs reads
+per device per poll.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from knd.host.confined import component_ok
+from knd.host.sysfs import SysfsRoot
 from knd.kubelet.types import DeviceHealthState
 
 
@@ -27,17 +30,6 @@ class HealthTarget:
     rdma_device: str | None = None
 
 
-def _safe(name: str) -> bool:
-    return bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
 class SysfsLinkProbe:
     """HealthSource over `targets()` (e.g. the inventory's device list) and a sysfs tree."""
 
@@ -45,7 +37,7 @@ class SysfsLinkProbe:
         self, targets: Callable[[], list[HealthTarget]], sysfs_root: Path = Path("/sys")
     ) -> None:
         self.targets = targets
-        self.sysfs_root = sysfs_root
+        self.sysfs = SysfsRoot(Path(sysfs_root))
 
     def check(self, target: HealthTarget) -> DeviceHealthState:
         now = int(time.time())
@@ -53,12 +45,12 @@ class SysfsLinkProbe:
         if target.ifname is None and target.rdma_device is None:
             return DeviceHealthState(target.pool, target.device, None, "no netdev or RDMA device")
         if target.ifname is not None:
-            if not _safe(target.ifname):
+            if not component_ok(target.ifname):
                 problems.append(f"invalid interface name {target.ifname!r}")
             else:
-                base = self.sysfs_root / "class" / "net" / target.ifname
-                oper = _read(base / "operstate")
-                carrier = _read(base / "carrier")
+                base = ("class", "net", target.ifname)
+                oper = self.sysfs.read(*base, "operstate", limit=64)
+                carrier = self.sysfs.read(*base, "carrier", limit=64)
                 if oper is None:
                     problems.append(f"netdev {target.ifname} not present")
                 elif oper not in ("up", "unknown"):
@@ -66,9 +58,9 @@ class SysfsLinkProbe:
                 elif carrier != "1":
                     problems.append(f"netdev {target.ifname} has no carrier")
         if target.rdma_device is not None:
-            if not _safe(target.rdma_device):
+            if not component_ok(target.rdma_device):
                 problems.append(f"invalid RDMA device name {target.rdma_device!r}")
-            elif not (self.sysfs_root / "class" / "infiniband" / target.rdma_device).exists():
+            elif not self.sysfs.exists("class", "infiniband", target.rdma_device):
                 problems.append(f"RDMA device {target.rdma_device} not present")
         if problems:
             return DeviceHealthState(target.pool, target.device, False, "; ".join(problems), now)

@@ -33,6 +33,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from knd.host.procfs import ProcRoot
 from knd.lab import node as lab_node
 from knd.lab.restapi import JSON, KINDS, RestClient, RestError
 
@@ -78,11 +79,8 @@ def _free_port() -> int:
 def _alive(pid: int | None, marker: str) -> bool:
     if not pid:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return marker.encode() in cmdline
+    cmdline = ProcRoot().read_bytes(str(pid), "cmdline", limit=1 << 16)
+    return cmdline is not None and marker.encode() in cmdline
 
 
 def read_state(cfg: LabConfig) -> dict[str, Any] | None:

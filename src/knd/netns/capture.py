@@ -7,7 +7,8 @@ link-local destinations and IPv6 `proto kernel` routes), the rules pointing at t
 pyroute2 cannot read the IPv4 ones); its ethtool features and private flags with their values
 (detach restores the ones a pod changes); its RDMA link
 and char devices (`/dev/infiniband/rdma_cm`, `uverbsN`, `umadN`, `issmN`, found through
-sysfs, type/major/minor from stat of the node or from the sysfs `dev` file).
+sysfs, type/major/minor from stat of the node or from the sysfs `dev` file). Sysfs is read only
+through `knd.host.sysfs.SysfsRoot` (confined to the root, bounded, strict numbers).
 
 The netlink handle and the sysfs/dev roots are parameters so tests can point elsewhere.
 Budget: a few ms (one link get, one address/route/rule/neighbour dump each).
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.ethtool import Ethtool
 
+from knd.host.confined import component_ok, parse_int
+from knd.host.sysfs import SysfsRoot, rdma_names
 from knd.netns.errors import NetnsError
 from knd.netns.hoststate import HostState
 from knd.netns.plan import (
@@ -193,25 +197,33 @@ def capture_host_side(ipr: Any, ifname: str) -> HostSide:
 # ------------------------------------------------------------------------------- RDMA sysfs
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii") as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-
-
 def rdma_link_of(ifname: str, sysfs_root: str = "/sys") -> str | None:
-    """The RDMA device bound to a netdev (`/sys/class/net/<if>/device/infiniband/<name>`)."""
-    base = os.path.join(sysfs_root, "class/net", ifname, "device/infiniband")
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return None
+    """The RDMA device bound to a netdev (`<sysfs>/class/net/<if>/device/infiniband/<name>`)."""
+    names = rdma_names(
+        SysfsRoot(Path(sysfs_root)).listdir("class", "net", ifname, "device", "infiniband")
+    )
     return names[0] if names else None
 
 
-def _char_device(name: str, sysfs_dir: str, dev_root: str) -> CharDevice | None:
+#: Character device numbers as the kernel prints them in a `dev` file (MAJORBITS/MINORBITS).
+_MAX_MAJOR = 2**12 - 1
+_MAX_MINOR = 2**20 - 1
+
+
+def _dev_numbers(text: str | None) -> tuple[int, int] | None:
+    if text is None or text.count(":") != 1:
+        return None
+    major_s, minor_s = text.split(":")
+    major = parse_int(major_s, 0, _MAX_MAJOR)
+    minor = parse_int(minor_s, 0, _MAX_MINOR)
+    return None if major is None or minor is None else (major, minor)
+
+
+def _char_device(
+    name: str, sysfs: SysfsRoot, sysfs_dir: tuple[str, ...], dev_root: str
+) -> CharDevice | None:
+    if not component_ok(name):
+        return None
     path = os.path.join(dev_root, "infiniband", name)
     try:
         st = os.stat(path)
@@ -224,31 +236,26 @@ def _char_device(name: str, sysfs_dir: str, dev_root: str) -> CharDevice | None:
             )
     except OSError:
         pass
-    numbers = _read(os.path.join(sysfs_dir, "dev"))
-    if numbers and ":" in numbers:
-        major, minor = numbers.split(":", 1)
-        return CharDevice(f"/dev/infiniband/{name}", "c", int(major), int(minor))
-    return None
+    numbers = _dev_numbers(sysfs.read(*sysfs_dir, "dev", limit=64))
+    if numbers is None:
+        return None
+    return CharDevice(f"/dev/infiniband/{name}", "c", numbers[0], numbers[1])
 
 
 def rdma_char_devices(
     rdma_link: str, sysfs_root: str = "/sys", dev_root: str = "/dev"
 ) -> tuple[CharDevice, ...]:
     """rdma_cm plus the uverbs/umad/issm nodes whose `ibdev` is `rdma_link`."""
+    sysfs = SysfsRoot(Path(sysfs_root))
     out: list[CharDevice] = []
-    cm = _char_device("rdma_cm", os.path.join(sysfs_root, "class/misc/rdma_cm"), dev_root)
+    cm = _char_device("rdma_cm", sysfs, ("class", "misc", "rdma_cm"), dev_root)
     if cm is not None:
         out.append(cm)
     for cls in ("infiniband_verbs", "infiniband_mad"):
-        base = os.path.join(sysfs_root, "class", cls)
-        try:
-            entries = sorted(os.listdir(base))
-        except OSError:
-            continue
-        for entry in entries:
-            if _read(os.path.join(base, entry, "ibdev")) != rdma_link:
+        for entry in sysfs.listdir("class", cls):
+            if sysfs.read("class", cls, entry, "ibdev", limit=128) != rdma_link:
                 continue
-            dev = _char_device(entry, os.path.join(base, entry), dev_root)
+            dev = _char_device(entry, sysfs, ("class", cls, entry), dev_root)
             if dev is not None:
                 out.append(dev)
     return tuple(out)
