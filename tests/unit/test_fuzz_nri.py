@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from knd._proto import nri_pb2
@@ -24,12 +24,13 @@ from knd.nri.connection import IncomingRequest, NriConnection, Reply
 from knd.nri.errors import ProtocolError
 from knd.nri.handler import NullHandler
 from knd.nri.plugin import PLUGIN_SERVICE, NriPlugin
+from tests.fuzz_budget import fuzz
 
 pytestmark = pytest.mark.unit
 
 DATA = Path(__file__).parent / "data"
 REAL = [(DATA / n).read_bytes() for n in ("containerd-2.1.9.trunk", "containerd-1.7.24.trunk")]
-SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = fuzz(2.5)
 
 
 def _decode_all(data: bytes, chunk: int) -> None:
@@ -120,7 +121,7 @@ def escaped() -> Iterator[list[BaseException]]:
         threading.excepthook = old
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz(0.3)
 @given(data=st.one_of(mutated_real(), st.binary(max_size=2048)))
 def test_live_connection_survives_hostile_bytes(escaped: list[BaseException], data: bytes) -> None:
     ours, theirs = socket.socketpair()

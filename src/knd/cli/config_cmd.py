@@ -1,16 +1,19 @@
 """`knd config validate PATH...`: check claim configs offline, as the driver would at prepare.
 
-Each PATH is a JSON/YAML file or a directory (searched recursively for *.json, *.yaml, *.yml).
+Each PATH is a JSON/YAML file, a directory (searched recursively for *.json, *.yaml, *.yml), or
+`-` for standard input (JSON or YAML).
 A document is either a bare config object or a Kubernetes manifest (DeviceClass, ResourceClaim,
 ResourceClaimTemplate, List; multi-document YAML) whose opaque configs for `--driver-name` are
 checked. Exit status: 0 all valid, 1 any invalid (each error printed with file, object and field
-path), 2 usage error (unreadable file, unparsable YAML/JSON, no files found).
+path), 2 usage error (unreadable file, unparsable YAML/JSON, no files found, or input over the
+limits of knd.api.documents: 3 MiB per input, 100 levels of nesting, 2**17 YAML nodes).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +26,7 @@ from knd.api.manifests import find_configs, is_manifest
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 _SUFFIXES = (".json", ".yaml", ".yml")
+STDIN = Path("-")
 
 
 class UsageError(Exception):
@@ -59,11 +63,13 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     """Files named directly, plus config files found under directories, in a stable order."""
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if path == STDIN:
+            files.append(path)
+        elif path.is_dir():
             files.extend(
                 sorted(p for p in path.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
             )
-        elif path.is_file():
+        elif path.exists():  # a file, or something read_input refuses with a reason
             files.append(path)
         else:
             raise UsageError(f"{path}: no such file or directory")
@@ -72,20 +78,52 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return files
 
 
+def _label(path: Path) -> str:
+    return "<stdin>" if path == STDIN else str(path)
+
+
+def read_input(path: Path) -> bytes:
+    """The bytes of a regular file (or stdin for `-`), at most one byte over the input limit.
+
+    Opened non-blocking and checked to be a regular file first, so a FIFO or device named on
+    the command line cannot hang or flood the command.
+    """
+    from knd.api.documents import MAX_INPUT_BYTES  # noqa: PLC0415 - see load_documents
+
+    if path == STDIN:
+        return sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{path}: not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_INPUT_BYTES:
+            chunk = os.read(fd, MAX_INPUT_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
 def load_documents(path: Path) -> list[object]:
     """All documents in a JSON or (multi-document) YAML file; empty documents dropped."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {exc}") from exc
-    import yaml  # noqa: PLC0415 - the daemon imports this module but never parses YAML
+    # Imported here: it imports yaml, and the daemon imports this module but never parses YAML.
+    from knd.api.documents import DocumentError, parse_documents  # noqa: PLC0415
 
+    name = _label(path)
     try:
-        if path.suffix == ".json":
-            return [json.loads(text)]
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except (ValueError, yaml.YAMLError) as exc:
-        raise UsageError(f"{path}: cannot parse: {exc}") from exc
+        return parse_documents(read_input(path), name, json_only=path.suffix == ".json")
+    except DocumentError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def iter_configs(doc: object, driver: str) -> Iterator[tuple[str, object]]:
@@ -108,7 +146,7 @@ def validate_file(path: Path, driver: str, rdma_only: bool, out: TextIO) -> tupl
                 check_parameters(parameters, rdma_only=rdma_only)
             except ConfigError as exc:
                 invalid += 1
-                label = f"{path}[{doc_index}]" if doc_index else str(path)
+                label = f"{_label(path)}[{doc_index}]" if doc_index else _label(path)
                 for err in exc.errors:
                     print(f"{label}: {where}: {err}", file=out)
     return checked, invalid
@@ -124,7 +162,7 @@ def run_validate(args: argparse.Namespace) -> int:
             total += checked
             bad += invalid
             if not args.quiet and not invalid:
-                print(f"ok {path} ({checked} config{'s' if checked != 1 else ''})")
+                print(f"ok {_label(path)} ({checked} config{'s' if checked != 1 else ''})")
     except UsageError as exc:
         print(f"knd config validate: {exc}", file=sys.stderr)
         return EXIT_USAGE
