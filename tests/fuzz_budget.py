@@ -1,4 +1,4 @@
-"""One fuzz budget for every hypothesis fuzz target (`tests/unit/test_fuzz_*.py`).
+"""One fuzz budget for every hypothesis fuzz target (tests/unit, "fuzz" in the file or test name).
 
 CI runs a fixed, small budget: `FUZZ_EXAMPLES` examples per target (default 200). For a long run
 set `KND_FUZZ_EXAMPLES` (`scripts/fuzz` does: 20 000 per target by default). Deadlines are off

@@ -6,6 +6,13 @@ list. `HealthMonitor` polls a `HealthSource` every `poll_s` (default 1 s) in one
 thread; every open stream gets a message immediately, on every change, and at least every
 `resend_s` (default 5 s, never more than 10 s). A source that raises yields no update for that
 round (logged) rather than breaking the streams.
+
+A sync gRPC server gives each open stream a worker thread for its whole life, so streams are
+bounded: at most `max_streams` (default 4; kubelet opens one) are served at once. A new stream
+beyond the bound ends the oldest one (kubelet, which reconnects, always gets the newest); a
+stream whose client went away releases its thread at once (gRPC termination callback).
+`KubeletPlugin` sizes its executor as prepare/unprepare workers + `max_streams`, so no number
+of open health streams can take the threads NodePrepareResources needs.
 """
 
 from __future__ import annotations
@@ -26,6 +33,16 @@ log = logging.getLogger(__name__)
 
 MAX_RESEND_S = 10.0
 MAX_MESSAGE_LEN = 1024
+DEFAULT_MAX_STREAMS = 4
+
+
+class _Stream:
+    """One open NodeWatchResources stream; `ended` once evicted or its client left."""
+
+    __slots__ = ("ended",)
+
+    def __init__(self) -> None:
+        self.ended = False
 
 
 class HealthSource(Protocol):
@@ -41,10 +58,19 @@ def _key(states: list[DeviceHealthState]) -> tuple[tuple[str, str, bool | None, 
 class HealthMonitor:
     """Polls a HealthSource and fans changes out to the open NodeWatchResources streams."""
 
-    def __init__(self, source: HealthSource, poll_s: float = 1.0, resend_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        source: HealthSource,
+        poll_s: float = 1.0,
+        resend_s: float = 5.0,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+    ) -> None:
         self.source = source
         self.poll_s = poll_s
         self.resend_s = min(resend_s, MAX_RESEND_S)
+        self.max_streams = max(1, max_streams)
+        self._streams: list[_Stream] = []
+        self.evicted = 0
         self._cond = threading.Condition()
         self._states: list[DeviceHealthState] = []
         self._version = 0
@@ -92,25 +118,64 @@ class HealthMonitor:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def updates(self, active: Any = None) -> Iterator[list[DeviceHealthState]]:
+    def updates(
+        self, active: Any = None, stream: _Stream | None = None
+    ) -> Iterator[list[DeviceHealthState]]:
         """Current list now, then on each change or after `resend_s`, until stopped/inactive."""
         seen = -1
-        while not self._stop.is_set() and (active is None or active()):
+
+        def live() -> bool:
+            if self._stop.is_set() or (stream is not None and stream.ended):
+                return False
+            return active is None or bool(active())
+
+        while live():
             with self._cond:
                 if seen == self._version:
                     self._cond.wait(self.resend_s)
                 seen = self._version
                 states = list(self._states)
-            if self._stop.is_set() or (active is not None and not active()):
+            if not live():
                 return
             yield states
+
+    @property
+    def open_streams(self) -> int:
+        with self._cond:
+            return len(self._streams)
+
+    def _open_stream(self) -> _Stream:
+        stream = _Stream()
+        with self._cond:
+            if len(self._streams) >= self.max_streams:
+                oldest = self._streams.pop(0)
+                oldest.ended = True
+                self.evicted += 1
+                log.warning(
+                    "more than %d NodeWatchResources streams: ending the oldest", self.max_streams
+                )
+                self._cond.notify_all()
+            self._streams.append(stream)
+        return stream
+
+    def _end_stream(self, stream: _Stream) -> None:
+        with self._cond:
+            stream.ended = True
+            if stream in self._streams:
+                self._streams.remove(stream)
+            self._cond.notify_all()
 
     # -- gRPC --------------------------------------------------------------------------------
     def _watch(
         self, _request: pb.NodeWatchResourcesRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.NodeWatchResourcesResponse]:
-        for states in self.updates(context.is_active):
-            yield to_response(states)
+        stream = self._open_stream()
+        context.add_callback(lambda: self._end_stream(stream))
+        try:
+            for states in self.updates(context.is_active, stream):
+                yield to_response(states)
+        finally:
+            self._end_stream(stream)
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(

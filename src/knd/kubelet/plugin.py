@@ -3,6 +3,11 @@
 Start order follows kubelet's expectations: the DRA endpoint must answer before kubelet learns
 about it, so `dra.sock` is bound first and `<driver>-reg.sock` last; stop is the reverse
 (removing the registration socket deregisters). Callers load persisted state *before* start.
+
+Threads: the gRPC executor has `max_workers` threads for prepare/unprepare plus one per health
+stream the HealthMonitor allows (`max_streams`), so open health streams never take the threads
+prepare needs. A request that does not decode is answered by gRPC with a status code
+(INTERNAL), a message over 4 MiB with RESOURCE_EXHAUSTED; neither reaches the preparer.
 """
 
 from __future__ import annotations
@@ -45,7 +50,11 @@ class KubeletPlugin:
         self.paths.dra.parent.mkdir(parents=True, exist_ok=True)
         self.paths.dra.parent.chmod(0o700)
         uri = sockets.prepare_socket_path(self.paths.dra)
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.max_workers))
+        streams = self.health.max_streams if self.health is not None else 0
+        pool = futures.ThreadPoolExecutor(
+            max_workers=self.max_workers + streams, thread_name_prefix="knd-grpc"
+        )
+        server = grpc.server(pool)
         handlers = dra_handlers(self.preparer)
         if self.health is not None:
             self.health.start()
