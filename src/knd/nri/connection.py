@@ -14,8 +14,14 @@ Robustness contract: any malformed, truncated, oversized or out-of-order input (
 id, oversized frame or message, unknown message type, even or non-increasing request stream id,
 Data or streaming frames, undecodable envelope) closes this connection with a logged reason
 and fails every outstanding call with `ConnectionClosedError`; exceptions never escape the
-threads, so the daemon survives. A late response for a call that already timed out is logged
-and dropped.
+threads, so the daemon survives. A late response for a call that already timed out is dropped
+and logged at most once per `STRAY_LOG_INTERVAL_S` (with the count since the last line), so a
+peer flooding stray responses cannot flood the log.
+
+Bounded memory: at most `MAX_IN_FLIGHT` requests (and `MAX_IN_FLIGHT_BYTES` of payload) from the
+runtime may wait unanswered; a peer that sends more without waiting for answers is not a runtime
+(containerd and CRI-O send one event at a time) and the connection is closed with that reason.
+Closing drops every queued request, so their memory returns at once.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ from knd.nri.errors import CallError, ConnectionClosedError, ProtocolError
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 65536
+#: Requests from the runtime queued or running, unanswered, per connection.
+MAX_IN_FLIGHT = 64
+MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024
+STRAY_LOG_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,13 @@ class NriConnection:
         self._closed = threading.Event()
         self.close_reason = ""
         self._threads: list[threading.Thread] = []
+        self._in_flight = 0  # requests queued or running (reader increments, worker decrements)
+        self._in_flight_bytes = 0
+        self._flight_lock = threading.Lock()
+        self.stray_responses = 0
+        self._stray_logged = 0
+        self._stray_log_at = float("-inf")
+        self.stray_log_interval_s = STRAY_LOG_INTERVAL_S
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -113,6 +130,7 @@ class NriConnection:
         for p in pending:
             p.error = ConnectionClosedError(reason)
             p.done.set()
+        self._drop_queued()
         self._work.put(None)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
@@ -122,6 +140,19 @@ class NriConnection:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout)
+
+    def _drop_queued(self) -> None:
+        """Forget every request still queued (their payloads are freed with them)."""
+        while True:
+            try:
+                self._work.get_nowait()
+            except queue.Empty:
+                return
+
+    @property
+    def in_flight(self) -> int:
+        with self._flight_lock:
+            return self._in_flight
 
     # -- client (conn 2) ---------------------------------------------------------------------
 
@@ -207,6 +238,18 @@ class NriConnection:
             )
             return
         deadline = time.monotonic() + env.timeout_nano / 1e9 if env.timeout_nano > 0 else None
+        size = len(env.payload)
+        with self._flight_lock:
+            if (
+                self._in_flight >= MAX_IN_FLIGHT
+                or self._in_flight_bytes + size > MAX_IN_FLIGHT_BYTES
+            ):
+                raise ProtocolError(
+                    f"more than {MAX_IN_FLIGHT} requests or {MAX_IN_FLIGHT_BYTES} bytes in flight "
+                    "(the runtime sends one event at a time)"
+                )
+            self._in_flight += 1
+            self._in_flight_bytes += size
         self._work.put(
             (m.stream_id, IncomingRequest(env.service, env.method, env.payload, deadline))
         )
@@ -218,13 +261,28 @@ class NriConnection:
         with self._plock:
             pending = self._pending.pop(m.stream_id, None)
         if pending is None:
-            log.info("%s: dropping response for unknown/expired stream %d", self._name, m.stream_id)
+            self._log_stray(m.stream_id)
             return
         if env.HasField("status") and env.status.code != 0:
             pending.error = CallError(env.status.code, env.status.message)
         else:
             pending.payload = env.payload
         pending.done.set()
+
+    def _log_stray(self, sid: int) -> None:
+        self.stray_responses += 1
+        now = time.monotonic()
+        if now - self._stray_log_at < self.stray_log_interval_s:
+            return
+        since = self.stray_responses - self._stray_logged
+        self._stray_log_at, self._stray_logged = now, self.stray_responses
+        log.info(
+            "%s: dropped %d response(s) for unknown/expired streams (latest %d; %d in all)",
+            self._name,
+            since,
+            sid,
+            self.stray_responses,
+        )
 
     def _worker(self) -> None:
         while True:
@@ -237,6 +295,10 @@ class NriConnection:
             except Exception as e:
                 log.exception("%s: handler for %s/%s failed", self._name, req.service, req.method)
                 reply = Reply(code=ttrpc.Code.UNKNOWN, message=f"internal error: {e}")
+            finally:
+                with self._flight_lock:
+                    self._in_flight -= 1
+                    self._in_flight_bytes -= len(req.payload)
             if req.deadline is not None and time.monotonic() > req.deadline:
                 log.warning(
                     "%s: %s answered after the runtime's deadline; the runtime drops the plugin",
