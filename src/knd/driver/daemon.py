@@ -112,6 +112,7 @@ class Daemon:
             admin_filter=self.admin_filter,
             options=InventoryOptions(move_ib_interfaces=opts.move_ib_interfaces),
         )
+        self._publish_failures = 0
         self._publisher = SlicePublisher(RestSliceClient(api), opts.node_name, opts.driver_name)
         self._rescan = _Rescan(self)
         self._events: NetlinkEvents | None = None
@@ -289,10 +290,13 @@ class Daemon:
         self.last_scan = result
         try:
             outcome = self._publisher.publish(result.published)
-        except PublishError:
-            log.exception("publishing ResourceSlices failed; retrying on the next scan")
-            self._rescan.retry_later()
+        except PublishError as exc:  # one line per back-off step, no traceback
+            self._publish_failures += 1
+            delay = publish_backoff_s(self._publish_failures)
+            log.warning("publishing ResourceSlices failed: %s; retrying in %.0f s", exc, delay)
+            self._rescan.retry_later(delay)
             return
+        self._publish_failures = 0
         rdma_count = sum(1 for d in result.published if d.get(RDMA_ATTR) is True)
         self.metrics.set_published(len(result.published), rdma_count)
         self.health.set(published=True)
@@ -333,6 +337,11 @@ class Daemon:
         """Start, wait for SIGTERM/SIGINT, shut down gracefully."""
         self.lifecycle.install_signal_handlers()
         self.lifecycle.run()
+
+
+def publish_backoff_s(failures: int) -> float:
+    """Delay before the next publish after `failures` in a row: 5 s doubling, capped at 5 min."""
+    return float(min(5 * 2 ** min(failures - 1, 6), 300))
 
 
 class _Rescan:

@@ -97,7 +97,13 @@ class SlicePublisher:
 
     def _owner_ref(self) -> dict[str, Any]:
         if self._owner is None:
-            node = self.client.get_node(self.node_name)
+            try:
+                node = self.client.get_node(self.node_name)
+            except NotFoundError as exc:  # not a conflict: replanning cannot help
+                raise PublishError(
+                    f"node {self.node_name} not found (slices are owned by their Node; "
+                    "is --node-name right?)"
+                ) from exc
             uid = node.get("metadata", {}).get("uid")
             if not uid:
                 raise PublishError(f"node {self.node_name} has no uid")
