@@ -12,8 +12,6 @@ limits of knd.api.documents: 3 MiB per input, 100 levels of nesting, 2**17 YAML 
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from knd.api.attributes import DEFAULT_DRIVER_NAME
 from knd.api.check import check_parameters
 from knd.api.errors import ConfigError
 from knd.api.manifests import find_configs, is_manifest
+from knd.host.files import FileReadError, read_bounded
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 _SUFFIXES = (".json", ".yaml", ".yml")
@@ -85,33 +84,16 @@ def _label(path: Path) -> str:
 def read_input(path: Path) -> bytes:
     """The bytes of a regular file (or stdin for `-`), at most one byte over the input limit.
 
-    Opened non-blocking and checked to be a regular file first, so a FIFO or device named on
-    the command line cannot hang or flood the command.
+    A FIFO or device named on the command line is refused at once (`knd.host.files`).
     """
     from knd.api.documents import MAX_INPUT_BYTES  # noqa: PLC0415 - see load_documents
 
     if path == STDIN:
         return sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{path}: not a regular file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_INPUT_BYTES:
-            chunk = os.read(fd, MAX_INPUT_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
-    finally:
-        os.close(fd)
+        return read_bounded(path, MAX_INPUT_BYTES)
+    except FileReadError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def load_documents(path: Path) -> list[object]:

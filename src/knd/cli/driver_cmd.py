@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from knd.driver.daemon import Daemon
 from knd.driver.logs import setup_logging
 from knd.driver.options import OptionsError, add_arguments, resolve
+from knd.host.sysfs import sysfs_tree_problem
 from knd.inventory.filter import FilterError
 from knd.kube.connection import CredentialsError, connect
 
@@ -35,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
         opts = resolve(args)
     except OptionsError as exc:
         print(f"knd driver: {exc}", file=sys.stderr)
+        return 2
+    problem = sysfs_tree_problem(Path(args.sysfs_root))
+    if problem is not None:
+        print(f"knd driver: --sysfs-root {problem}", file=sys.stderr)
         return 2
     setup_logging(opts.log_format, opts.verbosity)
     log.info("knd driver starting: %s", opts)

@@ -56,10 +56,24 @@ def _flatten(docs: list[object]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for doc in docs:
         if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List"):
-            out.extend(i for i in doc.get("items") or [] if isinstance(i, dict))
+            items = doc.get("items") or []
+            out.extend(i for i in (items if isinstance(items, list) else []) if isinstance(i, dict))
         elif isinstance(doc, dict):
             out.append(doc)
+    for doc in out:
+        _check_shape(doc)
     return out
+
+
+def _check_shape(doc: dict[str, Any]) -> None:
+    """Objects must be shaped like Kubernetes objects before the allocator walks them."""
+    kind = doc.get("kind")
+    for key in ("metadata", "spec"):
+        if not isinstance(doc.get(key, {}), dict):
+            raise UsageError(f"{kind or 'object'}: {key} must be a mapping")
+    devices = (doc.get("spec") or {}).get("devices")
+    if devices is not None and not isinstance(devices, dict | list):
+        raise UsageError(f"{kind or 'object'}: spec.devices must be a mapping or a list")
 
 
 def _claim_spec(doc: dict[str, Any]) -> dict[str, Any]:

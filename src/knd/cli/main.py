@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -25,14 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `knd` command; returns the process exit code (0 ok, 1 failure, 2 usage)."""
+    """Run the `knd` command; returns the process exit code (0 ok, 1 failure, 2 usage).
+
+    No input ends in a traceback: an exception a command did not turn into a message is printed
+    as one line (`knd COMMAND: error: ...`, the traceback only at debug level) with status 1.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    code: int = handler(args)
+    try:
+        code: int = handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last line of defence: a message, never a traceback
+        logging.getLogger("knd.cli").debug("unhandled error", exc_info=True)
+        print(f"knd {args.command}: error: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
     return code
 
 

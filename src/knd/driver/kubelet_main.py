@@ -23,6 +23,7 @@ from knd.api.attributes import DEFAULT_DRIVER_NAME
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.prepare import PrepareEngine
 from knd.driver.store import DEFAULT_PATH, StateStore
+from knd.host.sysfs import sysfs_tree_problem
 from knd.kube.connection import connect
 from knd.kubelet.health import HealthMonitor
 from knd.kubelet.health_probe import HealthTarget, SysfsLinkProbe
@@ -59,6 +60,10 @@ def _targets(specs: list[str]) -> list[HealthTarget]:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = sysfs_tree_problem(args.sysfs_root)
+    if problem is not None:
+        print(f"knd kubelet-plugin: --sysfs-root {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     store = StateStore(args.db_path)
     log.info("state store %s: %d prepared claims", args.db_path, len(store.claims()))

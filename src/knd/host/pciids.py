@@ -10,10 +10,17 @@ it has seen rather than the whole database (~13 MB parsed).
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from knd.host.files import read_bounded
+
+log = logging.getLogger(__name__)
+
 DEFAULT_PATHS = (Path("/usr/share/misc/pci.ids"), Path("/usr/share/hwdata/pci.ids"))
+#: The real database is ~1.4 MB; anything far larger is not one (read through knd.host.files).
+MAX_PCI_IDS_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -103,9 +110,11 @@ def index(text: str, source: Path | None = None) -> PciIds:
 @functools.lru_cache(maxsize=8)
 def _load(path: Path) -> PciIds:
     try:
-        return index(path.read_text(encoding="utf-8", errors="replace"), source=path)
-    except OSError:
+        data = read_bounded(path, MAX_PCI_IDS_BYTES)
+    except OSError as exc:
+        log.warning("pci.ids not used: %s", exc)
         return PciIds()
+    return index(data.decode("utf-8", errors="replace"), source=path)
 
 
 def load(path: Path | None = None) -> PciIds:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from knd.host.files import read_bounded
 from knd.kube.errors import ApiError, for_status
 
 JSON_TYPE = "application/json"
@@ -46,6 +47,9 @@ MERGE_PATCH_TYPE = "application/merge-patch+json"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: client-go re-reads a rotated service-account token about once a minute; so do we.
 TOKEN_RELOAD_S = 60.0
+#: Service-account tokens are ~1 KB; kubeconfigs with embedded certificates a few KB.
+MAX_TOKEN_BYTES = 64 * 1024
+MAX_KUBECONFIG_BYTES = 3 * 1024 * 1024
 
 #: Returns the value of the Authorization header for the next call, or None for no header.
 AuthSource = Callable[[], str | None]
@@ -272,7 +276,8 @@ class FileToken:
             now = time.monotonic()
             if now - self._read_at >= self.reload_s:
                 try:
-                    self._value = self.path.read_text().strip()
+                    raw = read_bounded(self.path, MAX_TOKEN_BYTES)
+                    self._value = raw.decode("utf-8", errors="replace").strip()
                 except OSError as exc:
                     if not self._value:
                         raise CredentialsError(f"cannot read token {self.path}: {exc}") from exc
@@ -317,11 +322,27 @@ def connect_in_cluster(
     )
 
 
+def _check_kubeconfig(path: str) -> None:
+    """Refuse a kubeconfig that is not a bounded regular file holding one YAML mapping, before
+    the `kubernetes` loader (which reads without limits) sees it."""
+    from knd.api.documents import DocumentError, parse_documents  # noqa: PLC0415 - imports yaml
+
+    try:
+        docs = parse_documents(read_bounded(path, MAX_KUBECONFIG_BYTES), f"kubeconfig {path}")
+    except OSError as exc:
+        raise CredentialsError(f"kubeconfig {exc}") from exc
+    except DocumentError as exc:
+        raise CredentialsError(str(exc)) from exc
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise CredentialsError(f"kubeconfig {path}: not a YAML mapping")
+
+
 def connect_kubeconfig(
     path: str, context: str | None = None, timeout_s: float = 10.0
 ) -> ApiConnection:
     """Credentials of a kubeconfig file (its current context unless `context` is given),
     resolved by the `kubernetes` package's loader (imported here only)."""
+    _check_kubeconfig(path)
     from kubernetes import client, config  # noqa: PLC0415 - ~37 MB; only for kubeconfig users
 
     cfg: Any = client.Configuration()
@@ -329,8 +350,8 @@ def connect_kubeconfig(
         config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context, client_configuration=cfg
         )
-    except (config.ConfigException, OSError) as exc:
-        raise CredentialsError(f"kubeconfig {path}: {exc}") from exc
+    except Exception as exc:  # the loader raises anything on odd input (TypeError, KeyError...)
+        raise CredentialsError(f"kubeconfig {path}: {exc or type(exc).__name__}") from exc
 
     def auth() -> str | None:
         settings = cfg.auth_settings().get("BearerToken")

@@ -33,6 +33,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from knd.api.documents import MAX_INPUT_BYTES, DocumentError, parse_documents
+from knd.host.files import read_bounded
 from knd.host.procfs import ProcRoot
 from knd.lab import node as lab_node
 from knd.lab.restapi import JSON, KINDS, RestClient, RestError
@@ -86,10 +88,10 @@ def _alive(pid: int | None, marker: str) -> bool:
 def read_state(cfg: LabConfig) -> dict[str, Any] | None:
     """The running lab's state (URLs, PIDs), or None when no lab was brought up."""
     try:
-        state: dict[str, Any] = json.loads(cfg.state_file.read_text())
-        return state
+        state = json.loads(read_bounded(cfg.state_file, 1 << 20))
     except (OSError, ValueError):
         return None
+    return state if isinstance(state, dict) else None
 
 
 def _write_state(cfg: LabConfig, state: dict[str, Any]) -> None:
@@ -359,7 +361,13 @@ def load_manifests(paths: list[Path]) -> list[JSON]:
     """Objects from YAML/JSON files (multi-document, `List` kinds flattened), in apply order."""
     docs: list[JSON] = []
     for p in paths:
-        for d in yaml.safe_load_all(p.read_text()):
+        try:
+            found = parse_documents(read_bounded(p, MAX_INPUT_BYTES), str(p))
+        except OSError as exc:
+            raise LabError(str(exc)) from exc
+        except DocumentError as exc:
+            raise LabError(str(exc)) from exc
+        for d in found:
             if isinstance(d, dict) and str(d.get("kind", "")).endswith("List"):
                 docs.extend(i for i in d.get("items") or [] if isinstance(i, dict))
             elif isinstance(d, dict):
