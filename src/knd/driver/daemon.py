@@ -113,6 +113,8 @@ class Daemon:
             options=InventoryOptions(move_ib_interfaces=opts.move_ib_interfaces),
         )
         self._publish_failures = 0
+        self._publish_retry_at = 0.0  # clock() time of the scheduled publish retry
+        self.clock = time.monotonic
         self._publisher = SlicePublisher(RestSliceClient(api), opts.node_name, opts.driver_name)
         self._rescan = _Rescan(self)
         self._events: NetlinkEvents | None = None
@@ -291,12 +293,18 @@ class Daemon:
         try:
             outcome = self._publisher.publish(result.published)
         except PublishError as exc:  # one line per back-off step, no traceback
+            now = self.clock()
+            if now + 0.1 < self._publish_retry_at:  # a rescan between steps: the retry stands
+                log.debug("publishing ResourceSlices failed again: %s", exc)
+                return
             self._publish_failures += 1
             delay = publish_backoff_s(self._publish_failures)
+            self._publish_retry_at = now + delay
             log.warning("publishing ResourceSlices failed: %s; retrying in %.0f s", exc, delay)
             self._rescan.retry_later(delay)
             return
         self._publish_failures = 0
+        self._publish_retry_at = 0.0
         rdma_count = sum(1 for d in result.published if d.get(RDMA_ATTR) is True)
         self.metrics.set_published(len(result.published), rdma_count)
         self.health.set(published=True)
@@ -339,9 +347,14 @@ class Daemon:
         self.lifecycle.run()
 
 
+#: Publish retry back-off: 5 s doubling to 20 s. The cap bounds how long slices lag behind an
+#: API server outage once it ends; the log gets one line per step instead of one every 5 s.
+PUBLISH_BACKOFF_S = (5.0, 10.0, 20.0)
+
+
 def publish_backoff_s(failures: int) -> float:
-    """Delay before the next publish after `failures` in a row: 5 s doubling, capped at 5 min."""
-    return float(min(5 * 2 ** min(failures - 1, 6), 300))
+    """Delay before the next publish after `failures` failed publishes in a row."""
+    return PUBLISH_BACKOFF_S[min(failures, len(PUBLISH_BACKOFF_S)) - 1]
 
 
 class _Rescan:

@@ -102,7 +102,7 @@ class SlicePublisher:
             except NotFoundError as exc:  # not a conflict: replanning cannot help
                 raise PublishError(
                     f"node {self.node_name} not found (slices are owned by their Node; "
-                    "is --node-name right?)"
+                    "is the node name right?)"
                 ) from exc
             uid = node.get("metadata", {}).get("uid")
             if not uid:
