@@ -42,7 +42,7 @@ ARPHRD_NAMES: dict[int, str] = {
 ARPHRD_LOOPBACK = 772
 ARPHRD_INFINIBAND = 32
 
-_BDF_LOOSE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]$")
+_BDF_LOOSE = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]")
 
 
 @functools.lru_cache(maxsize=64)
@@ -158,7 +158,7 @@ def pcie_root(sysfs: SysfsRoot, bdf: str) -> str | None:
     Resolve `bus/pci/devices/<bdf>`; the result must lie under `devices/pci…` and end in `<bdf>`;
     the first component after `devices/` (e.g. `pci0000:26`) is the value. None otherwise.
     """
-    if not _BDF_LOOSE.match(bdf):
+    if not _BDF_LOOSE.fullmatch(bdf):
         return None
     real = sysfs.realpath("bus", "pci", "devices", bdf)
     if real is None or real.name != bdf:
