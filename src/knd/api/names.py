@@ -28,8 +28,9 @@ def pci_device_name(pci_address: str) -> str:
 
 
 def interface_device_name(ifname: str) -> str:
-    """Device name for a non-PCI interface (or an RDMA device without PCI address)."""
-    if is_dns_label(ifname):
+    """Device name for a non-PCI interface (or an RDMA device without PCI address). The empty
+    name stays empty, as in DraNet (no interface is unnamed; callers never publish it)."""
+    if not ifname or is_dns_label(ifname):
         return ifname
     encoded = base64.b32encode(ifname.encode()).decode("ascii").rstrip("=").lower()
     return NET_PREFIX + encoded
