@@ -23,6 +23,10 @@ from knd.api.manifests import find_configs, is_manifest
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 _SUFFIXES = (".json", ".yaml", ".yml")
+#: `-` names standard input.
+STDIN = Path("-")
+#: The most one input file (or standard input) may hold; a larger one is refused, not truncated.
+MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 
 class UsageError(Exception):
@@ -56,14 +60,17 @@ def register(sub: Any) -> None:
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
-    """Files named directly, plus config files found under directories, in a stable order."""
+    """Files named directly, plus config files found under directories, in a stable order.
+    `-` (standard input) and pipes (`<(kubectl get ... -o yaml)`) count as files."""
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if path == STDIN:
+            files.append(path)
+        elif path.is_dir():
             files.extend(
                 sorted(p for p in path.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
             )
-        elif path.is_file():
+        elif path.exists():  # a regular file, a pipe or a character device
             files.append(path)
         else:
             raise UsageError(f"{path}: no such file or directory")
@@ -72,12 +79,24 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return files
 
 
-def load_documents(path: Path) -> list[object]:
-    """All documents in a JSON or (multi-document) YAML file; empty documents dropped."""
+def read_input(path: Path) -> str:
+    """The UTF-8 text of `path` (`-`: standard input), at most MAX_INPUT_BYTES."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path == STDIN:
+            raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:
+            with path.open("rb") as f:
+                raw = f.read(MAX_INPUT_BYTES + 1)
+        if len(raw) > MAX_INPUT_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_INPUT_BYTES} bytes")
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from exc
+
+
+def load_documents(path: Path) -> list[object]:
+    """All documents in a JSON or (multi-document) YAML file; empty documents dropped."""
+    text = read_input(path)
     import yaml  # noqa: PLC0415 - the daemon imports this module but never parses YAML
 
     try:
