@@ -68,8 +68,8 @@ def kubectl_get_output(slices: list[dict[str, Any]]) -> dict[str, Any]:
     """What `kubectl get resourceslices,deviceclasses -o yaml` prints: one v1 List, objects with
     server-set metadata (names, uids, managedFields)."""
     items = []
-    for i, s in enumerate(slices):
-        s = json.loads(json.dumps(s))
+    for i, original in enumerate(slices):
+        s = json.loads(json.dumps(original))
         meta = s["metadata"]
         meta["name"] = meta.pop("generateName") + f"x{i}"
         meta.update({"uid": f"s-{i}", "resourceVersion": "42", "managedFields": []})
@@ -149,6 +149,7 @@ def test_process_substitution_as_in_the_readme(
     knd = Path(sys.executable).parent / "knd"
     proc = subprocess.run(
         ["bash", "-c", f'"{knd}" explain "{claims}" --slices <(cat "{listed_path}")'],
+        check=False,
         capture_output=True,
         text=True,
         env={**os.environ},
