@@ -55,9 +55,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> tuple[Allocator, list[s
     planned = assign(published)
     slices = [slice_object(NODE, "dra.net", p, 1, len(planned)) for p in planned]
     slices.append(gpu_resource_slice(NODE, gpu_node_gpus()))
-    classes = {
-        d["metadata"]["name"]: d for d in render_chart() if d["kind"] == "DeviceClass"
-    }
+    classes = {d["metadata"]["name"]: d for d in render_chart() if d["kind"] == "DeviceClass"}
     classes["gpu.nvidia.com"] = gpu_device_class()
     return Allocator(slices, classes, NODE), [d.name for d in published]
 
