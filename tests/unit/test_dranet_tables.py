@@ -14,10 +14,11 @@ import pytest
 from knd.api.limits import truncate_list_string
 from knd.api.names import interface_device_name, is_pci_address, pci_device_name
 from knd.host import sysfs as hs
-from knd.host.netlink import Link, Snapshot
+from knd.host.netlink import AF_INET, AF_INET6, DefaultRoute, Link, Snapshot
 from knd.inventory.discover import discover
 from knd.inventory.filter import AdminFilter
 from knd.inventory.model import AttrValue, Device, Discovery
+from knd.inventory.uplinks import uplinks
 from tests.fixtures import pciids as test_ids
 from tests.fixtures.sysfs import SysfsBuilder
 
@@ -372,3 +373,80 @@ def test_admin_filter_table(expression: str, devices: list[Device], kept: list[s
     got, dropped, _warnings = AdminFilter(expression).apply(devices)
     assert [d.name for d in got] == kept
     assert len(got) + len(dropped) == len(devices)
+
+
+# ---- uplinks (DraNet pkg/inventory/net.go) ------------------------------------------------------
+
+
+def _l(index: int, name: str, kind: str | None = None, **kw: object) -> Link:
+    base: dict[str, object] = dict(operstate="up", mtu=1500, mac=None, alias=None, arphrd=1)
+    base.update(kw)
+    return Link(index=index, name=name, kind=kind, **base)  # type: ignore[arg-type]
+
+
+_HOST = [_l(1, "lo", arphrd=772), _l(2, "eth0"), _l(3, "eth1"), _l(4, "eth2")]
+
+
+def _v4(metric: int, *oifs: int) -> DefaultRoute:
+    return DefaultRoute(AF_INET, metric, oifs)
+
+
+def _v6(metric: int, *oifs: int) -> DefaultRoute:
+    return DefaultRoute(AF_INET6, metric, oifs)
+
+
+@pytest.mark.parametrize(
+    ("routes", "excluded"),
+    [
+        pytest.param([], set(), id="no default route"),
+        pytest.param([_v4(0, 2)], {2}, id="one ipv4 default route"),
+        pytest.param([_v4(100, 2), _v4(50, 3)], {3}, id="lower metric wins (ipv4)"),
+        pytest.param([_v6(100, 2), _v6(50, 3)], {3}, id="lower metric wins (ipv6)"),
+        pytest.param([_v4(0, 2), _v6(0, 3)], {2, 3}, id="families are independent"),
+        pytest.param([_v4(0, 2), _v6(0, 2)], {2}, id="one link for both families"),
+        pytest.param([_v4(10, 2), _v4(10, 3)], {2, 3}, id="ECMP: equal metrics all count"),
+        pytest.param([_v4(10, 2, 3)], {2, 3}, id="multipath: every next hop counts"),
+        pytest.param([_v4(0, 4), _v4(100, 2)], {4}, id="point-to-point metric 0 beats gateway"),
+    ],
+)
+def test_default_route_uplinks_table(routes: list[DefaultRoute], excluded: set[int]) -> None:
+    """Route selection (main table, /0 only) is the netlink layer's; this is the choice among
+    the default routes it reports."""
+    assert set(uplinks(Snapshot.of(_HOST, routes))) == excluded
+
+
+@pytest.mark.parametrize(
+    ("links", "excluded"),
+    [
+        pytest.param([_l(2, "eth0")], {"eth0"}, id="the uplink alone"),
+        pytest.param(
+            [_l(2, "bond0", "bond"), _l(3, "eth0", master=2), _l(4, "eth1", master=2)],
+            {"bond0", "eth0", "eth1"},
+            id="ports of an uplink bond",
+        ),
+        pytest.param(
+            [_l(2, "br0", "bridge"), _l(5, "bond0", "bond", master=2), _l(3, "eth0", master=5)],
+            {"br0", "bond0", "eth0"},
+            id="recursive: a bond port of an uplink bridge",
+        ),
+        pytest.param([_l(2, "eth0"), _l(3, "eth1")], {"eth0"}, id="another NIC stays"),
+        pytest.param(
+            [_l(2, "eth0"), _l(3, "mv0", "macvlan", parent=2)],
+            {"eth0"},
+            id="a macvlan child of the uplink stays allocatable",
+        ),
+        pytest.param(
+            [_l(2, "eth0"), _l(3, "ipv0", "ipvlan", parent=2)],
+            {"eth0"},
+            id="an ipvlan child of the uplink stays allocatable",
+        ),
+        pytest.param(
+            [_l(2, "vlan10", "vlan", parent=3), _l(3, "eth0")],
+            {"vlan10", "eth0"},
+            id="the lower device of an uplink VLAN",
+        ),
+    ],
+)
+def test_uplink_descendants_table(links: list[Link], excluded: set[str]) -> None:
+    snap = Snapshot.of(links, [_v4(0, 2)])
+    assert {snap.by_index[i].name for i in uplinks(snap)} == excluded
