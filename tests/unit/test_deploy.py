@@ -491,3 +491,15 @@ def test_admission_policy_confines_each_node_to_its_slices(
         assert message is None
     else:
         assert message is not None and denied in message, message
+
+
+@pytest.mark.parametrize("values", [None, DRANET_VALUES], ids=["defaults", "dranet-values"])
+def test_helm_lint_strict_is_clean(values: dict[str, Any] | None) -> None:
+    """`helm lint --strict`: no warnings or errors (an "icon is recommended" note is info)."""
+    import helm_python
+
+    from knd.lab.manifests import CHART_DIR
+
+    report = helm_python.lint(str(CHART_DIR), values, strict=True, kube_version="1.34.0")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] > 1] == []
