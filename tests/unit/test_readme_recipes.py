@@ -45,7 +45,7 @@ def readme_commands() -> list[str]:
                 commands.append(line)
     for code in re.findall(r"`([^`\n]+)`", README):
         if code.startswith(_INLINE_PREFIXES):
-            commands.append(code.strip())
+            commands.append(code.replace("\\|", "|").strip())  # `\|` escapes a pipe in a table
     return commands
 
 
@@ -71,7 +71,7 @@ RECIPES: dict[str, str] = {
     "kubectl apply -f deploy/install.yaml": "tests/unit/test_deploy.py (install.yaml = chart)",
     "knd config validate FILE...": "test_config_validate_on_the_examples",
     "knd explain CLAIM.yaml --slices SLICES.yaml": "test_explain_recipes_run_as_written",
-    "knd explain CLAIM.yaml --slices <(kubectl get resourceslices -o yaml)": (
+    "kubectl get resourceslices,deviceclasses -o yaml | knd explain CLAIM.yaml --slices -": (
         "test_explain_recipes_run_as_written"
     ),
     "knd inventory": "test_knd_inventory_runs_on_this_machine",
@@ -159,22 +159,24 @@ def test_config_validate_on_the_examples(
     assert f"ok {claim} (1 config)" in out
 
 
-def _gpu_node_slices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+def _gpu_node_slices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """(slices only, slices and the `dra.net` DeviceClass) as `kind: List` YAML."""
     root = write_tree("gpu-node", tmp_path / "sys")
     ids = test_ids.write(tmp_path / "pci.ids")
     argv = ["inventory", "--sysfs-root", str(root), "--pci-ids", str(ids), "--slices"]
     assert main([*argv, "--node-name", "gpu-node-1"]) == 0
     listed = yaml.safe_load(capsys.readouterr().out)
+    only_slices = str(yaml.safe_dump(listed))
     dra_net = yaml.safe_load((REPO / "examples" / "deviceclass-dra-net.yaml").read_text())
     listed["items"].append(dra_net)
-    return str(yaml.safe_dump(listed))
+    return only_slices, str(yaml.safe_dump(listed))
 
 
 @pytest.mark.parametrize(
     "command",
     [
         "knd explain CLAIM.yaml --slices SLICES.yaml",
-        "knd explain CLAIM.yaml --slices <(kubectl get resourceslices -o yaml)",
+        "kubectl get resourceslices,deviceclasses -o yaml | knd explain CLAIM.yaml --slices -",
     ],
 )
 def test_explain_recipes_run_as_written(
@@ -182,13 +184,19 @@ def test_explain_recipes_run_as_written(
 ) -> None:
     """The exact README text, run by bash in a directory holding CLAIM.yaml (the README's claim)
     and SLICES.yaml (`knd inventory --slices` of a GPU node plus the `dra.net` class); `kubectl`
-    is a shell function printing the same List, as `kubectl get -o yaml` would."""
+    is a shell function that prints what `kubectl get` would for the kinds it is asked for."""
     assert command in readme_commands()
-    slices = _gpu_node_slices(tmp_path, capsys)
+    only_slices, with_classes = _gpu_node_slices(tmp_path, capsys)
     (docs,) = readme_yaml_blocks()
     (tmp_path / "CLAIM.yaml").write_text(yaml.safe_dump(docs[0]))
-    (tmp_path / "SLICES.yaml").write_text(slices)
-    script = f'kubectl() {{ cat SLICES.yaml; }}\nknd() {{ "{KND}" "$@"; }}\n{command}\n'
+    (tmp_path / "SLICES.yaml").write_text(with_classes)
+    (tmp_path / "kubectl-slices.yaml").write_text(only_slices)
+    kubectl = (
+        'kubectl() { [ "$1 $2 $3 $4" = "get resourceslices,deviceclasses -o yaml" ] '
+        '&& cat SLICES.yaml && return; [ "$1 $2 $3 $4" = "get resourceslices -o yaml" ] '
+        "&& cat kubectl-slices.yaml && return; echo unexpected kubectl call >&2; return 1; }"
+    )
+    script = f'{kubectl}\nknd() {{ "{KND}" "$@"; }}\n{command}\n'
     proc = subprocess.run(
         ["bash", "-c", script],
         cwd=tmp_path,
