@@ -12,7 +12,7 @@ Two modes:
 
 What is not a device: an entry of `class/net` that is not a symlink (the bonding driver's
 `bonding_masters` file lives there); an entry under a function's or netdev's `infiniband/` that is
-not a directory (every RDMA device is a directory holding at least `node_type` and `ports`).
+not a directory with content (a real RDMA device directory holds `node_type`, `ports`, ...).
 Every device with a netdev carries `dra.net/sriov` and `dra.net/virtual` (false unless known
 true), virtual interfaces such as veths included, as DraNet publishes them.
 
@@ -89,8 +89,8 @@ def _rdma_dirs(
 
 
 def _is_netdev_entry(sysfs: hs.SysfsRoot, name: str) -> bool:
-    """`class/net/<name>` is a netdev only when it is a symlink into `devices/` (the kernel makes
-    every netdev entry one); `bonding_masters` is a plain file in the same directory."""
+    """`class/net/<name>` is a netdev only when it is a symlink (the kernel links every netdev
+    entry into `devices/`); `bonding_masters` is a plain file in the same directory."""
     return sysfs.link_name("class", "net", name) is not None
 
 
