@@ -72,13 +72,16 @@ def knd_in(ns: str, *args: str) -> str:
 
 
 def test_knd_inventory_in_a_netns(netns: str) -> None:
-    found = json.loads(knd_in(netns, "-o", "json"))
+    listed = json.loads(knd_in(netns, "-o", "json"))
+    assert listed["kind"] == "List"
+    found = listed["items"]
     # PCI functions are not namespaced: the host's NICs show up too (without netdev facts)
     devices = {d["name"]: d["attributes"] for d in found if d["name"].startswith("ki")}
     assert sorted(devices) == ["kimv", "kip1", "kiv0", "kiv1"]
     v0 = devices["kiv0"]
     assert v0["dra.net/type"] == {"string": "veth"}
     assert v0["dra.net/virtual"] == {"bool": True}
+    assert v0["dra.net/sriov"] == {"bool": False}  # on every netdev device, veths included
     assert v0["dra.net/alias"] == {"string": "ki test"}
     assert v0["dra.net/state"] == {"string": "up"}
     assert v0["dra.net/ipv6"] == {"string": "2001:db8::1/64"}

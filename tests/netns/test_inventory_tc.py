@@ -32,7 +32,7 @@ def inventory_in(ns: str) -> dict[str, dict[str, object]]:
         capture_output=True,
         text=True,
     ).stdout
-    return {d["name"]: d["attributes"] for d in json.loads(out)}
+    return {d["name"]: d["attributes"] for d in json.loads(out)["items"]}
 
 
 @pytest.fixture

@@ -266,5 +266,10 @@ def test_knd_explain_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         main(["explain", str(tmp_path / "good.yaml"), "--slices", str(slices), "-o", "json"]) == 0
     )
     report = json.loads(capsys.readouterr().out)
-    assert report[0]["claim"] == "ResourceClaim/ns/good"
+    assert report["kind"] == "List"
+    (item,) = report["items"]
+    assert item["metadata"]["name"] == "good"
+    assert item["metadata"]["annotations"]["explain.knd.dev/result"] == "allocatable"
+    results = item["status"]["allocation"]["devices"]["results"]
+    assert {r["request"]: r["device"] for r in results}["nic"] == "pci-0000-99-00-0"
     assert main(["explain", str(slices)]) == 2

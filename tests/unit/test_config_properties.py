@@ -100,7 +100,10 @@ macs = st.builds(lambda bs: ":".join(f"{b:02x}" for b in bs), st.binary(min_size
 valid_configs = st.fixed_dictionaries(
     {},
     optional={
-        "profile": st.text(min_size=1, max_size=10).filter(str.strip),
+        # Profile names are printable text: control and format characters are refused.
+        "profile": st.text(
+            st.characters(exclude_categories=("Cc", "Cf", "Cs")), min_size=1, max_size=10
+        ).filter(str.strip),
         "interface": st.fixed_dictionaries(
             {},
             optional={

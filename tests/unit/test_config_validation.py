@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
@@ -245,6 +247,9 @@ RDMA_FORBIDDEN: list[tuple[dict[str, Any], str]] = [
         "neighbors",
     ),
     ({"ethtool": {"features": {"tso": True}}}, "ethtool"),
+    # DraNet refuses the object itself: even an empty one says "configure the netdev".
+    ({"ethtool": {}}, "ethtool"),
+    ({"ethtool": {"features": {}, "privateFlags": {}}}, "ethtool"),
 ]
 
 
@@ -258,7 +263,55 @@ def test_rdma_only_rejects_network_fields(data: dict[str, Any], path: str) -> No
         check_parameters(data, rdma_only=True)
 
 
-@pytest.mark.parametrize("data", [{}, {"profile": "ib"}, {"interface": {}}, {"ethtool": {}}])
+@pytest.mark.parametrize("data", [{}, {"profile": "ib"}, {"interface": {}}, {"routes": []}])
 def test_rdma_only_accepts_empty_and_profile(data: dict[str, Any]) -> None:
     assert validate_rdma_only(decode(data)) == []
     check_parameters(data, rdma_only=True)
+
+
+# A `$` anchor matches before a trailing newline; every pattern must be a fullmatch, and strings
+# that no pattern covers are checked for control characters. Each case is valid without the
+# control character (checked below), so the rejection is due to that character alone.
+CONTROL_CHAR_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"interface": {"name": "eth0\n"}}, "interface.name"),
+    ({"interface": {"name": "eth0\r"}}, "interface.name"),
+    ({"interface": {"vrf": {"name": "blue\n"}}}, "interface.vrf.name"),
+    ({"interface": {"hardwareAddr": "00:11:22:33:44:55\n"}}, "interface.hardwareAddr"),
+    ({"interface": {"addresses": ["192.0.2.1/24\n"]}}, "interface.addresses[0]"),
+    ({"routes": [{"destination": "10.0.0.0/8\n", "gateway": "192.0.2.1"}]}, "routes[0]"),
+    (
+        {"neighbors": [{"destination": "192.0.2.1", "hardwareAddr": "02:00:00:00:00:01\n"}]},
+        "neighbors[0].hardwareAddr",
+    ),
+    ({"ethtool": {"features": {"tso\n": True}}}, "ethtool.features"),
+    ({"ethtool": {"privateFlags": {"x_y\x00": True}}}, "ethtool.privateFlags"),
+    ({"profile": "gold\n"}, "profile"),
+    ({"profile": "go\x1bld"}, "profile"),
+    ({"profile": "gold\u202e"}, "profile"),  # a bidi override (Unicode format character)
+]
+
+
+@pytest.mark.parametrize(("data", "path"), CONTROL_CHAR_CASES, ids=lambda x: repr(x)[:50])
+def test_control_characters_are_refused_everywhere(data: dict[str, Any], path: str) -> None:
+    errs = [str(e) for e in validate(with_defaults(decode(data)))]
+    assert errs and all(e.startswith(path) for e in errs), errs
+    clean = json.loads(
+        json.dumps(data)
+        .replace("\\n", "")
+        .replace("\\r", "")
+        .replace("\\u0000", "")
+        .replace("\\u001b", "")
+        .replace("\\u202e", "")
+    )
+    assert clean != data
+    assert validate(with_defaults(decode(clean))) == []
+    with pytest.raises(ConfigError, match=re.escape(path)):
+        check_parameters(data)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("eth0", True), ("eth0\n", False), ("\neth0", False), ("eth\t0", False)],
+)
+def test_interface_name_is_a_fullmatch(value: str, ok: bool) -> None:
+    assert (interface_name_problem(value) is None) is ok

@@ -35,6 +35,8 @@ def test_every_rendered_object_matches_the_kubernetes_schema(
         "ClusterRole",
         "ClusterRoleBinding",
         "DeviceClass",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "DaemonSet",
     }
     for doc in rendered:
@@ -145,7 +147,12 @@ def test_values_change_the_render_and_are_schema_checked() -> None:
             "args": {"filter": ""},
         }
     )
-    assert {d["kind"] for d in docs} == {"ServiceAccount", "DaemonSet"}
+    assert {d["kind"] for d in docs} == {
+        "ServiceAccount",
+        "DaemonSet",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     (ds,) = by_kind(docs, "DaemonSet")
     args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--driver-name=nic.example.com" in args and "--filter=" in args
@@ -156,6 +163,15 @@ def test_values_change_the_render_and_are_schema_checked() -> None:
         {"driverName": "Bad_Name"},
         {"unknownKey": 1},
         {"args": {"inventoryPollBurst": 0}},
+        {"args": {"inventoryMinPollInterval": "2 seconds"}},
+        {"args": {"inventoryMaxPollInterval": 0}},
+        {"args": {"dbPath": "relative.db"}},
+        {"args": {"dbPath": "/var/run/../etc/x.db"}},
+        {"args": {"cloudProviderHint": "webhook"}},  # needs webhookURL, as in DraNet's chart
+        {"args": {"featureGates": "A=yes"}},
+        {"metricsPort": 0},
+        {"metricsPath": "healthz"},
+        {"validatingAdmissionPolicy": {"create": "yes"}},
     ):
         with pytest.raises(helm_python.HelmValuesError):
             render_chart(bad)
@@ -168,3 +184,322 @@ def test_dockerfile_pins_its_inputs() -> None:
     assert "requirements.runtime.lock" in text
     lock = (REPO / "requirements.runtime.lock").read_text()
     assert "pyroute2==" in lock and "pytest" not in lock and "helm-python-sdk" not in lock
+
+
+# ---- DraNet's chart values ----------------------------------------------------------------------
+
+#: Every key of DraNet's chart values (deployments/helm/dranet/values.yaml), with its commented
+#: `args` filled in as a DraNet user would: restated here as data, not read from DraNet.
+DRANET_VALUES: dict[str, Any] = {
+    "nameOverride": "",
+    "fullnameOverride": "",
+    "global": {"imageRegistry": "registry.example"},
+    "image": {"repository": "registry.example/knd", "tag": "v9", "pullPolicy": "IfNotPresent"},
+    "imagePullSecrets": [],
+    "rbac": {"create": True},
+    "podAnnotations": {"a": "b"},
+    "podLabels": {"team": "net"},
+    "logVerbosity": 4,
+    "metricsPort": None,
+    "metricsPath": "/healthz",
+    "args": {
+        "filter": 'device.attributes["dra.net"].type != "veth"',
+        "dbPath": "/var/run/dranet/dranet.db",
+        "inventoryMinPollInterval": "2s",
+        "inventoryMaxPollInterval": "1m",
+        "inventoryPollBurst": 5,
+        "moveIBInterfaces": True,
+        "cloudProviderHint": "NONE",
+        "profileProvider": "none",
+        "webhookURL": "",
+        "featureGates": "PersistentResourceSliceAttributes=true",
+    },
+    "kubeletRootDir": "/var/lib/kubelet",
+    "extraVolumes": [{"name": "host-config", "hostPath": {"path": "/etc/host-config"}}],
+    "extraVolumeMounts": [{"name": "host-config", "mountPath": "/etc/host-config"}],
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "affinity": {},
+    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+    "resources": {"requests": {"cpu": "100m", "memory": "50Mi"}, "limits": {}},
+    "serviceAccount": {"annotations": {"iam.example/role": "x"}},
+}
+
+
+def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (ds,) = by_kind(docs, "DaemonSet")
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    return c  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_dranet_values_render_a_valid_install(version: str) -> None:
+    docs = render_chart(DRANET_VALUES)
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+    c = _container(docs)
+    args = c["args"]
+    for expected in (
+        "--v=4",
+        "--bind-address=:9177",
+        "--state-path=/var/run/dranet/dranet.db",
+        "--inventory-min-poll-interval=2s",
+        "--inventory-max-poll-interval=1m",
+        "--inventory-poll-burst=5",
+        "--move-ib-interfaces=true",
+        "--cloud-provider-hint=NONE",
+        "--profile-provider=none",
+        "--webhook-url=",
+        "--feature-gates=PersistentResourceSliceAttributes=true",
+    ):
+        assert expected in args, expected
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert {"/var/run/dranet", "/etc/host-config"} <= mounts
+    assert c["image"] == "registry.example/knd:v9"
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": 9177}
+    # Helm merges maps: DraNet's empty `limits` keeps knd's memory limit.
+    assert c["resources"] == {
+        "requests": {"cpu": "100m", "memory": "50Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    (sa,) = by_kind(docs, "ServiceAccount")
+    assert sa["metadata"]["annotations"] == {"iam.example/role": "x"}
+
+
+def test_args_left_out_are_not_passed() -> None:
+    """DraNet's rule: a key missing from `args` means the daemon's own default."""
+    c = _container(render_chart({"args": None}))
+    flags = {a.split("=", 1)[0] for a in c["args"]}
+    assert not flags & {"--filter", "--inventory-min-poll-interval", "--move-ib-interfaces"}
+    assert "--cloud-provider-hint" not in flags and "--feature-gates" not in flags
+
+
+@pytest.mark.parametrize(
+    ("values", "fullname"),
+    [
+        ({}, "knd"),
+        ({"nameOverride": "nic"}, "knd-nic"),
+        ({"fullnameOverride": "net-driver"}, "net-driver"),
+    ],
+)
+def test_name_overrides_name_every_object(values: dict[str, Any], fullname: str) -> None:
+    docs = render_chart(values)
+    named = [d for d in docs if d["kind"] not in ("DeviceClass",)]
+    for d in named:
+        assert d["metadata"]["name"].startswith(fullname), d["kind"]
+    (ds,) = by_kind(docs, "DaemonSet")
+    assert ds["spec"]["template"]["spec"]["serviceAccountName"] == fullname
+    (vap,) = by_kind(docs, "ValidatingAdmissionPolicy")
+    (cond,) = vap["spec"]["matchConditions"]
+    assert f'"system:serviceaccount:kube-system:{fullname}"' in cond["expression"]
+    # The selector never changes with the name (a DaemonSet's selector is immutable).
+    assert ds["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "knd"
+
+
+def test_chart_metadata_notes_readme_and_helmignore() -> None:
+    chart = yaml.safe_load((REPO / "deploy/helm/knd/Chart.yaml").read_text())
+    assert chart["home"].startswith("https://") and chart["maintainers"][0]["name"]
+    base = REPO / "deploy/helm/knd"
+    assert ".git/" in (base / ".helmignore").read_text().split()
+    readme = (base / "README.md").read_text()
+    values = yaml.safe_load((base / "values.yaml").read_text())
+    for key in values:  # every top-level value is documented
+        assert f"`{key}" in readme, key
+    from knd.lab.manifests import render_chart_texts
+
+    notes = render_chart_texts({"fullnameOverride": "net"})["knd/templates/NOTES.txt"]
+    assert "daemonset/net" in notes and "helm uninstall" in notes
+
+
+def test_device_classes_are_kept_on_uninstall(rendered: list[dict[str, Any]]) -> None:
+    for dc in by_kind(rendered, "DeviceClass"):
+        assert dc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+# ---- an existing DeviceClass (DraNet's) does not break `helm install` ---------------------------
+
+
+def _kubeconfig(url: str) -> str:
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: e, cluster: {{server: '{url}'}}}}]\n"
+        "users: [{name: u, user: {}}]\n"
+        "contexts: [{name: c, context: {cluster: e, user: u}}]\ncurrent-context: c\n"
+    )
+
+
+def _device_class(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if annotations:
+        meta["annotations"] = annotations
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": meta,
+        "spec": {"selectors": [{"cel": {"expression": 'device.driver == "dra.net"'}}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("existing", "rendered_classes"),
+    [
+        pytest.param([], ["dra.net", "dra.net-rdma"], id="fresh cluster"),
+        pytest.param(
+            [_device_class("dra.net")], ["dra.net-rdma"], id="DraNet's hand-made dra.net is skipped"
+        ),
+        pytest.param(
+            [
+                _device_class(
+                    "dra.net",
+                    {
+                        "meta.helm.sh/release-name": "knd",
+                        "meta.helm.sh/release-namespace": "kube-system",
+                    },
+                )
+            ],
+            ["dra.net", "dra.net-rdma"],
+            id="our own kept class is managed again (upgrade, reinstall)",
+        ),
+        pytest.param(
+            [
+                _device_class(
+                    "dra.net",
+                    {
+                        "meta.helm.sh/release-name": "other",
+                        "meta.helm.sh/release-namespace": "kube-system",
+                    },
+                )
+            ],
+            ["dra.net-rdma"],
+            id="another release's class is left alone",
+        ),
+    ],
+)
+def test_existing_device_classes_are_looked_up_on_install(
+    existing: list[dict[str, Any]], rendered_classes: list[str]
+) -> None:
+    """Helm renders with `lookup` answered by the API server emulator (the same discovery and
+    GET paths kube-apiserver serves); a class the chart would clash with is not rendered, so
+    `helm install` cannot fail with "exists and cannot be imported into the current release"."""
+    import helm_python
+    import kubernetes.client as k8s
+
+    from knd.lab.apiserver import ApiServerEmulator, ObjectStore
+    from knd.lab.manifests import CHART_DIR, NAMESPACE, RELEASE
+
+    srv = ApiServerEmulator(ObjectStore(k8s_version="1.34")).start()
+    try:
+        with k8s.ApiClient(k8s.Configuration(host=srv.url)) as api:
+            for obj in existing:
+                k8s.ResourceV1Api(api).create_device_class(obj)  # type: ignore[arg-type]
+        config = helm_python.Config(kubeconfig_content=_kubeconfig(srv.url), namespace=NAMESPACE)
+        chart = helm_python.Chart.load(str(CHART_DIR))
+        try:
+            out = config.render(chart, None, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        finally:
+            chart.close()
+            config.close()
+    finally:
+        srv.stop()
+    docs = [d for d in yaml.safe_load_all(out["knd/templates/deviceclasses.yaml"]) if d]
+    assert [d["metadata"]["name"] for d in docs] == rendered_classes
+
+
+# ---- the ValidatingAdmissionPolicy: its CEL, evaluated ------------------------------------------
+
+
+def _policy(rendered: list[dict[str, Any]]) -> dict[str, Any]:
+    (vap,) = by_kind(rendered, "ValidatingAdmissionPolicy")
+    (binding,) = by_kind(rendered, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == vap["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    spec = vap["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["resourceslices"]
+    assert sorted(rule["operations"]) == ["CREATE", "DELETE", "UPDATE"]
+    return spec  # type: ignore[no-any-return]
+
+
+def _admit(spec: dict[str, Any], request: dict[str, Any], obj: Any, old: Any) -> str | None:
+    """None when the request is admitted, else the denial message (matchConditions, then the
+    variables in order, then every validation), as the API server evaluates a policy."""
+    from knd.inventory.cel_engine import compile as cel
+
+    env: dict[str, Any] = {"request": request, "object": obj, "oldObject": old}
+    if not all(cel(c["expression"]).execute(env) for c in spec["matchConditions"]):
+        return None
+    variables: dict[str, Any] = {}
+    for var in spec["variables"]:
+        variables[var["name"]] = cel(var["expression"]).execute({**env, "variables": variables})
+    env["variables"] = variables
+    for v in spec["validations"]:
+        if cel(v["expression"]).execute(env) is not True:
+            if "messageExpression" in v:
+                return str(cel(v["messageExpression"]).execute(env))
+            return str(v["message"])
+    return None
+
+
+KND_SA = "system:serviceaccount:kube-system:knd"
+
+
+def _req(op: str, user: str = KND_SA, node: str | None = "node-a") -> dict[str, Any]:
+    extra = {"authentication.kubernetes.io/node-name": [node]} if node else {}
+    return {"operation": op, "userInfo": {"username": user, "extra": extra}}
+
+
+def _slice(node: str | None) -> dict[str, Any]:
+    return {"spec": {"nodeName": node} if node else {"perDeviceNodeSelection": True}}
+
+
+@pytest.mark.parametrize(
+    ("request_", "obj", "old", "denied"),
+    [
+        pytest.param(_req("CREATE"), _slice("node-a"), None, None, id="own slice: create"),
+        pytest.param(_req("UPDATE"), _slice("node-a"), _slice("node-a"), None, id="own: update"),
+        pytest.param(_req("DELETE"), None, _slice("node-a"), None, id="own slice: delete"),
+        pytest.param(_req("CREATE"), _slice("node-b"), None, "node node-b", id="other: create"),
+        pytest.param(_req("DELETE"), None, _slice("node-b"), "node node-b", id="other: delete"),
+        pytest.param(
+            _req("UPDATE"), _slice("node-a"), _slice("node-b"), "node-a", id="take over another's"
+        ),
+        pytest.param(_req("CREATE"), _slice(None), None, "without spec.nodeName", id="no node"),
+        pytest.param(
+            _req("CREATE", node=None), _slice("node-a"), None, "no node in its token", id="no claim"
+        ),
+        pytest.param(
+            _req("DELETE", user="system:serviceaccount:kube-system:generic-garbage-collector"),
+            None,
+            _slice("node-b"),
+            None,
+            id="other users are not matched",
+        ),
+    ],
+)
+def test_admission_policy_confines_each_node_to_its_slices(
+    rendered: list[dict[str, Any]],
+    request_: dict[str, Any],
+    obj: Any,
+    old: Any,
+    denied: str | None,
+) -> None:
+    """The policy's CEL, evaluated here with a CEL engine over the request shapes the API server
+    builds. That the API server binds the node-name extra and enforces the binding is for the
+    real-Kubernetes tests to prove (docs/deploy.md)."""
+    message = _admit(_policy(rendered), request_, obj, old)
+    if denied is None:
+        assert message is None
+    else:
+        assert message is not None and denied in message, message
+
+
+@pytest.mark.parametrize("values", [None, DRANET_VALUES], ids=["defaults", "dranet-values"])
+def test_helm_lint_strict_is_clean(values: dict[str, Any] | None) -> None:
+    """`helm lint --strict`: no warnings or errors (an "icon is recommended" note is info)."""
+    import helm_python
+
+    from knd.lab.manifests import CHART_DIR
+
+    report = helm_python.lint(str(CHART_DIR), values, strict=True, kube_version="1.34.0")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] > 1] == []

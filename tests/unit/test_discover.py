@@ -179,6 +179,7 @@ def test_virtio_vm_exclusions_and_virtual_interfaces(tmp_path: Path) -> None:
         "dra.net/mtu": 1500,
         "dra.net/encapsulation": "ether",
         "dra.net/state": "up",
+        "dra.net/sriov": False,
         "dra.net/virtual": True,
         "dra.net/rdma": False,
     }

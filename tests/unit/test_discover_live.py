@@ -101,6 +101,10 @@ def test_live_attributes_truncation_and_uplink_vfs(tmp_path: Path) -> None:
         "dra.net/state": "lowerlayerdown",
         "dra.net/type": "veth",
         "dra.net/ebpf": False,
+        # Always present on a netdev device; `virtual` is false when sysfs cannot tell (kiv0 is
+        # not in this sysfs tree), as DraNet reports it.
+        "dra.net/sriov": False,
+        "dra.net/virtual": False,
         "dra.net/rdma": False,
     }
 

@@ -28,7 +28,9 @@ def test_json_lists_devices_in_wire_form(
     ids = test_ids.write(tmp_path / "pci.ids")
     code, out, _ = run(capsys, "--sysfs-root", str(root), "--pci-ids", str(ids), "-o", "json")
     assert code == 0
-    devices = json.loads(out)
+    listed = json.loads(out)
+    assert (listed["apiVersion"], listed["kind"]) == ("v1", "List")
+    devices = listed["items"]
     assert len(devices) == 9
     nic = next(d for d in devices if d["name"] == "pci-0000-11-00-0")
     assert nic["attributes"]["dra.net/ifName"] == {"string": "eth1"}
@@ -36,7 +38,9 @@ def test_json_lists_devices_in_wire_form(
     assert nic["attributes"]["dra.net/rdma"] == {"bool": True}
     assert nic["attributes"]["resource.kubernetes.io/pcieRoot"] == {"string": "pci0000:0d"}
     code, out, _ = run(capsys, "--sysfs-root", str(root), "--pci-ids", str(ids), "-o", "yaml")
-    assert yaml.safe_load(out) == devices
+    assert yaml.safe_load(out) == listed
+    code, out, _ = run(capsys, "--sysfs-root", str(root), "--pci-ids", str(ids), "-o", "name")
+    assert out.splitlines() == [d["name"] for d in devices]
 
 
 def test_table_marks_filtered_and_excluded(
@@ -83,7 +87,9 @@ def test_slices_split_at_128(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         capsys, "--sysfs-root", str(root), "--slices", "--node-name", "n1", "-o", "json"
     )
     assert code == 0
-    slices = json.loads(out)
+    listed = json.loads(out)
+    assert (listed["apiVersion"], listed["kind"]) == ("v1", "List")
+    slices = listed["items"]
     assert [len(s["spec"]["devices"]) for s in slices] == [128, 2]
     assert {s["spec"]["pool"]["resourceSliceCount"] for s in slices} == {2}
     assert slices[0]["metadata"]["generateName"] == "00000-dra.net-n1-"
@@ -96,3 +102,42 @@ def test_bad_filter_fails_with_compiler_message(
     root = write_tree("erdma", tmp_path / "sys")
     code, _, err = run(capsys, "--sysfs-root", str(root), "--filter", "device.attributes[")
     assert code == 1 and "invalid filter expression" in err and "Syntax error" in err
+
+
+def test_slices_default_to_yaml_and_summarise_as_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_tree("sriov", tmp_path / "sys")
+    base = ("--sysfs-root", str(root), "--slices", "--node-name", "n1")
+    code, out, _ = run(capsys, *base)
+    listed = yaml.safe_load(out)
+    assert code == 0 and listed["kind"] == "List" and len(listed["items"]) == 2
+    _, out, _ = run(capsys, *base, "-o", "name")
+    names = out.splitlines()
+    assert len(names) == 130 and names[0].startswith("dra.net/n1/pci-")
+    _, out, _ = run(capsys, *base, "-o", "table")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "DRIVER", "NODE", "POOL", "DEVICES"]
+    assert lines[1].split() == ["00000-dra.net-n1-", "dra.net", "n1", "n1", "128"]
+    _, out, _ = run(capsys, *base, "-o", "wide")
+    assert out.splitlines()[0].split()[-1] == "DEVICE-NAMES"
+    assert names[0].rpartition("/")[2] in out.splitlines()[1]
+
+
+def test_wide_table_adds_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_tree("virtio-vm", tmp_path / "sys")
+    code, out, _ = run(capsys, "--sysfs-root", str(root), "--filter", "", "-o", "wide")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1].split()[8:] == [
+        "PCIADDRESS",
+        "MAC",
+        "MTU",
+        "ENCAP",
+        "SRIOV",
+        "VIRTUAL",
+        "VENDOR",
+        "PCIDEVICE",
+    ]
+    veth = next(ln.split() for ln in lines if ln.startswith("veth1234"))
+    assert veth[8:14] == ["-", "aa:bb:cc:dd:ee:01", "1500", "ether", "no", "yes"]

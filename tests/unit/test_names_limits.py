@@ -107,3 +107,29 @@ def test_truncate_list_string_on_element_boundaries(items: list[str], expected: 
     out = limits.truncate_list_string(items)
     assert out == expected
     assert len(out) <= limits.MAX_ATTRIBUTE_STRING_LEN
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", "\x00", "\t"])
+def test_every_name_pattern_is_anchored_at_both_ends(suffix: str) -> None:
+    """A `$` anchor lets one trailing newline through; each check below is a fullmatch."""
+    from knd.netns import sysctl
+    from knd.netns.errors import PlanError
+    from knd.netns.plan import check_mac
+    from knd.nri.plugin import PluginConfig
+
+    assert limits.is_dns_label("eth0") and not limits.is_dns_label("eth0" + suffix)
+    assert limits.check_driver_name("dra.net") == []
+    assert limits.check_driver_name("dra.net" + suffix) != []
+    assert limits.check_qualified_name("dra.net/x" + suffix) != []
+    assert is_pci_address("0000:8a:00.0") and not is_pci_address("0000:8a:00.0" + suffix)
+    PluginConfig(name="dra.net", index="00")
+    with pytest.raises(ValueError, match="plugin name"):
+        PluginConfig(name="dra.net" + suffix)
+    with pytest.raises(ValueError, match="plugin index"):
+        PluginConfig(index="00" + suffix)
+    check_mac("02:00:00:00:00:01", "mac")
+    with pytest.raises(PlanError, match="invalid MAC"):
+        check_mac("02:00:00:00:00:01" + suffix, "mac")
+    assert sysctl.check_ifname("eth0") == "eth0"
+    with pytest.raises(PlanError, match="invalid interface name"):
+        sysctl.check_ifname("eth0" + suffix)

@@ -47,7 +47,8 @@ STD_PCI_BUS_ID: Final = f"{STANDARD_DOMAIN}/pciBusID"
 
 #: Every attribute knd may publish, most valuable first. When a device would exceed the API's
 #: 32 attributes+capacities, attributes are dropped from the END of this list (documented in
-#: docs/attributes.md): topology and identity survive, cosmetic and derived ones go first.
+#: docs/discovery.md, "API limits"): topology and identity survive, cosmetic and derived ones
+#: go first.
 PRIORITY_ORDER: Final[tuple[str, ...]] = (
     STD_PCIE_ROOT,
     STD_PCI_BUS_ID,

@@ -23,24 +23,24 @@ MAX_INTERFACE_NAME_STATUS_BYTES: Final = 256
 MAX_HARDWARE_ADDRESS_STATUS_BYTES: Final = 128
 MAX_DEVICE_STATUS_CONDITIONS: Final = 8
 
-_C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def is_dns_label(value: str) -> bool:
     """RFC 1123 label: lower-case alphanumerics and '-', alphanumeric at both ends, ≤63 chars."""
-    return len(value) <= MAX_DEVICE_NAME_LEN and bool(_DNS_LABEL.match(value))
+    return len(value) <= MAX_DEVICE_NAME_LEN and bool(_DNS_LABEL.fullmatch(value))
 
 
 def is_dns_subdomain(value: str) -> bool:
     """RFC 1123 subdomain: dot-separated DNS labels, ≤253 chars in all."""
-    return len(value) <= MAX_DNS_SUBDOMAIN_LEN and bool(_DNS_SUBDOMAIN.match(value))
+    return len(value) <= MAX_DNS_SUBDOMAIN_LEN and bool(_DNS_SUBDOMAIN.fullmatch(value))
 
 
 def is_c_identifier(value: str) -> bool:
     """A C identifier of at most 32 chars (the id part of an attribute name)."""
-    return len(value) <= MAX_ATTRIBUTE_ID_LEN and bool(_C_IDENTIFIER.match(value))
+    return len(value) <= MAX_ATTRIBUTE_ID_LEN and bool(_C_IDENTIFIER.fullmatch(value))
 
 
 def check_qualified_name(name: str) -> list[str]:

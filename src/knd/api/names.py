@@ -10,14 +10,14 @@ import re
 
 from knd.api.limits import is_dns_label
 
-_PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+_PCI_ADDRESS = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
 PCI_PREFIX = "pci-"
 NET_PREFIX = "net-"
 
 
 def is_pci_address(value: str) -> bool:
     """True for an extended BDF `dddd:bb:dd.f` (hex digits, function 0-7)."""
-    return bool(_PCI_ADDRESS.match(value))
+    return bool(_PCI_ADDRESS.fullmatch(value))
 
 
 def pci_device_name(pci_address: str) -> str:
@@ -28,8 +28,9 @@ def pci_device_name(pci_address: str) -> str:
 
 
 def interface_device_name(ifname: str) -> str:
-    """Device name for a non-PCI interface (or an RDMA device without PCI address)."""
-    if is_dns_label(ifname):
+    """Device name for a non-PCI interface (or an RDMA device without PCI address). The empty
+    name stays empty, as in DraNet (no interface is unnamed; callers never publish it)."""
+    if not ifname or is_dns_label(ifname):
         return ifname
     encoded = base64.b32encode(ifname.encode()).decode("ascii").rstrip("=").lower()
     return NET_PREFIX + encoded

@@ -9,13 +9,17 @@ Hardening beyond DraNet (pkg/apis/validation.go):
   of ASCII letters, digits, '-', '_', '.' and not '.' or '..' (DraNet allows any Unicode letter);
 * every integer must fit the kernel type it ends up in, without wrapping (tables are uint32,
   MTU and GSO/GRO sizes int32/uint32, route scope uint8, ...);
-* VRF names are required to be valid interface names, not merely non-empty.
+* VRF names are required to be valid interface names, not merely non-empty;
+* no string anywhere in the config (keys included) may hold a control character: every pattern
+  is applied with `fullmatch` (a `$` anchor lets a trailing newline through), and strings that
+  no pattern covers (an IPv6 zone, a profile name) are checked for control characters.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterator
 
 from knd.api.config import (
@@ -43,12 +47,14 @@ ARP_ANNOUNCE_MAX = 2
 #: names are short ASCII words (ETH_GSTRING_LEN is 32 bytes including the NUL).
 MAX_ETHTOOL_NAME_LEN = 31
 
-_IFNAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_ETHTOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_IFNAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_ETHTOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _MAC = re.compile(
-    r"^(?:[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2})+"
-    r"|[0-9A-Fa-f]{4}(?:\.[0-9A-Fa-f]{4})+)$"
+    r"(?:[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2})+"
+    r"|[0-9A-Fa-f]{4}(?:\.[0-9A-Fa-f]{4})+)"
 )
+#: Unicode "Cc" (C0/C1 controls, DEL) and "Cf" (format: bidi overrides, zero-width joiners).
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf"})
 _MAC_LENGTHS = (6, 8, 20)  # EUI-48, EUI-64, 20-octet IP over InfiniBand link-layer address
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -65,7 +71,7 @@ def interface_name_problem(name: str) -> str | None:
         return f"name {name!r} exceeds maximum length of {MAX_INTERFACE_NAME_LEN} bytes"
     if name in (".", ".."):
         return f"name {name!r} cannot be '.' or '..'"
-    if not _IFNAME.match(name) or not name.isascii():
+    if not _IFNAME.fullmatch(name) or not name.isascii():
         return (
             f"name {name!r} may only contain ASCII letters, digits, '-', '_' and '.' "
             "(it becomes a netlink attribute and a /proc/sys path component)"
@@ -81,7 +87,7 @@ def is_valid_interface_name(name: str) -> bool:
 def parse_mac(value: str) -> bytes | None:
     """Parse a hardware address as Go's net.ParseMAC does (':' '-' or '.' forms, 6/8/20
     octets); None when invalid."""
-    if not _MAC.match(value):
+    if not _MAC.fullmatch(value):
         return None
     digits = re.sub(r"[:.\-]", "", value)
     raw = bytes.fromhex(digits)
@@ -239,7 +245,7 @@ def _validate_neighbor(path: str, neigh: NeighborConfig) -> Iterator[FieldError]
 def _validate_ethtool(path: str, eth: EthtoolConfig) -> Iterator[FieldError]:
     for field, mapping in (("features", eth.features), ("privateFlags", eth.private_flags)):
         for name in mapping or {}:
-            if not name or len(name) > MAX_ETHTOOL_NAME_LEN or not _ETHTOOL_NAME.match(name):
+            if not name or len(name) > MAX_ETHTOOL_NAME_LEN or not _ETHTOOL_NAME.fullmatch(name):
                 yield FieldError(
                     f"{path}.{field}",
                     f"invalid name {name!r}: 1-{MAX_ETHTOOL_NAME_LEN} ASCII letters, digits, "
@@ -247,7 +253,23 @@ def _validate_ethtool(path: str, eth: EthtoolConfig) -> Iterator[FieldError]:
                 )
 
 
+def _control_char_errors(path: str, value: object) -> Iterator[FieldError]:
+    """Every string (mapping keys included) under `value` that holds a control character."""
+    if isinstance(value, str):
+        bad = next((c for c in value if unicodedata.category(c) in _CONTROL_CATEGORIES), None)
+        if bad is not None:
+            yield FieldError(path, f"must not contain control character {bad!r}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _control_char_errors(path, key)
+            yield from _control_char_errors(f"{path}.{key}" if path else str(key), item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _control_char_errors(f"{path}[{i}]", item)
+
+
 def _iter_errors(cfg: NetworkConfig) -> Iterator[FieldError]:
+    yield from _control_char_errors("", cfg.model_dump(by_alias=True, exclude_none=True))
     if cfg.profile is not None and not cfg.profile.strip():
         yield FieldError("profile", "cannot be blank when set")
     if cfg.interface is not None:
@@ -292,7 +314,8 @@ def validate_rdma_only(cfg: NetworkConfig) -> list[FieldError]:
     """Problems for a config applied to an RDMA-only device (one without a netdev).
 
     Such a device has nothing to name, address or route: any interface field, route, rule,
-    neighbor or ethtool setting is an error. `profile` remains allowed.
+    neighbor or ethtool setting is an error, and so is an `ethtool` object even when empty
+    (DraNet's rule: the object's presence is the error). `profile` remains allowed.
     """
     errors: list[FieldError] = []
     reason = "not supported for an RDMA-only device (it has no network interface)"
@@ -304,6 +327,6 @@ def validate_rdma_only(cfg: NetworkConfig) -> list[FieldError]:
     for field in ("routes", "rules", "neighbors"):
         if getattr(cfg, field):
             errors.append(FieldError(field, reason))
-    if cfg.ethtool is not None and (cfg.ethtool.features or cfg.ethtool.private_flags):
+    if cfg.ethtool is not None:
         errors.append(FieldError("ethtool", reason))
     return errors

@@ -26,6 +26,8 @@ from knd.host.files import FileReadError, read_bounded
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 _SUFFIXES = (".json", ".yaml", ".yml")
 STDIN = Path("-")
+#: How long a pipe named on the command line may stay silent before the read gives up.
+PIPE_IDLE_S = 30.0
 
 
 class UsageError(Exception):
@@ -59,7 +61,8 @@ def register(sub: Any) -> None:
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
-    """Files named directly, plus config files found under directories, in a stable order."""
+    """Files named directly, plus config files found under directories, in a stable order.
+    `-` (standard input) and pipes (`<(kubectl get ... -o yaml)`) count as files."""
     files: list[Path] = []
     for path in paths:
         if path == STDIN:
@@ -91,7 +94,7 @@ def read_input(path: Path) -> bytes:
     if path == STDIN:
         return sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
     try:
-        return read_bounded(path, MAX_INPUT_BYTES)
+        return read_bounded(path, MAX_INPUT_BYTES, pipe_idle_s=PIPE_IDLE_S)
     except FileReadError as exc:
         raise UsageError(str(exc)) from exc
 

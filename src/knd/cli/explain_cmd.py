@@ -6,17 +6,24 @@ to other claims count as taken and the node defaults to the lab node. For every 
 ResourceClaimTemplate found it prints, per request, which devices each selector kept or dropped
 and why, then the allocation or the constraint that blocks it. Exit status: 0 every claim
 allocatable, 1 any claim unsatisfiable, 2 usage error.
+
+Inputs: YAML or JSON files, `-` for standard input, or pipes; each holds objects, multi-document
+YAML or `kind: List` (what `kubectl get resourceslices,deviceclasses -o yaml` and
+`knd inventory --slices` print). `-o json|yaml` prints one `kind: List` of the claims, each with
+`status.allocation` when allocatable and the annotation `explain.knd.dev/result` (`allocatable`
+or why not).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import copy
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from knd.api.manifests import object_name
+from knd.cli import output
 from knd.cli.config_cmd import UsageError, expand_paths, load_documents
 
 if TYPE_CHECKING:
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
 # the node daemon included, imports this module to register its parser.
 
 EXIT_OK, EXIT_UNSATISFIABLE, EXIT_USAGE = 0, 1, 2
+#: Set on each claim of the `-o json|yaml` output: "allocatable" or the reason it is not.
+RESULT_ANNOTATION = "explain.knd.dev/result"
 
 
 def register(sub: Any) -> None:
@@ -48,7 +57,7 @@ def register(sub: Any) -> None:
     p.add_argument("--lab-state-dir", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--node", default=None, help="only slices of this node (default: any)")
     p.add_argument("-v", "--verbose", action="store_true", help="list every dropped device")
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     p.set_defaults(handler=run_explain)
 
 
@@ -173,16 +182,22 @@ def run_explain(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     allocator = Allocator(slices, classes, node)
-    if args.output == "json":
-        report = []
+    if args.output in ("json", "yaml"):
+        items, ok = [], True
         for doc in claims:
+            item = copy.deepcopy(doc)
+            annotations = item.setdefault("metadata", {}).setdefault("annotations", {})
             try:
                 allocation, _ = allocator.allocate(_claim_spec(doc), in_use)
-                report.append({"claim": object_name(doc), "allocation": allocation})
+                item["status"] = {"allocation": allocation}
+                annotations[RESULT_ANNOTATION] = "allocatable"
             except (AllocationError, SelectorError) as exc:
-                report.append({"claim": object_name(doc), "error": str(exc.args[0])})
-        print(json.dumps(report, indent=2))
-        return EXIT_UNSATISFIABLE if any("error" in r for r in report) else EXIT_OK
+                item.pop("status", None)
+                annotations[RESULT_ANNOTATION] = str(exc.args[0])
+                ok = False
+            items.append(item)
+        sys.stdout.write(output.dumps(output.as_list(items), args.output))
+        return EXIT_OK if ok else EXIT_UNSATISFIABLE
     results = [explain_claim(allocator, doc, args.verbose, sys.stdout, in_use) for doc in claims]
     return EXIT_OK if all(results) else EXIT_UNSATISFIABLE
 

@@ -1,9 +1,13 @@
 """`knd inventory`: discover this machine's network devices the way knd would publish them.
 
-* default: a table (name, ifName, pcieRoot, NUMA, RDMA, type, state; filtered devices marked)
-  and the excluded interfaces with the reason;
-* `-o json|yaml`: the discovered devices (before the admin filter) in resource.k8s.io/v1 wire form;
-* `--slices`: the ResourceSlices that would be published (after the filter);
+* default (`-o table`): a table (name, ifName, pcieRoot, NUMA, RDMA, type, state; filtered
+  devices marked) and the excluded interfaces with the reason; `-o wide` adds PCI address, MAC,
+  MTU, encapsulation, SR-IOV, virtual and PCI vendor/device; `-o name` prints device names;
+* `-o json|yaml`: the discovered devices (before the admin filter) in resource.k8s.io/v1 wire form,
+  as one `kind: List`;
+* `--slices`: the ResourceSlices that would be published (after the filter), as one `kind: List`
+  (YAML unless `-o json`; `-o table|wide` summarises them, `-o name` lists `driver/pool/device`).
+  `knd explain CLAIM --slices FILE` reads this output as it reads `kubectl get resourceslices`;
 * `--sysfs-root DIR`: fully offline from a sysfs tree (no netlink: no addresses, link kinds,
   routes, hence no uplink exclusion).
 Exit codes: 0 ok, 1 bad filter expression or netlink failure, 2 a `--sysfs-root` that is missing
@@ -13,7 +17,6 @@ or not a sysfs tree (no `class/` and `devices/`).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import socket
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from knd.api import attributes as attr
+from knd.cli import output
 from knd.host.netlink import LiveNetlink, NetlinkError
 from knd.host.sysfs import SysfsRoot, sysfs_tree_problem
 from knd.inventory.discover import Options
@@ -36,7 +40,7 @@ def register(sub: Any) -> None:
         "inventory", help="discover network devices and show what would be published"
     )
     p.add_argument("--sysfs-root", type=Path, help="read this sysfs tree offline (no netlink)")
-    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument("-o", "--output", choices=output.FORMATS, default=None)
     p.add_argument("--slices", action="store_true", help="print the ResourceSlices to publish")
     p.add_argument("--filter", default=DEFAULT_FILTER, help="admin CEL filter ('' keeps all)")
     p.add_argument("--driver-name", default=attr.DEFAULT_DRIVER_NAME)
@@ -77,13 +81,19 @@ def run(args: argparse.Namespace) -> int:
     except NetlinkError as exc:
         print(f"knd inventory: {exc}", file=sys.stderr)
         return 1
+    fmt = args.output or ("yaml" if args.slices else "table")
     if args.slices:
-        objs = planned_slices(result, args.node_name, args.driver_name)
-        _dump(objs, "json" if args.output == "json" else "yaml")
-    elif args.output in ("json", "yaml"):
-        _dump([d.wire() for d in result.discovery.devices], args.output)
+        sys.stdout.write(
+            slices_output(planned_slices(result, args.node_name, args.driver_name), fmt)
+        )
+    elif fmt in ("json", "yaml"):
+        sys.stdout.write(
+            output.dumps(output.as_list(d.wire() for d in result.discovery.devices), fmt)
+        )
+    elif fmt == "name":
+        sys.stdout.writelines(f"{d.name}\n" for d in result.discovery.devices)
     else:
-        print(table(result))
+        print(table(result, wide=fmt == "wide"))
     return 0
 
 
@@ -93,13 +103,29 @@ def planned_slices(result: ScanResult, node: str, driver: str) -> list[dict[str,
     return [slice_object(node, driver, p, 1, len(planned), owner) for p in planned]
 
 
-def _dump(obj: Any, fmt: str) -> None:
-    if fmt == "json":
-        print(json.dumps(obj, indent=2))
-    else:
-        import yaml  # noqa: PLC0415 - the daemon imports this module but never writes YAML
-
-        print(yaml.safe_dump(obj, sort_keys=False), end="")
+def slices_output(objs: list[dict[str, Any]], fmt: str) -> str:
+    """The planned slices in `fmt` (see the module docstring)."""
+    if fmt in ("json", "yaml"):
+        return output.dumps(output.as_list(objs), fmt)
+    if fmt == "name":
+        return "".join(
+            f"{s['spec']['driver']}/{s['spec']['pool']['name']}/{d['name']}\n"
+            for s in objs
+            for d in s["spec"]["devices"]
+        )
+    header = ["NAME", "DRIVER", "NODE", "POOL", "DEVICES"]
+    rows = []
+    for s in objs:
+        spec = s["spec"]
+        names = [d["name"] for d in spec["devices"]]
+        row = [s["metadata"]["generateName"], spec["driver"], spec["nodeName"]]
+        row += [spec["pool"]["name"], str(len(names))]
+        if fmt == "wide":
+            row.append(",".join(names) or "-")
+        rows.append(row)
+    if fmt == "wide":
+        header.append("DEVICE-NAMES")
+    return output.table(header, rows) + "\n"
 
 
 def _cell(value: object) -> str:
@@ -110,26 +136,41 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def table(result: ScanResult) -> str:
+#: Extra `-o wide` columns: header and attribute.
+_WIDE = (
+    ("PCIADDRESS", attr.PCI_ADDRESS),
+    ("MAC", attr.MAC),
+    ("MTU", attr.MTU),
+    ("ENCAP", attr.ENCAPSULATION),
+    ("SRIOV", attr.SRIOV),
+    ("VIRTUAL", attr.VIRTUAL),
+    ("VENDOR", attr.PCI_VENDOR),
+    ("PCIDEVICE", attr.PCI_DEVICE),
+)
+
+
+def table(result: ScanResult, wide: bool = False) -> str:
     filtered = {d.name for d in result.filtered}
-    header = ("NAME", "IFNAME", "PCIEROOT", "NUMA", "RDMA", "TYPE", "STATE", "PUBLISH")
-    rows: list[tuple[str, ...]] = [header]
+    header = ["NAME", "IFNAME", "PCIEROOT", "NUMA", "RDMA", "TYPE", "STATE", "PUBLISH"]
+    if wide:
+        header += [h for h, _ in _WIDE]
+    rows: list[list[str]] = []
     for d in result.discovery.devices:
         rdma = d.get(attr.RDMA_DEVICE) or d.get(attr.RDMA)
-        rows.append(
-            (
-                d.name,
-                _cell(d.get(attr.IF_NAME)),
-                _cell(d.get(attr.STD_PCIE_ROOT)),
-                _cell(d.get(attr.STD_NUMA_NODE)),
-                _cell(rdma),
-                _cell(d.get(attr.TYPE)),
-                _cell(d.get(attr.STATE)),
-                "filtered" if d.name in filtered else "yes",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        row = [
+            d.name,
+            _cell(d.get(attr.IF_NAME)),
+            _cell(d.get(attr.STD_PCIE_ROOT)),
+            _cell(d.get(attr.STD_NUMA_NODE)),
+            _cell(rdma),
+            _cell(d.get(attr.TYPE)),
+            _cell(d.get(attr.STATE)),
+            "filtered" if d.name in filtered else "yes",
+        ]
+        if wide:
+            row += [_cell(d.get(a)) for _, a in _WIDE]
+        rows.append(row)
+    lines = output.table(header, rows).split("\n")
     mode = "offline (sysfs only)" if result.discovery.offline else "live (sysfs + netlink)"
     lines.insert(0, f"# {len(result.published)} device(s) to publish, {mode}")
     if result.discovery.excluded:

@@ -30,7 +30,7 @@ Pods with no plan are answered immediately (`noop`): knd costs them one indexed 
 Fault injection (tests only, off by default): `KND_FAULT_ATTACH_PAUSE=STEP:SECONDS` in the
 daemon's environment makes every attach sleep before STEP (e.g. `move`, `address`) and log a
 warning first, so a fault test can SIGKILL the daemon at a known point of an attach
-(docs/testing-faults.md). Read once when the hooks are built.
+(docs/operations.md, "Fault injection"). Read once when the hooks are built.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ ARPHRD_NAMES: dict[int, str] = {
 ARPHRD_LOOPBACK = 772
 ARPHRD_INFINIBAND = 32
 
-_BDF_LOOSE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]$")
+_BDF_LOOSE = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]")
 #: Netdev name buffer (with the NUL) and the RDMA one.
 IFNAMSIZ = 16
 IB_DEVICE_NAME_MAX = 64
@@ -168,7 +168,7 @@ def pcie_root(sysfs: SysfsRoot, bdf: str) -> str | None:
     Resolve `bus/pci/devices/<bdf>`; the result must lie under `devices/pci…` and end in `<bdf>`;
     the first component after `devices/` (e.g. `pci0000:26`) is the value. None otherwise.
     """
-    if not _BDF_LOOSE.match(bdf):
+    if not _BDF_LOOSE.fullmatch(bdf):
         return None
     real = sysfs.realpath("bus", "pci", "devices", bdf)
     if real is None or real.name != bdf:

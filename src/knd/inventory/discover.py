@@ -10,12 +10,19 @@ Two modes:
 * offline (`snapshot=None`, e.g. `--sysfs-root`): link facts from `class/net/<if>/` files only;
   no netlink attributes and no uplink exclusion.
 
+What is not a device: an entry of `class/net` that is not a symlink (the bonding driver's
+`bonding_masters` file lives there); an entry under a function's or netdev's `infiniband/` that is
+not a directory with content (a real RDMA device directory holds `node_type`, `ports`, ...).
+Every device with a netdev carries `dra.net/sriov` and `dra.net/virtual` (false unless known
+true), virtual interfaces such as veths included, as DraNet publishes them.
+
 Time budget: ≤ 100 ms for 256 interfaces (one realpath per link; files read only for PCI
 network functions and, offline, for netdevs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -73,6 +80,20 @@ def _pci_attrs(fn: hs.PciFunction, ids: PciIds) -> dict[str, AttrValue]:
     attrs[attr.VIRTUAL] = False
     _rdma(attrs, fn.rdma_devices)
     return attrs
+
+
+def _rdma_dirs(
+    sysfs: hs.SysfsRoot, parts: tuple[str, ...], names: Iterable[str]
+) -> tuple[str, ...]:
+    """The `names` under `parts` (an `infiniband/` directory) that are RDMA devices: entries that
+    list as directories with content. A stray file (or an empty directory) is not a device."""
+    return tuple(n for n in names if sysfs.listdir(*parts, n))
+
+
+def _is_netdev_entry(sysfs: hs.SysfsRoot, name: str) -> bool:
+    """`class/net/<name>` is a netdev only when it is a symlink (the kernel links every netdev
+    entry into `devices/`); `bonding_masters` is a plain file in the same directory."""
+    return sysfs.link_name("class", "net", name) is not None
 
 
 def _rdma(attrs: dict[str, AttrValue], rdma_devices: Iterable[str]) -> None:
@@ -133,6 +154,13 @@ def _netdev_attrs_live(link: Link, speed: int | None) -> dict[str, AttrValue]:
     return attrs
 
 
+def _with_real_rdma(sysfs: hs.SysfsRoot, fn: hs.PciFunction) -> hs.PciFunction:
+    if not fn.rdma_devices:
+        return fn
+    parts = ("bus", "pci", "devices", fn.address, "infiniband")
+    return dataclasses.replace(fn, rdma_devices=_rdma_dirs(sysfs, parts, fn.rdma_devices))
+
+
 def discover(
     sysfs: hs.SysfsRoot,
     pci_ids: PciIds,
@@ -143,7 +171,7 @@ def discover(
     opts = options or Options()
     result = Discovery(offline=snapshot is None)
     warn = result.warnings.append
-    functions = {fn.address: fn for fn in hs.list_pci_functions(sysfs)}
+    functions = {fn.address: _with_real_rdma(sysfs, fn) for fn in hs.list_pci_functions(sysfs)}
     drafts: dict[str, _Draft] = {}
     pci_drafts: dict[str, _Draft] = {}
 
@@ -188,7 +216,7 @@ def discover(
     if snapshot is not None:
         items: Iterable[tuple[str, Link | None]] = ((lk.name, lk) for lk in snapshot.links)
     else:
-        items = ((name, None) for name in hs.list_netdevs(sysfs))
+        items = ((name, None) for name in hs.list_netdevs(sysfs) if _is_netdev_entry(sysfs, name))
     for name, link in items:
         problem = hs.kernel_ifname_problem(name)
         if problem is not None:
@@ -214,15 +242,14 @@ def discover(
         if link is not None:
             speed = sysfs.read_int("class", "net", name, "speed", bounds=S32) if pci else None
             attrs = _netdev_attrs_live(link, speed if speed and speed > 0 else None)
-            netdev_rdma: tuple[str, ...] = ()
-            if pci:
-                netdev_rdma = hs.rdma_names(
-                    sysfs.listdir("class", "net", name, "device", "infiniband")
-                )
         else:
             assert nd is not None
             attrs = _netdev_attrs_offline(nd)
-            netdev_rdma = nd.rdma_devices
+        netdev_rdma: tuple[str, ...] = ()
+        if pci:
+            ib = ("class", "net", name, "device", "infiniband")
+            listed = nd.rdma_devices if nd is not None else hs.rdma_names(sysfs.listdir(*ib))
+            netdev_rdma = _rdma_dirs(sysfs, ib, listed)
         if link is not None and link.index in excluded_links:
             subject = pci_device_name(pci) if pci in pci_drafts else interface_device_name(name)
             reason = excluded_links[link.index]
@@ -248,8 +275,8 @@ def discover(
         if dname in drafts:
             warn(f"{name}: device name {dname} already taken; interface skipped")
             continue
-        if virtual is not None:
-            attrs[attr.VIRTUAL] = virtual
+        attrs[attr.VIRTUAL] = bool(virtual)
+        attrs.setdefault(attr.SRIOV, False)
         attrs.setdefault(attr.RDMA, bool(netdev_rdma))
         drafts[dname] = _Draft(dname, attrs)
 

@@ -148,10 +148,26 @@ def is_up(cfg: LabConfig) -> bool:
 _MARKERS = {"apiserver": "knd.lab.serve", "driver": "driver", "controller": "knd.lab.controller"}
 
 
+#: The longest socket path below the state dir, and the kernel's limit (sun_path less its NUL).
+_DEEPEST_SOCKET = Path("kubelet") / "plugins_registry" / f"{DRIVER}-reg.sock"
+MAX_SOCKET_PATH = 107
+
+
+def check_state_dir(cfg: LabConfig) -> None:
+    """Refuse a state directory so deep that the kubelet's sockets below it cannot be bound."""
+    deepest = Path(os.path.abspath(cfg.state_dir)) / _DEEPEST_SOCKET
+    if len(os.fsencode(deepest)) > MAX_SOCKET_PATH:
+        raise LabError(
+            f"state directory {cfg.state_dir} is too deep: {deepest} is longer than the "
+            f"{MAX_SOCKET_PATH} bytes a unix socket path may have; use a shorter KND_LAB_DIR"
+        )
+
+
 def up(
     cfg: LabConfig, out: TextIO = sys.stdout, driver_args: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """Bring the lab up (idempotent); returns its state."""
+    check_state_dir(cfg)
     if is_up(cfg):
         print(f"lab already up ({cfg.state_dir})", file=out)
         state = read_state(cfg)

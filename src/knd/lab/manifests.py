@@ -1,7 +1,8 @@
 """Render the Helm chart (deploy/helm/knd) with Helm's engine, offline.
 
 `render_chart(values)` returns the rendered documents in a stable order (RBAC, DeviceClasses,
-DaemonSet); `python -m knd.lab.manifests` prints deploy/install.yaml. Needs the test extra
+admission policy, DaemonSet; NOTES.txt is text, not a manifest, and is left out);
+`python -m knd.lab.manifests` prints deploy/install.yaml. Needs the test extra
 `helm-python-sdk` (imported lazily, so the daemon never depends on it).
 """
 
@@ -16,7 +17,7 @@ import yaml
 CHART_DIR = Path(__file__).resolve().parents[3] / "deploy" / "helm" / "knd"
 RELEASE = "knd"
 NAMESPACE = "kube-system"
-_ORDER = ("rbac.yaml", "deviceclasses.yaml", "daemonset.yaml")
+_ORDER = ("rbac.yaml", "deviceclasses.yaml", "validatingadmissionpolicy.yaml", "daemonset.yaml")
 HEADER = (
     "# knd install manifest: rendered from deploy/helm/knd with default values by\n"
     "# scripts/render-manifests. Do not edit by hand.\n"
@@ -42,7 +43,7 @@ def render_chart_texts(
 
 def render_chart(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Rendered Kubernetes objects in install order."""
-    texts = render_chart_texts(values)
+    texts = {n: t for n, t in render_chart_texts(values).items() if n.endswith((".yaml", ".yml"))}
     docs: list[dict[str, Any]] = []
     for name in sorted(
         texts, key=lambda n: (_ORDER.index(Path(n).name) if Path(n).name in _ORDER else 99, n)

@@ -33,8 +33,8 @@ SCOPE_HOST = 254
 
 #: The BIG TCP size fields of HostSide and PodSide (IFLA_{GSO,GRO}{,_IPV4}_MAX_SIZE).
 SIZE_FIELDS = ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5,19}$")
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5,19}")
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +269,7 @@ def _check(cond: bool, msg: str) -> None:
 
 
 def check_mac(mac: str, what: str) -> None:
-    _check(bool(_MAC.match(mac)), f"{what}: invalid MAC {mac!r}")
+    _check(bool(_MAC.fullmatch(mac)), f"{what}: invalid MAC {mac!r}")
 
 
 def _check_ip(value: str, what: str) -> int:
@@ -375,10 +375,10 @@ def check_plan(plan: AttachPlan) -> None:
             lt = p.dhcp.lease_time
             _check(lt is None or 0 <= lt < 2**32, "pod.dhcp.lease_time out of range")
         for t in (*p.features, *p.private_flags, *h.features, *h.private_flags):
-            _check(bool(_NAME.match(t.name)), f"ethtool name {t.name!r} is invalid")
+            _check(bool(_NAME.fullmatch(t.name)), f"ethtool name {t.name!r} is invalid")
     if plan.rdma is not None:
         if plan.rdma.link is not None:
-            _check(bool(_NAME.match(plan.rdma.link)), "rdma.link is invalid")
+            _check(bool(_NAME.fullmatch(plan.rdma.link)), "rdma.link is invalid")
         for c in plan.rdma.char_devices:
             _check(c.path.startswith("/dev/") and ".." not in c.path, f"bad char device {c.path}")
             _check(c.type == "c" and c.major >= 0 and c.minor >= 0, "bad char device numbers")

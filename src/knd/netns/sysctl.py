@@ -22,14 +22,14 @@ INTERFACE_KEYS: frozenset[tuple[str, str]] = frozenset(
 # netns-wide keys the executor sets itself (VRF).
 GLOBAL_KEYS: frozenset[str] = frozenset({"ipv4/tcp_l3mdev_accept", "ipv4/udp_l3mdev_accept"})
 
-_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 PROC_SYS_NET = "/proc/sys/net"
 
 
 def check_ifname(name: str) -> str:
     """Return `name` if it is a safe Linux interface name (≤15 bytes, [A-Za-z0-9_.-], not
     `.`/`..`), else raise PlanError."""
-    if not _IFNAME.match(name) or name in {".", ".."}:
+    if not _IFNAME.fullmatch(name) or name in {".", ".."}:
         raise PlanError(f"invalid interface name {name!r}")
     return name
 

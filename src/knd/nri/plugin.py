@@ -55,8 +55,8 @@ DEFAULT_SOCKET = "/var/run/nri/nri.sock"
 ENV_SOCKET = "NRI_PLUGIN_SOCKET"
 KND_NRI_VERSION = "v0.8.0"  # the NRI API level knd's proto restates (plus v0.12 methods)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
-_IDX_RE = re.compile(r"^[0-9]{2}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.+-]+")
+_IDX_RE = re.compile(r"[0-9]{2}")
 
 M = TypeVar("M", bound=PbMessage)
 
@@ -73,9 +73,9 @@ class PluginConfig:
     use_env_socket: bool = True
 
     def __post_init__(self) -> None:
-        if not _NAME_RE.match(self.name):
+        if not _NAME_RE.fullmatch(self.name):
             raise ValueError(f"invalid NRI plugin name {self.name!r} (allowed: [A-Za-z0-9_.+-])")
-        if not _IDX_RE.match(self.index):
+        if not _IDX_RE.fullmatch(self.index):
             raise ValueError(f"invalid NRI plugin index {self.index!r} (two digits)")
 
 
