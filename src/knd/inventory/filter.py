@@ -1,14 +1,25 @@
-"""The admin filter: one CEL expression, in the DRA device-selector environment, over each device.
+"""The admin filter: one CEL expression over each device, in either of two languages.
 
-The expression sees `device.driver` (the driver name) and `device.attributes[domain][id]` (qualified
-names split at the first `/`; the `dra.net` and `resource.kubernetes.io` domains always exist,
-possibly empty), like a DeviceClass selector. It is compiled once (Rust CEL, the `cel` package
-loaded by knd.inventory.cel_engine) at start-up; a syntax error raises `FilterError` with the
-compiler's message (start-up fails).
+* knd's form, the DRA device-selector environment: `device.driver` (the driver name) and
+  `device.attributes[domain][id]` (qualified names split at the first `/`; the `dra.net` and
+  `resource.kubernetes.io` domains always exist, possibly empty), like a DeviceClass selector.
+* DraNet's form (its `--filter`): `attributes[qualified name]` is a `v1.DeviceAttribute` object
+  with the Go field names `StringValue`, `IntValue`, `BoolValue`, `VersionValue` (and the list
+  fields `StringValues`, `IntValues`, `BoolValues`, `VersionValues`). As in cel-go's native
+  types, a field the attribute does not set reads as its zero value (`""`, `0`, `false`, `[]`);
+  a name the device does not have is an evaluation error.
 
-Per device: `true` keeps it, `false` or any non-bool result drops it, and an evaluation error
-(e.g. reading an attribute the device does not have — offline scans lack netlink attributes)
-keeps it and returns a warning (fail-open, as DraNet). Cost: ≈10 µs per device.
+Which form: decided after parsing, by the free variables the expression references — `device`
+is knd's, `attributes` is DraNet's, both is an error, neither (a constant) is knd's. No text
+matching: `"attributes"` inside a string or a comprehension variable named `device` does not
+count. The expression is compiled once (Rust CEL, the `cel` package loaded by
+knd.inventory.cel_engine) and type-checked in its form's environment (knd.inventory.cel_check)
+at start-up; a syntax or type error raises `FilterError` (start-up fails, exit 2).
+
+Per device, DraNet's semantics (pkg/filter): `true` keeps it, `false` or any non-bool result
+drops it, and an evaluation error (e.g. reading an attribute the device does not have — offline
+scans lack netlink attributes) keeps it and returns a warning (fail-open). Cost: ≈10 µs per
+device.
 """
 
 from __future__ import annotations
@@ -18,20 +29,90 @@ from typing import Any
 
 from knd.api.attributes import DEFAULT_DRIVER_NAME, DRANET_DOMAIN, STANDARD_DOMAIN
 from knd.inventory import cel_engine
-from knd.inventory.model import Device
+from knd.inventory.cel_check import DYN, CheckError, Env, ObjectType, check, free_variables
+from knd.inventory.model import AttrValue, Device
 
 #: DraNet's default: do not publish veth interfaces.
 DEFAULT_FILTER = f'device.attributes["{DRANET_DOMAIN}"].type != "veth"'
 
 
+#: The form an expression is written in (see the module docstring).
+KND_FORM = "knd"
+DRANET_FORM = "dranet"
+
+#: DraNet's v1.DeviceAttribute as its CEL environment exposes it (Go field names).
+_SCALAR_FIELDS: dict[str, str] = {
+    "IntValue": "int",
+    "BoolValue": "bool",
+    "StringValue": "string",
+    "VersionValue": "string",
+}
+_LIST_FIELDS: dict[str, str] = {
+    "IntValues": "int",
+    "BoolValues": "bool",
+    "StringValues": "string",
+    "VersionValues": "string",
+}
+_DEVICE_ATTRIBUTE = ObjectType(
+    "v1.DeviceAttribute",
+    {**_SCALAR_FIELDS, **{k: ("list", v) for k, v in _LIST_FIELDS.items()}},
+)
+DRANET_ENV = Env(
+    variables={"attributes": ("map", "string", _DEVICE_ATTRIBUTE.name)},
+    objects={_DEVICE_ATTRIBUTE.name: _DEVICE_ATTRIBUTE},
+)
+_KND_DEVICE = ObjectType(
+    "dra.Device",
+    {
+        "driver": "string",
+        "attributes": ("map", "string", ("map", "string", DYN)),
+        "capacity": ("map", "string", ("map", "string", DYN)),
+    },
+)
+KND_ENV = Env(variables={"device": _KND_DEVICE.name}, objects={_KND_DEVICE.name: _KND_DEVICE})
+
+
 class FilterError(ValueError):
-    """The filter expression does not compile (message from the CEL compiler)."""
+    """The filter expression does not compile or type-check (the message says why)."""
+
+
+def detect_form(expression: str) -> str:
+    """`KND_FORM` or `DRANET_FORM`, from the free variables; raises FilterError when both."""
+    try:
+        free = free_variables(expression, {"device", "attributes"})
+    except CheckError as exc:
+        raise FilterError(f"invalid filter expression: {exc}") from exc
+    if free == {"device", "attributes"}:
+        raise FilterError(
+            "invalid filter expression: it uses both `device` (knd's form, "
+            'device.attributes["dra.net"].type) and `attributes` (DraNet\'s form, '
+            'attributes["dra.net/type"].StringValue); write it in one of them'
+        )
+    return DRANET_FORM if "attributes" in free else KND_FORM
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     keep: bool
     warning: str | None = None
+
+
+def _dranet_attribute(value: AttrValue) -> dict[str, Any]:
+    """One attribute as DraNet's expression sees it: every field present, unset ones zero."""
+    out: dict[str, Any] = {"IntValue": 0, "BoolValue": False, "StringValue": "", "VersionValue": ""}
+    out.update({name: [] for name in _LIST_FIELDS})
+    if isinstance(value, bool):
+        out["BoolValue"] = value
+    elif isinstance(value, int):
+        out["IntValue"] = value
+    else:
+        out["StringValue"] = value
+    return out
+
+
+def dranet_activation(device: Device) -> dict[str, Any]:
+    """The `attributes` variable DraNet's filter sees: qualified name → DeviceAttribute."""
+    return {"attributes": {k: _dranet_attribute(v) for k, v in device.attributes.items()}}
 
 
 def activation(device: Device, driver: str) -> dict[str, Any]:
@@ -52,17 +133,29 @@ class AdminFilter:
         self.expression = expression.strip()
         self.driver = driver
         self._program: Any = None
+        self.form = KND_FORM
         if self.expression:
             try:
                 self._program = cel_engine.compile(self.expression)
             except Exception as exc:  # the cel package raises ValueError/RuntimeError
                 raise FilterError(f"invalid filter expression: {exc}") from exc
+            self.form = detect_form(self.expression)
+            env = DRANET_ENV if self.form == DRANET_FORM else KND_ENV
+            try:
+                check(self.expression, env)
+            except CheckError as exc:
+                raise FilterError(
+                    f"filter expression ({self.form} form) does not type-check: {exc}"
+                ) from exc
 
     def __call__(self, device: Device) -> Verdict:
         if self._program is None:
             return Verdict(True)
         try:
-            result = self._program.execute(activation(device, self.driver))
+            if self.form == DRANET_FORM:
+                result = self._program.execute(dranet_activation(device))
+            else:
+                result = self._program.execute(activation(device, self.driver))
         except Exception as exc:  # evaluation error: fail open
             detail = f"{type(exc).__name__}: {exc}"
             return Verdict(True, f"{device.name}: filter evaluation failed ({detail}); kept")
