@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,10 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: DraNet's image runs `/dranet FLAGS...` (its DaemonSet's `args`, or `command`).
+DRANET_ENTRYPOINT = "dranet"
+
+
+def dranet_compat(argv: Sequence[str], prog: str) -> list[str]:
+    """DraNet's entrypoint means `knd driver`: invoked as `dranet` (the image's `/dranet`
+    symlink), or with `/dranet` as the first argument (a DraNet DaemonSet's `args` under knd's
+    `knd` entrypoint). Anything else is returned unchanged."""
+    args = list(argv)
+    if os.path.basename(prog) == DRANET_ENTRYPOINT:
+        return ["driver", *args]
+    if args and args[0] in ("/dranet", DRANET_ENTRYPOINT):
+        return ["driver", *args[1:]]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `knd` command; returns the process exit code (0 ok, 1 failure, 2 usage)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    prog = sys.argv[0] if argv is None else "knd"
+    args = parser.parse_args(dranet_compat(sys.argv[1:] if argv is None else argv, prog))
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
