@@ -93,6 +93,8 @@ class Daemon:
         self.sysfs_root = sysfs_root
         self.metrics = DriverMetrics()
         self.health = HealthState()
+        self.metrics.bind_state(lambda: self.health.registered, lambda: self.health.nri_connected)
+        api.observer = self.metrics.observe_api
         self.admin_filter = AdminFilter(opts.filter, opts.driver_name)  # fails start-up early
         self.rdma_mode, rdma_problem = rdma.netns_mode_or_shared()
         if rdma_problem:
@@ -290,6 +292,7 @@ class Daemon:
         try:
             outcome = self._publisher.publish(result.published)
         except PublishError:
+            self.metrics.publish_errors.inc()
             log.exception("publishing ResourceSlices failed; retrying on the next scan")
             self._rescan.retry_later()
             return
@@ -379,12 +382,15 @@ class _Timed:
         self.status = status
 
     def prepare(self, claims: Any) -> Any:
-        with self.metrics.time_dra("NodePrepareResources"):
-            return self.engine.prepare(claims)
+        with self.metrics.time_dra("NodePrepareResources") as call:
+            results = self.engine.prepare(claims)
+            call.failed = any(r.error for r in results.values())
+            return results
 
     def unprepare(self, claims: Any) -> Any:
-        with self.metrics.time_dra("NodeUnprepareResources"):
+        with self.metrics.time_dra("NodeUnprepareResources") as call:
             errors = self.engine.unprepare(claims)
+            call.failed = any(errors.values())
         if self.status is not None:
             # The writer keeps each claim's last applied entries; an unprepared claim's must
             # go, or they accumulate for the daemon's lifetime (found by bench/daemon.py).
