@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from knd.driver.claim_api import KubeClaimApi
+from knd.driver.events import ClaimEvents, EventSink
 from knd.driver.health import HealthServer, HealthState
 from knd.driver.hooks import NetworkHooks, attach_pause_from_env
 from knd.driver.leases import LeaseKeeper
@@ -96,6 +97,7 @@ class Daemon:
         self.metrics.bind_state(lambda: self.health.registered, lambda: self.health.nri_connected)
         api.observer = self.metrics.observe_api
         self.admin_filter = AdminFilter(opts.filter, opts.driver_name)  # fails start-up early
+        self.events = EventSink(api, component=opts.driver_name, host=opts.node_name)
         self.rdma_mode, rdma_problem = rdma.netns_mode_or_shared()
         if rdma_problem:
             log.info("RDMA netlink unavailable (%s): assuming shared netns mode", rdma_problem)
@@ -145,6 +147,7 @@ class Daemon:
         log.info("state %s: %d prepared claim(s)", self.opts.state_path, len(self.store.claims()))
 
     def _close_store(self) -> None:
+        self.events.close()
         if self.status is not None:
             self.status.flush(5.0)
             self.status.close()
@@ -191,7 +194,7 @@ class Daemon:
             driver=self.opts.driver_name,
             store=self.store,
             reader=kube,
-            events=kube,
+            events=ClaimEvents(self.events),
             plan_builder=NetnsPlanBuilder(rdma_mode=self.rdma_mode, sysfs_root=self.sysfs_root),
             pool=self.opts.node_name,
         )
@@ -206,6 +209,7 @@ class Daemon:
             self.opts.kubelet_root_dir,
             monitor,
         )
+        self.events.start()
         self.kubelet.start()
         registered = self.kubelet.registration.registered
         threading.Thread(
@@ -237,6 +241,7 @@ class Daemon:
             metrics=self.metrics,
             attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
             leases=self.leases,
+            events=self.events,
         )
         self.leases.set_observer(self.hooks.report_lease)
         cfg = PluginConfig(

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from knd.netns.dhcp import renew_lease
+from knd.netns.dhcp import release_lease, renew_lease
 from knd.netns.errors import DhcpNakError
 from knd.netns.hoststate import DhcpLease
 from knd.netns.nsfd import NetnsWorker, open_netns
@@ -58,6 +58,17 @@ def renew_in_netns(
             return worker.call(
                 lambda: renew_lease(ifname, mac, address, server, rebinding=rebinding)
             )
+    finally:
+        os.close(fd)
+
+
+def release_in_netns(netns: str, ifname: str, mac: str, address: str, server: str | None) -> None:
+    """Send the DHCPRELEASE of `address` from inside the pod netns `netns` (a path); raises
+    NetnsError/DhcpError when the netns or the interface is gone."""
+    fd = open_netns(netns)
+    try:
+        with NetnsWorker(fd, name="knd-dhcp") as worker:
+            worker.call(lambda: release_lease(ifname, mac, address, server))
     finally:
         os.close(fd)
 
