@@ -110,6 +110,6 @@ def test_json_logs_carry_context_keys() -> None:
         assert len(stream.getvalue().strip().splitlines()) == 1
         setup_logging("text", verbosity=4, stream=stream)
         log.debug("now visible", extra={"pod": "ns/p"})
-        assert stream.getvalue().strip().splitlines()[-1].endswith("now visible pod=ns/p")
+        assert stream.getvalue().strip().splitlines()[-1].endswith('"now visible" pod="ns/p"')
     finally:
         setup_logging("text", verbosity=2)
