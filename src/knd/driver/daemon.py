@@ -33,6 +33,7 @@ from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
+from knd.driver.snapshots import DeviceSnapshots, merge, snapshot_of
 from knd.driver.status_writer import StatusWriter
 from knd.driver.store import StateStore
 from knd.host.netlink import LiveNetlink
@@ -102,6 +103,8 @@ class Daemon:
         if rdma_problem:
             log.info("RDMA netlink unavailable (%s): assuming shared netns mode", rdma_problem)
         self.store: StateStore | None = None
+        #: PersistentResourceSliceAttributes (DraNet's gate): set when the store opens
+        self.snapshots: DeviceSnapshots | None = None
         self.status: StatusWriter | None = None
         self.kubelet: KubeletPlugin | None = None
         self.nri: NriPlugin | None = None
@@ -114,7 +117,10 @@ class Daemon:
             sysfs=SysfsRoot(Path(sysfs_root)),
             netlink=LiveNetlink(),
             admin_filter=self.admin_filter,
-            options=InventoryOptions(move_ib_interfaces=opts.move_ib_interfaces),
+            options=InventoryOptions(
+                move_ib_interfaces=opts.move_ib_interfaces,
+                list_numa=opts.feature_gates.list_type_attributes,
+            ),
         )
         self._publisher = SlicePublisher(RestSliceClient(api), opts.node_name, opts.driver_name)
         self._rescan = _Rescan(self)
@@ -144,6 +150,8 @@ class Daemon:
 
     def _open_store(self) -> None:
         self.store = StateStore(self.opts.state_path)
+        if self.opts.feature_gates.persistent_slice_attributes:
+            self.snapshots = DeviceSnapshots(self.store)
         log.info("state %s: %d prepared claim(s)", self.opts.state_path, len(self.store.claims()))
 
     def _close_store(self) -> None:
@@ -205,7 +213,7 @@ class Daemon:
         self._health_monitor = monitor
         self.kubelet = KubeletPlugin(
             self.opts.driver_name,
-            _Timed(engine, self.metrics, self.status),
+            _Timed(engine, self.metrics, self.status, self._after_prepare, self._after_unprepare),
             self.opts.kubelet_root_dir,
             monitor,
         )
@@ -291,8 +299,32 @@ class Daemon:
         self._rescan.stop()
 
     # -- helpers --------------------------------------------------------------------------
+    def _after_prepare(self, results: Any) -> None:
+        """PersistentResourceSliceAttributes: snapshot the devices of the prepared claims."""
+        if self.snapshots is None or self.last_scan is None:
+            return
+        live = self.last_scan.discovery.by_name()
+        for claim_uid, devices in snapshot_of(results, live).items():
+            self.snapshots.record(claim_uid, devices)
+
+    def _after_unprepare(self, claims: Any, errors: Any) -> None:
+        if self.snapshots is None:
+            return
+        for ref in claims:
+            if not errors.get(ref.uid):
+                self.snapshots.forget(ref.uid)
+
+    def _with_snapshots(self, result: ScanResult) -> ScanResult:
+        """The scan with allocated devices' snapshots merged in, then filtered (DraNet's order)."""
+        if self.snapshots is None:
+            return result
+        merged = merge(result.discovery.devices, self.snapshots.active())
+        kept, dropped, warnings = self.admin_filter.apply(merged)
+        return ScanResult(result.discovery, kept, dropped, warnings)
+
     def publish(self, result: ScanResult) -> None:
         """Publish one scan result (called by the rescan loop)."""
+        result = self._with_snapshots(result)
         self.last_scan = result
         try:
             outcome = self._publisher.publish(result.published)
@@ -380,22 +412,33 @@ class _Timed:
     """Counts and times the kubelet calls in the daemon's metrics."""
 
     def __init__(
-        self, engine: PrepareEngine, metrics: DriverMetrics, status: StatusWriter | None = None
+        self,
+        engine: PrepareEngine,
+        metrics: DriverMetrics,
+        status: StatusWriter | None = None,
+        after_prepare: Any = None,
+        after_unprepare: Any = None,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.status = status
+        self.after_prepare = after_prepare
+        self.after_unprepare = after_unprepare
 
     def prepare(self, claims: Any) -> Any:
         with self.metrics.time_dra("NodePrepareResources") as call:
             results = self.engine.prepare(claims)
             call.failed = any(r.error for r in results.values())
-            return results
+        if self.after_prepare is not None:
+            self.after_prepare(results)
+        return results
 
     def unprepare(self, claims: Any) -> Any:
         with self.metrics.time_dra("NodeUnprepareResources") as call:
             errors = self.engine.unprepare(claims)
             call.failed = any(errors.values())
+        if self.after_unprepare is not None:
+            self.after_unprepare(claims, errors)
         if self.status is not None:
             # The writer keeps each claim's last applied entries; an unprepared claim's must
             # go, or they accumulate for the daemon's lifetime (found by bench/daemon.py).

@@ -105,6 +105,8 @@ def _dranet_attribute(value: AttrValue) -> dict[str, Any]:
         out["BoolValue"] = value
     elif isinstance(value, int):
         out["IntValue"] = value
+    elif isinstance(value, tuple):
+        out["IntValues"] = list(value)
     else:
         out["StringValue"] = value
     return out
@@ -122,7 +124,7 @@ def activation(device: Device, driver: str) -> dict[str, Any]:
         domain, sep, ident = name.partition("/")
         if not sep:
             domain, ident = driver, name
-        domains.setdefault(domain, {})[ident] = value
+        domains.setdefault(domain, {})[ident] = list(value) if isinstance(value, tuple) else value
     return {"device": {"driver": driver, "attributes": domains, "capacity": {}}}
 
 
