@@ -86,8 +86,8 @@ def test_verbosity_opens_knd_before_its_libraries(
     stream: io.StringIO, verbosity: int, knd_debug: bool, knd_trace: bool, library_debug: bool
 ) -> None:
     setup_logging("text", verbosity=verbosity, stream=stream)
-    logging.getLogger("knd.driver.hooks").debug("knd debug")
-    logging.getLogger("knd.inventory").log(TRACE, "knd trace")
+    logging.getLogger("knd.test_klog.debug").debug("knd debug")
+    logging.getLogger("knd.test_klog.trace").log(TRACE, "knd trace")
     logging.getLogger("pyroute2.netlink").debug("library debug")
     logging.getLogger("asyncio").info("library info")
     logging.getLogger("pyroute2").warning("library warning")
