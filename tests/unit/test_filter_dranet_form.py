@@ -145,3 +145,37 @@ def test_driver_exits_2_on_a_filter_that_does_not_type_check(
     err = capsys.readouterr().err
     assert code == 2
     assert "--filter" in err and "undefined field 'StringVal'" in err
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        DRANET_DEFAULT,
+        'attributes["dra.net/mtu"].StringValue == ""',
+        'attributes["dra.net/mtu"].IntValue > 1000 && !attributes["dra.net/mtu"].BoolValue',
+        'attributes["dra.net/type"] == attributes["dra.net/type"]',
+        '[attributes["dra.net/type"]].size() == 1',
+        'attributes.exists(k, attributes[k].StringValue == "veth")',
+    ],
+)
+def test_narrowed_activation_gives_the_same_verdicts_as_the_full_one(expr: str) -> None:
+    """The filter hands the engine only the DeviceAttribute fields the expression can read; an
+    attribute used whole gets every field. Either way the verdicts are those of the full form."""
+    from knd.inventory import cel_engine
+    from knd.inventory.filter import dranet_activation
+
+    program = cel_engine.compile(expr)
+    f = AdminFilter(expr)
+    for dev in (VETH, NIC, BARE):
+        try:
+            full = program.execute(dranet_activation(dev))
+            expected = full is True
+        except Exception:
+            expected = True  # an evaluation error keeps the device
+        assert f(dev).keep == expected, (expr, dev.name)
+
+
+def test_only_selected_fields_are_converted() -> None:
+    assert AdminFilter(DRANET_DEFAULT)._fields == frozenset({"StringValue"})
+    whole = AdminFilter('attributes["a"] == attributes["b"]')._fields
+    assert "VersionValues" in whole and "IntValue" in whole

@@ -166,6 +166,10 @@ class _Checker:
         self.env = env
         self.scopes: list[dict[str, Type]] = []
         self.free: set[str] = set()
+        #: object type → fields the expression selects on its values
+        self.fields: dict[str, set[str]] = {}
+        #: object types whose values are used whole (compared, put in a list, returned...)
+        self.escaped: set[str] = set()
         self.depth = 0
 
     # token helpers
@@ -329,6 +333,8 @@ class _Checker:
                 if name.kind != "id":
                     raise self.fail(name.pos, "expected a field or method name after '.'")
                 call = self.at("(")
+                if call and isinstance(t, str) and t in self.env.objects:
+                    self.escaped.add(t)
                 t = self.method(t, name) if call else self.select(t, name.text, name.pos)
             elif self.at("["):
                 self.take()
@@ -336,6 +342,8 @@ class _Checker:
                 self.expect("]")
                 t = self.index(t, index, tok.pos)
             else:
+                if isinstance(t, str) and t in self.env.objects:
+                    self.escaped.add(t)
                 return t
 
     def select(self, t: Type, name: str, pos: int) -> Type:
@@ -351,6 +359,7 @@ class _Checker:
         if name not in obj.fields:
             known = ", ".join(sorted(obj.fields))
             raise self.fail(pos, f"undefined field '{name}' of {obj.name} (fields: {known})")
+        self.fields.setdefault(t, set()).add(name)
         return obj.fields[name]
 
     def index(self, t: Type, index: Type, pos: int) -> Type:
@@ -510,8 +519,24 @@ class _Checker:
         raise self.fail(tok.pos, f"undeclared reference to '{name}'")
 
 
-def check(expression: str, env: Env) -> set[str]:
-    """Type-check `expression` in `env`; return the free variables it references.
+@dataclass(frozen=True)
+class Analysis:
+    """What a type-checked expression uses: free variables; per object type the fields it
+    selects; the object types whose values it uses whole (then every field matters)."""
+
+    free: frozenset[str]
+    fields: Mapping[str, frozenset[str]]
+    escaped: frozenset[str]
+
+    def fields_needed(self, object_type: str) -> frozenset[str] | None:
+        """The fields of `object_type` evaluation can read; None means all of them."""
+        if object_type in self.escaped:
+            return None
+        return self.fields.get(object_type, frozenset())
+
+
+def analyze(expression: str, env: Env) -> Analysis:
+    """Type-check `expression` in `env` and say what it uses (see Analysis).
 
     Raises CheckError for a certain type error or a non-bool result.
     """
@@ -519,7 +544,19 @@ def check(expression: str, env: Env) -> set[str]:
     result = checker.run()
     if result not in ("bool", DYN):
         raise CheckError(f"the expression must evaluate to bool, not {type_name(result)}")
-    return checker.free
+    return Analysis(
+        free=frozenset(checker.free),
+        fields={k: frozenset(v) for k, v in checker.fields.items()},
+        escaped=frozenset(checker.escaped),
+    )
+
+
+def check(expression: str, env: Env) -> set[str]:
+    """Type-check `expression` in `env`; return the free variables it references.
+
+    Raises CheckError for a certain type error or a non-bool result.
+    """
+    return set(analyze(expression, env).free)
 
 
 def free_variables(expression: str, names: set[str]) -> set[str]:
