@@ -218,6 +218,9 @@ def test_gate_on_allocated_devices_keep_their_attributes(daemon_factory: Any) ->
     assert set(last) == {NIC_LIVE.name, MACVLAN.name}
     assert last[NIC_LIVE.name].get("dra.net/ifName") == "eth1"
     assert last[NIC_LIVE.name].get("dra.net/pciAddress") == "0000:3b:00.0"
+    # health is probed on the host as scanned: no netdev for the NIC, no macvlan
+    targets = {t.device: t for t in daemon.health_targets()}
+    assert set(targets) == {NIC_LIVE.name} and targets[NIC_LIVE.name].ifname is None
 
     # unprepared: the snapshots go, the next publish shows the host as it is
     class Ref:

@@ -323,9 +323,12 @@ class Daemon:
         return ScanResult(result.discovery, kept, dropped, warnings)
 
     def publish(self, result: ScanResult) -> None:
-        """Publish one scan result (called by the rescan loop)."""
-        result = self._with_snapshots(result)
+        """Publish one scan result (called by the rescan loop).
+
+        `last_scan` keeps the live scan: health is probed on what the host has, never on a
+        snapshot of a device that is inside a pod (its netdev is not on the host)."""
         self.last_scan = result
+        result = self._with_snapshots(result)
         try:
             outcome = self._publisher.publish(result.published)
         except PublishError:
