@@ -294,3 +294,25 @@ def test_release_message_follows_rfc2131() -> None:
     assert opts[53] == bytes([RELEASE]) and opts[54] == bytes([10, 33, 0, 1])
     assert 55 not in opts and 50 not in opts  # MUST NOT: parameter list, requested address
     assert decode_reply(msg, 0x1234) is None  # a request, not a reply
+
+
+def test_aggregation_against_the_api_server_emulator() -> None:
+    """The same sink against knd's API server emulator (which validates Events like the API
+    server): one Event, its count rising, a second message a second Event."""
+    from knd.lab.apiserver import ApiServerEmulator, ObjectStore
+
+    srv = ApiServerEmulator(ObjectStore(k8s_version="1.34")).start()
+    try:
+        sink = EventSink(connect_url(srv.url), component="dra.net", host="node-1")
+        for _ in range(4):
+            sink.warning(POD, RDMA_ATTACH_FAILED, "failed to attach RDMA device mlx5_0")
+        sink.warning(POD, RDMA_ATTACH_FAILED, "another failure")
+        sink.flush()
+        events = sorted(srv.events("ns"), key=lambda e: str(e["message"]))
+    finally:
+        srv.stop()
+    assert [(e["message"], e["count"]) for e in events] == [
+        ("another failure", 1),
+        ("failed to attach RDMA device mlx5_0", 4),
+    ]
+    assert sink.written == 5
