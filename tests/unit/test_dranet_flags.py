@@ -144,6 +144,26 @@ def test_driver_exits_2_on_an_unsupported_provider_flag(
     assert "--profile-provider=webhook" in capsys.readouterr().err
 
 
+def test_single_dash_rewrite_leaves_values_and_unknown_names_alone() -> None:
+    from knd.driver.options import go_style
+
+    argv = ["-kubeconfig", "-v", "-filter=a", "-x", "-vmodule=x=1", "--", "-kubeconfig"]
+    assert go_style(argv) == [
+        "--kubeconfig",
+        "-v",
+        "--filter=a",
+        "-x",
+        "--vmodule=x=1",
+        "--",
+        "-kubeconfig",
+    ]
+
+
+def test_single_dash_flags_through_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["driver", "-hostname-override=n", "-webhook-url=http://x"]) == 2
+    assert "--webhook-url" in capsys.readouterr().err
+
+
 def test_dranet_entrypoint_means_driver() -> None:
     assert dranet_compat(["--v=4"], "/dranet") == ["driver", "--v=4"]
     assert dranet_compat(["/dranet", "--v=4"], "/usr/local/bin/knd") == ["driver", "--v=4"]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from knd import __version__
 from knd.cli import config_cmd, driver_cmd, explain_cmd, inventory_cmd, kubelet_plugin_cmd, lab_cmd
+from knd.driver.options import go_style
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,12 +33,15 @@ DRANET_ENTRYPOINT = "dranet"
 def dranet_compat(argv: Sequence[str], prog: str) -> list[str]:
     """DraNet's entrypoint means `knd driver`: invoked as `dranet` (the image's `/dranet`
     symlink), or with `/dranet` as the first argument (a DraNet DaemonSet's `args` under knd's
-    `knd` entrypoint). Anything else is returned unchanged."""
+    `knd` entrypoint). `knd driver` also takes Go's single-dash long flags (`-v=4` style:
+    `-kubeconfig=x` is `--kubeconfig=x`). Anything else is returned unchanged."""
     args = list(argv)
     if os.path.basename(prog) == DRANET_ENTRYPOINT:
-        return ["driver", *args]
-    if args and args[0] in ("/dranet", DRANET_ENTRYPOINT):
-        return ["driver", *args[1:]]
+        args = ["driver", *args]
+    elif args and args[0] in ("/dranet", DRANET_ENTRYPOINT):
+        args = ["driver", *args[1:]]
+    if args and args[0] == "driver":
+        return ["driver", *go_style(args[1:])]
     return args
 
 

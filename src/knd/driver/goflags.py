@@ -147,6 +147,20 @@ KLOG_VALUE_FLAGS = (
     "log_backtrace_at",
 )
 
+
+def double_dash(argv: list[str], long_names: set[str]) -> list[str]:
+    """Go's flag package takes `-name[=value]` for `--name[=value]`: rewrite the single-dash
+    spelling of every name in `long_names` (names longer than one letter; `-v` is already a
+    flag); everything after a bare `--` is left alone."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[i:]
+        single = arg.startswith("-") and not arg.startswith("--") and len(arg) > 2
+        out.append("-" + arg if single and arg[1:].partition("=")[0] in long_names else arg)
+    return out
+
+
 _MISSING = "not implemented in knd yet (cloud provider and IPAM support, issue 14)"
 
 

@@ -146,10 +146,15 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
 ]
 
 
-def _go_aliases(names: tuple[str, ...]) -> tuple[str, ...]:
-    """Go's flag package also takes `-name` for `--name`: add the single-dash spellings."""
-    extra = tuple(n[1:] for n in names if n.startswith("--") and f"{n[1:]}" not in names)
-    return names + extra
+def long_flag_names() -> set[str]:
+    """Every long flag name of the daemon (without dashes), klog's included."""
+    names = {n[2:] for flag_names, _ in _FLAGS for n in flag_names if n.startswith("--")}
+    return names | set(goflags.KLOG_BOOL_FLAGS) | set(goflags.KLOG_VALUE_FLAGS)
+
+
+def go_style(argv: Sequence[str]) -> list[str]:
+    """`argv` with Go's single-dash long flags (`-kubeconfig=x`) spelled `--kubeconfig=x`."""
+    return goflags.double_dash(list(argv), long_flag_names())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -157,12 +162,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for names, kwargs in _FLAGS:
         opts = dict(kwargs)
         opts["default"] = None
-        parser.add_argument(*_go_aliases(names), **opts)  # type: ignore[arg-type]
-    klog = parser.add_argument_group("klog flags (accepted for DraNet manifests; no effect)")
+        parser.add_argument(*names, **opts)  # type: ignore[arg-type]
+    klog = parser  # klog's flags: accepted for DraNet manifests, no effect, not in --help
     for name in goflags.KLOG_BOOL_FLAGS:
         klog.add_argument(
             f"--{name}",
-            f"-{name}",
             type=goflags.go_bool,
             nargs="?",
             const=True,
@@ -170,7 +174,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help=argparse.SUPPRESS,
         )
     for name in goflags.KLOG_VALUE_FLAGS:
-        klog.add_argument(f"--{name}", f"-{name}", dest=f"klog_{name}", help=argparse.SUPPRESS)
+        klog.add_argument(f"--{name}", dest=f"klog_{name}", help=argparse.SUPPRESS)
 
 
 def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> DaemonOptions:
@@ -248,4 +252,4 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Daem
     """Parse a full argument list (for tests and embedding)."""
     parser = argparse.ArgumentParser(prog="knd driver")
     add_arguments(parser)
-    return resolve(parser.parse_args(list(argv)), environ)
+    return resolve(parser.parse_args(go_style(argv)), environ)
