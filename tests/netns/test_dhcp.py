@@ -186,3 +186,26 @@ def test_stop_pod_sandbox_releases_the_lease_to_dnsmasq(
         time.sleep(0.1)
     assert ip not in _leased(nic)
     assert nic.name in sh("ip", "-o", "link", "show", nic.name)  # back on the host
+
+
+def test_unprepare_backstop_releases_from_the_host(dnsmasq: Nic) -> None:
+    """A pod whose StopPodSandbox never released (its netns was gone): at unprepare the NIC is
+    on the host without the address, and the release goes out from the host interface."""
+    from knd.driver.leases import release_from_host
+
+    nic = dnsmasq
+    state = capture_host_state(nic.name)
+    assert state.host is not None
+    lease = obtain_lease(nic.name, state.host.mac)
+    ip = lease.address.split("/")[0]
+    assert ip in _leased(nic)
+    plan = build_plan(
+        nic.name, "pod-uid", decode({"interface": {"dhcp": True}}), state, lease=lease
+    )
+    assert release_from_host(plan) is True
+    deadline = time.monotonic() + 10
+    while ip in _leased(nic) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ip not in _leased(nic)
+    static = build_plan(nic.name, "pod-uid", decode({"interface": {"name": "x0"}}), state)
+    assert release_from_host(static) is False  # no lease, nothing sent

@@ -316,3 +316,31 @@ def test_aggregation_against_the_api_server_emulator() -> None:
         ("failed to attach RDMA device mlx5_0", 4),
     ]
     assert sink.written == 5
+
+
+def test_unprepare_hands_each_plan_to_on_released(tmp_path: Path) -> None:
+    """The unprepare backstop: every plan of the claim, after it left the store, goes to
+    `on_released` (the daemon sends its DHCPRELEASE from the host); a failing callback does not
+    fail the unprepare."""
+    from knd.driver.prepare import PrepareEngine
+    from knd.kubelet.types import ClaimRef
+
+    s = dhcp_store(tmp_path)
+    seen: list[tuple[str, str]] = []
+
+    def on_released(record: PlanRecord) -> None:
+        seen.append((record.device, record.plan["pod"]["dhcp"]["address"]))
+        raise DhcpError("no such device")
+
+    engine = PrepareEngine(
+        driver="dra.net",
+        store=s,
+        reader=None,  # type: ignore[arg-type]
+        events=None,  # type: ignore[arg-type]
+        on_released=on_released,
+    )
+    errors = engine.unprepare([ClaimRef("ns", "claim-d", "cd")])
+    assert errors == {"claim-d": ""}
+    assert seen == [("dev-d", "10.33.0.55/24")]
+    assert s.claim("claim-d") is None
+    s.close()

@@ -27,7 +27,7 @@ from knd.driver.claim_api import KubeClaimApi
 from knd.driver.events import ClaimEvents, EventSink
 from knd.driver.health import HealthServer, HealthState
 from knd.driver.hooks import NetworkHooks, attach_pause_from_env
-from knd.driver.leases import LeaseKeeper
+from knd.driver.leases import LeaseKeeper, release_from_host
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
@@ -205,6 +205,7 @@ class Daemon:
             events=ClaimEvents(self.events),
             plan_builder=NetnsPlanBuilder(rdma_mode=self.rdma_mode, sysfs_root=self.sysfs_root),
             pool=self.opts.node_name,
+            on_released=_release_dhcp_from_host,
         )
         # Link events poke the monitor (see _on_netlink_event); the poll is only a backstop.
         monitor = HealthMonitor(
@@ -449,6 +450,17 @@ class _Timed:
                 if not errors.get(ref.uid):
                     self.status.forget(ref.namespace, ref.name)
         return errors
+
+
+def _release_dhcp_from_host(record: Any) -> None:
+    """PrepareEngine.on_released: the DHCPRELEASE of an unprepared device's lease, from the host
+    (a backstop for the release sent from the pod netns at StopPodSandbox)."""
+    try:
+        plan = AttachPlan.from_json(_dumps(record.plan))
+        if release_from_host(plan):
+            log.info("DHCP lease of %s released from the host", record.device)
+    except (NetnsError, OSError) as exc:
+        log.info("DHCP release of %s from the host not sent: %s", record.device, exc)
 
 
 def _dumps(obj: Any) -> str:

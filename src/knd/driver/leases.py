@@ -73,6 +73,18 @@ def release_in_netns(netns: str, ifname: str, mac: str, address: str, server: st
         os.close(fd)
 
 
+def release_from_host(plan: AttachPlan) -> bool:
+    """At unprepare, the NIC is back on the host without its leased address: send the plan's
+    DHCPRELEASE from the host interface (unicast, else broadcast on the link; servers key
+    leases by client, so a lease already released at StopPodSandbox is left alone). Returns
+    False when the plan has no lease; raises DhcpError when it cannot be sent."""
+    pod, host = plan.pod, plan.host
+    if pod is None or host is None or pod.dhcp is None:
+        return False
+    release_lease(host.name, pod.mac or host.mac, pod.dhcp.address, pod.dhcp.server)
+    return True
+
+
 @dataclass(frozen=True)
 class Tracked:
     """One lease being kept: where it lives and its current binding."""

@@ -9,7 +9,8 @@ Nothing is configured on the host. Default timeout 5 s for the whole exchange (D
 
 `release_lease` sends a DHCPRELEASE (RFC 2131 4.4.6: unicast to the granting server, `ciaddr` the
 leased address, no answer) from where the interface holds the address — the pod netns, at
-StopPodSandbox — so pod churn does not drain the server's pool until leases expire.
+StopPodSandbox — and again from the host interface at unprepare (broadcast when the server is
+not routable from there), so pod churn does not drain the server's pool until leases expire.
 
 `renew_lease` is RFC 2131's RENEWING (REQUEST with `ciaddr`, unicast to the server that granted
 the lease) or REBINDING (the same, broadcast); it must run inside the pod netns (a NetnsWorker),
