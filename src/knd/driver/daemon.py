@@ -434,7 +434,10 @@ class _Timed:
             results = self.engine.prepare(claims)
             call.failed = any(r.error for r in results.values())
         if self.after_prepare is not None:
-            self.after_prepare(results)
+            try:
+                self.after_prepare(results)
+            except Exception:  # the claims are prepared; a lost snapshot must not undo that
+                log.exception("after prepare")
         return results
 
     def unprepare(self, claims: Any) -> Any:
@@ -442,7 +445,10 @@ class _Timed:
             errors = self.engine.unprepare(claims)
             call.failed = any(errors.values())
         if self.after_unprepare is not None:
-            self.after_unprepare(claims, errors)
+            try:
+                self.after_unprepare(claims, errors)
+            except Exception:
+                log.exception("after unprepare")
         if self.status is not None:
             # The writer keeps each claim's last applied entries; an unprepared claim's must
             # go, or they accumulate for the daemon's lifetime (found by bench/daemon.py).
