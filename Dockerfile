@@ -11,7 +11,10 @@ COPY requirements.runtime.lock ./
 RUN pip install --no-cache-dir --no-deps -r requirements.runtime.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir --no-deps . && rm -rf /opt/knd/src
+RUN pip install --no-cache-dir --no-deps . && rm -rf /opt/knd/src \
+ && ln -s "$(command -v knd)" /dranet
+
+# DraNet's DaemonSet runs `/dranet FLAGS` (as `args`, or as `command`): both mean `knd driver`.
 
 ENTRYPOINT ["knd"]
 CMD ["driver"]

@@ -233,7 +233,7 @@ def main() -> int:
         kubelet.wait_registered(DRIVER, 30)
         wait(lambda: get(port, "/readyz")[0] == 200, 30, "/readyz")
         wait(
-            lambda: metric(port, "knd_driver_published_devices", 'feature="total"') == args.devices,
+            lambda: metric(port, "knd_driver_published_devices ") == args.devices,
             30,
             f"{args.devices} published devices",
         )

@@ -367,7 +367,7 @@ def test_32_pods_with_nics_started_concurrently(runtime: dict[str, Any], fnode: 
         assert pod_nic(pod.netns) == POD_STATE, pod.spec.name
     calls = daemon.metric("knd_driver_nri_plugin_requests_total", 'method="RunPodSandbox"')
     assert calls - before >= 32
-    hist = "knd_driver_nri_plugin_requests_latency_seconds"
+    hist = "knd_driver_nri_plugin_request_duration_seconds"
     total = daemon.metric(f"{hist}_count", 'method="RunPodSandbox"')
     within = daemon.metric(f"{hist}_bucket", 'method="RunPodSandbox"', 'le="2.0"')
     assert within == total, f"{total - within} RunPodSandbox hook(s) over the 2 s budget"

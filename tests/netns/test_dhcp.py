@@ -135,3 +135,77 @@ def test_dhcp_times_out_cleanly(lab: Lab) -> None:
 def test_dhcp_rejects_bad_interface_name() -> None:
     with pytest.raises(Exception, match="invalid interface name"):
         obtain_lease("../x", "02:00:00:00:00:01", timeout=0.1)
+
+
+def _leased(nic: Nic) -> set[str]:
+    path = Path(LEASE_FILES[nic.name])
+    if not path.exists():
+        return set()
+    return {f[2] for f in (ln.split() for ln in path.read_text().splitlines()) if len(f) >= 3}
+
+
+def test_stop_pod_sandbox_releases_the_lease_to_dnsmasq(
+    dnsmasq: Nic, lab: Lab, tmp_path: Path
+) -> None:
+    """The daemon's path: run_pod_sandbox attaches the NIC with its leased address into the pod;
+    stop_pod_sandbox sends a DHCPRELEASE from the pod netns, then returns the NIC; dnsmasq drops
+    the lease at once instead of holding the address for the lease's hour."""
+    import json
+
+    from knd.driver.hooks import NetworkHooks
+    from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
+    from knd.nri.types import PodInfo
+
+    nic = dnsmasq
+    state = capture_host_state(nic.name)
+    assert state.host is not None
+    lease = obtain_lease(nic.name, state.host.mac)
+    ip = lease.address.split("/")[0]
+    assert ip in _leased(nic)
+    plan = build_plan(
+        nic.name, "pod-uid", decode({"interface": {"dhcp": True}}), state, lease=lease
+    )
+    store = StateStore(tmp_path / "knd.db")
+    store.save_prepared(
+        ClaimRecord("claim-uid", "ns", "c", "pod-uid", time.time(), {}),
+        PodRecord("pod-uid", "ns", "p"),
+        [PlanRecord("claim-uid", "node", nic.name, "nic", "pod-uid", json.loads(plan.to_json()))],
+    )
+    pod_ns, path = lab.netns()
+    sandbox = PodInfo(id="sb", uid="pod-uid", name="p", namespace="ns", netns=path)
+    hooks = NetworkHooks(store=store, status=None)
+    try:
+        hooks.run_pod_sandbox(sandbox)
+        assert plan.pod is not None
+        assert addrs(pod_ns, plan.pod.name) == {lease.address}
+        hooks.stop_pod_sandbox(sandbox)
+    finally:
+        store.close()
+    deadline = time.monotonic() + 10  # dnsmasq rewrites its lease file right after a release
+    while ip in _leased(nic) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ip not in _leased(nic)
+    assert nic.name in sh("ip", "-o", "link", "show", nic.name)  # back on the host
+
+
+def test_unprepare_backstop_releases_from_the_host(dnsmasq: Nic) -> None:
+    """A pod whose StopPodSandbox never released (its netns was gone): at unprepare the NIC is
+    on the host without the address, and the release goes out from the host interface."""
+    from knd.driver.leases import release_from_host
+
+    nic = dnsmasq
+    state = capture_host_state(nic.name)
+    assert state.host is not None
+    lease = obtain_lease(nic.name, state.host.mac)
+    ip = lease.address.split("/")[0]
+    assert ip in _leased(nic)
+    plan = build_plan(
+        nic.name, "pod-uid", decode({"interface": {"dhcp": True}}), state, lease=lease
+    )
+    assert release_from_host(plan) is True
+    deadline = time.monotonic() + 10
+    while ip in _leased(nic) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ip not in _leased(nic)
+    static = build_plan(nic.name, "pod-uid", decode({"interface": {"name": "x0"}}), state)
+    assert release_from_host(static) is False  # no lease, nothing sent

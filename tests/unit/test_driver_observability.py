@@ -77,11 +77,11 @@ def test_metrics_endpoint_exposes_driver_metrics(
         'knd_driver_dra_plugin_requests_total{method="NodePrepareResources",status="success"} 1.0',
         'knd_driver_dra_plugin_requests_total{method="NodeUnprepareResources",status="failed"} 1.0',
         'knd_driver_nri_plugin_requests_total{method="RunPodSandbox",status="success"} 1.0',
-        'knd_driver_published_devices{feature="rdma"} 8.0',
+        "knd_driver_published_rdma_devices 8.0",
         "knd_driver_attach_rollbacks_total 1.0",
     ):
         assert line in text, line
-    assert "knd_driver_nri_plugin_requests_latency_seconds_bucket" in text
+    assert "knd_driver_nri_plugin_request_duration_seconds_bucket" in text
     assert "knd_driver_last_published_time_seconds" in text
     assert "process_start_time_seconds" in text
 
@@ -110,6 +110,6 @@ def test_json_logs_carry_context_keys() -> None:
         assert len(stream.getvalue().strip().splitlines()) == 1
         setup_logging("text", verbosity=4, stream=stream)
         log.debug("now visible", extra={"pod": "ns/p"})
-        assert stream.getvalue().strip().splitlines()[-1].endswith("now visible pod=ns/p")
+        assert stream.getvalue().strip().splitlines()[-1].endswith('"now visible" pod="ns/p"')
     finally:
         setup_logging("text", verbosity=2)

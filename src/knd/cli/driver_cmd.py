@@ -12,7 +12,7 @@ from knd.driver.daemon import Daemon
 from knd.driver.logs import setup_logging
 from knd.driver.options import OptionsError, add_arguments, resolve
 from knd.host.sysfs import sysfs_tree_problem
-from knd.inventory.filter import FilterError
+from knd.inventory.filter import AdminFilter, FilterError
 from knd.kube.connection import CredentialsError, connect
 
 log = logging.getLogger("knd.driver")
@@ -32,11 +32,16 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler of `knd driver`: exit 0 after a clean shutdown, 1 on a fatal start-up error."""
+    """Handler of `knd driver`: exit 0 after a clean shutdown, 2 on a bad flag (an admin filter
+    that does not compile or type-check included), 1 on any other fatal start-up error."""
     try:
         opts = resolve(args)
+        AdminFilter(opts.filter, opts.driver_name)  # checked before anything starts
     except OptionsError as exc:
         print(f"knd driver: {exc}", file=sys.stderr)
+        return 2
+    except FilterError as exc:
+        print(f"knd driver: --filter: {exc}", file=sys.stderr)
         return 2
     problem = sysfs_tree_problem(Path(args.sysfs_root))
     if problem is not None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from knd import __version__
 from knd.cli import config_cmd, driver_cmd, explain_cmd, inventory_cmd, kubelet_plugin_cmd, lab_cmd
+from knd.driver.options import go_style
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: DraNet's image runs `/dranet FLAGS...` (its DaemonSet's `args`, or `command`).
+DRANET_ENTRYPOINT = "dranet"
+
+
+def dranet_compat(argv: Sequence[str], prog: str) -> list[str]:
+    """DraNet's entrypoint means `knd driver`: invoked as `dranet` (the image's `/dranet`
+    symlink), or with `/dranet` as the first argument (a DraNet DaemonSet's `args` under knd's
+    `knd` entrypoint). `knd driver` also takes Go's single-dash long flags (`-v=4` style:
+    `-kubeconfig=x` is `--kubeconfig=x`). Anything else is returned unchanged."""
+    args = list(argv)
+    if os.path.basename(prog) == DRANET_ENTRYPOINT:
+        args = ["driver", *args]
+    elif args and args[0] in ("/dranet", DRANET_ENTRYPOINT):
+        args = ["driver", *args[1:]]
+    if args and args[0] == "driver":
+        return ["driver", *go_style(args[1:])]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `knd` command; returns the process exit code (0 ok, 1 failure, 2 usage).
 
@@ -32,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     as one line (`knd COMMAND: error: ...`, the traceback only at debug level) with status 1.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    prog = sys.argv[0] if argv is None else "knd"
+    args = parser.parse_args(dranet_compat(sys.argv[1:] if argv is None else argv, prog))
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -24,14 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from knd.driver.claim_api import KubeClaimApi
+from knd.driver.events import ClaimEvents, EventSink
 from knd.driver.health import HealthServer, HealthState
 from knd.driver.hooks import NetworkHooks, attach_pause_from_env
-from knd.driver.leases import LeaseKeeper
+from knd.driver.leases import LeaseKeeper, release_from_host
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
+from knd.driver.snapshots import DeviceSnapshots, merge, snapshot_of
 from knd.driver.status_writer import StatusWriter
 from knd.driver.store import StateStore
 from knd.host.netlink import LiveNetlink
@@ -93,11 +95,16 @@ class Daemon:
         self.sysfs_root = sysfs_root
         self.metrics = DriverMetrics()
         self.health = HealthState()
+        self.metrics.bind_state(lambda: self.health.registered, lambda: self.health.nri_connected)
+        api.observer = self.metrics.observe_api
         self.admin_filter = AdminFilter(opts.filter, opts.driver_name)  # fails start-up early
+        self.events = EventSink(api, component=opts.driver_name, host=opts.node_name)
         self.rdma_mode, rdma_problem = rdma.netns_mode_or_shared()
         if rdma_problem:
             log.info("RDMA netlink unavailable (%s): assuming shared netns mode", rdma_problem)
         self.store: StateStore | None = None
+        #: PersistentResourceSliceAttributes (DraNet's gate): set when the store opens
+        self.snapshots: DeviceSnapshots | None = None
         self.status: StatusWriter | None = None
         self.kubelet: KubeletPlugin | None = None
         self.nri: NriPlugin | None = None
@@ -110,7 +117,10 @@ class Daemon:
             sysfs=SysfsRoot(Path(sysfs_root)),
             netlink=LiveNetlink(),
             admin_filter=self.admin_filter,
-            options=InventoryOptions(move_ib_interfaces=opts.move_ib_interfaces),
+            options=InventoryOptions(
+                move_ib_interfaces=opts.move_ib_interfaces,
+                list_numa=opts.feature_gates.list_type_attributes,
+            ),
         )
         self._publish_failures = 0
         self._publish_retry_at = 0.0  # clock() time of the scheduled publish retry
@@ -143,9 +153,12 @@ class Daemon:
 
     def _open_store(self) -> None:
         self.store = StateStore(self.opts.state_path)
+        if self.opts.feature_gates.persistent_slice_attributes:
+            self.snapshots = DeviceSnapshots(self.store)
         log.info("state %s: %d prepared claim(s)", self.opts.state_path, len(self.store.claims()))
 
     def _close_store(self) -> None:
+        self.events.close()
         if self.status is not None:
             self.status.flush(5.0)
             self.status.close()
@@ -192,9 +205,10 @@ class Daemon:
             driver=self.opts.driver_name,
             store=self.store,
             reader=kube,
-            events=kube,
+            events=ClaimEvents(self.events),
             plan_builder=NetnsPlanBuilder(rdma_mode=self.rdma_mode, sysfs_root=self.sysfs_root),
             pool=self.opts.node_name,
+            on_released=_release_dhcp_from_host,
         )
         # Link events poke the monitor (see _on_netlink_event); the poll is only a backstop.
         monitor = HealthMonitor(
@@ -203,10 +217,11 @@ class Daemon:
         self._health_monitor = monitor
         self.kubelet = KubeletPlugin(
             self.opts.driver_name,
-            _Timed(engine, self.metrics, self.status),
+            _Timed(engine, self.metrics, self.status, self._after_prepare, self._after_unprepare),
             self.opts.kubelet_root_dir,
             monitor,
         )
+        self.events.start()
         self.kubelet.start()
         registered = self.kubelet.registration.registered
         threading.Thread(
@@ -238,6 +253,7 @@ class Daemon:
             metrics=self.metrics,
             attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
             leases=self.leases,
+            events=self.events,
         )
         self.leases.set_observer(self.hooks.report_lease)
         cfg = PluginConfig(
@@ -287,12 +303,40 @@ class Daemon:
         self._rescan.stop()
 
     # -- helpers --------------------------------------------------------------------------
+    def _after_prepare(self, results: Any) -> None:
+        """PersistentResourceSliceAttributes: snapshot the devices of the prepared claims."""
+        if self.snapshots is None or self.last_scan is None:
+            return
+        live = self.last_scan.discovery.by_name()
+        for claim_uid, devices in snapshot_of(results, live).items():
+            self.snapshots.record(claim_uid, devices)
+
+    def _after_unprepare(self, claims: Any, errors: Any) -> None:
+        if self.snapshots is None:
+            return
+        for ref in claims:
+            if not errors.get(ref.uid):
+                self.snapshots.forget(ref.uid)
+
+    def _with_snapshots(self, result: ScanResult) -> ScanResult:
+        """The scan with allocated devices' snapshots merged in, then filtered (DraNet's order)."""
+        if self.snapshots is None:
+            return result
+        merged = merge(result.discovery.devices, self.snapshots.active())
+        kept, dropped, warnings = self.admin_filter.apply(merged)
+        return ScanResult(result.discovery, kept, dropped, warnings)
+
     def publish(self, result: ScanResult) -> None:
-        """Publish one scan result (called by the rescan loop)."""
+        """Publish one scan result (called by the rescan loop).
+
+        `last_scan` keeps the live scan: health is probed on what the host has, never on a
+        snapshot of a device that is inside a pod (its netdev is not on the host)."""
         self.last_scan = result
+        result = self._with_snapshots(result)
         try:
             outcome = self._publisher.publish(result.published)
         except PublishError as exc:  # one line per back-off step, no traceback
+            self.metrics.publish_errors.inc()
             now = self.clock()
             if now + 0.1 < self._publish_retry_at:  # a rescan between steps: the retry stands
                 log.debug("publishing ResourceSlices failed again: %s", exc)
@@ -394,19 +438,39 @@ class _Timed:
     """Counts and times the kubelet calls in the daemon's metrics."""
 
     def __init__(
-        self, engine: PrepareEngine, metrics: DriverMetrics, status: StatusWriter | None = None
+        self,
+        engine: PrepareEngine,
+        metrics: DriverMetrics,
+        status: StatusWriter | None = None,
+        after_prepare: Any = None,
+        after_unprepare: Any = None,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.status = status
+        self.after_prepare = after_prepare
+        self.after_unprepare = after_unprepare
 
     def prepare(self, claims: Any) -> Any:
-        with self.metrics.time_dra("NodePrepareResources"):
-            return self.engine.prepare(claims)
+        with self.metrics.time_dra("NodePrepareResources") as call:
+            results = self.engine.prepare(claims)
+            call.failed = any(r.error for r in results.values())
+        if self.after_prepare is not None:
+            try:
+                self.after_prepare(results)
+            except Exception:  # the claims are prepared; a lost snapshot must not undo that
+                log.exception("after prepare")
+        return results
 
     def unprepare(self, claims: Any) -> Any:
-        with self.metrics.time_dra("NodeUnprepareResources"):
+        with self.metrics.time_dra("NodeUnprepareResources") as call:
             errors = self.engine.unprepare(claims)
+            call.failed = any(errors.values())
+        if self.after_unprepare is not None:
+            try:
+                self.after_unprepare(claims, errors)
+            except Exception:
+                log.exception("after unprepare")
         if self.status is not None:
             # The writer keeps each claim's last applied entries; an unprepared claim's must
             # go, or they accumulate for the daemon's lifetime (found by bench/daemon.py).
@@ -414,6 +478,17 @@ class _Timed:
                 if not errors.get(ref.uid):
                     self.status.forget(ref.namespace, ref.name)
         return errors
+
+
+def _release_dhcp_from_host(record: Any) -> None:
+    """PrepareEngine.on_released: the DHCPRELEASE of an unprepared device's lease, from the host
+    (a backstop for the release sent from the pod netns at StopPodSandbox)."""
+    try:
+        plan = AttachPlan.from_json(_dumps(record.plan))
+        if release_from_host(plan):
+            log.info("DHCP lease of %s released from the host", record.device)
+    except (NetnsError, OSError) as exc:
+        log.info("DHCP release of %s from the host not sent: %s", record.device, exc)
 
 
 def _dumps(obj: Any) -> str:

@@ -12,8 +12,13 @@ Typical cost: ~20-30 ms per NIC, dominated by the kernel's netns move.
   step); the netns is recorded; `status.devices[]` is queued (Ready/NetworkReady/RDMALinkReady
   with messages, networkData).
 * `create_container`: the RDMA char devices of the pod's devices, de-duplicated, mode 0666.
-* `stop_pod_sandbox`: detach and restore host state; uses the recorded netns when the event has
+* `stop_pod_sandbox`: first a DHCPRELEASE for each `interface.dhcp` lease, from the pod netns
+  where the interface still holds the address (one UDP send, no answer awaited; a failure is
+  logged); then detach and restore host state; uses the recorded netns when the event has
   none (containerd 1.7); never fails the runtime (errors are logged and counted).
+* A failed attach also queues a Warning Event on the pod with DraNet's reason
+  (`NetworkDeviceAttachFailed`, or `RDMADeviceAttachFailed` for the RDMA link step), written by
+  knd.driver.events off the hook's thread and aggregated across the kubelet's retries.
 * `remove_pod_sandbox`: forgets the recorded netns.
 * `synchronize` (every (re)connection, so also after a knd restart): HEALS pods that started
   while knd was not running. A running pod with plans and a network namespace whose attach did
@@ -43,7 +48,8 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from knd.driver.leases import LeaseKeeper, Tracked
+from knd.driver.events import NETWORK_ATTACH_FAILED, RDMA_ATTACH_FAILED, EventSink, ObjectRef
+from knd.driver.leases import LeaseKeeper, Tracked, release_in_netns
 from knd.driver.metrics import DriverMetrics
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.driver.store import PlanRecord, StateStore
@@ -58,6 +64,8 @@ log = logging.getLogger(__name__)
 
 AttachFn = Callable[[Sequence[AttachPlan], str], list[Attached]]
 DetachFn = Callable[[Sequence[AttachPlan], str | None], list[Detached]]
+#: release(netns path, ifname, mac, address CIDR, server): one DHCPRELEASE from the pod netns.
+ReleaseFn = Callable[[str, str, str, str, str | None], None]
 #: Test-only environment variable: `STEP:SECONDS` pause before an attach step.
 FAULT_ATTACH_PAUSE_ENV = "KND_FAULT_ATTACH_PAUSE"
 HEALED_NOTE = "attached after a knd restart: the pod started while knd was not running"
@@ -119,9 +127,13 @@ class NetworkHooks:
         host_links: Callable[[], set[str]] = _host_links,
         attach_pause: tuple[str, float] | None = None,
         leases: LeaseKeeper | None = None,
+        events: EventSink | None = None,
+        release_fn: ReleaseFn = release_in_netns,
     ) -> None:
         self.store = store
         self.leases = leases
+        self.events = events
+        self.release_fn = release_fn
         self.status = status
         self.metrics = metrics
         self.attach_fn = attach_fn
@@ -199,6 +211,7 @@ class NetworkHooks:
             if self.metrics is not None:
                 self.metrics.attach_failures.labels(exc.step).inc()
                 self.metrics.rollbacks.inc()
+            self._attach_event(pod, exc.device, exc, rdma=exc.step == "rdma")
             message = f"{who}: {exc}"
             if note:
                 message = f"{who}: {note}; attaching failed: {exc}"
@@ -207,6 +220,7 @@ class NetworkHooks:
         except NetnsError as exc:
             if self.metrics is not None:
                 self.metrics.attach_failures.labels("open").inc()
+            self._attach_event(pod, ", ".join(p.device for p in plans), exc, rdma=False)
             message = f"{who}: {exc}" if not note else f"{who}: {note}; attaching failed: {exc}"
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, INTERNAL) from exc
@@ -215,6 +229,45 @@ class NetworkHooks:
             self.leases.track(pod.uid, pod.netns, plans)
         by_device = {a.device: a for a in attached}
         self._queue_status(records, [_ready(r, p, by_device.get(r.device), note) for r, p in pairs])
+
+    def _attach_event(self, pod: PodInfo, device: str, exc: Exception, rdma: bool) -> None:
+        """Queue DraNet's Warning Event on the pod (aggregated by the sink; never blocks)."""
+        if self.events is None:
+            return
+        kind, reason = ("RDMA", RDMA_ATTACH_FAILED) if rdma else ("network", NETWORK_ATTACH_FAILED)
+        self.events.warning(
+            ObjectRef.pod(pod.namespace, pod.name, pod.uid),
+            reason,
+            f"failed to attach {kind} device {device} to pod {pod.namespace}/{pod.name}: {exc}",
+        )
+
+    def _release_leases(self, pod: PodInfo, netns: str, plans: Sequence[AttachPlan]) -> None:
+        """DHCPRELEASE of every `interface.dhcp` lease of the pod, from its netns; never raises."""
+        for plan in plans:
+            side, host = plan.pod, plan.host
+            if side is None or side.dhcp is None or host is None:
+                continue
+            try:
+                self.release_fn(
+                    netns, side.name, side.mac or host.mac, side.dhcp.address, side.dhcp.server
+                )
+            except Exception as exc:  # the lease then runs out on its own
+                log.info(
+                    "DHCP release of %s (%s) for pod %s/%s not sent: %s",
+                    side.dhcp.address,
+                    plan.device,
+                    pod.namespace,
+                    pod.name,
+                    exc,
+                    extra={"pod": f"{pod.namespace}/{pod.name}", "device": plan.device},
+                )
+            else:
+                log.info(
+                    "released DHCP lease %s of %s",
+                    side.dhcp.address,
+                    plan.device,
+                    extra={"pod": f"{pod.namespace}/{pod.name}", "device": plan.device},
+                )
 
     def create_container(self, pod: PodInfo, container: ContainerInfo) -> ContainerAdjust | None:
         """RDMA char devices of every device of the pod, for every container."""
@@ -248,6 +301,8 @@ class NetworkHooks:
         if not netns:
             record = self.store.pod(pod.uid)
             netns = record.netns if record is not None else None
+        if netns:
+            self._release_leases(pod, netns, [p for _, p in pairs])
         results = self.detach_fn([p for _, p in pairs], netns)
         for result in results:
             if result.errors:

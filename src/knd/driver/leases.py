@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from knd.netns.dhcp import renew_lease
+from knd.netns.dhcp import release_lease, renew_lease
 from knd.netns.errors import DhcpNakError
 from knd.netns.hoststate import DhcpLease
 from knd.netns.nsfd import NetnsWorker, open_netns
@@ -60,6 +60,29 @@ def renew_in_netns(
             )
     finally:
         os.close(fd)
+
+
+def release_in_netns(netns: str, ifname: str, mac: str, address: str, server: str | None) -> None:
+    """Send the DHCPRELEASE of `address` from inside the pod netns `netns` (a path); raises
+    NetnsError/DhcpError when the netns or the interface is gone."""
+    fd = open_netns(netns)
+    try:
+        with NetnsWorker(fd, name="knd-dhcp") as worker:
+            worker.call(lambda: release_lease(ifname, mac, address, server))
+    finally:
+        os.close(fd)
+
+
+def release_from_host(plan: AttachPlan) -> bool:
+    """At unprepare, the NIC is back on the host without its leased address: send the plan's
+    DHCPRELEASE from the host interface (unicast, else broadcast on the link; servers key
+    leases by client, so a lease already released at StopPodSandbox is left alone). Returns
+    False when the plan has no lease; raises DhcpError when it cannot be sent."""
+    pod, host = plan.pod, plan.host
+    if pod is None or host is None or pod.dhcp is None:
+        return False
+    release_lease(host.name, pod.mac or host.mac, pod.dhcp.address, pod.dhcp.server)
+    return True
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Precedence: command line > environment (`KND_<FLAG>` with dashes as underscores, plus
 `NODE_NAME` for the node, as the DaemonSet passes it) > default. DraNet's spellings are accepted
-as aliases (`--db-path` for `--state-path`) so existing manifests keep working.
+as aliases (`--db-path` for `--state-path`) so existing manifests keep working, with DraNet's
+value syntax (knd.driver.goflags): Go durations, bare booleans, `--feature-gates`, klog's
+flags, and Go's single-dash long form (`-v=4`, `-kubeconfig=PATH`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from knd.api.attributes import DEFAULT_DRIVER_NAME
 from knd.api.limits import check_driver_name
+from knd.driver import goflags
+from knd.driver.goflags import FeatureGates
 
 DEFAULT_FILTER = 'device.attributes["dra.net"].type != "veth"'
 
@@ -40,6 +44,10 @@ class DaemonOptions:
     shutdown_grace_period: float
     log_format: str
     verbosity: int
+    feature_gates: FeatureGates = field(default_factory=FeatureGates)
+    cloud_provider_hint: str = ""
+    profile_provider: str = ""
+    webhook_url: str = ""
 
 
 class OptionsError(ValueError):
@@ -48,15 +56,6 @@ class OptionsError(ValueError):
 
 def _env_name(flag: str) -> str:
     return "KND_" + flag.upper().replace("-", "_")
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {value!r}")
 
 
 _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
@@ -89,17 +88,48 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
     (("--bind-address",), {"default": ":9177", "help": "address for /metrics and /healthz"}),
     (
         ("--inventory-min-poll-interval",),
-        {"type": float, "default": 2.0, "help": "minimum seconds between scans"},
+        {
+            "type": goflags.go_duration,
+            "default": 2.0,
+            "help": "minimum interval between scans (Go duration: 2s; or seconds)",
+        },
     ),
     (
         ("--inventory-max-poll-interval",),
-        {"type": float, "default": 60.0, "help": "periodic resync, seconds"},
+        {
+            "type": goflags.go_duration,
+            "default": 60.0,
+            "help": "periodic resync (Go duration: 1m; or seconds)",
+        },
     ),
     (("--inventory-poll-burst",), {"type": int, "default": 5, "help": "scan burst"}),
     (
         ("--move-ib-interfaces",),
-        {"type": _bool, "default": True, "help": "move IPoIB netdevs (false: expose IB-only RDMA)"},
+        {
+            "type": goflags.go_bool,
+            "nargs": "?",
+            "const": True,
+            "default": True,
+            "help": "move IPoIB netdevs (=false: expose IB-only RDMA)",
+        },
     ),
+    (
+        ("--feature-gates",),
+        {
+            "type": goflags.feature_gates,
+            "default": FeatureGates(),
+            "help": "Name=true,... (DRAListTypeAttributes, PersistentResourceSliceAttributes)",
+        },
+    ),
+    (
+        ("--cloud-provider-hint",),
+        {"default": "", "help": "DraNet's; only NONE is supported (issue 14)"},
+    ),
+    (
+        ("--profile-provider",),
+        {"default": "", "help": "DraNet's; only none is supported (issue 14)"},
+    ),
+    (("--webhook-url",), {"default": "", "help": "DraNet's; not supported yet (issue 14)"}),
     (("--nri-socket",), {"default": "/var/run/nri/nri.sock", "help": "NRI socket path"}),
     (("--nri-plugin-index",), {"default": "00", "help": "two-digit NRI plugin index"}),
     (("--nri-plugin-name",), {"default": "", "help": "NRI plugin name (default: driver name)"}),
@@ -116,12 +146,35 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
 ]
 
 
+def long_flag_names() -> set[str]:
+    """Every long flag name of the daemon (without dashes), klog's included."""
+    names = {n[2:] for flag_names, _ in _FLAGS for n in flag_names if n.startswith("--")}
+    return names | set(goflags.KLOG_BOOL_FLAGS) | set(goflags.KLOG_VALUE_FLAGS)
+
+
+def go_style(argv: Sequence[str]) -> list[str]:
+    """`argv` with Go's single-dash long flags (`-kubeconfig=x`) spelled `--kubeconfig=x`."""
+    return goflags.double_dash(list(argv), long_flag_names())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every daemon flag to `parser` (defaults are resolved later, with the environment)."""
     for names, kwargs in _FLAGS:
         opts = dict(kwargs)
         opts["default"] = None
         parser.add_argument(*names, **opts)  # type: ignore[arg-type]
+    klog = parser  # klog's flags: accepted for DraNet manifests, no effect, not in --help
+    for name in goflags.KLOG_BOOL_FLAGS:
+        klog.add_argument(
+            f"--{name}",
+            type=goflags.go_bool,
+            nargs="?",
+            const=True,
+            dest=f"klog_{name}",
+            help=argparse.SUPPRESS,
+        )
+    for name in goflags.KLOG_VALUE_FLAGS:
+        klog.add_argument(f"--{name}", dest=f"klog_{name}", help=argparse.SUPPRESS)
 
 
 def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> DaemonOptions:
@@ -164,6 +217,10 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         shutdown_grace_period=float(values["shutdown_grace_period"]),  # type: ignore[arg-type]
         log_format=str(values["log_format"]),
         verbosity=int(values["verbosity"]),  # type: ignore[call-overload]
+        feature_gates=values["feature_gates"],  # type: ignore[arg-type]
+        cloud_provider_hint=str(values["cloud_provider_hint"]),
+        profile_provider=str(values["profile_provider"]),
+        webhook_url=str(values["webhook_url"]),
     )
     validate(opts)
     return opts
@@ -184,6 +241,9 @@ def validate(opts: DaemonOptions) -> None:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         problems.append(f"--bind-address must be HOST:PORT or :PORT, got {opts.bind_address!r}")
     del host
+    problems += goflags.unsupported_provider_flags(
+        opts.cloud_provider_hint, opts.profile_provider, opts.webhook_url
+    )
     if problems:
         raise OptionsError("; ".join(problems))
 
@@ -192,4 +252,4 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Daem
     """Parse a full argument list (for tests and embedding)."""
     parser = argparse.ArgumentParser(prog="knd driver")
     add_arguments(parser)
-    return resolve(parser.parse_args(list(argv)), environ)
+    return resolve(parser.parse_args(go_style(argv)), environ)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -112,8 +112,12 @@ class PrepareEngine:
         plan_builder: PlanBuilder | None = None,
         profiles: ProfileProvider | None = None,
         pool: str | None = None,
+        on_released: Callable[[PlanRecord], None] | None = None,
     ) -> None:
         self.driver = driver
+        #: called with each plan of an unprepared claim, after it left the store (the daemon
+        #: sends the DHCPRELEASE of its lease from the host); must not raise
+        self.on_released = on_released
         self.pool = pool  # this node's pool (the node name); None accepts any pool
         self.store = store
         self.reader = reader
@@ -291,6 +295,11 @@ class PrepareEngine:
         for plan in self.store.delete_claim(claim_uid):
             if plan.profile:
                 self._release_profile(claim_uid, plan.device, plan.profile)
+            if self.on_released is not None:
+                try:
+                    self.on_released(plan)
+                except Exception:
+                    log.exception("after unprepare of %s/%s", claim_uid, plan.device)
 
     def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         errors: dict[str, str] = {}

@@ -344,3 +344,28 @@ class StateStore:
                 "UPDATE pods SET last_nri_activity = ? WHERE uid = ?",
                 (time.time() if when is None else when, pod_uid),
             )
+
+    # -- meta: small key/value facts (boot id, device snapshots) ----------------------------
+    def put_meta(self, key: str, value: str) -> None:
+        """Set one meta key (insert or replace)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every meta key starting with `prefix` (compared as text, no pattern characters)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(prefix), prefix),
+            ).fetchall()
+        return {str(k): str(v) for k, v in rows}
+
+    def delete_meta_prefix(self, prefix: str) -> int:
+        """Delete every meta key starting with `prefix`; returns how many."""
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+            return int(cur.rowcount)

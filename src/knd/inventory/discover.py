@@ -47,6 +47,8 @@ SKIP_NAMES = frozenset({"cilium_net", "cilium_host", "docker0"})
 @dataclass(frozen=True, slots=True)
 class Options:
     move_ib_interfaces: bool = True
+    #: DRAListTypeAttributes (DraNet's gate): resource.kubernetes.io/numaNode as an int list
+    list_numa: bool = False
     skip_names: frozenset[str] = SKIP_NAMES
 
 

@@ -1,8 +1,9 @@
 """Inventory data types: a Device with typed attributes, why something was excluded, a scan result.
 
 `Device.wire()` is the `resource.k8s.io/v1` Device JSON (`{"name": …, "attributes": {qualified
-name: {"string"|"int"|"bool": value}}}`), the form ResourceSlices carry and `knd inventory -o json`
-prints.
+name: {"string"|"int"|"bool": value}}}`, or `{"ints": [...]}` for an int list — the
+list-typed `resource.kubernetes.io/numaNode` under the `DRAListTypeAttributes` gate), the form
+ResourceSlices carry and `knd inventory -o json` prints.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-AttrValue = bool | int | str
+AttrValue = bool | int | str | tuple[int, ...]
 
 
-def wire_value(value: AttrValue) -> dict[str, AttrValue]:
+def wire_value(value: AttrValue) -> dict[str, Any]:
     """One DeviceAttribute in wire form (bool is checked before int: bool is an int in Python)."""
     if isinstance(value, bool):
         return {"bool": value}
     if isinstance(value, int):
         return {"int": value}
+    if isinstance(value, tuple):
+        return {"ints": list(value)}
     return {"string": value}
 
 
@@ -28,6 +31,9 @@ def from_wire_value(value: Mapping[str, Any]) -> AttrValue | None:
         if value.get(key) is not None:
             v = value[key]
             return v if isinstance(v, bool | int | str) else None
+    ints = value.get("ints")
+    if isinstance(ints, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ints):
+        return tuple(ints)
     return None
 
 

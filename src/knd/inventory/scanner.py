@@ -12,8 +12,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from knd.api import attributes as attr
 from knd.host import pciids
 from knd.host.netlink import NetlinkSource
+from knd.host.numa import numa_peers
 from knd.host.sysfs import SysfsRoot
 from knd.inventory.discover import Options, discover
 from knd.inventory.filter import AdminFilter
@@ -52,6 +54,8 @@ class Inventory:
         with self._lock:
             snapshot = self.netlink.snapshot() if self.netlink is not None else None
             found = discover(self.sysfs, self.pci_ids, snapshot, self.options)
+            if self.options.list_numa:
+                found.devices = with_list_numa(found.devices, numa_peers(self.sysfs))
             kept, dropped, warnings = self.filter.apply(found.devices)
             for w in warnings:
                 log.warning("%s", w)
@@ -59,3 +63,18 @@ class Inventory:
             self.last = result
             self.scans += 1
             return result
+
+
+def with_list_numa(devices: list[Device], peers: dict[int, tuple[int, ...]]) -> list[Device]:
+    """DRAListTypeAttributes: `resource.kubernetes.io/numaNode` as its node's list (knd.host.numa);
+    the legacy `dra.net/numaNode` stays an int."""
+    out = []
+    for dev in devices:
+        node = dev.attributes.get(attr.STD_NUMA_NODE)
+        if isinstance(node, int) and not isinstance(node, bool):
+            attrs = dict(dev.attributes)
+            attrs[attr.STD_NUMA_NODE] = peers.get(node, (node,))
+            out.append(Device(dev.name, attrs))
+        else:
+            out.append(dev)
+    return out

@@ -53,6 +53,8 @@ MAX_KUBECONFIG_BYTES = 3 * 1024 * 1024
 
 #: Returns the value of the Authorization header for the next call, or None for no header.
 AuthSource = Callable[[], str | None]
+#: Observes one finished request: (HTTP method, status — 0 when unreachable —, seconds).
+RequestObserver = Callable[[str, int, float], None]
 
 _STALE_CONNECTION = (
     http.client.RemoteDisconnected,
@@ -118,6 +120,9 @@ class ApiConnection:
         self._auth = auth
         self.timeout_s = timeout_s
         self._local = threading.local()
+        #: Called after every request as (method, HTTP status or 0 if unreachable, seconds);
+        #: the daemon's API-client metrics. Must not raise and must be fast.
+        self.observer: RequestObserver | None = None
 
     def _connection(self, timeout_s: float) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection and whether it was used before (may have gone stale)."""
@@ -170,9 +175,15 @@ class ApiConnection:
             value = self._auth()
             if value:
                 headers["Authorization"] = value
-        status, reason, data = self._exchange(
-            method, target, payload, headers, timeout_s or self.timeout_s
-        )
+        started = time.monotonic()
+        status = 0
+        try:
+            status, reason, data = self._exchange(
+                method, target, payload, headers, timeout_s or self.timeout_s
+            )
+        finally:
+            if self.observer is not None:
+                self.observer(method, status, time.monotonic() - started)
         if not 200 <= status <= 299:
             raise for_status(status, _status_message(data, reason), f"{method} {path}")
         if not data:

@@ -7,6 +7,11 @@ address of its own for this exchange). The lease gives the address and prefix (o
 router (option 3), classless static routes (option 121, RFC 3442), lease time and server id.
 Nothing is configured on the host. Default timeout 5 s for the whole exchange (DraNet's).
 
+`release_lease` sends a DHCPRELEASE (RFC 2131 4.4.6: unicast to the granting server, `ciaddr` the
+leased address, no answer) from where the interface holds the address — the pod netns, at
+StopPodSandbox — and again from the host interface at unprepare (broadcast when the server is
+not routable from there), so pod churn does not drain the server's pool until leases expire.
+
 `renew_lease` is RFC 2131's RENEWING (REQUEST with `ciaddr`, unicast to the server that granted
 the lease) or REBINDING (the same, broadcast); it must run inside the pod netns (a NetnsWorker),
 where the interface holds the address. An ACK returns the refreshed lease; a NAK raises
@@ -32,7 +37,7 @@ from knd.netns.rawlink import mac_bytes
 from knd.netns.sysctl import check_ifname
 
 MAGIC = b"\x63\x82\x53\x63"
-DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK = 1, 2, 3, 4, 5, 6
+DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = 1, 2, 3, 4, 5, 6, 7
 OPT_SUBNET, OPT_ROUTER, OPT_REQUESTED_IP, OPT_LEASE_TIME = 1, 3, 50, 51
 OPT_MSG_TYPE, OPT_SERVER_ID, OPT_PARAMS, OPT_CLIENT_ID, OPT_CLASSLESS = 53, 54, 55, 61, 121
 OPT_END, OPT_PAD = 255, 0
@@ -54,8 +59,9 @@ def encode_request(
     server_id: str | None = None,
     ciaddr: str | None = None,
 ) -> bytes:
-    """A BOOTREQUEST (DISCOVER or REQUEST). Without `ciaddr` the broadcast flag is set (the
-    client has no address yet); with it (renewing/rebinding) the server answers unicast."""
+    """A BOOTREQUEST (DISCOVER, REQUEST or RELEASE). Without `ciaddr` the broadcast flag is set
+    (the client has no address yet); with it (renewing/rebinding) the server answers unicast.
+    A RELEASE carries no parameter request list (RFC 2131 table 5: MUST NOT)."""
     chaddr = mac_bytes(mac)
     header = struct.pack(
         "!BBBBIHH4s4s4s4s16s64s128s",
@@ -80,7 +86,8 @@ def encode_request(
         opts += _opt(OPT_REQUESTED_IP, socket.inet_aton(requested_ip))
     if server_id:
         opts += _opt(OPT_SERVER_ID, socket.inet_aton(server_id))
-    opts += _opt(OPT_PARAMS, bytes([OPT_SUBNET, OPT_ROUTER, OPT_CLASSLESS, OPT_LEASE_TIME]))
+    if msg_type != RELEASE:
+        opts += _opt(OPT_PARAMS, bytes([OPT_SUBNET, OPT_ROUTER, OPT_CLASSLESS, OPT_LEASE_TIME]))
     return header + MAGIC + opts + bytes([OPT_END])
 
 
@@ -223,6 +230,32 @@ def obtain_lease(ifname: str, mac: str, timeout: float = DEFAULT_TIMEOUT) -> Dhc
         return lease_from(yiaddr, opts)
     except OSError as exc:
         raise DhcpError(f"DHCP on {ifname} failed: {exc}") from exc
+    finally:
+        sock.close()
+
+
+def release_lease(ifname: str, mac: str, address: str, server: str | None) -> None:
+    """Give `address` (CIDR) back: one DHCPRELEASE from `ifname` in the current netns, unicast to
+    `server` (broadcast when the server is unknown or unreachable). No answer is expected, so
+    this takes one send (well under a millisecond); DhcpError when it cannot be sent."""
+    check_ifname(ifname)
+    ip = str(ipaddress.ip_interface(address).ip)
+    xid = int.from_bytes(os.urandom(4), "big")
+    message = encode_request(RELEASE, xid, mac, server_id=server, ciaddr=ip)
+    try:
+        sock = _socket(ifname)
+    except OSError as exc:
+        raise DhcpError(f"cannot open DHCP socket on {ifname}: {exc}") from exc
+    try:
+        if server:
+            try:
+                sock.sendto(message, (server, SERVER_PORT))
+                return
+            except OSError:
+                pass  # no route to the server from here: broadcast on the link instead
+        sock.sendto(message, ("255.255.255.255", SERVER_PORT))
+    except OSError as exc:
+        raise DhcpError(f"DHCP release of {ip} on {ifname} failed: {exc}") from exc
     finally:
         sock.close()
 

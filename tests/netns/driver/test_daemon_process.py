@@ -96,7 +96,7 @@ def test_daemon_registers_publishes_and_stops_cleanly(tmp_path: Path) -> None:
         code, body = get(port, "/readyz")
         assert code == 503 and "nri_connected" in body  # no runtime socket here
         metrics = get(port, "/metrics")[1]
-        assert 'knd_driver_published_devices{feature="total"}' in metrics
+        assert "knd_driver_published_devices " in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert list((kroot / "plugins_registry").iterdir()) == []
@@ -136,5 +136,5 @@ def test_bad_filter_fails_start_up_with_the_compiler_message(tmp_path: Path) -> 
         timeout=60,
         check=False,
     )
-    assert done.returncode == 1
-    assert "invalid --filter" in done.stderr
+    assert done.returncode == 2  # a bad flag, before anything starts
+    assert "--filter: invalid filter expression" in done.stderr
