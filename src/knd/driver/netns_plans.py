@@ -2,9 +2,10 @@
 
 Runs inside NodePrepareResources (45 s budget; typically a few ms plus up to 5 s for DHCP):
 1. locate the allocated device on this node: PCI devices (`pci-0000-8a-00-0`) through
-   `<sysfs>/bus/pci/devices/<BDF>/{net,infiniband}`, other devices by interface name (the
-   device name, or its `net-` base32 encoding) under `<sysfs>/class/net` or
-   `<sysfs>/class/infiniband` for an RDMA-only device;
+   `<sysfs>/bus/pci/devices/<BDF>/{net,virtioN/net,infiniband}`, other devices by interface
+   name (the device name, or its `net-` base32 encoding) under `<sysfs>/class/net` or
+   `<sysfs>/class/infiniband` for an RDMA-only device; an RDMA device layered on the netdev
+   (soft-RoCE, not a child of its PCI function) is found through the RoCE GID tables;
 2. refuse what cannot work, with a message naming the device and field: network settings on an
    RDMA-only device, an SR-IOV VF MTU above its PF's MTU (DraNet's check);
 3. capture the host state (knd.netns.capture), run DHCP when `interface.dhcp` is set (on the
@@ -28,6 +29,7 @@ from knd.api.names import PCI_PREFIX, decode_interface_device_name, is_pci_addre
 from knd.api.validation import is_valid_interface_name, validate_rdma_only
 from knd.driver.claim_api import Claim
 from knd.driver.errors import ClaimError
+from knd.host.sysfs import SysfsRoot, rdma_by_netdev
 from knd.netns.builder import build_plan
 from knd.netns.capture import capture_host_state
 from knd.netns.dhcp import obtain_lease
@@ -54,6 +56,12 @@ def _only_child(directory: Path) -> str | None:
     except OSError:
         return None
     return names[0] if names else None
+
+
+def _layered_rdma(root: Path, ifname: str) -> str | None:
+    """An RDMA device layered on `ifname` (soft-RoCE), found through the RoCE GID tables."""
+    devices = rdma_by_netdev(SysfsRoot(root)).get(ifname, ())
+    return devices[0] if devices else None
 
 
 def _read_int(path: Path) -> int | None:
@@ -84,7 +92,7 @@ class SysfsDeviceLocator:
             return None
         if (self.root / "class" / "net" / ifname).exists():
             rdma = _only_child(self.root / "class" / "net" / ifname / "device" / "infiniband")
-            return DeviceLocation(device, ifname, rdma)
+            return DeviceLocation(device, ifname, rdma or _layered_rdma(self.root, ifname))
         if (self.root / "class" / "infiniband" / ifname).exists():
             return DeviceLocation(device, None, ifname)
         return None
@@ -94,7 +102,14 @@ class SysfsDeviceLocator:
         if not base.exists():
             return None
         ifname = _only_child(base / "net")
+        if ifname is None:  # virtio-net: the netdev hangs off the virtio device, `virtioN/net`
+            for child in sorted(base.glob("virtio[0-9]*")):
+                ifname = _only_child(child / "net")
+                if ifname is not None:
+                    break
         rdma = _only_child(base / "infiniband")
+        if rdma is None and ifname is not None:
+            rdma = _layered_rdma(self.root, ifname)
         pf_mtu = None
         pf_net = base / "physfn" / "net"
         pf_if = _only_child(pf_net)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.ethtool import Ethtool
 
+from knd.host.sysfs import SysfsRoot, rdma_by_netdev
 from knd.netns.errors import NetnsError
 from knd.netns.hoststate import HostState
 from knd.netns.plan import (
@@ -202,13 +204,18 @@ def _read(path: str) -> str | None:
 
 
 def rdma_link_of(ifname: str, sysfs_root: str = "/sys") -> str | None:
-    """The RDMA device bound to a netdev (`/sys/class/net/<if>/device/infiniband/<name>`)."""
+    """The RDMA device bound to a netdev: a child of its PCI function
+    (`/sys/class/net/<if>/device/infiniband/<name>`), else the device whose RoCE GID table
+    names the netdev (soft-RoCE; see `knd.host.sysfs.rdma_by_netdev`)."""
     base = os.path.join(sysfs_root, "class/net", ifname, "device/infiniband")
     try:
         names = sorted(os.listdir(base))
     except OSError:
-        return None
-    return names[0] if names else None
+        names = []
+    if names:
+        return names[0]
+    layered = rdma_by_netdev(SysfsRoot(Path(sysfs_root))).get(ifname, ())
+    return layered[0] if layered else None
 
 
 def _char_device(name: str, sysfs_dir: str, dev_root: str) -> CharDevice | None:
