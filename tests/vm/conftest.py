@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,27 @@ def host_nics() -> list[VNic]:
     return out
 
 
+_ORIGINAL_NAMES: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _nics_home() -> Iterator[None]:
+    """After each test, both VM NICs are in the host under their boot names, so one failed
+    test cannot take a NIC from the next (a NIC left in a deleted netns comes back renamed).
+    This only tidies up: each test asserts its own restore."""
+    if not _ORIGINAL_NAMES:
+        _ORIGINAL_NAMES.update({n.mac: n.ifname for n in host_nics()})
+    yield
+    deadline = time.monotonic() + 30
+    while len(host_nics()) < len(TOPOLOGY) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a deleted netns hands its NICs back asynchronously
+    for nic in host_nics():
+        name = _ORIGINAL_NAMES.get(nic.mac)
+        if name and nic.ifname != name:
+            sh("ip", "link", "set", nic.ifname, "down")
+            sh("ip", "link", "set", nic.ifname, "name", name)
+
+
 @pytest.fixture
 def vnics() -> list[VNic]:
     nics = host_nics()
@@ -125,10 +147,12 @@ def plan() -> PlanFn:
     """The prepare path's real PlanBuilder (locate by PCI name, capture, build)."""
 
     def build(
-        nic: VNic, config: dict[str, Any] | None = None, rdma_mode: str = "shared"
+        target: VNic | str, config: dict[str, Any] | None = None, rdma_mode: str = "shared"
     ) -> AttachPlan:
+        """`target`: a VM NIC (by its PCI device name) or a published device name."""
+        device = target if isinstance(target, str) else target.device
         encoded = NetnsPlanBuilder(rdma_mode=rdma_mode).build(
-            nic.device, f"uid-{secrets.token_hex(3)}", {}, "req", decode(config or {})
+            device, f"uid-{secrets.token_hex(3)}", {}, "req", decode(config or {})
         )
         return AttachPlan.from_json(json.dumps(encoded))
 
