@@ -9,7 +9,16 @@ import pytest
 
 IS_ROOT = os.geteuid() == 0
 
-_MARK_BY_DIR = {"unit": pytest.mark.unit, "netns": pytest.mark.netns, "e2e": pytest.mark.e2e}
+_MARK_BY_DIR = {
+    "unit": pytest.mark.unit,
+    "netns": pytest.mark.netns,
+    "e2e": pytest.mark.e2e,
+    "vm": pytest.mark.vm,
+}
+
+# tests/vm runs only inside the VM that `bash scripts/vm test` boots (which sets KND_IN_VM=1);
+# elsewhere it is not collected at all (CI runs it through scripts/vm, its own step).
+collect_ignore = [] if os.environ.get("KND_IN_VM") == "1" else ["vm"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

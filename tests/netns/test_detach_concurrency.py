@@ -1,4 +1,7 @@
-"""Detach when the pod netns is gone, VRF, eBPF detach, and 16 pods attaching at once."""
+"""Detach when the pod netns is gone, VRF, eBPF detach, and 16 pods attaching at once.
+
+Veths die with their netns here; a NIC that the kernel hands back (virtio-net) is tested on a
+Debian kernel by tests/vm/test_nic_return.py."""
 
 from __future__ import annotations
 
@@ -80,6 +83,7 @@ def test_vrf(lab: Lab) -> None:
     pod, path = lab.netns()
     if not _kernel_has_vrf():
         # This kernel lacks CONFIG_NET_VRF: the device must fail at step vrf, rolled back.
+        # The success path, with traffic, is proven on a Debian kernel: tests/vm/test_vrf.py.
         with pytest.raises(AttachError) as info:
             attach([plan], path)
         assert info.value.step == "vrf"

@@ -97,7 +97,8 @@ def test_failure_on_first_device_leaves_second_untouched(lab: Lab) -> None:
 
 def test_rdma_unavailable_fails_the_device_cleanly(lab: Lab) -> None:
     """This kernel has no RDMA: a plan asking to move an RDMA link fails at step rdma with a
-    reported RdmaUnavailableError cause, and the netdev is rolled back."""
+    reported RdmaUnavailableError cause, and the netdev is rolled back. With a real RDMA device
+    (soft-RoCE on a Debian kernel, whose move the kernel refuses): tests/vm/test_rdma.py."""
     nic = lab.nic()
     plan = plan_for(nic, {"interface": {"addresses": ["10.8.0.2/24"]}})
     plan = dataclasses.replace(plan, rdma=RdmaPlan(link="mlx5_0", move_link=True))

@@ -201,3 +201,42 @@ def test_every_device_is_within_api_limits(tmp_path: Path) -> None:
             assert is_dns_label(dev.name)
             assert len(dev.attributes) <= 32
             assert all(len(v) <= 64 for v in dev.attributes.values() if isinstance(v, str))
+
+
+def _add_soft_roce(root: Path, netdev: str, name: str = "rxe0") -> None:
+    """A soft-RoCE device as rdma_rxe makes it: virtual (no PCI parent), its netdev named only
+    by the default GID of its port (`ports/1/gid_attrs/ndevs/0`); an unset GID entry reads as
+    nothing (the kernel answers EINVAL)."""
+    dev = root / "devices/virtual/infiniband" / name
+    (dev / "ports/1/gid_attrs/ndevs").mkdir(parents=True)
+    (dev / "ports/1/gid_attrs/ndevs/0").write_text(netdev + "\n")
+    (root / "class/infiniband").mkdir(parents=True, exist_ok=True)
+    (root / "class/infiniband" / name).symlink_to(f"../../devices/virtual/infiniband/{name}")
+
+
+def test_soft_roce_is_published_with_its_netdev(tmp_path: Path) -> None:
+    from knd.driver.netns_plans import SysfsDeviceLocator
+    from knd.netns.capture import rdma_link_of
+
+    root = write_tree("virtio-vm", tmp_path / "vm")
+    _add_soft_roce(root, "eth0")
+    _add_soft_roce(root, "veth1234", "rxe1")
+    found = discover(SysfsRoot(root), test_ids.database(), None, Options()).by_name()
+    assert sorted(found) == ["pci-0000-00-04-0", "veth1234"]  # no device of its own
+    nic = found["pci-0000-00-04-0"].attributes
+    assert (nic["dra.net/rdma"], nic["dra.net/rdmaDevice"]) == (True, "rxe0")
+    veth = found["veth1234"].attributes
+    assert (veth["dra.net/rdma"], veth["dra.net/rdmaDevice"]) == (True, "rxe1")
+    loc = SysfsDeviceLocator(root).locate("pci-0000-00-04-0")
+    assert loc is not None and (loc.ifname, loc.rdma_device) == ("eth0", "rxe0")
+    by_name = SysfsDeviceLocator(root).locate("veth1234")
+    assert by_name is not None and by_name.rdma_device == "rxe1"
+    assert rdma_link_of("eth0", str(root)) == "rxe0"
+    assert rdma_link_of("docker0", str(root)) is None
+
+
+def test_rdma_device_without_netdev_or_pci_stays_standalone(tmp_path: Path) -> None:
+    root = write_tree("virtio-vm", tmp_path / "vm")
+    _add_soft_roce(root, "gone0")  # its netdev is not on this host (or in a pod's netns)
+    found = discover(SysfsRoot(root), test_ids.database(), None, Options()).by_name()
+    assert found["rxe0"].attributes["dra.net/rdmaDevice"] == "rxe0"

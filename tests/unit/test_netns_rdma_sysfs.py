@@ -1,5 +1,5 @@
-"""RDMA link and char devices found through a sysfs fixture tree (emulated: no RDMA here);
-sysctl path validation."""
+"""RDMA link and char devices found through a sysfs fixture tree (emulated: no RDMA here; the
+real kernel's, with soft-RoCE: tests/vm/test_rdma.py); sysctl path validation."""
 
 from __future__ import annotations
 

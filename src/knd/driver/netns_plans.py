@@ -2,9 +2,10 @@
 
 Runs inside NodePrepareResources (45 s budget; typically a few ms plus up to 5 s for DHCP):
 1. locate the allocated device on this node: PCI devices (`pci-0000-8a-00-0`) through
-   `<sysfs>/bus/pci/devices/<BDF>/{net,infiniband}`, other devices by interface name (the
-   device name, or its `net-` base32 encoding) under `<sysfs>/class/net` or
-   `<sysfs>/class/infiniband` for an RDMA-only device;
+   `<sysfs>/bus/pci/devices/<BDF>/{net,virtioN/net,infiniband}`, other devices by interface
+   name (the device name, or its `net-` base32 encoding) under `<sysfs>/class/net` or
+   `<sysfs>/class/infiniband` for an RDMA-only device; an RDMA device layered on the netdev
+   (soft-RoCE, not a child of its PCI function) is found through the RoCE GID tables;
 2. refuse what cannot work, with a message naming the device and field: network settings on an
    RDMA-only device, an SR-IOV VF MTU above its PF's MTU (DraNet's check);
 3. capture the host state (knd.netns.capture), run DHCP when `interface.dhcp` is set (on the
@@ -17,6 +18,7 @@ Every failure is a `ClaimError`; nothing here changes the host.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from knd.api.validation import is_valid_interface_name, validate_rdma_only
 from knd.driver.claim_api import Claim
 from knd.driver.errors import ClaimError
 from knd.host.confined import U32
-from knd.host.sysfs import SysfsRoot, kernel_ifname_problem, rdma_names
+from knd.host.sysfs import SysfsRoot, kernel_ifname_problem, rdma_by_netdev, rdma_names
 from knd.netns.builder import build_plan
 from knd.netns.capture import capture_host_state
 from knd.netns.dhcp import obtain_lease
@@ -52,6 +54,15 @@ class DeviceLocation:
 
 def _first(names: Sequence[str]) -> str | None:
     return names[0] if names else None
+
+
+def _layered_rdma(sysfs: SysfsRoot, ifname: str) -> str | None:
+    """An RDMA device layered on `ifname` (soft-RoCE), found through the RoCE GID tables."""
+    devices = rdma_by_netdev(sysfs).get(ifname, ())
+    return devices[0] if devices else None
+
+
+_VIRTIO_CHILD = re.compile(r"virtio[0-9]+")
 
 
 class SysfsDeviceLocator:
@@ -77,7 +88,7 @@ class SysfsDeviceLocator:
             rdma = _first(
                 rdma_names(self.sysfs.listdir("class", "net", ifname, "device", "infiniband"))
             )
-            return DeviceLocation(device, ifname, rdma)
+            return DeviceLocation(device, ifname, rdma or _layered_rdma(self.sysfs, ifname))
         if self.sysfs.exists("class", "infiniband", ifname):
             return DeviceLocation(device, None, ifname)
         return None
@@ -87,7 +98,15 @@ class SysfsDeviceLocator:
         if not self.sysfs.exists(*base):
             return None
         ifname = _first(self._ifnames(*base, "net"))
+        if ifname is None:  # virtio-net: the netdev hangs off the virtio device, `virtioN/net`
+            for child in sorted(self.sysfs.listdir(*base)):
+                if _VIRTIO_CHILD.fullmatch(child):
+                    ifname = _first(self._ifnames(*base, child, "net"))
+                    if ifname is not None:
+                        break
         rdma = _first(rdma_names(self.sysfs.listdir(*base, "infiniband")))
+        if rdma is None and ifname is not None:
+            rdma = _layered_rdma(self.sysfs, ifname)
         pf_mtu = None
         pf_if = _first(self._ifnames(*base, "physfn", "net"))
         if pf_if is not None:

@@ -300,6 +300,23 @@ def list_netdevs(sysfs: SysfsRoot) -> list[str]:
     return sysfs.listdir("class", "net")
 
 
+def rdma_by_netdev(sysfs: SysfsRoot) -> dict[str, tuple[str, ...]]:
+    """RDMA devices by the netdev their RoCE GID table names (DraNet's rdmamap lookup).
+
+    `class/infiniband/<dev>/ports/<p>/gid_attrs/ndevs/0` holds the netdev of the port's default
+    GID. This finds RDMA devices that are not children of the netdev's PCI function: soft-RoCE
+    (`rdma_rxe`, a virtual device) and any RoCE device layered on a netdev. InfiniBand ports
+    have no netdev there (the read fails) and are skipped. One read per port.
+    """
+    found: dict[str, list[str]] = {}
+    for dev in sysfs.listdir("class", "infiniband"):
+        for port in sysfs.listdir("class", "infiniband", dev, "ports"):
+            ndev = sysfs.read("class", "infiniband", dev, "ports", port, "gid_attrs", "ndevs", "0")
+            if ndev and dev not in found.setdefault(ndev, []):
+                found[ndev].append(dev)
+    return {ndev: tuple(sorted(devs)) for ndev, devs in found.items()}
+
+
 def list_rdma_devices(sysfs: SysfsRoot) -> list[RdmaDevice]:
     """Every `class/infiniband/<dev>` with its PCI function and `infiniband_verbs/uverbsN`."""
     out = []

@@ -192,12 +192,20 @@ def discover(
         drafts[d.name] = pci_drafts[fn.address] = d
 
     # 2. Standalone RDMA devices (their function is not a published network function).
+    # An RDMA device without a PCI function that a netdev's GID table names (soft-RoCE) is
+    # published with that netdev, not on its own.
+    here = {lk.name for lk in snapshot.links} if snapshot is not None else None
+    here = here if here is not None else set(hs.list_netdevs(sysfs))
+    by_netdev = {k: v for k, v in hs.rdma_by_netdev(sysfs).items() if k in here}
+    layered = {dev for devs in by_netdev.values() for dev in devs}
     for rd in hs.list_rdma_devices(sysfs):
         problem = hs.rdma_name_problem(rd.name)
         if problem is not None:
             warn(f"{problem}; skipped (the kernel makes no such name)")
             continue
         if rd.pci_address is not None and rd.pci_address in pci_drafts:
+            continue
+        if rd.pci_address is None and rd.name in layered:
             continue
         rfn = functions.get(rd.pci_address) if rd.pci_address else None
         if rfn is not None and rfn.is_network:
@@ -252,6 +260,7 @@ def discover(
             ib = ("class", "net", name, "device", "infiniband")
             listed = nd.rdma_devices if nd is not None else hs.rdma_names(sysfs.listdir(*ib))
             netdev_rdma = _rdma_dirs(sysfs, ib, listed)
+        netdev_rdma = netdev_rdma or by_netdev.get(name, ())
         if link is not None and link.index in excluded_links:
             subject = pci_device_name(pci) if pci in pci_drafts else interface_device_name(name)
             reason = excluded_links[link.index]
@@ -279,7 +288,9 @@ def discover(
             continue
         attrs[attr.VIRTUAL] = bool(virtual)
         attrs.setdefault(attr.SRIOV, False)
-        attrs.setdefault(attr.RDMA, bool(netdev_rdma))
+        if netdev_rdma:
+            _rdma(attrs, netdev_rdma)
+        attrs.setdefault(attr.RDMA, False)
         drafts[dname] = _Draft(dname, attrs)
 
     # VFs of an uplink PF (their traffic shares the uplink's port).

@@ -54,7 +54,7 @@ from knd.netns.rawlink import (
     IFLA_GSO_MAX_SIZE,
     LinkSocket,
 )
-from knd.netns.restore import find_host_link, restore_host
+from knd.netns.restore import find_host_link, mac_change, restore_host
 from knd.netns.rtnl import (
     add_neighbor,
     add_rule,
@@ -207,7 +207,11 @@ def return_to_host(s: PodSession, host: HostSide, pod: PodSide) -> list[str]:
         try:
             s.pod_link.setlink(index, up=False)
             s.pod_link.setlink(
-                index, netns_fd=s.host_fd, ifname=host.name, mtu=host.mtu, mac=host.mac
+                index,
+                netns_fd=s.host_fd,
+                ifname=host.name,
+                mtu=host.mtu,
+                mac=mac_change(s.pod_link.link(index), host.mac),
             )
         except OSError as exc:
             return [f"move-back: {exc}"]

@@ -25,7 +25,7 @@ from pyroute2 import IPRoute
 from pyroute2.ethtool import Ethtool
 
 from knd.host.confined import component_ok, parse_int
-from knd.host.sysfs import SysfsRoot, rdma_names
+from knd.host.sysfs import SysfsRoot, rdma_by_netdev, rdma_names
 from knd.netns.errors import NetnsError
 from knd.netns.hoststate import HostState
 from knd.netns.plan import (
@@ -198,11 +198,15 @@ def capture_host_side(ipr: Any, ifname: str) -> HostSide:
 
 
 def rdma_link_of(ifname: str, sysfs_root: str = "/sys") -> str | None:
-    """The RDMA device bound to a netdev (`<sysfs>/class/net/<if>/device/infiniband/<name>`)."""
-    names = rdma_names(
-        SysfsRoot(Path(sysfs_root)).listdir("class", "net", ifname, "device", "infiniband")
-    )
-    return names[0] if names else None
+    """The RDMA device bound to a netdev: a child of its PCI function
+    (`<sysfs>/class/net/<if>/device/infiniband/<name>`), else the device whose RoCE GID table
+    names the netdev (soft-RoCE; see `knd.host.sysfs.rdma_by_netdev`)."""
+    sysfs = SysfsRoot(Path(sysfs_root))
+    names = rdma_names(sysfs.listdir("class", "net", ifname, "device", "infiniband"))
+    if names:
+        return names[0]
+    layered = rdma_by_netdev(sysfs).get(ifname, ())
+    return layered[0] if layered else None
 
 
 #: Character device numbers as the kernel prints them in a `dev` file (MAJORBITS/MINORBITS).

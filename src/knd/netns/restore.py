@@ -16,7 +16,7 @@ from typing import Any
 from knd.netns.ethtool_apply import apply_features
 from knd.netns.plan import SIZE_FIELDS, HostSide
 from knd.netns.privflags import apply_private_flags
-from knd.netns.rawlink import SIZE_ATTRS, LinkSocket
+from knd.netns.rawlink import SIZE_ATTRS, LinkFacts, LinkSocket
 from knd.netns.rtnl import add_neighbor, add_rule
 
 #: Returns a pyroute2 IPRoute in the host netns, opened on first use by the caller's session.
@@ -42,6 +42,15 @@ def find_host_link(ipr: IprSource, lsock: LinkSocket, host: HostSide) -> int | N
     return by_index
 
 
+def mac_change(current: LinkFacts | None, wanted: str | None) -> str | None:
+    """`wanted` when the link's MAC differs from it, else None: a link that cannot set its MAC
+    (ipvlan shares its lower device's) refuses any IFLA_ADDRESS with EOPNOTSUPP, even an
+    unchanged one, and the whole request with it."""
+    if wanted is None or (current is not None and (current.mac or "").lower() == wanted.lower()):
+        return None
+    return wanted
+
+
 def restore_host(ipr: IprSource, lsock: LinkSocket, host: HostSide, index: int) -> list[str]:
     """Restore name/MTU/MAC/sizes/ethtool/alias/admin state/addresses/routes/rules/neighbours
     of `index`."""
@@ -57,7 +66,8 @@ def restore_host(ipr: IprSource, lsock: LinkSocket, host: HostSide, index: int) 
     if info is not None and info.name != host.name:
         attempt("rename", lambda: lsock.setlink(index, up=False))
         attempt("rename", lambda: lsock.setlink(index, ifname=host.name))
-    attempt("link", lambda: lsock.setlink(index, mtu=host.mtu, mac=host.mac))
+    mac = mac_change(lsock.link(index), host.mac)
+    attempt("link", lambda: lsock.setlink(index, mtu=host.mtu, mac=mac))
     sizes = {
         kind: value
         for kind, name in zip(SIZE_ATTRS, SIZE_FIELDS, strict=True)
