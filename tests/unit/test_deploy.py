@@ -252,6 +252,10 @@ def test_dranet_values_render_a_valid_install(version: str) -> None:
         "--feature-gates=PersistentResourceSliceAttributes=true",
     ):
         assert expected in args, expected
+    argv = [a.replace("$(NODE_NAME)", "node-1") for a in args[1:]]
+    opts = parse_daemon_args(argv, {"NODE_NAME": "node-1"})  # the daemon takes DraNet's syntax
+    assert (opts.inventory_min_poll_interval, opts.inventory_max_poll_interval) == (2.0, 60.0)
+    assert opts.feature_gates.persistent_slice_attributes
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert {"/var/run/dranet", "/etc/host-config"} <= mounts
     assert c["image"] == "registry.example/knd:v9"
