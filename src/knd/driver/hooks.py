@@ -12,8 +12,9 @@ Typical cost: ~20-30 ms per NIC, dominated by the kernel's netns move.
   step); the netns is recorded; `status.devices[]` is queued (Ready/NetworkReady/RDMALinkReady
   with messages, networkData).
 * `create_container`: the RDMA char devices of the pod's devices, de-duplicated, mode 0666.
-* `stop_pod_sandbox`: detach and restore host state; uses the recorded netns when the event has
-  none (containerd 1.7); never fails the runtime (errors are logged and counted).
+* `stop_pod_sandbox`: detach and restore host state through the restorer (knd.driver.restorer:
+  a device that does not come home is retried with backoff and reported on its claim); uses
+  the recorded netns when the event has none (containerd 1.7); never fails the runtime.
 * `remove_pod_sandbox`: forgets the recorded netns.
 * `synchronize` (every (re)connection, so also after a knd restart): HEALS pods that started
   while knd was not running. A running pod with plans and a network namespace whose attach did
@@ -45,6 +46,7 @@ from pyroute2 import IPRoute
 
 from knd.driver.leases import LeaseKeeper, Tracked
 from knd.driver.metrics import DriverMetrics
+from knd.driver.restorer import Restorer
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.driver.store import PlanRecord, StateStore
 from knd.netns.attach import Attached, attach
@@ -119,8 +121,13 @@ class NetworkHooks:
         host_links: Callable[[], set[str]] = _host_links,
         attach_pause: tuple[str, float] | None = None,
         leases: LeaseKeeper | None = None,
+        restorer: Restorer | None = None,
+        node_addresses: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.store = store
+        self.restorer = restorer or Restorer(
+            store, detach_fn=detach_fn, metrics=metrics, report=self.report_restore
+        )
         self.leases = leases
         self.status = status
         self.metrics = metrics
@@ -139,7 +146,11 @@ class NetworkHooks:
                 attach_pause[1],
                 attach_pause[0],
             )
-            self.attach_fn = lambda plans, netns: attach(plans, netns, pause_before=attach_pause)
+        if attach_fn is _default_attach:
+            # The node's addresses as last read at prepare (never an API call here).
+            self.attach_fn = lambda plans, netns: attach(
+                plans, netns, pause_before=attach_pause, node_addresses=node_addresses()
+            )
 
     # -- helpers --------------------------------------------------------------------------
     def _plans(self, pod: PodInfo) -> list[tuple[PlanRecord, AttachPlan]]:
@@ -194,7 +205,9 @@ class NetworkHooks:
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, FAILED_PRECONDITION)
         try:
-            attached = self.attach_fn(plans, pod.netns)
+            with self.restorer.lock:
+                attached = self.attach_fn(plans, pod.netns)
+                self.restorer.note_attached(pod.uid, records)
         except AttachError as exc:
             if self.metrics is not None:
                 self.metrics.attach_failures.labels(exc.step).inc()
@@ -248,7 +261,7 @@ class NetworkHooks:
         if not netns:
             record = self.store.pod(pod.uid)
             netns = record.netns if record is not None else None
-        results = self.detach_fn([p for _, p in pairs], netns)
+        results = self.restorer.return_pod(pod.uid, pairs, netns)
         for result in results:
             if result.errors:
                 if self.metrics is not None:
@@ -262,6 +275,15 @@ class NetworkHooks:
                     extra={"pod": f"{pod.namespace}/{pod.name}", "device": result.device},
                 )
         self.store.touch_nri_activity(pod.uid)
+
+    def report_restore(self, record: PlanRecord, reason: str, message: str) -> None:
+        """Restorer observer: a device is not where its claim wants it (`Ready=False`)."""
+        status = DeviceStatus(
+            pool=record.pool,
+            device=record.device,
+            conditions=(Condition("Ready", False, reason, message),),
+        )
+        self._queue_status([record], [status])
 
     def remove_pod_sandbox(self, pod: PodInfo) -> None:
         """Forget the sandbox's netns (plans stay until NodeUnprepareResources)."""

@@ -6,7 +6,8 @@ Runs inside NodePrepareResources (45 s budget; typically a few ms plus up to 5 s
    device name, or its `net-` base32 encoding) under `<sysfs>/class/net` or
    `<sysfs>/class/infiniband` for an RDMA-only device;
 2. refuse what cannot work, with a message naming the device and field: network settings on an
-   RDMA-only device, an SR-IOV VF MTU above its PF's MTU (DraNet's check);
+   RDMA-only device, an SR-IOV VF MTU above its PF's MTU (DraNet's check), a device that now
+   carries the default route or one of the node's addresses (knd.netns.uplink);
 3. capture the host state (knd.netns.capture), run DHCP when `interface.dhcp` is set (on the
    host interface, without configuring the host), and build the AttachPlan (knd.netns.builder);
 4. return `plan.to_json()`, which the engine persists before answering the kubelet.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from knd.netns.capture import capture_host_state
 from knd.netns.dhcp import obtain_lease
 from knd.netns.errors import NetnsError
 from knd.netns.hoststate import DhcpLease
+from knd.netns.rawlink import LinkSocket
+from knd.netns.uplink import uplink_problem
 
 LeaseFn = Callable[[str, str], DhcpLease]
 
@@ -115,7 +118,9 @@ class NetnsPlanBuilder:
         sysfs_root: str = "/sys",
         dev_root: str = "/dev",
         lease: LeaseFn = obtain_lease,
+        node_addresses: Callable[[], Collection[str]] = tuple,
     ) -> None:
+        self.node_addresses = node_addresses
         self.locator = locator or SysfsDeviceLocator(sysfs_root)
         self.rdma_mode = rdma_mode
         self.sysfs_root = sysfs_root
@@ -162,6 +167,8 @@ class NetnsPlanBuilder:
                 sysfs_root=self.sysfs_root,
                 dev_root=self.dev_root,
             )
+            if state.host is not None:
+                self._refuse_uplink(device_name, state.host.ifindex, state.host.name)
             lease = None
             if iface is not None and iface.dhcp and state.host is not None:
                 lease = self.lease(state.host.name, state.host.mac)
@@ -174,3 +181,22 @@ class NetnsPlanBuilder:
             ) from exc
         encoded: dict[str, Any] = json.loads(plan.to_json())
         return encoded
+
+    def _refuse_uplink(self, device_name: str, index: int, ifname: str) -> None:
+        """A device that carries the default route or a node address never leaves the host."""
+        try:
+            lsock = LinkSocket()
+        except OSError as exc:
+            raise ClaimError(
+                f"device {device_name}: cannot check the host's routes: {exc}"
+            ) from exc
+        try:
+            problem = uplink_problem(lsock, index, ifname, self.node_addresses())
+        except OSError as exc:
+            raise ClaimError(
+                f"device {device_name}: cannot check the host's routes: {exc}"
+            ) from exc
+        finally:
+            lsock.close()
+        if problem is not None:
+            raise ClaimError(f"device {device_name}: {problem}")

@@ -332,6 +332,14 @@ class StateStore:
             ).fetchone()
         return None if row is None else PodRecord(*row)
 
+    def attached_pods(self) -> list[str]:
+        """UIDs of the pods with a recorded netns (their devices are in the pod)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT uid FROM pods WHERE netns IS NOT NULL ORDER BY uid"
+            ).fetchall()
+        return [r[0] for r in rows]
+
     def set_netns(self, pod_uid: str, netns: str | None) -> None:
         with self._tx() as db:
             db.execute("UPDATE pods SET netns = ? WHERE uid = ?", (netns, pod_uid))

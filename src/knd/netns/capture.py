@@ -16,6 +16,7 @@ Budget: a few ms (one link get, one address/route/rule/neighbour dump each).
 from __future__ import annotations
 
 import os
+import re
 import stat
 from typing import Any
 
@@ -36,7 +37,7 @@ from knd.netns.plan import (
     Toggle,
 )
 from knd.netns.privflags import flag_values
-from knd.netns.rawlink import SIZE_ATTRS, LinkSocket
+from knd.netns.rawlink import SIZE_ATTRS, LinkFacts, LinkSocket
 
 RTN_UNICAST = 1
 RTPROT_KERNEL = 2
@@ -45,6 +46,7 @@ IFF_UP = 0x1
 RT_SCOPE_UNIVERSE = 0
 RESERVED_TABLES = frozenset({0, 253, MAIN_TABLE, LOCAL_TABLE})
 _FAMILY = {2: 4, 10: 6}
+_PCI_ADDRESS = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 
 def _table(msg: Any) -> int:
@@ -149,17 +151,33 @@ def capture_features(ifname: str) -> tuple[Toggle, ...]:
 
 def capture_sizes(index: int) -> dict[str, int]:
     """The link's GSO/GRO size attributes by HostSide field name (empty if unreadable)."""
+    facts = _raw_facts(index)
+    return _sizes(facts) if facts is not None else {}
+
+
+def _sizes(facts: LinkFacts) -> dict[str, int]:
     names = dict(zip(SIZE_ATTRS, SIZE_FIELDS, strict=True))
+    return {names[kind]: value for kind, value in facts.sizes}
+
+
+def _raw_facts(index: int) -> LinkFacts | None:
+    """One raw RTM_GETLINK: sizes, permanent MAC, parent device (None if unreadable)."""
     try:
         lsock = LinkSocket()
     except OSError:
-        return {}
+        return None
     try:
-        return {names[kind]: value for kind, value in lsock.sizes(index).items()}
+        return lsock.link(index)
     except OSError:
-        return {}
+        return None
     finally:
         lsock.close()
+
+
+def _pci_parent(facts: LinkFacts | None) -> str | None:
+    """The PCI address of the link's parent device, if it is one (`0000:8a:00.0`)."""
+    parent = facts.parent_dev if facts is not None else None
+    return parent.lower() if parent and _PCI_ADDRESS.match(parent.lower()) else None
 
 
 def capture_host_side(ipr: Any, ifname: str) -> HostSide:
@@ -170,7 +188,8 @@ def capture_host_side(ipr: Any, ifname: str) -> HostSide:
         raise NetnsError(f"host interface {ifname!r} not found: {exc}") from exc
     index = link["index"]
     routes = capture_routes(ipr, index)
-    sizes = capture_sizes(index)
+    facts = _raw_facts(index)
+    sizes = _sizes(facts) if facts is not None else {}
     return HostSide(
         name=link.get("ifname"),
         ifindex=index,
@@ -178,7 +197,8 @@ def capture_host_side(ipr: Any, ifname: str) -> HostSide:
         mtu=link.get("mtu"),
         up=bool(link["flags"] & IFF_UP),
         alias=link.get("ifalias") or None,
-        perm_mac=_hex_mac(link.get("IFLA_PERM_ADDRESS")),
+        perm_mac=(facts.perm_mac if facts is not None else None)
+        or _hex_mac(link.get("IFLA_PERM_ADDRESS")),
         addresses=capture_addresses(ipr, index),
         routes=routes,
         rules=capture_rules(ipr, {r.table for r in routes}),
@@ -187,6 +207,7 @@ def capture_host_side(ipr: Any, ifname: str) -> HostSide:
         gro_max_size=sizes.get("gro_max_size"),
         gso_ipv4_max_size=sizes.get("gso_ipv4_max_size"),
         gro_ipv4_max_size=sizes.get("gro_ipv4_max_size"),
+        pci_address=_pci_parent(facts),
     )
 
 
