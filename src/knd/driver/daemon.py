@@ -14,6 +14,7 @@ comes from `DaemonOptions`, so the lab and the tests run the same daemon against
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.node_addresses import NodeAddresses
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
-from knd.driver.reconcile import ReconcileReport, reconcile
+from knd.driver.reconcile import ReconcileReport, recapture_after_reboot, reconcile
 from knd.driver.restore_records import RestoreRecords, records_dir_for
 from knd.driver.restorer import Restorer
 from knd.driver.status_writer import Condition, DeviceStatus, StatusWriter
@@ -50,6 +51,9 @@ from knd.kubelet.health import HealthMonitor
 from knd.kubelet.health_probe import HealthTarget, SysfsLinkProbe
 from knd.kubelet.plugin import KubeletPlugin
 from knd.netns import rdma
+from knd.netns.capture import capture_host_state
+from knd.netns.plan import HostSide
+from knd.netns.rawlink import LinkFacts, LinkSocket
 from knd.nri.plugin import NriPlugin, PluginConfig
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,22 @@ class Step:
     def stop(self) -> None:
         if self.on_stop is not None:
             self.on_stop()
+
+
+def _capture_host_side(ifname: str) -> HostSide:
+    state = capture_host_state(ifname)
+    assert state.host is not None
+    return dataclasses.replace(
+        state.host, features=state.feature_values, private_flags=state.private_flag_values
+    )
+
+
+def _host_links() -> list[LinkFacts]:
+    lsock = LinkSocket()
+    try:
+        return lsock.links()
+    finally:
+        lsock.close()
 
 
 class Daemon:
@@ -189,6 +209,15 @@ class Daemon:
         self.reconciled = reconcile(
             self.store, self.restorer, metrics=self.metrics, report=self._report_device
         )
+        if self.store.rebooted:
+            recapture_after_reboot(
+                self.store,
+                self.records,
+                _capture_host_side,
+                _host_links,
+                report=self._report_device,
+                out=self.reconciled,
+            )
         self.restorer.start()
 
     def _start_kubelet(self) -> None:

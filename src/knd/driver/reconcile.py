@@ -14,20 +14,30 @@ Budget: one restore per device of a vanished pod (a few ms each).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from knd.driver.metrics import DriverMetrics
+from knd.driver.restore_records import RestoreRecords
 from knd.driver.restorer import ReportFn, Restorer, parse_plan
 from knd.driver.store import PlanRecord, StateStore
 from knd.netns.errors import NetnsError
-from knd.netns.plan import AttachPlan
+from knd.netns.plan import AttachPlan, HostSide
+from knd.netns.rawlink import LinkFacts
+from knd.netns.restore import match_link
 
 log = logging.getLogger(__name__)
 
 RECONCILE_FAILED_REASON = "NetworkDeviceReconcileFailed"
+
+
+#: Captures the host side of an interface by name (knd.netns.capture in the daemon).
+CaptureFn = Callable[[str], HostSide]
+REBOOT_LOST_REASON = "NetworkDeviceNotFoundAfterReboot"
 
 
 @dataclass
@@ -38,6 +48,74 @@ class ReconcileReport:
     restored: list[str] = field(default_factory=list)
     #: one line per pod or device that could not be reconciled (start-up went on)
     errors: list[str] = field(default_factory=list)
+    #: devices whose host state was captured again after a node reboot
+    recaptured: list[str] = field(default_factory=list)
+
+
+def recapture_after_reboot(
+    store: StateStore,
+    records: RestoreRecords | None,
+    capture: CaptureFn,
+    host_links: Callable[[], list[LinkFacts]],
+    *,
+    report: ReportFn | None = None,
+    out: ReconcileReport | None = None,
+) -> ReconcileReport:
+    """The boot id changed: every stored plan's host state is from the previous boot (ifindex,
+    maybe the name, addresses and routes). Find each device again by identity (permanent MAC,
+    PCI address; else its name and MAC) and capture its host state anew; the pod side of the
+    plan is kept. A device that cannot be found is reported (log, claim `Ready=False`, reason
+    `NetworkDeviceNotFoundAfterReboot`) and its old host state is never replayed: its plan's
+    host side is only ever used to find it. Never raises."""
+    out = out if out is not None else ReconcileReport()
+    try:
+        links = host_links()
+        plans = store.all_plans()
+    except Exception as exc:
+        out.errors.append(f"after a reboot: cannot list links or plans: {exc}")
+        log.error("reconcile: %s", out.errors[-1])
+        return out
+    for record in plans:
+        try:
+            plan = parse_plan(record)
+            if plan.host is None:
+                continue
+            index = match_link(links, plan.host)
+            name = next((link.name for link in links if link.index == index), None)
+            if name is None:
+                h = plan.host
+                pci = f", PCI {h.pci_address}" if h.pci_address else ""
+                message = (
+                    f"device {record.device} ({h.name}, MAC {h.perm_mac or h.mac}{pci}) is not "
+                    "on this node after the reboot; its old host state is not replayed"
+                )
+                out.errors.append(message)
+                log.error("reconcile: %s", message)
+                if report is not None:
+                    report(record, REBOOT_LOST_REASON, message)
+                continue
+            fresh = capture(name)
+            keep = {t.name for t in plan.host.features}
+            keep_flags = {t.name for t in plan.host.private_flags}
+            host = dataclasses.replace(
+                fresh,
+                features=tuple(t for t in fresh.features if t.name in keep),
+                private_flags=tuple(t for t in fresh.private_flags if t.name in keep_flags),
+            )
+            new = dataclasses.replace(plan, host=host)
+            encoded = json.loads(new.to_json())
+            store.update_plan(record.claim_uid, record.pool, record.device, encoded)
+            if records is not None:
+                old = records.get(record.pool, record.device)
+                if old is not None:
+                    records.write(dataclasses.replace(old, plan=encoded))
+            out.recaptured.append(f"{record.device}: {name}")
+        except Exception as exc:
+            out.errors.append(f"device {record.device}: recapture after reboot failed: {exc}")
+            log.exception("reconcile: recapture of %s", record.device)
+    if out.recaptured:
+        log.warning("node rebooted: host state captured again for %s", ", ".join(out.recaptured))
+    return out
 
 
 def reconcile(

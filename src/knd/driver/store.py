@@ -16,7 +16,8 @@ Node reboot: the store lives on persistent disk (default /var/lib/knd), because 
 DRA checkpoint survives a reboot too. On open, the kernel boot id is compared with the one
 recorded; after a reboot every pod's netns path and NRI activity are cleared (those namespaces
 are gone) while claims and plans stay, so a repeated prepare is still answered idempotently and
-a later unprepare still finds the claim. `rebooted` tells the caller this happened.
+a later unprepare still finds the claim. `rebooted` tells the caller this happened; the daemon
+then captures the host state of every plan again (knd.driver.reconcile).
 
 Time budget: a prepare commit is one fsync'd transaction (~1-5 ms on SSD); reads hit memory
 pages. One connection guarded by a lock; safe from any thread.
@@ -305,6 +306,23 @@ class StateStore:
     def plans_for_pod(self, pod_uid: str) -> list[PlanRecord]:
         """What the NRI hooks execute for a pod sandbox."""
         return self._plans(True, pod_uid)
+
+    def update_plan(self, claim_uid: str, pool: str, device: str, plan: Mapping[str, Any]) -> None:
+        """Replace one stored plan (host state captured again after a reboot)."""
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE plans SET plan = ? WHERE claim_uid = ? AND pool = ? AND device = ?",
+                    (json.dumps(plan, sort_keys=True), claim_uid, pool, device),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot update the plan of {pool}/{device}: {exc}") from exc
+
+    def all_plans(self) -> list[PlanRecord]:
+        """Every stored plan."""
+        with self._lock:
+            rows = self._db.execute(_PLAN_COLUMNS + " ORDER BY claim_uid, pool, device").fetchall()
+        return [PlanRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
 
     def delete_claim(self, uid: str) -> list[PlanRecord]:
         """Forget a claim (idempotent); returns the plans it had. Drops the pod when unused."""

@@ -30,6 +30,9 @@ RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
 RTM_GETADDR = 22
 RTM_GETROUTE = 26
+RT_TABLE_MAIN = 254
+SOL_NETLINK = 270
+NETLINK_GET_STRICT_CHK = 12
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -336,29 +339,30 @@ class LinkSocket:
                             return out
                 offset += (length + 3) & ~3
 
-    def default_route_oifs(self) -> set[int]:
-        """The interfaces the IPv4 and IPv6 default routes leave through (two route gets,
-        for 0.0.0.0 and ::; a family without a default route adds nothing)."""
-        oifs: set[int] = set()
-        for family, size in ((socket.AF_INET, 4), (socket.AF_INET6, 16)):
-            body = struct.pack("=BBBBBBBBI", family, size * 8, 0, 0, 0, 0, 0, 0, 0)
-            body += _attr(RTA_DST, b"\0" * size)
-            try:
-                answers = self._dump_or_get(RTM_GETROUTE, 0, body, RTM_NEWROUTE)
-            except OSError:
-                continue  # ENETUNREACH and friends: no default route in this family
-            for msg in answers:
-                if msg[7] != RTN_UNICAST:
-                    continue
-                pos = 12
-                while pos + 4 <= len(msg):
-                    alen, atype = struct.unpack_from("=HH", msg, pos)
-                    if alen < 4:
-                        break
-                    if atype & 0x3FFF == RTA_OIF and alen >= 8:
-                        oifs.add(struct.unpack_from("=I", msg, pos + 4)[0])
-                    pos += (alen + 3) & ~3
-        return oifs
+    def has_default_route(self, index: int) -> bool:
+        """Whether an IPv4 or IPv6 default route of the main table leaves through `index`.
+
+        Two route dumps the kernel filters itself (NETLINK_GET_STRICT_CHK: table main,
+        RTA_OIF = index), so the answer is a handful of routes however big the table is. Opens
+        its own socket (strict checking stays off on this one)."""
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        try:
+            sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            sock.bind((0, 0))
+            sock.settimeout(ACK_TIMEOUT)
+            strict = LinkSocket.__new__(LinkSocket)
+            strict.sock = sock
+            for family in (socket.AF_INET, socket.AF_INET6):
+                body = struct.pack(
+                    "=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0
+                ) + _attr(RTA_OIF, struct.pack("=I", index))
+                for msg in strict._dump_or_get(RTM_GETROUTE, NLM_F_DUMP, body, RTM_NEWROUTE):
+                    dst_len, table, rtype = msg[1], msg[4], msg[7]
+                    if dst_len == 0 and table == RT_TABLE_MAIN and rtype == RTN_UNICAST:
+                        return True
+            return False
+        finally:
+            sock.close()
 
     def addresses(self, index: int) -> set[str]:
         """The IP addresses (without prefix length) on link `index` (one address dump)."""
