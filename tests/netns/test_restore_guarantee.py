@@ -11,6 +11,7 @@ pod-side name or `devN`). The real hand-back is proved on a VM with an emulated 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -175,3 +176,50 @@ def test_emulated_kernel_handback_after_netns_destroyed_without_stop(
             restorer.stop()
     finally:
         drop_rule(n)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_detach_handles_each_device_alone_and_closes_everything(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One device's unexpected exception never skips the others, and the netns session, the
+    host netns fd and the sockets are closed (no fd leak) whatever happens."""
+    nics = [lab.nic() for _ in range(3)]
+    plans = [plan_for(nic, {"interface": {"name": f"eth{i + 1}"}}) for i, nic in enumerate(nics)]
+    _, path = lab.netns()
+    attach(plans, path)
+    real = detach_mod._from_pod
+
+    def exploding(plan: AttachPlan, session: Any, host_fd: int) -> Any:
+        if plan.device == nics[1].name:
+            raise RuntimeError("boom in the middle device")
+        return real(plan, session, host_fd)
+
+    monkeypatch.setattr(detach_mod, "_from_pod", exploding)
+    before = _open_fds()
+    results = detach_mod.detach(plans, path)
+    assert _open_fds() == before
+    assert [r.outcome for r in results] == ["returned", "failed", "returned"]
+    assert "boom in the middle device" in results[1].errors[0]
+    assert not link_absent(None, nics[0].name) and not link_absent(None, nics[2].name)
+    monkeypatch.setattr(detach_mod, "_from_pod", real)
+    assert detach_mod.detach([plans[1]], path)[0].outcome == "returned"  # a retry brings it
+
+
+def test_detach_without_a_host_netns_fd_reports_every_device_failed(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nic = lab.nic()
+    plan = plan_for(nic)
+
+    def no_fd() -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(detach_mod, "open_host_netns", no_fd)
+    before = _open_fds()
+    (result,) = detach_mod.detach([plan], None)
+    assert _open_fds() == before
+    assert result.outcome == "failed" and "Too many open files" in result.errors[0]
