@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from knd.api.config import decode
+from knd.driver.errors import ClaimNotFoundError, TransientError
 from knd.driver.hooks import NetworkHooks
 from knd.driver.metrics import DriverMetrics
 from knd.driver.prepare import PrepareEngine
-from knd.driver.reconcile import RECONCILE_FAILED_REASON, reconcile
+from knd.driver.reconcile import RECONCILE_FAILED_REASON, rebuild_from_records, reconcile
 from knd.driver.restore_records import RestoreRecord, RestoreRecords
 from knd.driver.restorer import HANDED_BACK_REASON, RESTORE_FAILED_REASON, Restorer
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
@@ -336,3 +337,52 @@ def test_records_are_bounded_and_bad_files_reported(tmp_path: Path) -> None:
     assert any("larger than" in p for p in problems)
     assert any("claim_uid" in p for p in problems)
     assert oct((tmp_path / "records").stat().st_mode & 0o777) == "0o700"
+
+
+class Claims:
+    """The API server's claims, as `ClaimReader.get` sees them."""
+
+    def __init__(self, live: dict[str, str], down: set[str]) -> None:
+        self.live, self.down = live, down
+
+    def get(self, namespace: str, name: str) -> dict[str, object]:
+        if name in self.down:
+            raise TransientError("connection refused")
+        if name not in self.live:
+            raise ClaimNotFoundError(f"{namespace}/{name} not found")
+        return {"metadata": {"name": name, "namespace": namespace, "uid": self.live[name]}}
+
+
+def test_an_emptied_store_is_rebuilt_from_records_and_the_api_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store is truncated to 0 bytes while three claims are prepared: the live claim is put
+    back, the deleted claim's device is brought home, and the claim the API server cannot
+    answer for is reported loudly with its records kept."""
+    path = tmp_path / "state.db"
+    records = RestoreRecords(tmp_path / "records")
+    first = StateStore(path, boot_id="b")
+    for claim, device in (("c-live", "dev-a"), ("c-gone", "dev-b"), ("c-unknown", "dev-c")):
+        plan = make_plan(device, f"e{device[-1]}", "02:00:00:00:00:0a")
+        prepare(first, records, {device: plan}, claim=claim)
+    first.close()
+    path.write_bytes(b"")
+    store = StateStore(path, boot_id="b")
+    assert store.created and store.claims() == []
+    kernel, reports = Kernel(), Reports()
+    restorer, metrics = restorer_for(store, records, kernel, reports)
+    claims = Claims({"c-live": "c-live", "c-gone": "another-uid"}, down={"c-unknown"})
+    with caplog.at_level("ERROR"):
+        report = rebuild_from_records(store, records, claims, restorer, metrics=metrics)
+    restorer.stop()
+    assert report.rebuilt == ["ns/c-live"]
+    assert [p.device for p in store.plans_for_claim("c-live")] == ["dev-a"]
+    assert store.claim("c-gone") is None and store.claim("c-unknown") is None
+    assert report.released == ["dev-b: restored"] and kernel.calls == [("dev-b", None)]
+    assert records.get("node", "dev-b") is None  # home: record gone
+    assert records.get("node", "dev-c") is not None  # kept for the next start
+    assert len(report.errors) == 1 and "c-unknown" in report.errors[0]
+    assert "connection refused" in report.errors[0]
+    assert "emptied, truncated or replaced" in caplog.text
+    assert metrics.registry.get_sample_value("knd_driver_reconcile_errors_total") == 1
+    store.close()

@@ -32,7 +32,12 @@ from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.node_addresses import NodeAddresses
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
-from knd.driver.reconcile import ReconcileReport, recapture_after_reboot, reconcile
+from knd.driver.reconcile import (
+    ReconcileReport,
+    rebuild_from_records,
+    recapture_after_reboot,
+    reconcile,
+)
 from knd.driver.restore_records import RestoreRecords, records_dir_for
 from knd.driver.restorer import Restorer
 from knd.driver.status_writer import Condition, DeviceStatus, StatusWriter
@@ -206,9 +211,19 @@ class Daemon:
     def _reconcile(self) -> None:
         """Start-up reconciliation (knd.driver.reconcile); never raises."""
         assert self.store is not None and self.restorer is not None
+        assert self.records is not None
+        rebuilt = rebuild_from_records(
+            self.store,
+            self.records,
+            KubeClaimApi(self.api, component=self.opts.driver_name, host=self.opts.node_name),
+            self.restorer,
+            metrics=self.metrics,
+        )
         self.reconciled = reconcile(
             self.store, self.restorer, metrics=self.metrics, report=self._report_device
         )
+        self.reconciled.rebuilt, self.reconciled.released = rebuilt.rebuilt, rebuilt.released
+        self.reconciled.errors[:0] = rebuilt.errors
         if self.store.rebooted:
             recapture_after_reboot(
                 self.store,

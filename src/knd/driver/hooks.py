@@ -22,7 +22,10 @@ Typical cost: ~20-30 ms per NIC, dominated by the kernel's netns move.
   whose device is still on the host gets its plans attached now, by the same transactional code
   path as RunPodSandbox; the netns is recorded and the claim status says the device was attached
   after a knd restart. A failed late attach is rolled back, logged as an error and reported as
-  `Ready=False` on the claim; it never raises. Prunes nothing (dranet#232). Budget: the same
+  `Ready=False` on the claim; it never raises. A stopped sandbox the runtime still lists (its
+  netns is gone: the pod was deleted while knd was down) is left alone: no attach, no status.
+  The heal note is stored with the attach, so later restarts re-assert it. Prunes nothing
+  (dranet#232). Budget: the same
   ~20-30 ms per NIC inside the runtime's Synchronize timeout; only pods started while knd was
   down need it (docs/operations.md). Pods attached by an earlier knd get their `Ready` status
   re-queued from the plans (a status write lost with a killed daemon catches up).
@@ -105,6 +108,8 @@ class SyncReport:
     healed: list[str] = field(default_factory=list)
     #: pods (ns/name) whose late attach failed, with the error
     heal_failed: list[str] = field(default_factory=list)
+    #: stopped sandboxes (netns gone) listed by the runtime: left alone
+    stopped: list[str] = field(default_factory=list)
 
 
 class NetworkHooks:
@@ -123,7 +128,9 @@ class NetworkHooks:
         leases: LeaseKeeper | None = None,
         restorer: Restorer | None = None,
         node_addresses: Callable[[], frozenset[str]] = frozenset,
+        netns_exists: Callable[[str], bool] = os.path.exists,
     ) -> None:
+        self.netns_exists = netns_exists
         self.store = store
         self.restorer = restorer or Restorer(
             store, detach_fn=detach_fn, metrics=metrics, report=self.report_restore
@@ -223,7 +230,7 @@ class NetworkHooks:
             message = f"{who}: {exc}" if not note else f"{who}: {note}; attaching failed: {exc}"
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, INTERNAL) from exc
-        self.store.record_attach(pod.uid, pod.netns)
+        self.store.record_attach(pod.uid, pod.netns, note=note or None)
         if self.leases is not None:
             self.leases.track(pod.uid, pod.netns, plans)
         by_device = {a.device: a for a in attached}
@@ -303,6 +310,11 @@ class NetworkHooks:
                 continue
             report.known_pods += 1
             who = f"{pod.namespace}/{pod.name}"
+            if pod.netns and not self.netns_exists(pod.netns):
+                # A stopped sandbox (its pod deleted while knd was down): its netns is gone,
+                # so there is nothing to heal and its claim is going away.
+                report.stopped.append(who)
+                continue
             if links is None:
                 links = self.host_links()
             on_host = [
@@ -328,8 +340,10 @@ class NetworkHooks:
                 # and keep renewing its DHCP leases.
                 if self.leases is not None and record is not None and record.netns:
                     self.leases.track(pod.uid, record.netns, [p for _, p in pairs])
+                note = (record.attach_note or "") if record is not None else ""
                 self._queue_status(
-                    [r for r, _ in pairs], [_ready(r, p, _as_attached(p)) for r, p in pairs]
+                    [r for r, _ in pairs],
+                    [_ready(r, p, _as_attached(p), note) for r, p in pairs],
                 )
                 continue
             try:

@@ -21,10 +21,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from knd.driver.claim_api import ClaimReader
+from knd.driver.errors import ClaimNotFoundError
 from knd.driver.metrics import DriverMetrics
-from knd.driver.restore_records import RestoreRecords
+from knd.driver.restore_records import RestoreRecord, RestoreRecords
 from knd.driver.restorer import ReportFn, Restorer, parse_plan
-from knd.driver.store import PlanRecord, StateStore
+from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.errors import NetnsError
 from knd.netns.plan import AttachPlan, HostSide
 from knd.netns.rawlink import LinkFacts
@@ -50,6 +52,92 @@ class ReconcileReport:
     errors: list[str] = field(default_factory=list)
     #: devices whose host state was captured again after a node reboot
     recaptured: list[str] = field(default_factory=list)
+    #: claims (ns/name) put back into a lost store from their pending-restore records
+    rebuilt: list[str] = field(default_factory=list)
+    #: devices of claims gone from the API server, brought home from their records
+    released: list[str] = field(default_factory=list)
+
+
+def rebuild_from_records(
+    store: StateStore,
+    records: RestoreRecords,
+    reader: ClaimReader,
+    restorer: Restorer,
+    *,
+    metrics: DriverMetrics | None = None,
+    out: ReconcileReport | None = None,
+) -> ReconcileReport:
+    """The store lost prepared claims (deleted, emptied or truncated; or moved aside after
+    corruption) while pending-restore records remain: rebuild what can be rebuilt.
+
+    Per claim of the records that the store does not know: a claim that still exists on the
+    API server with the same UID is put back into the store (claim, pod, plans; the pod's netns
+    is unknown, so the next Synchronize re-attaches in place); a claim that is gone has its
+    devices brought home (host-only restore by identity; retried and watched for if not in
+    the host yet). What cannot be rebuilt (API server unreachable, unreadable record) is logged
+    as an error, counted and listed in `errors`; its records stay for the next start."""
+    out = out if out is not None else ReconcileReport()
+
+    def error(message: str) -> None:
+        out.errors.append(message)
+        log.error("rebuild: %s", message)
+        if metrics is not None:
+            metrics.reconcile_errors.inc()
+
+    loaded, problems = records.load()
+    for problem in problems:
+        error(f"unreadable pending-restore record: {problem}")
+    missing: dict[str, list[RestoreRecord]] = {}
+    for record in loaded:
+        if store.claim(record.claim_uid) is None:
+            missing.setdefault(record.claim_uid, []).append(record)
+    if not missing:
+        return out
+    log.error(
+        "state store %s: %d prepared claim(s) have pending-restore records but no entry in the "
+        "store (the store was %s); rebuilding them from the records and the API server",
+        store.path,
+        len(missing),
+        "emptied, truncated or replaced" if store.created else "changed behind knd's back",
+    )
+    for claim_uid, recs in missing.items():
+        first = recs[0]
+        who = f"claim {first.namespace}/{first.name} (UID {claim_uid})"
+        rows = [
+            PlanRecord(r.claim_uid, r.pool, r.device, r.request, r.pod_uid, dict(r.plan), r.profile)
+            for r in recs
+        ]
+        try:
+            try:
+                claim = reader.get(first.namespace, first.name)
+                live = (claim.get("metadata") or {}).get("uid") == claim_uid
+            except ClaimNotFoundError:
+                live = False
+            if live:
+                store.save_prepared(
+                    ClaimRecord(
+                        claim_uid,
+                        first.namespace,
+                        first.name,
+                        first.pod_uid,
+                        first.prepared_at,
+                        dict(first.result),
+                    ),
+                    PodRecord(first.pod_uid, first.namespace, ""),
+                    rows,
+                )
+                out.rebuilt.append(f"{first.namespace}/{first.name}")
+                continue
+            pairs = [(row, parse_plan(row)) for row in rows]
+            for result in restorer.release_orphans(pairs):
+                out.released.append(f"{result.device}: {result.outcome}")
+        except Exception as exc:  # TransientError (API server), StoreError, a bad plan
+            error(f"{who} cannot be rebuilt: {exc}; its pending-restore records are kept")
+    if out.rebuilt:
+        log.warning("rebuild: claims put back into the store: %s", ", ".join(out.rebuilt))
+    if out.released:
+        log.warning("rebuild: devices of deleted claims: %s", ", ".join(out.released))
+    return out
 
 
 def recapture_after_reboot(

@@ -200,6 +200,11 @@ class Restorer:
                         )
         return problems
 
+    def release_orphans(self, pairs: Sequence[tuple[PlanRecord, AttachPlan]]) -> list[Detached]:
+        """Devices whose claim is gone (found only in pending-restore records): bring them
+        home by identity; their records go once they are home."""
+        return self._bring_home(pairs, None, "rebuild", released=True)
+
     def restore_vanished(
         self, pod_uid: str, pairs: Sequence[tuple[PlanRecord, AttachPlan]]
     ) -> list[Detached]:

@@ -52,6 +52,20 @@ class StoreError(RuntimeError):
     """The state store cannot be opened or written (fatal at start-up; claim error in prepare)."""
 
 
+_CORRUPT: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CORRUPT_INDEX"})
+
+
+def corrupt_message(path: Path, detail: str) -> str:
+    """What a corrupt store means and how to recover (the StoreError's message)."""
+    return (
+        f"state store {path} is corrupt ({detail}). knd refuses to start rather than forget "
+        f"which devices it moved. To recover: stop knd, move the file aside (mv {path} "
+        f"{path}.corrupt, and its -wal/-shm files), then start knd: it rebuilds the prepared "
+        f"claims from the pending-restore records in {path}.restore/ and the claims on the API "
+        "server, and reports what it could not rebuild. Keep the .restore directory."
+    )
+
+
 MIGRATIONS: Final[tuple[str, ...]] = (
     # 0 -> 1: the initial schema.
     """
@@ -96,6 +110,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3 -> 4: the note of the pod's last attach (e.g. healed after a restart), re-reported.
+    """
+    ALTER TABLE pods ADD COLUMN attach_note TEXT;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -111,6 +129,7 @@ class PodRecord:
     name: str
     netns: str | None = None
     last_nri_activity: float | None = None
+    attach_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +180,28 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self.created = self._is_empty()
+            self._check_integrity()
             self._migrate()
             self._note_boot(read_boot_id() if boot_id is None else boot_id)
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "") in _CORRUPT or "integrity" in str(exc):
+                raise StoreError(corrupt_message(self.path, str(exc))) from None
+            raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
 
     # -- plumbing ----------------------------------------------------------------------------
+    def _is_empty(self) -> bool:
+        """No schema yet: a new file, or one emptied or truncated to 0 bytes."""
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0]) == 0
+
+    def _check_integrity(self) -> None:
+        rows = self._db.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            problems = "; ".join(str(r[0]) for r in rows[:5])
+            raise sqlite3.DatabaseError(f"integrity check failed: {problems}")
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
@@ -345,7 +380,8 @@ class StateStore:
     def pod(self, uid: str) -> PodRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT uid, namespace, name, netns, last_nri_activity FROM pods WHERE uid = ?",
+                "SELECT uid, namespace, name, netns, last_nri_activity, attach_note FROM pods "
+                "WHERE uid = ?",
                 (uid,),
             ).fetchone()
         return None if row is None else PodRecord(*row)
@@ -362,13 +398,16 @@ class StateStore:
         with self._tx() as db:
             db.execute("UPDATE pods SET netns = ? WHERE uid = ?", (netns, pod_uid))
 
-    def record_attach(self, pod_uid: str, netns: str, when: float | None = None) -> None:
-        """RunPodSandbox succeeded: the pod's netns and its NRI activity, in one transaction
-        (one fsync on the hook's path instead of two)."""
+    def record_attach(
+        self, pod_uid: str, netns: str, when: float | None = None, note: str | None = None
+    ) -> None:
+        """RunPodSandbox succeeded: the pod's netns, its NRI activity and the attach's note
+        (kept for later status re-assertions), in one transaction (one fsync on the hook's
+        path instead of two)."""
         with self._tx() as db:
             db.execute(
-                "UPDATE pods SET netns = ?, last_nri_activity = ? WHERE uid = ?",
-                (netns, time.time() if when is None else when, pod_uid),
+                "UPDATE pods SET netns = ?, last_nri_activity = ?, attach_note = ? WHERE uid = ?",
+                (netns, time.time() if when is None else when, note or None, pod_uid),
             )
 
     def touch_nri_activity(self, pod_uid: str, when: float | None = None) -> None:
