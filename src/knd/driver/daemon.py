@@ -197,6 +197,7 @@ class Daemon:
                     conditions=(Condition("Ready", False, reason, message),),
                 )
             ],
+            uid=claim.uid,
         )
 
     def _close_store(self) -> None:

@@ -184,7 +184,7 @@ class NetworkHooks:
         for claim_uid, entries in by_claim.items():
             claim = self.store.claim(claim_uid)
             if claim is not None:
-                self.status.submit(claim.namespace, claim.name, entries)
+                self.status.submit(claim.namespace, claim.name, entries, uid=claim.uid)
 
     # -- hooks ----------------------------------------------------------------------------
     def run_pod_sandbox(self, pod: PodInfo) -> None:
