@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,32 @@ class Step:
     def stop(self) -> None:
         if self.on_stop is not None:
             self.on_stop()
+
+
+def build_hooks(
+    store: StateStore,
+    status: StatusWriter | None,
+    metrics: DriverMetrics,
+    restorer: Restorer,
+    *,
+    node_addresses: Callable[[], frozenset[str]] = frozenset,
+    attach_pause: tuple[str, float] | None = None,
+) -> tuple[NetworkHooks, LeaseKeeper]:
+    """The NRI hooks and their DHCP lease keeper (started), wired as the daemon runs them
+    (also used by bench/pod_startup.py, so the benchmark measures the daemon's hooks)."""
+    leases = LeaseKeeper(count=lambda result: metrics.dhcp_renewals.labels(result).inc())
+    leases.start()
+    hooks = NetworkHooks(
+        store=store,
+        status=status,
+        metrics=metrics,
+        attach_pause=attach_pause,
+        leases=leases,
+        restorer=restorer,
+        node_addresses=node_addresses,
+    )
+    leases.set_observer(hooks.report_lease)
+    return hooks, leases
 
 
 def _capture_host_side(ifname: str) -> HostSide:
@@ -287,21 +314,15 @@ class Daemon:
             self.kubelet.stop()
 
     def _start_nri(self) -> None:
-        assert self.store is not None
-        self.leases = LeaseKeeper(
-            count=lambda result: self.metrics.dhcp_renewals.labels(result).inc()
-        )
-        self.leases.start()
-        self.hooks = NetworkHooks(
-            store=self.store,
-            status=self.status,
-            metrics=self.metrics,
-            attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
-            leases=self.leases,
-            restorer=self.restorer,
+        assert self.store is not None and self.restorer is not None
+        self.hooks, self.leases = build_hooks(
+            self.store,
+            self.status,
+            self.metrics,
+            self.restorer,
             node_addresses=self.node_addresses.cached,
+            attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
         )
-        self.leases.set_observer(self.hooks.report_lease)
         cfg = PluginConfig(
             socket_path=self.opts.nri_socket,
             name=self.opts.nri_plugin_name,
