@@ -395,6 +395,8 @@ def test_32_pods_with_nics_started_concurrently(runtime: dict[str, Any], fnode: 
     assert calls - before >= 32
     hist = "knd_driver_nri_plugin_requests_latency_seconds"
     total = daemon.metric(f"{hist}_count", 'method="RunPodSandbox"')
+    # The only timing asserted: the NRI contract deadline (2 s), against hooks that take
+    # ~20-50 ms here (a margin far above 5x); never a performance number.
     within = daemon.metric(f"{hist}_bucket", 'method="RunPodSandbox"', 'le="2.0"')
     assert within == total, f"{total - within} RunPodSandbox hook(s) over the 2 s budget"
     stoppers = [threading.Thread(target=fnode.delete_pod, args=(p,)) for p in pods]
