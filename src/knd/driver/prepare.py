@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from knd.api.config import NetworkConfig
@@ -137,9 +137,12 @@ class PrepareEngine:
     # -- prepare -----------------------------------------------------------------------------
     def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareResult]:
         results: dict[str, PrepareResult] = {}
-        for ref in claims:
-            with self._locks.hold(ref.uid):
-                results[ref.uid] = self._prepare_one(ref)
+        # one host snapshot for every device of the call, when the builder offers it
+        batch = getattr(self.plan_builder, "batch", None)
+        with batch() if batch is not None else nullcontext():
+            for ref in claims:
+                with self._locks.hold(ref.uid):
+                    results[ref.uid] = self._prepare_one(ref)
         return results
 
     def _prepare_one(self, ref: ClaimRef) -> PrepareResult:

@@ -192,6 +192,9 @@ class LinkFacts:
     perm_mac: str | None = None
     #: The parent device's name (`0000:8a:00.0` for a PCI NIC; Linux >= 5.16), else None.
     parent_dev: str | None = None
+    mtu: int | None = None
+    up: bool = False
+    alias: str | None = None
 
 
 def _mac_text(payload: bytes) -> str | None:
@@ -202,8 +205,10 @@ def _mac_text(payload: bytes) -> str | None:
 
 def _facts(data: bytes, offset: int, length: int) -> LinkFacts:
     """Decode the RTM_NEWLINK message at `offset` (`length` bytes)."""
-    (index,) = struct.unpack_from("=i", data, offset + 16 + 4)
+    index, flags = struct.unpack_from("=iI", data, offset + 16 + 4)
     name, mac, perm, parent, sizes = "", None, None, None, []
+    mtu: int | None = None
+    alias: str | None = None
     pos = offset + 16 + 16  # nlmsghdr + ifinfomsg
     while pos + 4 <= offset + length:
         alen, atype = struct.unpack_from("=HH", data, pos)
@@ -219,10 +224,16 @@ def _facts(data: bytes, offset: int, length: int) -> LinkFacts:
             perm = _mac_text(payload)
         elif atype == IFLA_PARENT_DEV_NAME:
             parent = payload.split(b"\0", 1)[0].decode("ascii", "replace") or None
+        elif atype == IFLA_MTU and len(payload) >= 4:
+            (mtu,) = struct.unpack_from("=I", payload)
+        elif atype == IFLA_IFALIAS:
+            alias = payload.split(b"\0", 1)[0].decode("utf-8", "replace") or None
         elif atype in SIZE_ATTRS and len(payload) >= 4:
             sizes.append((atype, struct.unpack_from("=I", payload)[0]))
         pos += (alen + 3) & ~3
-    return LinkFacts(int(index), name, mac, tuple(sorted(sizes)), perm, parent)
+    return LinkFacts(
+        int(index), name, mac, tuple(sorted(sizes)), perm, parent, mtu, bool(flags & IFF_UP), alias
+    )
 
 
 def decode_link(data: bytes, seq: int) -> tuple[bool, LinkFacts | None]:
@@ -312,9 +323,9 @@ class LinkSocket:
                         out.append(_facts(data, offset, length))
                 offset += (length + 3) & ~3
 
-    def _dump_or_get(self, kind: int, flags: int, body: bytes, want: int) -> list[bytes]:
-        """Send one request; the payloads (after nlmsghdr) of its `want` answers. A get that
-        fails answers NLMSG_ERROR: raised as OSError."""
+    def request_all(self, kind: int, flags: int, body: bytes, want: int) -> list[bytes]:
+        """Send one request (a dump with NLM_F_DUMP); the payloads (after nlmsghdr) of its
+        `want` answers. An NLMSG_ERROR answer is raised as OSError."""
         seq = next(_seq) & 0x7FFFFFFF
         self.sock.send(_message(kind, NLM_F_REQUEST | flags, seq, body))
         out: list[bytes] = []
@@ -356,7 +367,7 @@ class LinkSocket:
                 body = struct.pack(
                     "=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0
                 ) + _attr(RTA_OIF, struct.pack("=I", index))
-                for msg in strict._dump_or_get(RTM_GETROUTE, NLM_F_DUMP, body, RTM_NEWROUTE):
+                for msg in strict.request_all(RTM_GETROUTE, NLM_F_DUMP, body, RTM_NEWROUTE):
                     dst_len, table, rtype = msg[1], msg[4], msg[7]
                     if dst_len == 0 and table == RT_TABLE_MAIN and rtype == RTN_UNICAST:
                         return True
@@ -368,7 +379,7 @@ class LinkSocket:
         """The IP addresses (without prefix length) on link `index` (one address dump)."""
         out: set[str] = set()
         body = struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
-        for msg in self._dump_or_get(RTM_GETADDR, NLM_F_DUMP, body, RTM_NEWADDR):
+        for msg in self.request_all(RTM_GETADDR, NLM_F_DUMP, body, RTM_NEWADDR):
             family, _plen, _flags, _scope, ifindex = struct.unpack_from("=BBBBI", msg, 0)
             if ifindex != index:
                 continue

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from knd.netns.plan import MAIN_TABLE
 from knd.netns.rawlink import LinkSocket
+from knd.netns.snapshot import HostSnapshot
 
 
 def uplink_problem(
@@ -28,4 +30,24 @@ def uplink_problem(
                 f"interface {ifname} now holds the node's address(es) {', '.join(held)}; knd "
                 "never moves the node's own interface into a pod"
             )
+    return None
+
+
+def uplink_problem_in(
+    snapshot: HostSnapshot, index: int, ifname: str, node_addresses: Collection[str] = ()
+) -> str | None:
+    """`uplink_problem` answered from a host snapshot (prepare: no extra dumps)."""
+    for r in snapshot.routes:
+        through = r.oif == index or index in r.multipath_oifs
+        if through and r.dst_len == 0 and r.table == MAIN_TABLE and r.rtype == 1:
+            return (
+                f"interface {ifname} carries the node's default route; knd never moves the "
+                "node's uplink into a pod"
+            )
+    held = sorted({a.address for a in snapshot.addresses if a.index == index} & set(node_addresses))
+    if held:
+        return (
+            f"interface {ifname} holds the node's address(es) {', '.join(held)}; knd never "
+            "moves the node's own interface into a pod"
+        )
     return None
