@@ -71,6 +71,15 @@ def _host_links() -> list[LinkFacts]:
         lsock.close()
 
 
+def _in_host(plan: AttachPlan, links: list[LinkFacts]) -> bool:
+    """Whether `plan`'s device is among the host's `links` (by identity)."""
+    if plan.host is None:
+        return False
+    pod_name = plan.pod.name if plan.pod is not None else None
+    pod_mac = plan.pod.mac if plan.pod is not None else None
+    return match_link(links, plan.host, pod_name, pod_mac) is not None
+
+
 def _key(record: PlanRecord) -> tuple[str, str]:
     return (record.pool, record.device)
 
@@ -113,6 +122,7 @@ class Restorer:
         #: (pod UID, device) brought home since the pod's last attach.
         self._home: set[tuple[str, str]] = set()
         self._poked = False
+        self._plan_cache: dict[tuple[str, str], tuple[str, AttachPlan]] = {}
         self._stop = False
         self._thread: threading.Thread | None = None
 
@@ -349,20 +359,32 @@ class Restorer:
 
     def check_handback(self) -> list[str]:
         """Devices of attached pods (or waiting for a retry) that are in the host now: the
-        kernel handed them back from a destroyed netns. Restore each; returns their names."""
-        with self.lock:
-            candidates = self._candidates()
+        kernel handed them back from a destroyed netns. Restore each; returns their names.
+
+        The search (store reads, one link dump) runs without `lock`, so NRI attaches never
+        wait for it; only a device found in the host is re-checked and restored under it."""
+        try:
+            candidates = [(r, p) for r, p in self._candidates() if p.host is not None]
             if not candidates:
                 return []
+            links = self.host_links()
+        except OSError as exc:
+            log.warning("hand-back check: cannot list the host's links: %s", exc)
+            return []
+        suspects = [(r, p) for r, p in candidates if _in_host(p, links)]
+        if not suspects:
+            return []
+        found: list[str] = []
+        with self.lock:
             try:
-                links = self.host_links()
+                links = self.host_links()  # again, under the lock: an attach may have run
+                fresh = {(_key(r), r.pod_uid) for r, _ in self._candidates()}
             except OSError as exc:
                 log.warning("hand-back check: cannot list the host's links: %s", exc)
                 return []
-            found: list[str] = []
-            for record, plan in candidates:
-                if plan.host is None:
-                    continue
+            for record, plan in suspects:
+                if (_key(record), record.pod_uid) not in fresh:
+                    continue  # attached again or home meanwhile
                 result = self._restore_if_in_host(plan, links)
                 if result is None:
                     continue
@@ -391,10 +413,7 @@ class Restorer:
 
     def _restore_if_in_host(self, plan: AttachPlan, links: list[LinkFacts]) -> Detached | None:
         """Restore `plan`'s device if it is in the host (a host-only detach), else None."""
-        assert plan.host is not None
-        pod_name = plan.pod.name if plan.pod is not None else None
-        pod_mac = plan.pod.mac if plan.pod is not None else None
-        if match_link(links, plan.host, pod_name, pod_mac) is None:
+        if not _in_host(plan, links):
             return None
         try:
             result = self.detach_fn([plan], None)[0]
@@ -414,11 +433,27 @@ class Restorer:
             for record in self.store.plans_for_pod(pod_uid):
                 if _key(record) in seen or (pod_uid, record.device) in home:
                     continue
-                try:
-                    out.append((record, parse_plan(record)))
-                except NetnsError:
-                    log.exception("hand-back check: unusable plan for %s", record.device)
+                plan = self._parsed(record)
+                if plan is not None:
+                    out.append((record, plan))
         return out
+
+    def _parsed(self, record: PlanRecord) -> AttachPlan | None:
+        """The record's plan, decoded once per plan content (the hand-back check runs on every
+        link event burst)."""
+        text = json.dumps(record.plan, sort_keys=True)
+        cached = self._plan_cache.get(_key(record))
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        try:
+            plan = AttachPlan.from_json(text)
+        except NetnsError:
+            log.exception("hand-back check: unusable plan for %s", record.device)
+            return None
+        if len(self._plan_cache) > 4096:
+            self._plan_cache.clear()
+        self._plan_cache[_key(record)] = (text, plan)
+        return plan
 
     # -- reporting --------------------------------------------------------------------------
     def _report(self, record: PlanRecord, reason: str, message: str) -> None:
