@@ -119,16 +119,15 @@ def restorer_for(
     store: StateStore, records: RestoreRecords, kernel: Kernel, reports: Reports, **kw: object
 ) -> tuple[Restorer, DriverMetrics]:
     metrics = DriverMetrics()
+    options: dict[str, object] = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, **kw}
     r = Restorer(
         store,
         records,
         detach_fn=kernel.detach,
         metrics=metrics,
         report=reports,
-        backoff_initial_s=0.01,
-        backoff_max_s=0.05,
         host_links=kernel.host_links,
-        **kw,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
     )
     return r, metrics
 
@@ -386,3 +385,33 @@ def test_an_emptied_store_is_rebuilt_from_records_and_the_api_server(
     assert "emptied, truncated or replaced" in caplog.text
     assert metrics.registry.get_sample_value("knd_driver_reconcile_errors_total") == 1
     store.close()
+
+
+def test_a_restart_never_resurrects_a_claim_unprepared_while_its_device_was_away(
+    store: StateStore, tmp_path: Path
+) -> None:
+    """Unprepare while the device cannot be found: the record stays (the device must still
+    come home) but is marked released, so the rebuild at the next start, even with the claim
+    still on the API server, brings the device home instead of putting the claim back."""
+    records = RestoreRecords(tmp_path / "records")
+    kernel, reports = Kernel(), Reports()
+    prepare(store, records, {"dev-a": make_plan("dev-a", "eth1", "02:00:00:00:00:0a")})
+    store.record_attach(POD, NETNS)
+    restorer, _ = restorer_for(
+        store, records, kernel, reports, backoff_initial_s=60.0, backoff_max_s=60.0
+    )
+    engine = PrepareEngine(
+        driver="dra.net", store=store, reader=None, events=None,  # type: ignore[arg-type]
+        records=records, restorer=restorer,
+    )  # fmt: skip
+    kernel.fail["dev-a"] = ["move-back"]
+    assert engine.unprepare([ClaimRef("ns", "c-1", "c-1")]) == {"c-1": ""}
+    restorer.stop()
+    kept = records.get("node", "dev-a")
+    assert kept is not None and kept.released and store.claim("c-1") is None
+    # knd restarts: the claim still exists on the API server (same UID)
+    again, _ = restorer_for(store, records, kernel, reports)
+    report = rebuild_from_records(store, records, Claims({"c-1": "c-1"}, set()), again)
+    again.stop()
+    assert report.rebuilt == [] and store.claim("c-1") is None
+    assert report.released == ["dev-a: restored"] and records.get("node", "dev-a") is None

@@ -70,8 +70,9 @@ def rebuild_from_records(
     """The store lost prepared claims (deleted, emptied or truncated; or moved aside after
     corruption) while pending-restore records remain: rebuild what can be rebuilt.
 
-    Per claim of the records that the store does not know: a claim that still exists on the
-    API server with the same UID is put back into the store (claim, pod, plans; the pod's netns
+    Per claim of the records that the store does not know: a claim the kubelet unprepared
+    (`released` records) is never put back; a claim that still exists on the API server with
+    the same UID is put back into the store (claim, pod, plans; the pod's netns
     is unknown, so the next Synchronize re-attaches in place); a claim that is gone has its
     devices brought home (host-only restore by identity; retried and watched for if not in
     the host yet). What cannot be rebuilt (API server unreachable, unreadable record) is logged
@@ -108,11 +109,14 @@ def rebuild_from_records(
             for r in recs
         ]
         try:
-            try:
-                claim = reader.get(first.namespace, first.name)
-                live = (claim.get("metadata") or {}).get("uid") == claim_uid
-            except ClaimNotFoundError:
-                live = False
+            if any(r.released for r in recs):
+                live = False  # unprepared by the kubelet: only its devices are left to bring home
+            else:
+                try:
+                    claim = reader.get(first.namespace, first.name)
+                    live = (claim.get("metadata") or {}).get("uid") == claim_uid
+                except ClaimNotFoundError:
+                    live = False
             if live:
                 store.save_prepared(
                     ClaimRecord(

@@ -7,8 +7,9 @@ the answer kubelet got), the pod UID, the pool/device/request, the AttachPlan (h
 captured at prepare) and its profile.
 
 Lifetime: written by prepare before the plan is persisted (so before any NRI hook can move the
-device); removed only once the device is known to be home after its claim was unprepared
-(knd.driver.restorer). A device whose record exists may be away from the host.
+device); marked `released` when its claim is unprepared while the device is not home yet (so
+a restart never puts that claim back into the store), and removed once the device is home
+after the unprepare (knd.driver.restorer). A device whose record exists may be away from the host.
 
 Layout: `<dir>/<sha256(pool/device)[:32]>.json`, 0600 in a 0700 directory; written to a
 temporary file and renamed (atomic: a reader sees the old record or the new one). Not fsync'd,
@@ -46,6 +47,7 @@ _FIELDS: Final = (
     "profile",
     "prepared_at",
     "result",
+    "released",
 )
 
 
@@ -66,6 +68,8 @@ class RestoreRecord:
     profile: str | None = None
     prepared_at: float = 0.0
     result: Mapping[str, Any] = field(default_factory=dict)
+    #: the claim was unprepared; the record stays only until the device is home
+    released: bool = False
 
     def to_json(self) -> str:
         body: dict[str, Any] = {"version": RECORD_VERSION}
@@ -99,6 +103,9 @@ class RestoreRecord:
         result = data.get("result", {})
         if not isinstance(result, dict):
             raise RecordError(f"{where}: field result must be an object")
+        released = data.get("released", False)
+        if not isinstance(released, bool):
+            raise RecordError(f"{where}: field released must be a boolean")
         return cls(
             claim_uid=data["claim_uid"],
             namespace=data["namespace"],
@@ -111,6 +118,7 @@ class RestoreRecord:
             profile=profile,
             prepared_at=float(prepared_at),
             result=result,
+            released=released,
         )
 
 

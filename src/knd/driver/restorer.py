@@ -24,6 +24,7 @@ Budget: one restore is a few netlink requests (~1-5 ms); a hand-back check is on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -204,6 +205,7 @@ class Restorer:
             if maybe_away:
                 for result in self._bring_home(maybe_away, netns, "unprepare", released=True):
                     if not result.home:
+                        self._mark_released(group[0][0].pool, result.device)
                         problems.append(
                             f"{result.device}: not home yet ({result.outcome}: "
                             f"{'; '.join(result.errors) or 'not found'}); knd keeps retrying"
@@ -300,6 +302,18 @@ class Restorer:
                 "knd retries with backoff",
             )
         self.start()
+
+    def _mark_released(self, pool: str, device: str) -> None:
+        """The claim is unprepared but the device is not home: its record must never bring
+        the claim back into the store (knd.driver.reconcile.rebuild_from_records)."""
+        if self.records is None:
+            return
+        try:
+            record = self.records.get(pool, device)
+            if record is not None and not record.released:
+                self.records.write(dataclasses.replace(record, released=True))
+        except (OSError, ValueError):
+            log.exception("cannot mark the restore record of %s released", device)
 
     def _drop_record(self, record: PlanRecord) -> None:
         if self.records is None:
