@@ -5,8 +5,8 @@ back from a destroyed netns is noticed through netlink link events and restored.
 No device on this kernel survives its netns (a veth dies with it), so the kernel's hand-back
 of a physical NIC is EMULATED: after the pod netns is deleted, a link appears in the host the
 way the kernel returns a physical NIC (down, with the MAC it had in the pod, under its
-pod-side name or `devN`). The real hand-back is proved on a VM with an emulated PCI NIC
-(docs/testing-faults.md)."""
+pod-side name or `devN`). The real hand-back is to be proved on a VM with an emulated PCI
+NIC (not in this suite yet)."""
 
 from __future__ import annotations
 

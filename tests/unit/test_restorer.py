@@ -5,7 +5,8 @@ often) and a scripted host link table (what the kernel shows in the host).
 The kernel's hand-back of a physical NIC from a destroyed netns is EMULATED here: the link
 table simply starts listing the device under its pod-side name or `devN` with the MAC it had
 in the pod. tests/netns/test_restore_guarantee.py emulates it with real links; the real
-hand-back of a physical NIC is proved on a VM (docs/testing-faults.md)."""
+hand-back of a physical NIC is to be proved on a VM with an emulated PCI NIC
+(not in this suite yet)."""
 
 from __future__ import annotations
 
