@@ -7,8 +7,15 @@ lines cannot switch netns). Runs are interleaved, the order alternating, with a 
 between timed runs. Also an 8-NIC pod vs a 1-NIC pod (the kernel serialises netns moves under
 the RTNL lock, ~15-25 ms each on the lab VM, so this ratio is bounded by the kernel).
 
+The kernel's floor is measured in the same run: the bare netns move of a device of the same
+kind (one RTM_NEWLINK with IFLA_NET_NS_FD, in-process over raw netlink, socket and netns fd
+opened beforehand), and eight of them for the 8-NIC pod. Moves serialise in the kernel, so
+this is the honest limit: `floor_ratio` = knd 1-NIC attach p50 / bare move p50 and
+`eight_nic_floor_ratio` = knd 8-NIC attach p50 / eight bare moves p50 (goals: <= 1.25).
+
 Needs root. Prints per-NIC p50/p99 and ratios, then one line `RESULT {json}` with
-attach_p50_ms, attach_p99_ms, iproute2_p50_ms, attach_ratio, eight_nic_ratio.
+attach_p50_ms, attach_p99_ms, iproute2_p50_ms, attach_ratio, eight_nic_ratio, floor_p50_ms,
+floor_ratio, eight_nic_floor_ratio.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from knd.netns.builder import build_plan
 from knd.netns.capture import capture_host_state
 from knd.netns.detach import detach
 from knd.netns.plan import AttachPlan
+from knd.netns.rawlink import LinkSocket
 
 
 def pct(values: list[float], q: float) -> float:
@@ -112,6 +120,22 @@ def run_iproute2(name: str, ns: str, i: int) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def bare_moves(names: list[str], ns: str) -> float:
+    """The kernel floor: move `names` into `ns`, one raw RTM_NEWLINK each (ms)."""
+    lsock = LinkSocket()
+    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        indexes = [lsock.index_of(n) for n in names]
+        t0 = time.perf_counter()
+        for index in indexes:
+            assert index is not None
+            lsock.setlink(index, netns_fd=fd)
+        return (time.perf_counter() - t0) * 1000
+    finally:
+        os.close(fd)
+        lsock.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--nics", type=int, default=40, help="single-NIC runs per tool")
@@ -123,10 +147,12 @@ def main() -> None:
     knd_attach: list[float] = []
     knd_detach: list[float] = []
     ip_attach: list[float] = []
+    floor: list[float] = []
     try:
         for i in range(args.nics + 3):  # the first 3 rounds warm up and are discarded
             name, ns = env.veth(), env.netns()
             name2, ns2 = env.veth(), env.netns()
+            name3, ns3 = env.veth(), env.netns()
             plan = plan_for(name, i, 0)
 
             def run_knd(plan: AttachPlan = plan, ns: str = ns) -> tuple[float, float]:
@@ -146,18 +172,23 @@ def main() -> None:
                 a_ms, d_ms = run_knd()
                 settle()
                 ip_ms = run_iproute2(name2, ns2, i)
+            settle()
+            floor_ms = bare_moves([name3], ns3)
             if i >= 3:
                 knd_attach.append(a_ms)
                 knd_detach.append(d_ms)
                 ip_attach.append(ip_ms)
+                floor.append(floor_ms)
             env.cleanup()
 
         one: list[float] = []
         eight: list[float] = []
+        eight_floor: list[float] = []
         for r in range(args.pods8 + 1):
-            ns, ns8 = env.netns(), env.netns()
+            ns, ns8, nsf = env.netns(), env.netns(), env.netns()
             plan1 = plan_for(env.veth(), 300 + r, 0)
             plans = [plan_for(env.veth(), 100 + r, k) for k in range(8)]
+            bare = [env.veth() for _ in range(8)]
             settle()
             t0 = time.perf_counter()
             attach([plan1], f"/run/netns/{ns}")
@@ -166,9 +197,12 @@ def main() -> None:
             t0 = time.perf_counter()
             attach(plans, f"/run/netns/{ns8}")
             eight_ms = (time.perf_counter() - t0) * 1000
+            settle()
+            floor8_ms = bare_moves(bare, nsf)
             if r > 0:
                 one.append(one_ms)
                 eight.append(eight_ms)
+                eight_floor.append(floor8_ms)
             env.cleanup()
     finally:
         env.cleanup()
@@ -178,17 +212,23 @@ def main() -> None:
     i50, i99 = statistics.median(ip_attach), pct(ip_attach, 0.99)
     d50, d99 = statistics.median(knd_detach), pct(knd_detach, 0.99)
     o50, e50 = statistics.median(one), statistics.median(eight)
+    f50, f8 = statistics.median(floor), statistics.median(eight_floor)
     print(f"per-NIC attach  knd     p50 {a50:7.2f} ms  p99 {a99:7.2f} ms  (n={len(knd_attach)})")
     print(f"per-NIC attach  iproute2 p50 {i50:7.2f} ms  p99 {i99:7.2f} ms  (ip -batch, 2 procs)")
     print(f"per-NIC detach  knd     p50 {d50:7.2f} ms  p99 {d99:7.2f} ms  (move back + restore)")
     print(f"attach ratio knd/iproute2 (p50): {a50 / i50:.2f}")
     print(f"1-NIC pod p50 {o50:.2f} ms; 8-NIC pod p50 {e50:.2f} ms; ratio {e50 / o50:.2f}")
+    print(f"kernel floor: bare move p50 {f50:.2f} ms; knd/floor {a50 / f50:.2f}")
+    print(f"kernel floor: eight bare moves p50 {f8:.2f} ms; knd 8-NIC/floor {e50 / f8:.2f}")
     result = {
         "attach_p50_ms": round(a50, 3),
         "attach_p99_ms": round(a99, 3),
         "iproute2_p50_ms": round(i50, 3),
         "attach_ratio": round(a50 / i50, 3),
         "eight_nic_ratio": round(e50 / o50, 3),
+        "floor_p50_ms": round(f50, 3),
+        "floor_ratio": round(a50 / f50, 3),
+        "eight_nic_floor_ratio": round(e50 / f8, 3),
     }
     print("RESULT " + json.dumps(result, sort_keys=True))
 

@@ -1,17 +1,21 @@
 """Restart and fault tests: `knd driver` (a real process) is killed with SIGKILL at four points of
-a pod's life and started again, on real containerd 2.x (20 runs per point) and 1.7 (3 runs per
-point; `KND_FAULT_RUNS` overrides both).
+a pod's life and started again, on real containerd 2.x and 1.7 alike (20 runs per point each;
+`KND_FAULT_RUNS` overrides both).
 
 Kill points, each observed from outside the daemon (docs/operations.md):
   (a) after NodePrepareResources answered, before RunPodSandbox — the runtime starts the pod
       without knd; the restarted knd heals it at NRI Synchronize;
   (b) during attach — the daemon runs with the test-only `KND_FAULT_ATTACH_PAUSE` and is killed
-      when it logs the pause, half of the runs before the `move` step (NIC down in the host),
-      half before the `address` step (NIC in the pod, unconfigured);
+      when it logs the pause; the runs cycle through every attach step a veth goes through
+      (`lookup` … `neighbor`, knd.netns.attach.STEPS without `rdma`), so each step is a kill
+      point at least once per runtime: before `move` the NIC is in the host (maybe set down),
+      from `pod-lookup` on it is in the pod, configured up to that step;
   (c) after attach (RunPodSandbox answered, NIC configured in the pod);
   (d) before StopPodSandbox — the pod is stopped and removed while knd is dead.
 
-Asserted on every run: the pod either runs with its NIC configured (MTU, address, up, seen in
+Each kill point asserts the outcome it must have (EXPECTED: what the runtime and knd do there,
+docs/operations.md); an outcome outside that set fails the test. Also asserted on every run:
+the pod either runs with its NIC configured (MTU, address, up, seen in
 its netns) and the claim says Ready, or its sandbox failed — never running without it
 unnoticed; after the pod is deleted the NIC is back on the host with its host state (MTU,
 address, up) — except where the kernel destroyed the veth stand-in together with the pod netns
@@ -38,6 +42,7 @@ from typing import Any
 import grpc
 import pytest
 
+from knd.netns.attach import STEPS
 from tests.e2e.conftest import runtime_cmd
 from tests.e2e.knd_node import (
     HOST_STATE,
@@ -52,7 +57,19 @@ from tests.e2e.knd_node import (
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_RUNS = {"2": 20, "1.7": 3}
+DEFAULT_RUNS = {"2": 20, "1.7": 20}
+#: The attach steps a veth stand-in goes through (no RDMA device to move).
+B_STEPS = tuple(s for s in STEPS if s != "rdma")
+#: Per kill point, the (sandbox, NIC) outcomes it may have; `{step}` stands for the step of (b).
+#: Both runtimes start a sandbox whose plugin died mid-call (observed on containerd 2.1.9 and
+#: 1.7.24), so the healing outcome is the expected one; the sandbox-failure branches stay
+#: asserted in full for a runtime that fails the sandbox instead.
+EXPECTED: dict[str, set[tuple[str, str]]] = {
+    "a": {("started without knd; healed at Synchronize", "nic restored")},
+    "b": {("kill before {step}: started; healed at Synchronize", "nic restored")},
+    "c": {("running with NIC across the restart", "nic restored")},
+    "d": {("stopped while knd dead; reconcile: device gone", "veth destroyed with netns")},
+}
 TABLE: dict[str, collections.Counter[tuple[str, str]]] = collections.defaultdict(
     collections.Counter
 )
@@ -167,9 +184,13 @@ def point_a(node: FaultNode, i: int, n: int) -> tuple[str, str]:
     return sandbox, _finish(node, pod, nic_survives=True)
 
 
+def b_step(i: int) -> str:
+    """The attach step run `i` of kill point (b) is killed before (cycling through B_STEPS)."""
+    return B_STEPS[i % len(B_STEPS)]
+
+
 def point_b(node: FaultNode, i: int, n: int) -> tuple[str, str]:
-    # First half before `move`, second half before `address`: one fault restart per half.
-    step = "move" if i < (n + 1) // 2 else "address"
+    step = b_step(i)
     fault = {"KND_FAULT_ATTACH_PAUSE": f"{step}:0.5"}
     if node.env != fault:
         node.kill_daemon()
@@ -195,7 +216,7 @@ def point_b(node: FaultNode, i: int, n: int) -> tuple[str, str]:
         _attached(node, pod, healed=True)
         return f"kill before {step}: started; healed at Synchronize", _finish(node, pod, True)
     # The runtime failed the sandbox and deleted its netns.
-    if step == "move":
+    if B_STEPS.index(step) <= B_STEPS.index("move"):
         assert host_state(pod.nic.host) is not None, "the NIC never left the host"
         node.run_pod(pod)
         _attached(node, pod, healed=False)
@@ -253,6 +274,11 @@ def test_kill_and_restart(runtime: dict[str, Any], fnode: FaultNode, point: str)
             print(f"run {i} of point {point} failed; daemon output tail:\n{log}")
             raise
         TABLE[runtime["version"]][(point, " / ".join(outcome))] += 1
+        expected = {(sandbox.format(step=b_step(i)), nic) for sandbox, nic in EXPECTED[point]}
+        assert outcome in expected, f"kill point ({point}) run {i}: {outcome} not in {expected}"
+    if point == "b":
+        covered = {b_step(i) for i in range(runs)}
+        assert runs < len(B_STEPS) or covered == set(B_STEPS), sorted(set(B_STEPS) - covered)
     if fnode.env:  # leave a daemon without fault injection for the next test
         fnode.kill_daemon()
         fnode.start_daemon()
@@ -369,6 +395,8 @@ def test_32_pods_with_nics_started_concurrently(runtime: dict[str, Any], fnode: 
     assert calls - before >= 32
     hist = "knd_driver_nri_plugin_request_duration_seconds"
     total = daemon.metric(f"{hist}_count", 'method="RunPodSandbox"')
+    # The only timing asserted: the NRI contract deadline (2 s), against hooks that take
+    # ~20-50 ms here (a margin far above 5x); never a performance number.
     within = daemon.metric(f"{hist}_bucket", 'method="RunPodSandbox"', 'le="2.0"')
     assert within == total, f"{total - within} RunPodSandbox hook(s) over the 2 s budget"
     stoppers = [threading.Thread(target=fnode.delete_pod, args=(p,)) for p in pods]

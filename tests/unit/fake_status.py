@@ -14,7 +14,12 @@ class FakeStatus:
         self.submitted: list[tuple[str, str, list[DeviceStatus]]] = []
 
     def submit(
-        self, namespace: str, name: str, devices: Sequence[DeviceStatus], remove: bool = False
+        self,
+        namespace: str,
+        name: str,
+        devices: Sequence[DeviceStatus],
+        remove: bool = False,
+        uid: str | None = None,
     ) -> bool:
         self.submitted.append((namespace, name, list(devices)))
         return True

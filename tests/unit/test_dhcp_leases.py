@@ -262,7 +262,7 @@ def test_hooks_keep_leases_of_attached_pods_and_drop_them_on_stop(store: StateSt
     restarted = keeper(FakeServer(), Clock(0), [])
     h2 = NetworkHooks(
         store=store, status=None, attach_fn=rec.attach, detach_fn=rec.detach,
-        leases=restarted, host_links=set,
+        leases=restarted, host_links=set, netns_exists=lambda _p: True,
     )  # fmt: skip
     h2.synchronize([pod], [])
     assert [t.device for t in restarted.tracked()] == ["dev-a"]

@@ -96,6 +96,7 @@ def hooks(
     status: FakeStatus | None = None,
     links: set[str] | None = None,
     metrics: DriverMetrics | None = None,
+    gone: set[str] | None = None,
 ) -> NetworkHooks:
     return NetworkHooks(
         store=store,
@@ -104,6 +105,7 @@ def hooks(
         attach_fn=rec.attach,
         detach_fn=rec.detach,
         host_links=lambda: links or set(),
+        netns_exists=lambda path: path not in (gone or set()),  # fake paths exist unless gone
     )
 
 
@@ -232,6 +234,38 @@ def test_synchronize_heals_a_pod_that_started_while_knd_was_down(store: StateSto
     h.synchronize([pod(netns="/var/run/netns/cni-9")], [])
     assert len(rec.attached) == 1 and h.last_sync.healed == []
     assert store.plans_for_pod(POD_UID) and store.claim("claim-1") is not None
+
+
+def test_a_second_restart_keeps_the_heal_note(store: StateStore) -> None:
+    rec = Recorder()
+    hooks(store, rec, FakeStatus(), links={"eth1", "eth2"}).synchronize(
+        [pod(netns="/var/run/netns/cni-9")], []
+    )
+    assert len(rec.attached) == 1
+    # knd restarts again: a new daemon finds the pod attached and re-asserts its status
+    status = FakeStatus()
+    again = hooks(store, rec, status, links={"lo"})
+    again.synchronize([pod(netns="/var/run/netns/cni-9")], [])
+    assert len(rec.attached) == 1, "not attached again"
+    ((_, _, devices),) = status.submitted
+    for device in devices:
+        ready = {c.type: c for c in device.conditions}["Ready"]
+        assert ready.status and "after a knd restart" in ready.message
+
+
+def test_a_stopped_sandbox_is_not_healed_after_a_restart(store: StateStore) -> None:
+    """The pod was deleted while knd was down: the runtime may still list its stopped sandbox,
+    whose netns is gone. No attach attempt, and no Ready=False on a claim that is going away."""
+    rec, status, metrics = Recorder(), FakeStatus(), DriverMetrics()
+    h = hooks(
+        store, rec, status, links={"eth1", "eth2"}, metrics=metrics, gone={"/run/netns/cni-old"}
+    )
+    h.synchronize([pod(netns="/run/netns/cni-old")], [])
+    assert rec.attached == [] and status.submitted == []
+    assert h.last_sync.stopped == ["ns/p1"] and h.last_sync.heal_failed == []
+    assert metrics.registry.get_sample_value(
+        "knd_driver_sync_heals_total", {"result": "failed"}
+    ) in (None, 0.0)
 
 
 def test_synchronize_reattaches_a_sandbox_whose_attach_never_completed(

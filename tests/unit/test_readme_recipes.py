@@ -112,7 +112,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     steps = [
         ln.strip()
         for ln in (REPO / ".ci" / "run").read_text().splitlines()
-        if ln.strip() and not ln.lstrip().startswith(("#", "set ", "cd "))
+        if ln.strip() and not ln.lstrip().startswith(("#", "set ", "cd ", "export "))
     ]
     assert TEST_COMMAND in readme_commands()
     assert steps == TEST_COMMAND.split(" && ")

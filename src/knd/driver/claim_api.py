@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from knd.driver.errors import ClaimNotFoundError, TransientError
+from knd.driver.errors import ClaimNotFoundError, PermanentError, TransientError
 from knd.kube.connection import APPLY_PATCH_TYPE, ApiConnection, quote
 from knd.kube.errors import ApiError, NotFoundError
 
@@ -33,9 +33,15 @@ class ClaimReader(Protocol):
 
 class StatusApplier(Protocol):
     def apply_devices(
-        self, namespace: str, name: str, devices: list[dict[str, Any]], manager: str
+        self,
+        namespace: str,
+        name: str,
+        devices: list[dict[str, Any]],
+        manager: str,
+        uid: str | None = None,
     ) -> None:
-        """Server-side apply of `status.devices` (force). Raises TransientError on failure."""
+        """Server-side apply of `status.devices` (force), only to the claim with `uid` when
+        given. Raises PermanentError when retrying cannot help, TransientError otherwise."""
         ...
 
 
@@ -47,6 +53,14 @@ class EventRecorder(Protocol):
 
 def _now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _permanent(exc: ApiError) -> bool:
+    """Retrying cannot help: a 4xx other than 409 (conflict) and 429 (throttled), or a 409
+    from a failed uid precondition (the claim was re-created under the same name)."""
+    if exc.status == 409:
+        return "Precondition failed: UID" in exc.message
+    return 400 <= exc.status < 500 and exc.status != 429
 
 
 def _claim_path(namespace: str, name: str) -> str:
@@ -75,12 +89,20 @@ class KubeClaimApi:
             raise TransientError(f"reading ResourceClaim {namespace}/{name}: {exc}") from exc
 
     def apply_devices(
-        self, namespace: str, name: str, devices: list[dict[str, Any]], manager: str
+        self,
+        namespace: str,
+        name: str,
+        devices: list[dict[str, Any]],
+        manager: str,
+        uid: str | None = None,
     ) -> None:
+        meta = {"name": name, "namespace": namespace}
+        if uid:
+            meta["uid"] = uid  # a precondition: never the status of a re-created namesake
         body = {
             "apiVersion": "resource.k8s.io/v1",
             "kind": "ResourceClaim",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": meta,
             "status": {"devices": devices},
         }
         try:
@@ -93,6 +115,8 @@ class KubeClaimApi:
                 timeout_s=self.timeout_s,
             )
         except ApiError as exc:
+            if _permanent(exc):
+                raise PermanentError(f"applying status of {namespace}/{name}: {exc}") from exc
             raise TransientError(f"applying status of {namespace}/{name}: {exc}") from exc
 
     def warning(self, claim: Claim, reason: str, message: str) -> None:

@@ -14,12 +14,13 @@ comes from `DaemonOptions`, so the lab and the tests run the same daemon against
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,20 @@ from knd.driver.leases import LeaseKeeper, release_from_host
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
+from knd.driver.node_addresses import NodeAddresses
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
+from knd.driver.reconcile import (
+    ReconcileReport,
+    rebuild_from_records,
+    recapture_after_reboot,
+    reconcile,
+)
+from knd.driver.restore_records import RestoreRecords, records_dir_for
+from knd.driver.restorer import Restorer
 from knd.driver.snapshots import DeviceSnapshots, merge, snapshot_of
-from knd.driver.status_writer import StatusWriter
-from knd.driver.store import StateStore
+from knd.driver.status_writer import Condition, DeviceStatus, StatusWriter
+from knd.driver.store import PlanRecord, StateStore
 from knd.host.netlink import LiveNetlink
 from knd.host.netlink_events import NetlinkEvents
 from knd.host.sysfs import SysfsRoot
@@ -50,9 +60,10 @@ from knd.kubelet.health import HealthMonitor
 from knd.kubelet.health_probe import HealthTarget, SysfsLinkProbe
 from knd.kubelet.plugin import KubeletPlugin
 from knd.netns import rdma
-from knd.netns.detach import detach
+from knd.netns.capture import capture_host_state
 from knd.netns.errors import NetnsError
-from knd.netns.plan import AttachPlan
+from knd.netns.plan import AttachPlan, HostSide
+from knd.netns.rawlink import LinkFacts, LinkSocket
 from knd.nri.plugin import NriPlugin, PluginConfig
 
 log = logging.getLogger(__name__)
@@ -78,12 +89,48 @@ class Step:
             self.on_stop()
 
 
-@dataclass
-class ReconcileReport:
-    """What start-up reconciliation found and did."""
+def build_hooks(
+    store: StateStore,
+    status: StatusWriter | None,
+    metrics: DriverMetrics,
+    restorer: Restorer,
+    *,
+    node_addresses: Callable[[], frozenset[str]] = frozenset,
+    attach_pause: tuple[str, float] | None = None,
+    events: EventSink | None = None,
+) -> tuple[NetworkHooks, LeaseKeeper]:
+    """The NRI hooks and their DHCP lease keeper (started), wired as the daemon runs them
+    (also used by bench/pod_startup.py, so the benchmark measures the daemon's hooks)."""
+    leases = LeaseKeeper(count=lambda result: metrics.dhcp_renewals.labels(result).inc())
+    leases.start()
+    hooks = NetworkHooks(
+        store=store,
+        status=status,
+        metrics=metrics,
+        attach_pause=attach_pause,
+        leases=leases,
+        restorer=restorer,
+        node_addresses=node_addresses,
+        events=events,
+    )
+    leases.set_observer(hooks.report_lease)
+    return hooks, leases
 
-    pods: int = 0
-    restored: list[str] = field(default_factory=list)
+
+def _capture_host_side(ifname: str) -> HostSide:
+    state = capture_host_state(ifname)
+    assert state.host is not None
+    return dataclasses.replace(
+        state.host, features=state.feature_values, private_flags=state.private_flag_values
+    )
+
+
+def _host_links() -> list[LinkFacts]:
+    lsock = LinkSocket()
+    try:
+        return lsock.links()
+    finally:
+        lsock.close()
 
 
 class Daemon:
@@ -111,6 +158,10 @@ class Daemon:
         self.hooks: NetworkHooks | None = None
         self.leases: LeaseKeeper | None = None
         self.reconciled = ReconcileReport()
+        self.records: RestoreRecords | None = None
+        self.restorer: Restorer | None = None
+        slices = RestSliceClient(api)
+        self.node_addresses = NodeAddresses(lambda: slices.get_node(opts.node_name))
         self.last_scan: ScanResult | None = None
         self._server: HealthServer | None = None
         self._inventory = Inventory(
@@ -156,9 +207,49 @@ class Daemon:
         if self.opts.feature_gates.persistent_slice_attributes:
             self.snapshots = DeviceSnapshots(self.store)
         log.info("state %s: %d prepared claim(s)", self.opts.state_path, len(self.store.claims()))
+        self.records = RestoreRecords(records_dir_for(self.opts.state_path))
+        self.restorer = Restorer(
+            self.store, self.records, metrics=self.metrics, report=self._report_device
+        )
+
+    def _status_writer(self) -> StatusWriter:
+        """The claim status writer (created on first use: start-up reconciliation reports
+        through it before the kubelet plugin starts)."""
+        if self.status is None:
+            kube = KubeClaimApi(self.api, component=self.opts.driver_name, host=self.opts.node_name)
+            # Retries with backoff capped at 10 s for about ten minutes: an API server outage
+            # delays status, it never loses it while the daemon runs.
+            self.status = StatusWriter(
+                applier=kube,
+                driver=self.opts.driver_name,
+                max_attempts=64,
+                on_retry=self.metrics.status_write_retries.inc,
+            )
+        return self.status
+
+    def _report_device(self, record: PlanRecord, reason: str, message: str) -> None:
+        """`Ready=False` on the claim of one device (restore trouble, start-up errors)."""
+        assert self.store is not None
+        claim = self.store.claim(record.claim_uid)
+        if claim is None:
+            return
+        self._status_writer().submit(
+            claim.namespace,
+            claim.name,
+            [
+                DeviceStatus(
+                    pool=record.pool,
+                    device=record.device,
+                    conditions=(Condition("Ready", False, reason, message),),
+                )
+            ],
+            uid=claim.uid,
+        )
 
     def _close_store(self) -> None:
         self.events.close()
+        if self.restorer is not None:
+            self.restorer.stop()
         if self.status is not None:
             self.status.flush(5.0)
             self.status.close()
@@ -166,49 +257,52 @@ class Daemon:
             self.store.close()
 
     def _reconcile(self) -> None:
-        """Devices of pods whose netns vanished while knd was down are back on the host
-        (the kernel returns them): restore their host state now. Nothing is deleted."""
-        assert self.store is not None
-        report = ReconcileReport()
-        for claim in self.store.claims():
-            pod = self.store.pod(claim.pod_uid)
-            if pod is None or not pod.netns:
-                continue
-            report.pods += 1
-            if os.path.exists(pod.netns):
-                continue
-            plans = []
-            for record in self.store.plans_for_claim(claim.uid):
-                try:
-                    plans.append(AttachPlan.from_json(_dumps(record.plan)))
-                except NetnsError:
-                    log.exception("reconcile: unusable plan for %s", record.device)
-            for result in detach(plans, None):
-                report.restored.append(f"{result.device}: {result.outcome}")
-            self.store.set_netns(pod.uid, None)
-        self.reconciled = report
-        if report.restored:
-            log.info("reconcile: restored %s", ", ".join(report.restored))
+        """Start-up reconciliation (knd.driver.reconcile); never raises."""
+        assert self.store is not None and self.restorer is not None
+        assert self.records is not None
+        rebuilt = rebuild_from_records(
+            self.store,
+            self.records,
+            KubeClaimApi(self.api, component=self.opts.driver_name, host=self.opts.node_name),
+            self.restorer,
+            metrics=self.metrics,
+        )
+        self.reconciled = reconcile(
+            self.store, self.restorer, metrics=self.metrics, report=self._report_device
+        )
+        self.reconciled.rebuilt, self.reconciled.released = rebuilt.rebuilt, rebuilt.released
+        self.reconciled.errors[:0] = rebuilt.errors
+        if self.store.rebooted:
+            recapture_after_reboot(
+                self.store,
+                self.records,
+                _capture_host_side,
+                _host_links,
+                report=self._report_device,
+                out=self.reconciled,
+            )
+        self.restorer.start()
 
     def _start_kubelet(self) -> None:
         assert self.store is not None
         kube = KubeClaimApi(self.api, component=self.opts.driver_name, host=self.opts.node_name)
         # Retries with backoff capped at 10 s for about ten minutes: an API server outage
         # delays status, it never loses it while the daemon runs.
-        self.status = StatusWriter(
-            applier=kube,
-            driver=self.opts.driver_name,
-            max_attempts=64,
-            on_retry=self.metrics.status_write_retries.inc,
-        )
+        self._status_writer()
         engine = PrepareEngine(
             driver=self.opts.driver_name,
             store=self.store,
             reader=kube,
             events=ClaimEvents(self.events),
-            plan_builder=NetnsPlanBuilder(rdma_mode=self.rdma_mode, sysfs_root=self.sysfs_root),
+            plan_builder=NetnsPlanBuilder(
+                rdma_mode=self.rdma_mode,
+                sysfs_root=self.sysfs_root,
+                node_addresses=self.node_addresses.get,
+            ),
             pool=self.opts.node_name,
             on_released=_release_dhcp_from_host,
+            records=self.records,
+            restorer=self.restorer,
         )
         # Link events poke the monitor (see _on_netlink_event); the poll is only a backstop.
         monitor = HealthMonitor(
@@ -242,20 +336,16 @@ class Daemon:
             self.kubelet.stop()
 
     def _start_nri(self) -> None:
-        assert self.store is not None
-        self.leases = LeaseKeeper(
-            count=lambda result: self.metrics.dhcp_renewals.labels(result).inc()
-        )
-        self.leases.start()
-        self.hooks = NetworkHooks(
-            store=self.store,
-            status=self.status,
-            metrics=self.metrics,
+        assert self.store is not None and self.restorer is not None
+        self.hooks, self.leases = build_hooks(
+            self.store,
+            self.status,
+            self.metrics,
+            self.restorer,
+            node_addresses=self.node_addresses.cached,
             attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
-            leases=self.leases,
             events=self.events,
         )
-        self.leases.set_observer(self.hooks.report_lease)
         cfg = PluginConfig(
             socket_path=self.opts.nri_socket,
             name=self.opts.nri_plugin_name,
@@ -294,6 +384,8 @@ class Daemon:
     def _on_netlink_event(self) -> None:
         """Links, addresses or routes changed: rescan (rate limited) and re-probe health."""
         self._rescan.request()
+        if self.restorer is not None:
+            self.restorer.poke()  # a NIC handed back from a destroyed netns
         if self._health_monitor is not None:
             self._health_monitor.poke()
 

@@ -4,6 +4,8 @@
   and is returned to kubelet per claim and shown as a Warning Event on the claim.
 * `TransientError`: the API server or a dependency failed; the claim fails this time, kubelet
   retries. (Also a ClaimError, so it is reported the same way.)
+* `PermanentError`: the API server refused for good (4xx other than 409/429, a failed uid
+  precondition); writers drop the request instead of retrying it.
 Fatal start-up errors are `knd.driver.store.StoreError` and socket errors.
 """
 
@@ -14,6 +16,11 @@ class ClaimError(Exception):
 
 class TransientError(ClaimError):
     """A failure that may go away on retry (API server unreachable, timeouts)."""
+
+
+class PermanentError(ClaimError):
+    """The API server refused the request for good (a 4xx other than 409 and 429, or a failed
+    `metadata.uid` precondition: the claim was deleted and re-created): never retried."""
 
 
 class ClaimNotFoundError(ClaimError):

@@ -14,8 +14,9 @@ Typical cost: ~20-30 ms per NIC, dominated by the kernel's netns move.
 * `create_container`: the RDMA char devices of the pod's devices, de-duplicated, mode 0666.
 * `stop_pod_sandbox`: first a DHCPRELEASE for each `interface.dhcp` lease, from the pod netns
   where the interface still holds the address (one UDP send, no answer awaited; a failure is
-  logged); then detach and restore host state; uses the recorded netns when the event has
-  none (containerd 1.7); never fails the runtime (errors are logged and counted).
+  logged); then detach and restore host state through the restorer (knd.driver.restorer: a
+  device that does not come home is retried with backoff and reported on its claim); uses the
+  recorded netns when the event has none (containerd 1.7); never fails the runtime.
 * A failed attach also queues a Warning Event on the pod with DraNet's reason
   (`NetworkDeviceAttachFailed`, or `RDMADeviceAttachFailed` for the RDMA link step), written by
   knd.driver.events off the hook's thread and aggregated across the kubelet's retries.
@@ -26,7 +27,10 @@ Typical cost: ~20-30 ms per NIC, dominated by the kernel's netns move.
   whose device is still on the host gets its plans attached now, by the same transactional code
   path as RunPodSandbox; the netns is recorded and the claim status says the device was attached
   after a knd restart. A failed late attach is rolled back, logged as an error and reported as
-  `Ready=False` on the claim; it never raises. Prunes nothing (dranet#232). Budget: the same
+  `Ready=False` on the claim; it never raises. A stopped sandbox the runtime still lists (its
+  netns is gone: the pod was deleted while knd was down) is left alone: no attach, no status.
+  The heal note is stored with the attach, so later restarts re-assert it. Prunes nothing
+  (dranet#232). Budget: the same
   ~20-30 ms per NIC inside the runtime's Synchronize timeout; only pods started while knd was
   down need it (docs/operations.md). Pods attached by an earlier knd get their `Ready` status
   re-queued from the plans (a status write lost with a killed daemon catches up).
@@ -51,6 +55,7 @@ from pyroute2 import IPRoute
 from knd.driver.events import NETWORK_ATTACH_FAILED, RDMA_ATTACH_FAILED, EventSink, ObjectRef
 from knd.driver.leases import LeaseKeeper, Tracked, release_in_netns
 from knd.driver.metrics import DriverMetrics
+from knd.driver.restorer import Restorer
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.driver.store import PlanRecord, StateStore
 from knd.netns.attach import Attached, attach
@@ -111,6 +116,8 @@ class SyncReport:
     healed: list[str] = field(default_factory=list)
     #: pods (ns/name) whose late attach failed, with the error
     heal_failed: list[str] = field(default_factory=list)
+    #: stopped sandboxes (netns gone) listed by the runtime: left alone
+    stopped: list[str] = field(default_factory=list)
 
 
 class NetworkHooks:
@@ -129,8 +136,15 @@ class NetworkHooks:
         leases: LeaseKeeper | None = None,
         events: EventSink | None = None,
         release_fn: ReleaseFn = release_in_netns,
+        restorer: Restorer | None = None,
+        node_addresses: Callable[[], frozenset[str]] = frozenset,
+        netns_exists: Callable[[str], bool] = os.path.exists,
     ) -> None:
+        self.netns_exists = netns_exists
         self.store = store
+        self.restorer = restorer or Restorer(
+            store, detach_fn=detach_fn, metrics=metrics, report=self.report_restore
+        )
         self.leases = leases
         self.events = events
         self.release_fn = release_fn
@@ -151,7 +165,11 @@ class NetworkHooks:
                 attach_pause[1],
                 attach_pause[0],
             )
-            self.attach_fn = lambda plans, netns: attach(plans, netns, pause_before=attach_pause)
+        if attach_fn is _default_attach:
+            # The node's addresses as last read at prepare (never an API call here).
+            self.attach_fn = lambda plans, netns: attach(
+                plans, netns, pause_before=attach_pause, node_addresses=node_addresses()
+            )
 
     # -- helpers --------------------------------------------------------------------------
     def _plans(self, pod: PodInfo) -> list[tuple[PlanRecord, AttachPlan]]:
@@ -178,7 +196,7 @@ class NetworkHooks:
         for claim_uid, entries in by_claim.items():
             claim = self.store.claim(claim_uid)
             if claim is not None:
-                self.status.submit(claim.namespace, claim.name, entries)
+                self.status.submit(claim.namespace, claim.name, entries, uid=claim.uid)
 
     # -- hooks ----------------------------------------------------------------------------
     def run_pod_sandbox(self, pod: PodInfo) -> None:
@@ -206,7 +224,9 @@ class NetworkHooks:
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, FAILED_PRECONDITION)
         try:
-            attached = self.attach_fn(plans, pod.netns)
+            with self.restorer.lock:
+                attached = self.attach_fn(plans, pod.netns)
+                self.restorer.note_attached(pod.uid, records)
         except AttachError as exc:
             if self.metrics is not None:
                 self.metrics.attach_failures.labels(exc.step).inc()
@@ -224,7 +244,7 @@ class NetworkHooks:
             message = f"{who}: {exc}" if not note else f"{who}: {note}; attaching failed: {exc}"
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, INTERNAL) from exc
-        self.store.record_attach(pod.uid, pod.netns)
+        self.store.record_attach(pod.uid, pod.netns, note=note or None)
         if self.leases is not None:
             self.leases.track(pod.uid, pod.netns, plans)
         by_device = {a.device: a for a in attached}
@@ -303,7 +323,7 @@ class NetworkHooks:
             netns = record.netns if record is not None else None
         if netns:
             self._release_leases(pod, netns, [p for _, p in pairs])
-        results = self.detach_fn([p for _, p in pairs], netns)
+        results = self.restorer.return_pod(pod.uid, pairs, netns)
         for result in results:
             if result.errors:
                 if self.metrics is not None:
@@ -317,6 +337,15 @@ class NetworkHooks:
                     extra={"pod": f"{pod.namespace}/{pod.name}", "device": result.device},
                 )
         self.store.touch_nri_activity(pod.uid)
+
+    def report_restore(self, record: PlanRecord, reason: str, message: str) -> None:
+        """Restorer observer: a device is not where its claim wants it (`Ready=False`)."""
+        status = DeviceStatus(
+            pool=record.pool,
+            device=record.device,
+            conditions=(Condition("Ready", False, reason, message),),
+        )
+        self._queue_status([record], [status])
 
     def remove_pod_sandbox(self, pod: PodInfo) -> None:
         """Forget the sandbox's netns (plans stay until NodeUnprepareResources)."""
@@ -336,6 +365,11 @@ class NetworkHooks:
                 continue
             report.known_pods += 1
             who = f"{pod.namespace}/{pod.name}"
+            if pod.netns and not self.netns_exists(pod.netns):
+                # A stopped sandbox (its pod deleted while knd was down): its netns is gone,
+                # so there is nothing to heal and its claim is going away.
+                report.stopped.append(who)
+                continue
             if links is None:
                 links = self.host_links()
             on_host = [
@@ -361,8 +395,10 @@ class NetworkHooks:
                 # and keep renewing its DHCP leases.
                 if self.leases is not None and record is not None and record.netns:
                     self.leases.track(pod.uid, record.netns, [p for _, p in pairs])
+                note = (record.attach_note or "") if record is not None else ""
                 self._queue_status(
-                    [r for r, _ in pairs], [_ready(r, p, _as_attached(p)) for r, p in pairs]
+                    [r for r, _ in pairs],
+                    [_ready(r, p, _as_attached(p), note) for r, p in pairs],
                 )
                 continue
             try:

@@ -210,6 +210,29 @@ class DriverMetrics:
             subsystem=SUBSYSTEM,
             registry=reg,
         )
+        self.restores = Counter(
+            "restores",
+            "Devices brought back to their host state, by path (stop/unprepare/handback/"
+            "retry/startup) and result (home, or gone/failed: retried with backoff)",
+            ["path", "result"],
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=reg,
+        )
+        self.restore_pending = Gauge(
+            "restore_pending",
+            "Devices not home yet, waiting for a restore retry",
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=reg,
+        )
+        self.reconcile_errors = Counter(
+            "reconcile_errors",
+            "Start-up reconciliation errors (one per pod or record; the daemon starts anyway)",
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=reg,
+        )
         self.status_write_retries = Counter(
             "status_write_retries",
             "ResourceClaim status writes retried",

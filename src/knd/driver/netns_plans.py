@@ -7,8 +7,10 @@ Runs inside NodePrepareResources (45 s budget; typically a few ms plus up to 5 s
    `<sysfs>/class/infiniband` for an RDMA-only device; an RDMA device layered on the netdev
    (soft-RoCE, not a child of its PCI function) is found through the RoCE GID tables;
 2. refuse what cannot work, with a message naming the device and field: network settings on an
-   RDMA-only device, an SR-IOV VF MTU above its PF's MTU (DraNet's check);
-3. capture the host state (knd.netns.capture), run DHCP when `interface.dhcp` is set (on the
+   RDMA-only device, an SR-IOV VF MTU above its PF's MTU (DraNet's check), a device that now
+   carries the default route or one of the node's addresses (knd.netns.uplink);
+3. capture the host state (knd.netns.capture, from one host snapshot per prepare call: see
+   `batch`), run DHCP when `interface.dhcp` is set (on the
    host interface, without configuring the host), and build the AttachPlan (knd.netns.builder);
 4. return `plan.to_json()`, which the engine persists before answering the kubelet.
 Sysfs is read only through `knd.host.sysfs.SysfsRoot` (confined, bounded, strict numbers).
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,8 @@ from knd.netns.capture import capture_host_state
 from knd.netns.dhcp import obtain_lease
 from knd.netns.errors import NetnsError
 from knd.netns.hoststate import DhcpLease
+from knd.netns.snapshot import HostSnapshot
+from knd.netns.uplink import uplink_problem_in
 
 LeaseFn = Callable[[str, str], DhcpLease]
 
@@ -129,7 +135,10 @@ class NetnsPlanBuilder:
         sysfs_root: str = "/sys",
         dev_root: str = "/dev",
         lease: LeaseFn = obtain_lease,
+        node_addresses: Callable[[], Collection[str]] = tuple,
     ) -> None:
+        self.node_addresses = node_addresses
+        self._local = threading.local()
         self.locator = locator or SysfsDeviceLocator(sysfs_root)
         self.rdma_mode = rdma_mode
         self.sysfs_root = sysfs_root
@@ -170,12 +179,16 @@ class NetnsPlanBuilder:
                 f"{loc.pf_mtu} of its SR-IOV physical function"
             )
         try:
+            snapshot = self._snapshot() if loc.ifname is not None else None
             state = capture_host_state(
                 loc.ifname,
+                snapshot=snapshot,
                 rdma_link=loc.rdma_device,
                 sysfs_root=self.sysfs_root,
                 dev_root=self.dev_root,
             )
+            if state.host is not None and snapshot is not None:
+                self._refuse_uplink(device_name, snapshot, state.host.ifindex, state.host.name)
             lease = None
             if iface is not None and iface.dhcp and state.host is not None:
                 lease = self.lease(state.host.name, state.host.mac)
@@ -188,3 +201,35 @@ class NetnsPlanBuilder:
             ) from exc
         encoded: dict[str, Any] = json.loads(plan.to_json())
         return encoded
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One host snapshot for every device built inside (one prepare call); per thread."""
+        outer = getattr(self._local, "snapshot", None)
+        batching = getattr(self._local, "batching", False)
+        self._local.snapshot = None  # taken on first use
+        self._local.batching = True
+        try:
+            yield
+        finally:
+            self._local.snapshot = outer
+            self._local.batching = batching
+
+    def _snapshot(self) -> HostSnapshot:
+        snap: HostSnapshot | None = getattr(self._local, "snapshot", None)
+        if snap is None:
+            try:
+                snap = HostSnapshot.take()
+            except OSError as exc:
+                raise NetnsError(f"cannot read the host's links and routes: {exc}") from exc
+            if getattr(self._local, "batching", False):
+                self._local.snapshot = snap
+        return snap
+
+    def _refuse_uplink(
+        self, device_name: str, snapshot: HostSnapshot, index: int, ifname: str
+    ) -> None:
+        """A device that carries the default route or a node address never leaves the host."""
+        problem = uplink_problem_in(snapshot, index, ifname, self.node_addresses())
+        if problem is not None:
+            raise ClaimError(f"device {device_name}: {problem}")

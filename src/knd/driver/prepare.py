@@ -20,7 +20,13 @@ so concurrent calls for the same claim serialize and different claims do not blo
 
 Any failure gives the claim an error naming the field or device and a Warning Event
 `ClaimPrepareFailed` on the claim; nothing is stored for it (profiles already resolved are
-released). Unprepare works from the store only: an unknown claim is success.
+released). Before the store, each device's pending-restore record is written
+(knd.driver.restore_records), so a device is never moved without one.
+
+Unprepare works from the store only (an unknown claim is success): a device still away from
+the host, or not restored yet, is brought home first (knd.driver.restorer); one that cannot be
+is retried in the background and keeps its record, and the unprepare still succeeds (the
+kubelet must be able to finish the pod).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from knd.api.config import NetworkConfig
@@ -37,6 +43,8 @@ from knd.driver import config_select
 from knd.driver.claim_api import Claim, ClaimReader, EventRecorder
 from knd.driver.errors import ClaimError, ClaimNotFoundError
 from knd.driver.plan import ConfigOnlyPlanBuilder, PlanBuilder, ProfileProvider
+from knd.driver.restore_records import RestoreRecord, RestoreRecords
+from knd.driver.restorer import Restorer
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore, StoreError
 from knd.kubelet.types import ClaimRef, PreparedDevice, PrepareResult
 
@@ -113,7 +121,11 @@ class PrepareEngine:
         profiles: ProfileProvider | None = None,
         pool: str | None = None,
         on_released: Callable[[PlanRecord], None] | None = None,
+        records: RestoreRecords | None = None,
+        restorer: Restorer | None = None,
     ) -> None:
+        self.records = records
+        self.restorer = restorer
         self.driver = driver
         #: called with each plan of an unprepared claim, after it left the store (the daemon
         #: sends the DHCPRELEASE of its lease from the host); must not raise
@@ -129,9 +141,12 @@ class PrepareEngine:
     # -- prepare -----------------------------------------------------------------------------
     def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareResult]:
         results: dict[str, PrepareResult] = {}
-        for ref in claims:
-            with self._locks.hold(ref.uid):
-                results[ref.uid] = self._prepare_one(ref)
+        # one host snapshot for every device of the call, when the builder offers it
+        batch = getattr(self.plan_builder, "batch", None)
+        with batch() if batch is not None else nullcontext():
+            for ref in claims:
+                with self._locks.hold(ref.uid):
+                    results[ref.uid] = self._prepare_one(ref)
         return results
 
     def _prepare_one(self, ref: ClaimRef) -> PrepareResult:
@@ -252,13 +267,20 @@ class PrepareEngine:
                     )
                 )
             result = PrepareResult(devices=tuple(devices))
-            self.store.save_prepared(
-                ClaimRecord(
-                    ref.uid, ref.namespace, ref.name, pod_uid, time.time(), _result_to_json(result)
-                ),
-                PodRecord(pod_uid, ref.namespace, str(consumer.get("name", ""))),
-                plans,
+            claim_record = ClaimRecord(
+                ref.uid, ref.namespace, ref.name, pod_uid, time.time(), _result_to_json(result)
             )
+            written = self._write_records(claim_record, plans)
+            try:
+                self.store.save_prepared(
+                    claim_record,
+                    PodRecord(pod_uid, ref.namespace, str(consumer.get("name", ""))),
+                    plans,
+                )
+            except BaseException:
+                for done in written:
+                    self._forget_record(done)
+                raise
         except StoreError as exc:
             self._release_profiles(ref.uid, resolved_profiles)
             raise ClaimError(f"cannot persist the prepared state: {exc}") from exc
@@ -266,6 +288,58 @@ class PrepareEngine:
             self._release_profiles(ref.uid, resolved_profiles)
             raise
         return result
+
+    def _write_records(self, claim: ClaimRecord, plans: Sequence[PlanRecord]) -> list[PlanRecord]:
+        """The pending-restore record of every device, before anything can move it."""
+        if self.records is None:
+            return []
+        written: list[PlanRecord] = []
+        for p in plans:
+            if self.restorer is not None and self.restorer.is_pending(p.pool, p.device):
+                raise ClaimError(
+                    f"device {p.pool}/{p.device} is still being restored to the host after its "
+                    "previous claim; kubelet will retry"
+                )
+            existing = self.records.get(p.pool, p.device)
+            if existing is not None and existing.claim_uid != claim.uid:
+                log.warning(
+                    "replacing the restore record of %s/%s (claim %s is gone)",
+                    p.pool,
+                    p.device,
+                    existing.claim_uid,
+                )
+            try:
+                self.records.write(
+                    RestoreRecord(
+                        claim_uid=claim.uid,
+                        namespace=claim.namespace,
+                        name=claim.name,
+                        pod_uid=p.pod_uid,
+                        pool=p.pool,
+                        device=p.device,
+                        request=p.request,
+                        plan=p.plan,
+                        profile=p.profile,
+                        prepared_at=claim.prepared_at,
+                        result=claim.result,
+                    )
+                )
+            except OSError as exc:
+                for done in written:
+                    self._forget_record(done)
+                raise ClaimError(
+                    f"cannot write the restore record of device {p.pool}/{p.device}: {exc}"
+                ) from exc
+            written.append(p)
+        return written
+
+    def _forget_record(self, plan: PlanRecord) -> None:
+        if self.records is None:
+            return
+        try:
+            self.records.remove(plan.pool, plan.device)
+        except OSError:
+            log.exception("cannot remove the restore record of %s", plan.device)
 
     def _resolve_profile(
         self, claim_uid: str, device: str, profile: str, label: str
@@ -292,6 +366,14 @@ class PrepareEngine:
 
     # -- unprepare ---------------------------------------------------------------------------
     def _release(self, claim_uid: str) -> None:
+        """Bring the claim's devices home (if still away), then forget the claim."""
+        plans = self.store.plans_for_claim(claim_uid)
+        if self.restorer is not None:
+            for problem in self.restorer.release(plans):
+                log.error("unprepare of claim %s: %s", claim_uid, problem)
+        else:
+            for plan in plans:
+                self._forget_record(plan)
         for plan in self.store.delete_claim(claim_uid):
             if plan.profile:
                 self._release_profile(claim_uid, plan.device, plan.profile)

@@ -4,8 +4,11 @@ Fed by the NRI side after attach (and on detach). `submit()` never blocks and ne
 merges the device's entry into the claim's pending status and wakes one background worker. The
 worker applies the claim's *complete* set of this driver's entries (SSA semantics: entries this
 field manager stops sending are removed), with field manager = driver name and force. A failed
-apply is retried with exponential backoff (0.2 s doubling to 10 s, `max_attempts` tries); a
-newer submit for the same claim supersedes a pending retry. The queue is bounded by
+apply is retried with exponential backoff (0.2 s doubling to 10 s, `max_attempts` tries) unless
+the API server refused it for good (PermanentError: a 4xx other than 409/429, a failed
+`metadata.uid` precondition); a newer submit for the same claim supersedes a pending retry.
+`lastTransitionTime` changes only when a condition's status changes; a submit that changes
+nothing since the last successful apply writes nothing. The queue is bounded by
 `max_claims` distinct claims; beyond that a submit is dropped with a log line and counted.
 The last applied entries of each claim are kept (until `forget`) so every apply carries the
 complete set; after a restart the NRI side resubmits every device of a claim it touches.
@@ -26,6 +29,7 @@ from typing import Any
 
 from knd.api import limits
 from knd.driver.claim_api import StatusApplier
+from knd.driver.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,19 @@ def device_entry(
     return entry
 
 
+def _keep_transitions(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """`new` with each condition's `lastTransitionTime` taken from `old` when that condition's
+    status did not change (Kubernetes' meaning of a transition)."""
+    if not old:
+        return new
+    before = {c["type"]: c for c in old.get("conditions", ())}
+    for cond in new.get("conditions", ()):
+        prior = before.get(cond["type"])
+        if prior is not None and prior["status"] == cond["status"]:
+            cond["lastTransitionTime"] = prior["lastTransitionTime"]
+    return new
+
+
 @dataclass
 class _Pending:
     namespace: str
@@ -100,6 +117,7 @@ class _Pending:
     attempt: int = 0
     version: int = 0
     forgotten: bool = False
+    uid: str | None = None
 
 
 class StatusWriter:
@@ -125,6 +143,7 @@ class StatusWriter:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.dropped = 0
+        self.unchanged = 0
         self.applied = 0
         self.failed = 0
         self._cond = threading.Condition()
@@ -138,12 +157,23 @@ class StatusWriter:
         self._thread.start()
 
     def submit(
-        self, namespace: str, name: str, devices: Sequence[DeviceStatus], remove: bool = False
+        self,
+        namespace: str,
+        name: str,
+        devices: Sequence[DeviceStatus],
+        remove: bool = False,
+        uid: str | None = None,
     ) -> bool:
-        """Queue entries (or their removal) for a claim; False when dropped. Never blocks."""
+        """Queue entries (or their removal) for a claim; False when dropped. Never blocks.
+
+        `uid` (the claim's `metadata.uid`) makes the apply conditional: a claim deleted and
+        re-created under the same name never gets this status. A condition keeps its
+        `lastTransitionTime` while its status stays the same, and a submit that changes
+        nothing since the last successful apply writes nothing."""
         key = f"{namespace}/{name}"
         with self._cond:
             pending = self._pending.get(key)
+            fresh = pending is None
             if pending is None:
                 if len(self._pending) >= self.max_claims:
                     self.dropped += 1
@@ -152,12 +182,20 @@ class StatusWriter:
                 pending = self._pending[key] = _Pending(namespace, name)
                 pending.entries = dict(self._applied.get(key, {}))
             pending.forgotten = False
+            if uid:
+                pending.uid = uid
             for d in devices:
                 k = (d.pool, d.device, d.share_id)
                 if remove:
                     pending.entries.pop(k, None)
                 else:
-                    pending.entries[k] = device_entry(self.driver, d)
+                    pending.entries[k] = _keep_transitions(
+                        pending.entries.get(k), device_entry(self.driver, d)
+                    )
+            if fresh and key in self._applied and pending.entries == self._applied[key]:
+                del self._pending[key]  # nothing changed since the last apply: no write
+                self.unchanged += 1
+                return True
             pending.attempt = 0
             pending.version += 1
             heapq.heappush(self._due, (time.monotonic(), pending.version, key))
@@ -180,10 +218,18 @@ class StatusWriter:
                     continue  # superseded
                 body = list(pending.entries.values())
                 self._busy += 1
-            ok = False
+            ok = permanent = False
             try:
-                self.applier.apply_devices(pending.namespace, pending.name, body, self.driver)
+                if pending.uid:
+                    self.applier.apply_devices(
+                        pending.namespace, pending.name, body, self.driver, uid=pending.uid
+                    )
+                else:
+                    self.applier.apply_devices(pending.namespace, pending.name, body, self.driver)
                 ok = True
+            except PermanentError as exc:
+                permanent = True
+                log.error("status apply for %s refused, not retried: %s", key, exc)
             except Exception as exc:
                 log.warning("status apply for %s failed: %s", key, exc)
             with self._cond:
@@ -194,6 +240,9 @@ class StatusWriter:
                         self.applied += 1
                         if not pending.forgotten:
                             self._applied[key] = pending.entries
+                        del self._pending[key]
+                    elif permanent:
+                        self.failed += 1
                         del self._pending[key]
                     else:
                         pending.attempt += 1

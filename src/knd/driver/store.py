@@ -16,7 +16,8 @@ Node reboot: the store lives on persistent disk (default /var/lib/knd), because 
 DRA checkpoint survives a reboot too. On open, the kernel boot id is compared with the one
 recorded; after a reboot every pod's netns path and NRI activity are cleared (those namespaces
 are gone) while claims and plans stay, so a repeated prepare is still answered idempotently and
-a later unprepare still finds the claim. `rebooted` tells the caller this happened.
+a later unprepare still finds the claim. `rebooted` tells the caller this happened; the daemon
+then captures the host state of every plan again (knd.driver.reconcile).
 
 Time budget: a prepare commit is one fsync'd transaction (~1-5 ms on SSD); reads hit memory
 pages. One connection guarded by a lock; safe from any thread.
@@ -42,6 +43,20 @@ DEFAULT_PATH: Final = Path("/var/lib/knd/state.db")
 
 class StoreError(RuntimeError):
     """The state store cannot be opened or written (fatal at start-up; claim error in prepare)."""
+
+
+_CORRUPT: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CORRUPT_INDEX"})
+
+
+def corrupt_message(path: Path, detail: str) -> str:
+    """What a corrupt store means and how to recover (the StoreError's message)."""
+    return (
+        f"state store {path} is corrupt ({detail}). knd refuses to start rather than forget "
+        f"which devices it moved. To recover: stop knd, move the file aside (mv {path} "
+        f"{path}.corrupt, and its -wal/-shm files), then start knd: it rebuilds the prepared "
+        f"claims from the pending-restore records in {path}.restore/ and the claims on the API "
+        "server, and reports what it could not rebuild. Keep the .restore directory."
+    )
 
 
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -88,6 +103,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3 -> 4: the note of the pod's last attach (e.g. healed after a restart), re-reported.
+    """
+    ALTER TABLE pods ADD COLUMN attach_note TEXT;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -103,6 +122,7 @@ class PodRecord:
     name: str
     netns: str | None = None
     last_nri_activity: float | None = None
+    attach_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +173,28 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self.created = self._is_empty()
+            self._check_integrity()
             self._migrate()
             self._note_boot(read_boot_id() if boot_id is None else boot_id)
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "") in _CORRUPT or "integrity" in str(exc):
+                raise StoreError(corrupt_message(self.path, str(exc))) from None
+            raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
 
     # -- plumbing ----------------------------------------------------------------------------
+    def _is_empty(self) -> bool:
+        """No schema yet: a new file, or one emptied or truncated to 0 bytes."""
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0]) == 0
+
+    def _check_integrity(self) -> None:
+        rows = self._db.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            problems = "; ".join(str(r[0]) for r in rows[:5])
+            raise sqlite3.DatabaseError(f"integrity check failed: {problems}")
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
@@ -299,6 +335,23 @@ class StateStore:
         """What the NRI hooks execute for a pod sandbox."""
         return self._plans(True, pod_uid)
 
+    def update_plan(self, claim_uid: str, pool: str, device: str, plan: Mapping[str, Any]) -> None:
+        """Replace one stored plan (host state captured again after a reboot)."""
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE plans SET plan = ? WHERE claim_uid = ? AND pool = ? AND device = ?",
+                    (json.dumps(plan, sort_keys=True), claim_uid, pool, device),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot update the plan of {pool}/{device}: {exc}") from exc
+
+    def all_plans(self) -> list[PlanRecord]:
+        """Every stored plan."""
+        with self._lock:
+            rows = self._db.execute(_PLAN_COLUMNS + " ORDER BY claim_uid, pool, device").fetchall()
+        return [PlanRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
     def delete_claim(self, uid: str) -> list[PlanRecord]:
         """Forget a claim (idempotent); returns the plans it had. Drops the pod when unused."""
         plans = self.plans_for_claim(uid)
@@ -320,22 +373,34 @@ class StateStore:
     def pod(self, uid: str) -> PodRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT uid, namespace, name, netns, last_nri_activity FROM pods WHERE uid = ?",
+                "SELECT uid, namespace, name, netns, last_nri_activity, attach_note FROM pods "
+                "WHERE uid = ?",
                 (uid,),
             ).fetchone()
         return None if row is None else PodRecord(*row)
+
+    def attached_pods(self) -> list[str]:
+        """UIDs of the pods with a recorded netns (their devices are in the pod)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT uid FROM pods WHERE netns IS NOT NULL ORDER BY uid"
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def set_netns(self, pod_uid: str, netns: str | None) -> None:
         with self._tx() as db:
             db.execute("UPDATE pods SET netns = ? WHERE uid = ?", (netns, pod_uid))
 
-    def record_attach(self, pod_uid: str, netns: str, when: float | None = None) -> None:
-        """RunPodSandbox succeeded: the pod's netns and its NRI activity, in one transaction
-        (one fsync on the hook's path instead of two)."""
+    def record_attach(
+        self, pod_uid: str, netns: str, when: float | None = None, note: str | None = None
+    ) -> None:
+        """RunPodSandbox succeeded: the pod's netns, its NRI activity and the attach's note
+        (kept for later status re-assertions), in one transaction (one fsync on the hook's
+        path instead of two)."""
         with self._tx() as db:
             db.execute(
-                "UPDATE pods SET netns = ?, last_nri_activity = ? WHERE uid = ?",
-                (netns, time.time() if when is None else when, pod_uid),
+                "UPDATE pods SET netns = ?, last_nri_activity = ?, attach_note = ? WHERE uid = ?",
+                (netns, time.time() if when is None else when, note or None, pod_uid),
             )
 
     def touch_nri_activity(self, pod_uid: str, when: float | None = None) -> None:

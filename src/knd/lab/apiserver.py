@@ -555,6 +555,16 @@ class ObjectStore:
                 if "apply-patch" in content_type and create_on_apply and not subresource:
                     return self.create(rtype, namespace, body)
                 raise self._not_found(rtype, name)
+            meta = body.get("metadata") if isinstance(body, dict) else None
+            want_uid = meta.get("uid") if isinstance(meta, dict) else None
+            if want_uid and want_uid != current["metadata"].get("uid"):
+                # what the API server does: a uid in the patched object is a precondition
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f"Precondition failed: UID in precondition: {want_uid}, UID in object "
+                    f"meta: {current['metadata'].get('uid')}",
+                )
             owners: DeviceStatusOwners | None = None
             if "json-patch" in content_type:
                 new = json_patch(current, body)

@@ -5,7 +5,8 @@ costs the kernel ~15 ms). No discovery, no DHCP, no subprocess: only netlink, on
 request for the move, and sysctl/ethtool work on a thread inside the pod netns.
 
 Per device, the steps are (names used in AttachError.step and for failure injection):
-    lookup   find the interface in the host (or already in the pod: re-apply)
+    lookup   find the interface in the host by identity (or already in the pod: re-apply);
+             refuse it if it now carries the default route or a node address
     down     set it down in the host
     move     one RTM_NEWLINK: netns fd + final name + MTU + MAC + GSO/GRO sizes (v6 and v4)
     pod-lookup  find it in the pod (on a re-apply: set MTU/MAC/sizes there)
@@ -62,6 +63,7 @@ from knd.netns.rtnl import (
     iproute_in,
     link_index,
 )
+from knd.netns.uplink import uplink_problem
 
 STEPS = (
     "lookup",
@@ -215,7 +217,7 @@ def return_to_host(s: PodSession, host: HostSide, pod: PodSide) -> list[str]:
             )
         except OSError as exc:
             return [f"move-back: {exc}"]
-    host_index = find_host_link(s.lazy_host_ipr, s.host_link, host)
+    host_index = find_host_link(s.host_link, host, pod.name, pod.mac)
     if host_index is None:
         return ["move-back: interface not found in the host"]
     return restore_host(s.lazy_host_ipr, s.host_link, host, host_index)
@@ -227,10 +229,12 @@ class _Executor:
         session: PodSession,
         inject_failure_at: str | None,
         pause_before: tuple[str, float] | None = None,
+        node_addresses: frozenset[str] = frozenset(),
     ) -> None:
         self.s = session
         self.inject = inject_failure_at
         self.pause = pause_before
+        self.node_addresses = node_addresses
 
     @contextlib.contextmanager
     def step(self, device: str, name: str) -> Iterator[None]:
@@ -274,10 +278,14 @@ class _Executor:
         host, pod = plan.host, plan.pod
         s = self.s
         with self.step(dev, "lookup"):
-            hidx = find_host_link(s.lazy_host_ipr, s.host_link, host)
+            hidx = find_host_link(s.host_link, host)
             already = hidx is None and _ours_in_pod(s, host, pod) is not None
             if hidx is None and not already:
                 raise NetnsError(f"interface {host.name} is neither in the host nor in the pod")
+            if hidx is not None:
+                problem = uplink_problem(s.host_link, hidx, host.name, self.node_addresses)
+                if problem is not None:
+                    raise NetnsError(problem)
         if not already:
             assert hidx is not None
             with self.step(dev, "down"):
@@ -386,8 +394,12 @@ def attach(
     inject_failure_at: str | None = None,
     host_netns_fd: int | None = None,
     pause_before: tuple[str, float] | None = None,
+    node_addresses: frozenset[str] = frozenset(),
 ) -> list[Attached]:
     """Attach every device of one pod into `netns_path`; all or nothing.
+
+    A device found in the host that now carries the default route or one of
+    `node_addresses` is refused at the `lookup` step (knd.netns.uplink).
 
     Raises AttachError(device, step, cause) after rolling back every device of the pod;
     NetnsOpenError if the pod netns cannot be opened; PlanError for a malformed plan (nothing
@@ -399,7 +411,7 @@ def attach(
     if len(names) != len(set(names)):
         raise PlanError(f"two devices of the pod want the same interface name: {names}")
     session = PodSession.open(netns_path, host_netns_fd)
-    ex = _Executor(session, inject_failure_at, pause_before)
+    ex = _Executor(session, inject_failure_at, pause_before, node_addresses)
     try:
         results = []
         for plan in plans:

@@ -7,15 +7,16 @@ neighbours captured at prepare. Idempotent: a device already in the host is only
 Tolerates a netns that is gone (`netns_path=None` or unopenable): the kernel has already
 returned a physical NIC to the host, possibly renamed `devN`; it is found by permanent MAC /
 ifindex and renamed back. A virtual device (veth) is destroyed with its netns: reported as
-`gone`. Never raises for one device's trouble: each result lists its errors.
+`gone`. Never raises: each device is handled on its own and its result lists its errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pyroute2 import IPRoute
 
@@ -31,11 +32,17 @@ from knd.netns.restore import find_host_link, restore_host
 @dataclass(frozen=True, slots=True)
 class Detached:
     """Outcome for one device: `returned` (moved back from the pod), `restored` (was in the
-    host already, state restored), `gone` (not found anywhere), `rdma-only`."""
+    host already, state restored), `gone` (not found anywhere), `rdma-only`, `failed` (an
+    unexpected error; see `errors`)."""
 
     device: str
     outcome: str
     errors: tuple[str, ...] = ()
+
+    @property
+    def home(self) -> bool:
+        """The device is in the host with its captured state (nothing left to retry)."""
+        return self.outcome in ("returned", "restored", "rdma-only") and not self.errors
 
 
 def _rdma_back(plan: AttachPlan, host_fd: int) -> list[str]:
@@ -50,54 +57,83 @@ def _rdma_back(plan: AttachPlan, host_fd: int) -> list[str]:
     return []
 
 
-def _host_only(plan: AttachPlan, host_fd: int) -> Detached:
-    """The netns is gone: find the NIC in the host and restore it."""
+def _host_only(
+    plan: AttachPlan, host_fd: int, lsock: LinkSocket, ipr: Callable[[], Any]
+) -> Detached:
+    """The netns is gone: find the NIC in the host (by identity, under any name the kernel gave
+    it) and restore it."""
     errors = _rdma_back(plan, host_fd)
     if plan.host is None:
         return Detached(plan.device, "rdma-only", tuple(errors))
-    with IPRoute() as ipr:
-        lsock = LinkSocket()
-        try:
-            index = find_host_link(lambda: ipr, lsock, plan.host)
-            if index is None:
-                return Detached(plan.device, "gone", tuple(errors))
-            errors += restore_host(lambda: ipr, lsock, plan.host, index)
-        finally:
-            lsock.close()
+    pod_name = plan.pod.name if plan.pod is not None else None
+    pod_mac = plan.pod.mac if plan.pod is not None else None
+    index = find_host_link(lsock, plan.host, pod_name, pod_mac)
+    if index is None:
+        return Detached(plan.device, "gone", tuple(errors))
+    errors += restore_host(ipr, lsock, plan.host, index)
     return Detached(plan.device, "restored", tuple(errors))
 
 
+def _from_pod(plan: AttachPlan, session: PodSession, host_fd: int) -> Detached:
+    assert plan.host is not None and plan.pod is not None
+    errors = _rdma_back(plan, host_fd)
+    in_pod = _ours_in_pod(session, plan.host, plan.pod) is not None
+    errors += return_to_host(session, plan.host, plan.pod)
+    if (
+        not in_pod
+        and find_host_link(session.host_link, plan.host, plan.pod.name, plan.pod.mac) is None
+    ):
+        return Detached(plan.device, "gone", tuple(errors))
+    errors = [e for e in errors if "not found in the host" not in e]
+    return Detached(plan.device, "returned" if in_pod else "restored", tuple(errors))
+
+
 def detach(plans: Sequence[AttachPlan], netns_path: str | None) -> list[Detached]:
-    """Return every device of the pod to the host and restore its captured state."""
-    host_fd = open_host_netns()
+    """Return every device of the pod to the host and restore its captured state.
+
+    Never raises: each device is handled on its own (one device's exception becomes its
+    `failed` result and the others still go home); the netns session, the host netns fd and
+    the sockets are closed in `finally`."""
+    results: list[Detached] = []
+    host_fd: int | None = None
+    session: PodSession | None = None
+    lsock: LinkSocket | None = None
+    ipr: Any = None
+
+    def host_ipr() -> Any:
+        nonlocal ipr
+        if ipr is None:
+            ipr = IPRoute()
+        return ipr
+
     try:
-        session: PodSession | None = None
+        host_fd = open_host_netns()
         if netns_path is not None:
             with contextlib.suppress(NetnsOpenError):
                 session = PodSession.open(netns_path, host_fd)
-        results = []
         for plan in plans:
-            if session is None or plan.host is None or plan.pod is None:
-                results.append(_host_only(plan, host_fd))
-                continue
-            errors = _rdma_back(plan, host_fd)
             try:
-                in_pod = _ours_in_pod(session, plan.host, plan.pod) is not None
-                errors += return_to_host(session, plan.host, plan.pod)
+                if session is None or plan.host is None or plan.pod is None:
+                    if lsock is None:
+                        lsock = LinkSocket()
+                    results.append(_host_only(plan, host_fd, lsock, host_ipr))
+                else:
+                    results.append(_from_pod(plan, session, host_fd))
             except Exception as exc:
-                errors.append(f"detach: {exc}")
-                in_pod = False
-            if (
-                not in_pod
-                and find_host_link(session.lazy_host_ipr, session.host_link, plan.host) is None
-            ):
-                results.append(Detached(plan.device, "gone", tuple(errors)))
-                continue
-            errors = [e for e in errors if "not found in the host" not in e]
-            outcome = "returned" if in_pod else "restored"
-            results.append(Detached(plan.device, outcome, tuple(errors)))
-        if session is not None:
-            session.close()
-        return results
+                results.append(Detached(plan.device, "failed", (f"detach: {exc}",)))
+    except Exception as exc:  # no host netns fd or socket: every remaining device failed
+        done = {r.device for r in results}
+        results += [
+            Detached(p.device, "failed", (f"detach: {exc}",)) for p in plans if p.device not in done
+        ]
     finally:
-        os.close(host_fd)
+        for closer in (
+            session.close if session is not None else None,
+            lsock.close if lsock is not None else None,
+            ipr.close if ipr is not None else None,
+            (lambda: os.close(host_fd)) if host_fd is not None else None,
+        ):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    closer()
+    return results

@@ -35,6 +35,7 @@ SCOPE_HOST = 254
 SIZE_FIELDS = ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5,19}")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_PCI = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,9 @@ class HostSide:
     gro_ipv4_max_size: int | None = None
     features: tuple[Toggle, ...] = ()
     private_flags: tuple[Toggle, ...] = ()
+    #: The PCI address (`0000:8a:00.0`) of a PCI device: with `perm_mac`, how the device is
+    #: found again when its name changed (never by name alone).
+    pci_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +353,10 @@ def check_plan(plan: AttachPlan) -> None:
         check_mac(h.mac, "host.mac")
         if h.perm_mac is not None:
             check_mac(h.perm_mac, "host.perm_mac")
+        if h.pci_address is not None:
+            _check(
+                bool(_PCI.fullmatch(h.pci_address)), f"host.pci_address: invalid {h.pci_address!r}"
+            )
         _check(68 <= h.mtu <= 65535 * 4, "host.mtu out of range")
         _check_common(h.addresses, h.routes, h.rules, h.neighbors, "host")
         if p.mtu is not None:

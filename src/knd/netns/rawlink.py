@@ -28,6 +28,11 @@ RTM_NEWLINK = 16
 RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
+RTM_GETADDR = 22
+RTM_GETROUTE = 26
+RT_TABLE_MAIN = 254
+SOL_NETLINK = 270
+NETLINK_GET_STRICT_CHK = 12
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -52,6 +57,10 @@ IFLA_GSO_MAX_SIZE = 41
 IFLA_GRO_MAX_SIZE = 58
 IFLA_GSO_IPV4_MAX_SIZE = 63
 IFLA_GRO_IPV4_MAX_SIZE = 64
+IFLA_PERM_ADDRESS = 54
+IFLA_PARENT_DEV_NAME = 56
+NLM_F_DUMP = 0x300
+NLMSG_DONE = 3
 IFF_UP = 0x1
 #: The four BIG TCP size attributes (the kernel omits the IPv4 ones before Linux 6.3).
 SIZE_ATTRS = (IFLA_GSO_MAX_SIZE, IFLA_GRO_MAX_SIZE, IFLA_GSO_IPV4_MAX_SIZE, IFLA_GRO_IPV4_MAX_SIZE)
@@ -179,6 +188,52 @@ class LinkFacts:
     name: str
     mac: str | None
     sizes: tuple[tuple[int, int], ...] = ()  # (SIZE_ATTRS number, value)
+    #: The permanent (burned-in) MAC; None when the device has none (all zeros: veth, dummy).
+    perm_mac: str | None = None
+    #: The parent device's name (`0000:8a:00.0` for a PCI NIC; Linux >= 5.16), else None.
+    parent_dev: str | None = None
+    mtu: int | None = None
+    up: bool = False
+    alias: str | None = None
+
+
+def _mac_text(payload: bytes) -> str | None:
+    if not payload or not any(payload):
+        return None
+    return ":".join(f"{b:02x}" for b in payload)
+
+
+def _facts(data: bytes, offset: int, length: int) -> LinkFacts:
+    """Decode the RTM_NEWLINK message at `offset` (`length` bytes)."""
+    index, flags = struct.unpack_from("=iI", data, offset + 16 + 4)
+    name, mac, perm, parent, sizes = "", None, None, None, []
+    mtu: int | None = None
+    alias: str | None = None
+    pos = offset + 16 + 16  # nlmsghdr + ifinfomsg
+    while pos + 4 <= offset + length:
+        alen, atype = struct.unpack_from("=HH", data, pos)
+        if alen < 4:
+            break
+        payload = data[pos + 4 : pos + alen]
+        atype &= 0x3FFF
+        if atype == IFLA_IFNAME:
+            name = payload.split(b"\0", 1)[0].decode("ascii", "replace")
+        elif atype == IFLA_ADDRESS and payload:
+            mac = ":".join(f"{b:02x}" for b in payload)
+        elif atype == IFLA_PERM_ADDRESS:
+            perm = _mac_text(payload)
+        elif atype == IFLA_PARENT_DEV_NAME:
+            parent = payload.split(b"\0", 1)[0].decode("ascii", "replace") or None
+        elif atype == IFLA_MTU and len(payload) >= 4:
+            (mtu,) = struct.unpack_from("=I", payload)
+        elif atype == IFLA_IFALIAS:
+            alias = payload.split(b"\0", 1)[0].decode("utf-8", "replace") or None
+        elif atype in SIZE_ATTRS and len(payload) >= 4:
+            sizes.append((atype, struct.unpack_from("=I", payload)[0]))
+        pos += (alen + 3) & ~3
+    return LinkFacts(
+        int(index), name, mac, tuple(sorted(sizes)), perm, parent, mtu, bool(flags & IFF_UP), alias
+    )
 
 
 def decode_link(data: bytes, seq: int) -> tuple[bool, LinkFacts | None]:
@@ -195,23 +250,7 @@ def decode_link(data: bytes, seq: int) -> tuple[bool, LinkFacts | None]:
                 return True, None
             raise OSError(-code, os.strerror(-code))
         if mseq == seq and kind == RTM_NEWLINK:
-            (index,) = struct.unpack_from("=i", data, offset + 16 + 4)
-            name, mac, sizes = "", None, []
-            pos = offset + 16 + 16  # nlmsghdr + ifinfomsg
-            while pos + 4 <= offset + length:
-                alen, atype = struct.unpack_from("=HH", data, pos)
-                if alen < 4:
-                    break
-                payload = data[pos + 4 : pos + alen]
-                atype &= 0x3FFF
-                if atype == IFLA_IFNAME:
-                    name = payload.split(b"\0", 1)[0].decode("ascii", "replace")
-                elif atype == IFLA_ADDRESS and payload:
-                    mac = ":".join(f"{b:02x}" for b in payload)
-                elif atype in SIZE_ATTRS and len(payload) >= 4:
-                    sizes.append((atype, struct.unpack_from("=I", payload)[0]))
-                pos += (alen + 3) & ~3
-            return True, LinkFacts(int(index), name, mac, tuple(sorted(sizes)))
+            return True, _facts(data, offset, length)
         offset += (length + 3) & ~3
     return False, None
 
@@ -260,6 +299,102 @@ class LinkSocket:
             answered, facts = decode_link(self.sock.recv(65536), seq)
             if answered:
                 return facts
+
+    def links(self) -> list[LinkFacts]:
+        """Every link of this socket's netns (one RTM_GETLINK dump)."""
+        seq = next(_seq) & 0x7FFFFFFF
+        body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
+        self.sock.send(_message(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, body))
+        out: list[LinkFacts] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _flags, mseq, _pid = struct.unpack_from("=IHHII", data, offset)
+                if length < 16 or offset + length > len(data):
+                    break
+                if mseq == seq:
+                    if kind == NLMSG_DONE:
+                        return out
+                    if kind == NLMSG_ERROR:
+                        (code,) = struct.unpack_from("=i", data, offset + 16)
+                        raise OSError(-code, os.strerror(-code))
+                    if kind == RTM_NEWLINK:
+                        out.append(_facts(data, offset, length))
+                offset += (length + 3) & ~3
+
+    def request_all(self, kind: int, flags: int, body: bytes, want: int) -> list[bytes]:
+        """Send one request (a dump with NLM_F_DUMP); the payloads (after nlmsghdr) of its
+        `want` answers. An NLMSG_ERROR answer is raised as OSError."""
+        seq = next(_seq) & 0x7FFFFFFF
+        self.sock.send(_message(kind, NLM_F_REQUEST | flags, seq, body))
+        out: list[bytes] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, mtype, _flags, mseq, _pid = struct.unpack_from("=IHHII", data, offset)
+                if length < 16 or offset + length > len(data):
+                    break
+                if mseq == seq:
+                    if mtype == NLMSG_DONE:
+                        return out
+                    if mtype == NLMSG_ERROR:
+                        (code,) = struct.unpack_from("=i", data, offset + 16)
+                        if code == 0:
+                            return out
+                        raise OSError(-code, os.strerror(-code))
+                    if mtype == want:
+                        out.append(data[offset + 16 : offset + length])
+                        if not flags & NLM_F_DUMP:
+                            return out
+                offset += (length + 3) & ~3
+
+    def has_default_route(self, index: int) -> bool:
+        """Whether an IPv4 or IPv6 default route of the main table leaves through `index`.
+
+        Two route dumps the kernel filters itself (NETLINK_GET_STRICT_CHK: table main,
+        RTA_OIF = index), so the answer is a handful of routes however big the table is. Opens
+        its own socket (strict checking stays off on this one)."""
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        try:
+            sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            sock.bind((0, 0))
+            sock.settimeout(ACK_TIMEOUT)
+            strict = LinkSocket.__new__(LinkSocket)
+            strict.sock = sock
+            for family in (socket.AF_INET, socket.AF_INET6):
+                body = struct.pack(
+                    "=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0
+                ) + _attr(RTA_OIF, struct.pack("=I", index))
+                for msg in strict.request_all(RTM_GETROUTE, NLM_F_DUMP, body, RTM_NEWROUTE):
+                    dst_len, table, rtype = msg[1], msg[4], msg[7]
+                    if dst_len == 0 and table == RT_TABLE_MAIN and rtype == RTN_UNICAST:
+                        return True
+            return False
+        finally:
+            sock.close()
+
+    def addresses(self, index: int) -> set[str]:
+        """The IP addresses (without prefix length) on link `index` (one address dump)."""
+        out: set[str] = set()
+        body = struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
+        for msg in self.request_all(RTM_GETADDR, NLM_F_DUMP, body, RTM_NEWADDR):
+            family, _plen, _flags, _scope, ifindex = struct.unpack_from("=BBBBI", msg, 0)
+            if ifindex != index:
+                continue
+            found: dict[int, bytes] = {}
+            pos = 8
+            while pos + 4 <= len(msg):
+                alen, atype = struct.unpack_from("=HH", msg, pos)
+                if alen < 4:
+                    break
+                found[atype & 0x3FFF] = msg[pos + 4 : pos + alen]
+                pos += (alen + 3) & ~3
+            raw = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS)
+            if raw and family in (socket.AF_INET, socket.AF_INET6):
+                out.add(str(ipaddress.ip_address(raw)))
+        return out
 
     def index_of(self, ifname: str) -> int | None:
         """The ifindex of the link named `ifname` in this socket's netns, None if none."""

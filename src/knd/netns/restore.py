@@ -10,7 +10,8 @@ the remaining steps: they are returned as "step: message" strings.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from knd.netns.ethtool_apply import apply_features
@@ -23,23 +24,9 @@ from knd.netns.rtnl import add_neighbor, add_rule
 IprSource = Callable[[], Any]
 
 
-def find_host_link(ipr: IprSource, lsock: LinkSocket, host: HostSide) -> int | None:
-    """Find the interface in the host: by original name (one raw request), then by ifindex,
-    then by (permanent) MAC — the kernel may have returned it from a deleted netns under
-    another name (`devN`); those searches dump every link through pyroute2."""
-    index = lsock.index_of(host.name)
-    if index is not None:
-        return index
-    macs = {m for m in (host.perm_mac, host.mac) if m}
-    by_index = None
-    for link in ipr().link("dump"):
-        perm = str(link.get("IFLA_PERM_ADDRESS") or "").lower()
-        mac = str(link.get("address") or "").lower()
-        if host.perm_mac and perm == host.perm_mac:
-            return int(link["index"])
-        if link["index"] == host.ifindex and mac in macs:
-            by_index = int(link["index"])
-    return by_index
+#: The names the kernel gives a physical NIC it hands back from a destroyed netns when its
+#: pod-side name is taken in the host.
+_KERNEL_NAME = re.compile(r"^dev[0-9]+$")
 
 
 def mac_change(current: LinkFacts | None, wanted: str | None) -> str | None:
@@ -51,12 +38,69 @@ def mac_change(current: LinkFacts | None, wanted: str | None) -> str | None:
     return wanted
 
 
-def restore_host(ipr: IprSource, lsock: LinkSocket, host: HostSide, index: int) -> list[str]:
+def same_device(facts: LinkFacts, host: HostSide, pod_mac: str | None = None) -> bool:
+    """Whether the link `facts` is the device `host` was captured from.
+
+    Strong identity first: the permanent MAC, then the PCI address (the link's parent
+    device), when the plan has one; a device that has a strong identity never matches on its
+    (changeable) name or current MAC. Without one (veth, dummy: no permanent MAC, no parent),
+    the current MAC must be the host's or the pod-side one."""
+    if host.perm_mac:
+        return (facts.perm_mac or "") == host.perm_mac
+    if host.pci_address:
+        return (facts.parent_dev or "") == host.pci_address
+    macs = {m for m in (host.mac, pod_mac) if m}
+    return (facts.mac or "").lower() in macs
+
+
+def find_host_link(
+    lsock: LinkSocket, host: HostSide, pod_name: str | None = None, pod_mac: str | None = None
+) -> int | None:
+    """The ifindex of the device `host` in the host, found by identity, never by name alone.
+
+    First its captured name (one raw request; accepted only if `same_device`), then one link
+    dump: a link with the same permanent MAC or PCI address under any name; for a device
+    without either, a link with the right MAC named as captured, as in the pod (`pod_name`)
+    or `devN` (what the kernel names a NIC it hands back from a destroyed netns)."""
+    facts = lsock.link(ifname=host.name)
+    if facts is not None and same_device(facts, host, pod_mac):
+        return facts.index
+    return match_link(lsock.links(), host, pod_name, pod_mac)
+
+
+def match_link(
+    links: Iterable[LinkFacts],
+    host: HostSide,
+    pod_name: str | None = None,
+    pod_mac: str | None = None,
+) -> int | None:
+    """`find_host_link`'s search over a link dump (see there)."""
+    strong = bool(host.perm_mac or host.pci_address)
+    names = {host.name, pod_name}
+    best: int | None = None
+    for link in links:
+        if not same_device(link, host, pod_mac):
+            continue
+        if strong:
+            return link.index
+        if link.name in names or _KERNEL_NAME.match(link.name):
+            if link.index == host.ifindex:
+                return link.index
+            best = link.index if best is None else best
+    return best
+
+
+def restore_host(
+    ipr: IprSource, lsock: LinkSocket, host: HostSide, index: int, fail_step: str | None = None
+) -> list[str]:
     """Restore name/MTU/MAC/sizes/ethtool/alias/admin state/addresses/routes/rules/neighbours
-    of `index`."""
+    of `index`. `fail_step` (tests only) makes that step fail without doing its work."""
     errors: list[str] = []
 
     def attempt(step: str, fn: Any, *args: Any) -> None:
+        if step == fail_step:
+            errors.append(f"{step}: injected failure")
+            return
         try:
             fn(*args)
         except Exception as exc:

@@ -71,7 +71,7 @@ def test_migrates_from_version_1(tmp_path: Path) -> None:
     db.commit()
     db.close()
     s = StateStore(path)
-    assert s.schema_version == SCHEMA_VERSION == 3
+    assert s.schema_version == SCHEMA_VERSION == 4
     assert s.pod("p") == PodRecord("p", "ns", "n")
     _save(s, "c9", "eth9")  # the v2 column `profile` exists now
     assert s.plans_for_claim("c9")[0].profile == "gold"
@@ -104,3 +104,31 @@ def test_reboot_clears_runtime_state_keeps_plans(tmp_path: Path) -> None:
     assert after.pod("p1") == PodRecord("p1", "ns", "pod", None, None)
     assert [p.device for p in after.plans_for_claim("c1")] == ["eth1"]
     after.close()
+
+
+@pytest.mark.parametrize(
+    "content", [b"this is not a database at all" * 200, b"SQLite format 3\x00" + b"\xff" * 4000]
+)
+def test_a_corrupt_store_is_refused_with_recovery_instructions(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(content)
+    with pytest.raises(StoreError) as err:
+        StateStore(path, boot_id="b")
+    message = str(err.value)
+    assert "is corrupt" in message and f"mv {path} {path}.corrupt" in message
+    assert f"{path}.restore/" in message
+    assert err.value.__cause__ is None  # no raw sqlite3 traceback chained
+
+
+def test_an_emptied_store_says_it_was_created(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateStore(path, boot_id="b").close()
+    again = StateStore(path, boot_id="b")
+    assert not again.created
+    again.close()
+    path.write_bytes(b"")  # truncated to 0 bytes
+    emptied = StateStore(path, boot_id="b")
+    assert emptied.created
+    emptied.close()
