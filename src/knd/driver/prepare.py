@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from knd.api.config import NetworkConfig
+from knd.api.merge import merge_configs
 from knd.driver import config_select
 from knd.driver.claim_api import Claim, ClaimReader, EventRecorder
 from knd.driver.errors import ClaimError, ClaimNotFoundError
@@ -112,6 +113,8 @@ class PrepareEngine:
         plan_builder: PlanBuilder | None = None,
         profiles: ProfileProvider | None = None,
         pool: str | None = None,
+        device_configs: Callable[[str], NetworkConfig | None] | None = None,
+        on_device_error: Callable[[Claim, str, str, str], None] | None = None,
     ) -> None:
         self.driver = driver
         self.pool = pool  # this node's pool (the node name); None accepts any pool
@@ -120,6 +123,12 @@ class PrepareEngine:
         self.events = events
         self.plan_builder: PlanBuilder = plan_builder or ConfigOnlyPlanBuilder()
         self.profiles = profiles
+        # Cloud provider config per device (Azure routing, a webhook's baseline): the lowest
+        # precedence source. Answers from memory (knd.inventory.cloud.state).
+        self.device_configs = device_configs
+        # (claim, pool, device, message) for a device that failed: the daemon reports it in
+        # the claim's status.devices[] (Ready=False).
+        self.on_device_error = on_device_error
         self._locks = _KeyedLocks()
 
     # -- prepare -----------------------------------------------------------------------------
@@ -220,10 +229,22 @@ class PrepareEngine:
                         f"{self.pool!r}; {self.driver} prepares only devices of its own node"
                     )
                 self._check_owner(ref, pool, device)
-                config = config_select.resolve_config(allocation, self.driver, request, label)
+                cloud = self.device_configs(device) if self.device_configs else None
+                config = config_select.resolve_config(
+                    allocation, self.driver, request, label, cloud
+                )
                 if config.profile:
-                    provider = self._resolve_profile(ref.uid, device, config.profile, label)
+                    try:
+                        provider = self._resolve_profile(
+                            ref.uid, device, config.profile, label, config
+                        )
+                    except ClaimError as exc:
+                        if self.on_device_error is not None:
+                            self.on_device_error(claim, pool, device, str(exc))
+                        raise
                     resolved_profiles.append((device, config.profile))
+                    if cloud is not None:  # cloud over profile, users over both (DraNet)
+                        provider = merge_configs(provider, cloud)
                     config = config_select.resolve_config(
                         allocation, self.driver, request, label, provider
                     )
@@ -264,7 +285,7 @@ class PrepareEngine:
         return result
 
     def _resolve_profile(
-        self, claim_uid: str, device: str, profile: str, label: str
+        self, claim_uid: str, device: str, profile: str, label: str, config: NetworkConfig
     ) -> NetworkConfig:
         """The profile's config: the lowest-precedence source (user configs override it)."""
         if self.profiles is None:
@@ -272,7 +293,10 @@ class PrepareEngine:
                 f"config for device {label} names profile {profile!r} but no profile "
                 "provider is configured on this node"
             )
-        return self.profiles.resolve(claim_uid, device, profile)
+        try:
+            return self.profiles.resolve(claim_uid, device, profile, config)
+        except ClaimError as exc:
+            raise ClaimError(f"device {label}: {exc}") from exc
 
     def _release_profiles(self, claim_uid: str, profiles: list[tuple[str, str]]) -> None:
         for device, profile in profiles:

@@ -17,7 +17,7 @@ network functions and, offline, for netdevs).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from knd.api import attributes as attr
@@ -35,10 +35,16 @@ log = logging.getLogger(__name__)
 SKIP_NAMES = frozenset({"cilium_net", "cilium_host", "docker0"})
 
 
+#: Extra attributes for a device (device name, discovered attributes) -> attributes to add.
+#: The cloud providers plug in here (knd.inventory.cloud.state.CloudState.enrich).
+Enricher = Callable[[str, Mapping[str, AttrValue]], Mapping[str, AttrValue]]
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     move_ib_interfaces: bool = True
     skip_names: frozenset[str] = SKIP_NAMES
+    enrich: Enricher | None = None
 
 
 @dataclass(slots=True)
@@ -252,6 +258,9 @@ def discover(
             del drafts[d.name]
 
     for d in sorted(drafts.values(), key=lambda x: x.name):
+        if opts.enrich is not None:
+            for name, value in opts.enrich(d.name, d.attrs).items():
+                d.attrs.setdefault(name, value)
         attrs, warnings = fit(d.name, d.attrs)
         result.warnings.extend(warnings)
         result.devices.append(Device(d.name, attrs))
