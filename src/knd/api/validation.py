@@ -18,6 +18,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
+from knd.api import subinterface
 from knd.api.config import (
     EthtoolConfig,
     InterfaceConfig,
@@ -263,6 +264,7 @@ def _iter_errors(cfg: NetworkConfig) -> Iterator[FieldError]:
         yield from _validate_neighbor(f"neighbors[{i}]", neigh)
     if cfg.ethtool is not None:
         yield from _validate_ethtool("ethtool", cfg.ethtool)
+    yield from subinterface.problems(cfg)
 
 
 def validate(cfg: NetworkConfig) -> list[FieldError]:

@@ -202,11 +202,14 @@ class Daemon:
             store=self.store,
             reader=kube,
             events=kube,
-            plan_builder=NetnsPlanBuilder(rdma_mode=self.rdma_mode, sysfs_root=self.sysfs_root),
+            plan_builder=NetnsPlanBuilder(
+                rdma_mode=self.rdma_mode, sysfs_root=self.sysfs_root, ipam=self.providers.ipam
+            ),
             pool=self.opts.node_name,
             profiles=self.providers.profiles,
             device_configs=self.providers.cloud.device_config,
             on_device_error=self._report_device_error,
+            on_release=self.providers.release,
         )
         # Link events poke the monitor (see _on_netlink_event); the poll is only a backstop.
         monitor = HealthMonitor(

@@ -90,6 +90,16 @@ def parse_range(text: str) -> IpRange:
     return IpRange(net, first, last)
 
 
+def range_of(subnet: str, start: str | None = None, end: str | None = None) -> IpRange:
+    """A range from the claim schema's `{subnet, start, end}` (either bound may be unset)."""
+    full = parse_range(subnet)
+    first = ipaddress.ip_address(start) if start else full.first
+    last = ipaddress.ip_address(end) if end else full.last
+    if first not in full.network or last not in full.network or int(first) > int(last):
+        raise IpamError(f"{subnet} {start or ''}-{end or ''}: not an ordered range in {subnet}")
+    return IpRange(full.network, first, last)
+
+
 def parse_ranges(text: str) -> dict[str, list[IpRange]]:
     """`NAME=RANGE[,RANGE...][;NAME=...]` → profiles; "" → {}."""
     profiles: dict[str, list[IpRange]] = {}

@@ -115,6 +115,7 @@ class PrepareEngine:
         pool: str | None = None,
         device_configs: Callable[[str], NetworkConfig | None] | None = None,
         on_device_error: Callable[[Claim, str, str, str], None] | None = None,
+        on_release: Callable[[str, str], None] | None = None,
     ) -> None:
         self.driver = driver
         self.pool = pool  # this node's pool (the node name); None accepts any pool
@@ -129,6 +130,9 @@ class PrepareEngine:
         # (claim, pool, device, message) for a device that failed: the daemon reports it in
         # the claim's status.devices[] (Ready=False).
         self.on_device_error = on_device_error
+        # (claim UID, device) after a claim's state is deleted: frees node-local IPAM addresses
+        # of sub-interfaces. Must not raise.
+        self.on_release = on_release
         self._locks = _KeyedLocks()
 
     # -- prepare -----------------------------------------------------------------------------
@@ -183,28 +187,50 @@ class PrepareEngine:
             )
         return allocation, consumer
 
-    def _check_owner(self, ref: ClaimRef, pool: str, device: str) -> None:
-        owner = self.store.device_owner(pool, device)
-        if owner is None or owner.uid == ref.uid:
-            return
-        try:
-            other = self.reader.get(owner.namespace, owner.name)
-            live = (other.get("metadata") or {}).get("uid") == owner.uid
-        except ClaimNotFoundError:
-            live = False
-        if live:
+    def _check_owner(self, ref: ClaimRef, pool: str, device: str, shared: bool = False) -> None:
+        """Refuse a device another live claim holds. Sub-interface claims (`shared`) share a
+        device with each other, never with a claim that moves it: the parent of children is
+        never moved, and a moved device cannot get children. Stale holders (their claim is gone
+        or was replaced) are released."""
+        owner = self.store.device_owner(pool, device)  # the claim that moves it, if any
+        if owner is not None and owner.uid != ref.uid and self._live(owner):
+            if shared:
+                raise ClaimError(
+                    f"device {pool}/{device} is moved into pod {owner.pod_uid} by claim "
+                    f"{owner.namespace}/{owner.name} (UID {owner.uid}); a subInterface needs "
+                    "its parent in the host"
+                )
             raise ClaimError(
                 f"device {pool}/{device} is already prepared for claim "
                 f"{owner.namespace}/{owner.name} (UID {owner.uid}) of pod {owner.pod_uid}; "
                 "a network device serves one claim at a time"
             )
+        if shared:
+            return
+        for sharer in self.store.device_sharers(pool, device):
+            if sharer.uid != ref.uid and self._live(sharer):
+                raise ClaimError(
+                    f"device {pool}/{device} has sub-interfaces (claim {sharer.namespace}/"
+                    f"{sharer.name}, UID {sharer.uid}); it cannot be moved into a pod while it "
+                    "has children: ask for a subInterface too, or wait until they are gone"
+                )
+
+    def _live(self, holder: ClaimRecord) -> bool:
+        """True when `holder` still exists in the API server; else its state is released."""
+        try:
+            other = self.reader.get(holder.namespace, holder.name)
+            if (other.get("metadata") or {}).get("uid") == holder.uid:
+                return True
+        except ClaimNotFoundError:
+            pass
         log.warning(
             "releasing stale state of claim %s/%s (UID %s): it no longer exists",
-            owner.namespace,
-            owner.name,
-            owner.uid,
+            holder.namespace,
+            holder.name,
+            holder.uid,
         )
-        self._release(owner.uid)
+        self._release(holder.uid)
+        return False
 
     def _prepare_fetched(self, ref: ClaimRef, claim: Claim) -> PrepareResult:
         allocation, consumer = self._check(ref, claim)
@@ -228,11 +254,11 @@ class PrepareEngine:
                         f"device {label} belongs to pool {pool!r}, not to this node's pool "
                         f"{self.pool!r}; {self.driver} prepares only devices of its own node"
                     )
-                self._check_owner(ref, pool, device)
                 cloud = self.device_configs(device) if self.device_configs else None
                 config = config_select.resolve_config(
                     allocation, self.driver, request, label, cloud
                 )
+                self._check_owner(ref, pool, device, shared=config.sub_interface is not None)
                 if config.profile:
                     try:
                         provider = self._resolve_profile(
@@ -278,9 +304,11 @@ class PrepareEngine:
             )
         except StoreError as exc:
             self._release_profiles(ref.uid, resolved_profiles)
+            self._release_local(ref.uid, results)
             raise ClaimError(f"cannot persist the prepared state: {exc}") from exc
         except BaseException:
             self._release_profiles(ref.uid, resolved_profiles)
+            self._release_local(ref.uid, results)
             raise
         return result
 
@@ -297,6 +325,13 @@ class PrepareEngine:
             return self.profiles.resolve(claim_uid, device, profile, config)
         except ClaimError as exc:
             raise ClaimError(f"device {label}: {exc}") from exc
+
+    def _release_local(self, claim_uid: str, results: Sequence[Mapping[str, Any]]) -> None:
+        """A failed prepare: free what the plan builder allocated for the claim's devices."""
+        if self.on_release is None or self.store.claim(claim_uid) is not None:
+            return
+        for r in results:
+            self.on_release(claim_uid, str(r.get("device")))
 
     def _release_profiles(self, claim_uid: str, profiles: list[tuple[str, str]]) -> None:
         for device, profile in profiles:
@@ -315,6 +350,8 @@ class PrepareEngine:
         for plan in self.store.delete_claim(claim_uid):
             if plan.profile:
                 self._release_profile(claim_uid, plan.device, plan.profile)
+            if self.on_release is not None:
+                self.on_release(claim_uid, plan.device)
 
     def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         errors: dict[str, str] = {}

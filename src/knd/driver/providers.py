@@ -23,7 +23,7 @@ from pathlib import Path
 from knd.driver.ipam import LocalIpam, parse_ranges
 from knd.driver.options import DaemonOptions
 from knd.driver.plan import ProfileProvider
-from knd.driver.profiles import LocalProfiles, WebhookProfiles
+from knd.driver.profiles import LocalProfiles, WebhookProfiles, owner_key
 from knd.host.sysfs import SysfsRoot
 from knd.inventory.cloud.base import HINT_WEBHOOK, canonical_hint
 from knd.inventory.cloud.state import CloudState
@@ -44,15 +44,21 @@ def ipam_path(state_path: Path) -> Path:
 class Providers:
     cloud: CloudState
     profiles: ProfileProvider | None
-    ipam: LocalIpam | None = None
+    ipam: LocalIpam  # node-local IPAM: `local` profiles and subInterface.ipRanges
+
+    def release(self, claim_uid: str, device: str) -> None:
+        """Free the node-local addresses of a claim's device (unprepare; never raises)."""
+        try:
+            self.ipam.release(owner_key(claim_uid, device))
+        except Exception:
+            log.exception("IPAM release of %s/%s failed", claim_uid, device)
 
     def start(self, wait: float = CLOUD_START_WAIT) -> None:
         self.cloud.start(wait)
 
     def stop(self) -> None:
         self.cloud.stop()
-        if self.ipam is not None:
-            self.ipam.close()
+        self.ipam.close()
 
 
 def build(
@@ -67,6 +73,7 @@ def build(
         endpoint_override=opts.cloud_metadata_endpoint,
         webhook_url=opts.webhook_url,
     )
+    ipam = LocalIpam(ipam_path(opts.state_path))
     kind = opts.profile_provider
     has_ipam = bool(opts.ipam_ranges or opts.ipam_configmap)
     if kind == "cloud":
@@ -74,9 +81,8 @@ def build(
     if kind == "webhook":
         client = WebhookClient(opts.webhook_url)
         log.info("profile provider: webhook %s", opts.webhook_url)
-        return Providers(cloud, WebhookProfiles(client, cloud.device_ids))
+        return Providers(cloud, WebhookProfiles(client, cloud.device_ids), ipam)
     if kind == "local":
-        ipam = LocalIpam(ipam_path(opts.state_path))
         reader = None
         if opts.ipam_configmap and read_configmap is not None:
             namespace, name = opts.ipam_configmap.split("/", 1)
@@ -88,4 +94,4 @@ def build(
         ranges = parse_ranges(opts.ipam_ranges)
         log.info("profile provider: node-local IPAM, profiles %s", sorted(ranges) or "(ConfigMap)")
         return Providers(cloud, LocalProfiles(ipam, ranges, reader), ipam)
-    return Providers(cloud, None)
+    return Providers(cloud, None, ipam)

@@ -192,3 +192,91 @@ def test_cloud_device_config_merges_under_the_users(
     assert {"destination": "0.0.0.0/0", "gateway": "10.9.255.1", "table": 101} in cfg["routes"]
     assert {"destination": "10.1.0.0/16", "gateway": "10.9.255.7"} in cfg["routes"]
     assert cfg["interface"]["name"] == "net1"
+
+
+class _ChildBuilder:
+    """A plan builder that marks sub-interface plans the way NetnsPlanBuilder does."""
+
+    def build(
+        self, device_name: str, pod_uid: str, claim: Any, request: str, config: NetworkConfig
+    ) -> dict[str, Any]:
+        sub = config.sub_interface
+        return {
+            "device": device_name,
+            "sub": None if sub is None else {"kind": sub.type, "mode": sub.mode or "bridge"},
+        }
+
+
+def test_sub_interface_claims_share_a_device_that_is_never_moved_meanwhile(
+    store: StateStore, kube_api: KubeClaimApi, apiserver: ApiServerEmulator
+) -> None:
+    released: list[tuple[str, str]] = []
+    eng = PrepareEngine(
+        driver=DRIVER,
+        store=store,
+        reader=kube_api,
+        events=kube_api,
+        plan_builder=_ChildBuilder(),  # type: ignore[arg-type]
+        on_release=lambda uid, dev: released.append((uid, dev)),
+    )
+    child = {"subInterface": {"type": "macvlan"}, "interface": {"name": "net1"}}
+
+    def put(name: str, params: dict[str, Any]) -> ClaimRef:
+        obj = apiserver.put_claim(
+            claim(name, [("nic", DRIVER, "eth1")], configs=[opaque("FromClaim", params)])
+        )
+        return ClaimRef(*ref(obj))
+
+    a, b = put("child-a", child), put("child-b", child)
+    results = eng.prepare([a, b])
+    assert results[a.uid].error == "" and results[b.uid].error == ""
+    whole = put("whole", {"interface": {"name": "net9"}})
+    err = eng.prepare([whole])[whole.uid].error
+    assert "has sub-interfaces" in err and "cannot be moved into a pod while it has children" in err
+    assert eng.unprepare([a, b]) == {a.uid: "", b.uid: ""}
+    assert (a.uid, "eth1") in released and (b.uid, "eth1") in released
+    assert eng.prepare([whole])[whole.uid].error == ""  # no children left: it may move
+    late = put("child-late", child)
+    err = eng.prepare([late])[late.uid].error
+    assert "a subInterface needs its parent in the host" in err
+
+
+def test_sub_interface_config_rules() -> None:
+    from knd.api.check import finalize
+    from knd.api.config import decode
+    from knd.api.errors import ConfigError
+
+    ok = finalize(
+        decode(
+            {
+                "subInterface": {
+                    "type": "ipvlan",
+                    "mode": "l3s",
+                    "flag": "private",
+                    "ipRanges": [{"subnet": "fd00::/64", "start": "fd00::10", "end": "fd00::20"}],
+                }
+            }
+        )
+    )
+    assert ok.sub_interface is not None and ok.sub_interface.ip_ranges is not None
+    bad = {
+        "subInterface": {
+            "type": "vlan",
+            "ipRanges": [{"subnet": "10.0.0.0/24", "end": "10.1.0.1"}],
+        },
+        "interface": {"mtu": 9000, "dhcp": True},
+        "ethtool": {"features": {"tso": False}},
+    }
+    with pytest.raises(ConfigError) as info:
+        finalize(decode(bad))
+    text = str(info.value)
+    for expected in (
+        "subInterface.type: must be one of macvlan, ipvlan",
+        "subInterface.ipRanges[0].end: must be inside 10.0.0.0/24",
+        "interface.mtu: not supported with subInterface",
+        "interface.dhcp: not supported with subInterface",
+        "ethtool: not supported with subInterface",
+    ):
+        assert expected in text
+    with pytest.raises(ConfigError, match=r"subInterface.flag: is only valid for type ipvlan"):
+        finalize(decode({"subInterface": {"type": "macvlan", "flag": "vepa"}}))
