@@ -205,3 +205,25 @@ def test_the_whereabouts_style_example_webhook_serves_the_protocol(tmp_path: Pat
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_profile_provider_selection(tmp_path: Path) -> None:
+    from knd.driver.profiles import WebhookProfiles
+    from knd.driver.providers import build, ipam_path
+    from knd.host.sysfs import SysfsRoot
+
+    def make(*argv: str) -> object:
+        opts = options.parse([f"--state-path={tmp_path / 'state.db'}", *argv], environ={})
+        providers = build(opts, SysfsRoot(tmp_path))
+        providers.ipam.close()
+        return providers.profiles
+
+    assert make() is None  # cloud (default) without a webhook or ranges: nobody
+    assert isinstance(make("--ipam-ranges=blue=10.0.0.0/24"), LocalProfiles)
+    assert make("--ipam-ranges=blue=10.0.0.0/24", "--profile-provider=none") is None
+    hook = ["--webhook-url=http://127.0.0.1:9", "--cloud-provider-hint=webhook"]
+    assert isinstance(make(*hook), WebhookProfiles)
+    assert isinstance(
+        make("--profile-provider=webhook", "--webhook-url=unix:///run/x.sock"), WebhookProfiles
+    )
+    assert ipam_path(tmp_path / "state.db") == tmp_path / "ipam.db"
