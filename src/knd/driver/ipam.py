@@ -17,6 +17,7 @@ list of ranges; `parse_ranges("a=10.0.0.0/24;b=10.1.0.0/24:10.1.0.10-10.1.0.20,f
 from __future__ import annotations
 
 import ipaddress
+import os
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -135,6 +136,7 @@ class LocalIpam:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        os.chmod(path, 0o600)  # like the state file: node-local state, root only
         self._lock = threading.Lock()
 
     def close(self) -> None:
