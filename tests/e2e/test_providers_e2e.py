@@ -142,6 +142,7 @@ def test_webhook_cloud_and_profile_provider(node: FaultNode) -> None:
         }
     )
     dev = wait_for(lambda: _slice_device(node, nic.device), timeout=30)
+    assert dev is not None
     assert dev["attributes"]["dra.net/webhook_attr"] == {"string": "python"}
     asked = [body for path, body in hook.calls if path == "/GetDeviceAttributes"]
     ids = next(body for body in asked if body["name"] == nic.host)

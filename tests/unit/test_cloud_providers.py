@@ -372,8 +372,16 @@ def test_webhook_cloud_provider_keeps_last_answers_through_an_outage(
     assert inst.device_config(ids) == NetworkConfig.model_validate({"interface": {"mtu": 1450}})
     for mode in ("fail", "garbage"):
         hook.mode = mode
+        inst._retry_at = 0.0
         assert inst.attributes(ids) == attrs  # outage/garbage: the last good answer stays
         assert inst.device_config(ids) is not None
+    asked = len(hook.bodies)
+    other = DeviceIds("dummy2", mac="02:00:00:00:00:02")
+    assert inst.attributes(other) == {}  # failing: not asked again for a while, nothing cached
+    assert len(hook.bodies) == asked
+    hook.mode = "ok"
+    inst._retry_at = 0.0  # the back-off is over
+    assert inst.attributes(other) == attrs
 
 
 def test_webhook_profile_calls_and_capability_gating(webhook: tuple[_Webhook, str]) -> None:

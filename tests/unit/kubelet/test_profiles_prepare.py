@@ -216,7 +216,7 @@ def test_sub_interface_claims_share_a_device_that_is_never_moved_meanwhile(
         store=store,
         reader=kube_api,
         events=kube_api,
-        plan_builder=_ChildBuilder(),  # type: ignore[arg-type]
+        plan_builder=_ChildBuilder(),
         on_release=lambda uid, dev: released.append((uid, dev)),
     )
     child = {"subInterface": {"type": "macvlan"}, "interface": {"name": "net1"}}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,9 +150,12 @@ class WebhookClient:
 
 class WebhookCloud:
     """The webhook as a CloudInstance: asks per device during scans, and keeps the last good
-    answer per device, so an outage keeps what was published (and logs once per outage)."""
+    answer per device, so an outage keeps what was published (and logs once per outage).
+    After a failed call it is not asked again for `RETRY_AFTER` seconds (the cached answers
+    serve), so a hanging webhook costs a scan one call timeout, not one per device."""
 
     name = HINT_WEBHOOK
+    RETRY_AFTER = 30.0
 
     def __init__(self, client: WebhookClient) -> None:
         self.client = client
@@ -159,6 +163,7 @@ class WebhookCloud:
         self._attrs: dict[DeviceIds, dict[str, AttrValue]] = {}
         self._configs: dict[DeviceIds, NetworkConfig | None] = {}
         self._failing = False
+        self._retry_at = 0.0
 
     def _note(self, exc: WebhookError | None) -> None:
         with self._lock:
@@ -167,8 +172,13 @@ class WebhookCloud:
             elif exc is None and self._failing:
                 log.info("webhook answers again")
             self._failing = exc is not None
+            if exc is not None:
+                self._retry_at = time.monotonic() + self.RETRY_AFTER
 
     def attributes(self, ids: DeviceIds) -> dict[str, AttrValue]:
+        with self._lock:
+            if self._failing and time.monotonic() < self._retry_at:
+                return dict(self._attrs.get(ids, {}))
         try:
             attrs = self.client.device_attributes(ids)
         except WebhookError as exc:
