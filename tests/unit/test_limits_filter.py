@@ -31,7 +31,8 @@ def test_fit_cuts_long_strings_and_lists() -> None:
 
 
 def test_fit_drops_lowest_value_attributes_beyond_32() -> None:
-    attrs: dict[str, AttrValue] = {name: "v" for name in attr.PRIORITY_ORDER}  # 27
+    base = [n for n in attr.PRIORITY_ORDER if n not in attr.CLOUD_ATTRIBUTES]
+    attrs: dict[str, AttrValue] = {name: "v" for name in base}  # 27
     extra = {f"gce.dra.net/extra{i:02d}": i for i in range(8)}  # +8 = 35
     attrs.update(extra)
     out, warnings = fit("dev", attrs)
@@ -40,13 +41,27 @@ def test_fit_drops_lowest_value_attributes_beyond_32() -> None:
     assert dropped == {"gce.dra.net/extra07", "gce.dra.net/extra06", "gce.dra.net/extra05"}
     assert "3 attribute(s) dropped" in warnings[0]
     # with capacities counted, known attributes go from the end of PRIORITY_ORDER
-    out2, _ = fit("dev", {name: "v" for name in attr.PRIORITY_ORDER}, capacities=8)
-    assert set(attr.PRIORITY_ORDER) - set(out2) == {
+    out2, _ = fit("dev", {name: "v" for name in base}, capacities=8)
+    assert set(base) - set(out2) == {
         attr.ALIAS,
         attr.TCX_PROGRAM_NAMES,
         attr.TC_FILTER_NAMES,
     }
     assert attr.STD_PCIE_ROOT in out2 and attr.IF_NAME in out2
+
+
+def test_cloud_topology_outranks_cosmetic_attributes_within_the_budget() -> None:
+    base = [n for n in attr.PRIORITY_ORDER if n not in attr.CLOUD_ATTRIBUTES]
+    attrs: dict[str, AttrValue] = {name: "v" for name in base}  # 27
+    gce = ["gce.dra.net/networkName", "gce.dra.net/block", "gce.dra.net/subBlock"]
+    gce += ["gce.dra.net/host", "gce.dra.net/machineType", "gce.dra.net/networkProjectNumber"]
+    attrs.update({name: "x" for name in gce})  # 33
+    attrs["example.com/webhookAttr"] = "w"  # 34: unknown names still go first
+    out, warnings = fit("dev", attrs)
+    assert len(out) == 32
+    assert set(gce) <= set(out)
+    assert set(attrs) - set(out) == {"example.com/webhookAttr", attr.ALIAS}
+    assert "2 attribute(s) dropped" in warnings[0]
 
 
 def test_drop_order_unknown_first_then_priority_reversed() -> None:

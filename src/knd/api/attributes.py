@@ -45,6 +45,36 @@ STD_PCIE_ROOT: Final = f"{STANDARD_DOMAIN}/pcieRoot"
 STD_NUMA_NODE: Final = f"{STANDARD_DOMAIN}/numaNode"
 STD_PCI_BUS_ID: Final = f"{STANDARD_DOMAIN}/pciBusID"
 
+# -- cloud providers (knd.inventory.cloud; DraNet's names) ---------------------------------
+#: Topology and placement attributes the cloud providers publish. They rank above the cosmetic
+#: dra.net attributes (MAC, MTU, state, ...): claims align NICs by them. AWS's EFA group IDs
+#: are listed smallest group first.
+CLOUD_ATTRIBUTES: Final[tuple[str, ...]] = (
+    "resource.aws.com/devicegroup1_id",
+    "resource.aws.com/devicegroup4_id",
+    "resource.aws.com/devicegroup8_id",
+    "resource.aws.com/devicegroup16_id",
+    "gce.dra.net/networkName",
+    "gce.dra.net/block",
+    "gce.dra.net/subBlock",
+    "gce.dra.net/host",
+    "gce.dra.net/machineType",
+    "gce.dra.net/networkProjectNumber",
+    "gce.dra.net/ipAliases",
+    "azure.dra.net/vmSize",
+    "azure.dra.net/placementGroupId",
+    "azure.dra.net/interconnectGroupId",
+    "azure.dra.net/interconnectSubgroupId",
+    "oke.dra.net/hpcIslandId",
+    "oke.dra.net/networkBlockId",
+    "oke.dra.net/localBlockId",
+    "oke.dra.net/rackId",
+    "oke.dra.net/gpuMemoryFabricId",
+    "alibaba.dra.net/instanceType",
+    "alibaba.dra.net/erdma",
+)
+GCE_IP_ALIASES: Final = "gce.dra.net/ipAliases"
+
 #: Every attribute knd may publish, most valuable first. When a device would exceed the API's
 #: 32 attributes+capacities, attributes are dropped from the END of this list (documented in
 #: docs/discovery.md, "API limits"): topology and identity survive, cosmetic and derived ones
@@ -63,6 +93,7 @@ PRIORITY_ORDER: Final[tuple[str, ...]] = (
     SRIOV_VFS,
     IS_SRIOV_VF,
     VIRTUAL,
+    *CLOUD_ATTRIBUTES,
     MAC,
     MTU,
     STATE,

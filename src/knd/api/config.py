@@ -86,12 +86,36 @@ class EthtoolConfig(BaseModel):
     private_flags: dict[str, bool] | None = Field(default=None, alias="privateFlags")
 
 
+class IpRangeConfig(BaseModel):
+    """`subInterface.ipRanges[]`: a node-local IPAM range: `subnet` (CIDR), optionally narrowed
+    to `start`..`end` (inclusive)."""
+
+    model_config = _MODEL
+    subnet: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+class SubInterfaceConfig(BaseModel):
+    """`subInterface`: give the pod a macvlan/ipvlan child of the device instead of the device
+    itself, so several pods share one NIC (DraNet's sub-interfaces). The child takes
+    `interface.name` (default: the parent's name) and `interface.addresses`, or one address per
+    IP family from `ipRanges`; `routes`, `rules` and `neighbors` apply to the child."""
+
+    model_config = _MODEL
+    type: str | None = None
+    mode: str | None = None
+    flag: str | None = None
+    ip_ranges: list[IpRangeConfig] | None = Field(default=None, alias="ipRanges")
+
+
 class NetworkConfig(BaseModel):
     """The whole opaque config object."""
 
     model_config = _MODEL
     profile: str | None = None
     interface: InterfaceConfig | None = None
+    sub_interface: SubInterfaceConfig | None = Field(default=None, alias="subInterface")
     routes: list[RouteConfig] | None = None
     rules: list[RuleConfig] | None = None
     neighbors: list[NeighborConfig] | None = None

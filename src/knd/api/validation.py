@@ -22,6 +22,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 
+from knd.api import subinterface
 from knd.api.config import (
     EthtoolConfig,
     InterfaceConfig,
@@ -285,6 +286,7 @@ def _iter_errors(cfg: NetworkConfig) -> Iterator[FieldError]:
         yield from _validate_neighbor(f"neighbors[{i}]", neigh)
     if cfg.ethtool is not None:
         yield from _validate_ethtool("ethtool", cfg.ethtool)
+    yield from subinterface.problems(cfg)
 
 
 def validate(cfg: NetworkConfig) -> list[FieldError]:

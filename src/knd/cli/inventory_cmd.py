@@ -10,6 +10,9 @@
   `knd explain CLAIM --slices FILE` reads this output as it reads `kubectl get resourceslices`;
 * `--sysfs-root DIR`: fully offline from a sysfs tree (no netlink: no addresses, link kinds,
   routes, hence no uplink exclusion).
+* cloud attributes (`gce.dra.net/*`, `azure.dra.net/*`, ...) are included when a cloud provider
+  is hinted (`--cloud-provider-hint`) or detected (DMI identity, then a short metadata probe;
+  `--cloud-provider-hint NONE` skips it); the table lists them per device below the devices.
 Exit codes: 0 ok, 1 bad filter expression or netlink failure, 2 a `--sysfs-root` that is missing
 or not a sysfs tree (no `class/` and `devices/`).
 """
@@ -28,6 +31,8 @@ from knd.api import attributes as attr
 from knd.cli import output
 from knd.host.netlink import LiveNetlink, NetlinkError
 from knd.host.sysfs import SysfsRoot, sysfs_tree_problem
+from knd.inventory.cloud.base import HINT_NONE, canonical_hint
+from knd.inventory.cloud.state import CloudState
 from knd.inventory.discover import Options
 from knd.inventory.filter import DEFAULT_FILTER, AdminFilter, FilterError
 from knd.inventory.scanner import Inventory, ScanResult
@@ -52,6 +57,19 @@ def register(sub: Any) -> None:
         action=argparse.BooleanOptionalAction,
         help="publish IPoIB interfaces (default true)",
     )
+    p.add_argument(
+        "--cloud-provider-hint",
+        default="",
+        help="GCE, AWS, AZURE, OKE, ALIBABA, webhook or NONE (default: detect)",
+    )
+    p.add_argument("--cloud-metadata-endpoint", default="", help="metadata server base URL")
+    p.add_argument("--webhook-url", default="", help="provider webhook (http(s):// or unix://)")
+    p.add_argument(
+        "--cloud-wait",
+        type=float,
+        default=5.0,
+        help="seconds to wait for the cloud metadata (default 5)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log warnings to stderr")
     p.set_defaults(handler=run)
 
@@ -69,11 +87,30 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"knd inventory: --sysfs-root {problem}", file=sys.stderr)
         return 2
+    sysfs = SysfsRoot(args.sysfs_root) if offline else SysfsRoot()
+    try:
+        hint = canonical_hint(args.cloud_provider_hint)
+    except ValueError as exc:
+        print(f"knd inventory: --cloud-provider-hint: {exc}", file=sys.stderr)
+        return 1
+    cloud = CloudState(
+        hint,
+        sysfs=sysfs,
+        endpoint_override=args.cloud_metadata_endpoint,
+        webhook_url=args.webhook_url,
+    )
+    cloud.start(wait=args.cloud_wait)
+    cloud.stop()  # one scan: no background retries
+    if cloud.provider != HINT_NONE and cloud.instance is None:
+        print(
+            f"knd inventory: cloud provider {cloud.provider}: no metadata: {cloud.last_error}",
+            file=sys.stderr,
+        )
     inv = Inventory(
-        sysfs=SysfsRoot(args.sysfs_root) if offline else SysfsRoot(),
+        sysfs=sysfs,
         netlink=None if offline else LiveNetlink(),
         admin_filter=admin_filter,
-        options=Options(move_ib_interfaces=args.move_ib_interfaces),
+        options=Options(move_ib_interfaces=args.move_ib_interfaces, enrich=cloud.enrich),
         pci_ids_path=args.pci_ids,
     )
     try:
@@ -93,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
     elif fmt == "name":
         sys.stdout.writelines(f"{d.name}\n" for d in result.discovery.devices)
     else:
-        print(table(result, wide=fmt == "wide"))
+        print(
+            table(
+                result,
+                wide=fmt == "wide",
+                cloud=cloud.provider if cloud.instance is not None else "",
+            )
+        )
     return 0
 
 
@@ -149,7 +192,10 @@ _WIDE = (
 )
 
 
-def table(result: ScanResult, wide: bool = False) -> str:
+_OWN_DOMAINS = (attr.DRANET_DOMAIN + "/", attr.STANDARD_DOMAIN + "/")
+
+
+def table(result: ScanResult, wide: bool = False, cloud: str = "") -> str:
     filtered = {d.name for d in result.filtered}
     header = ["NAME", "IFNAME", "PCIEROOT", "NUMA", "RDMA", "TYPE", "STATE", "PUBLISH"]
     if wide:
@@ -179,6 +225,14 @@ def table(result: ScanResult, wide: bool = False) -> str:
         w = max(len(e.subject) for e in result.discovery.excluded)
         for e in result.discovery.excluded:
             lines.append(f"{e.subject.ljust(max(w, 8))}  {e.reason}")
+    if cloud:
+        lines.append("")
+        lines.append(f"CLOUD ({cloud})")
+        for d in result.discovery.devices:
+            extra = {k: v for k, v in d.attributes.items() if not k.startswith(_OWN_DOMAINS)}
+            if extra:
+                pairs = " ".join(f"{k}={_cell(v)}" for k, v in sorted(extra.items()))
+                lines.append(f"{d.name}  {pairs}")
     for warning in result.discovery.warnings + result.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)

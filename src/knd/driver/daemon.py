@@ -2,7 +2,8 @@
 plugin, state store, claim status writer, device health, metrics and probes.
 
 Start order (docs/architecture.md): metrics/probe server → load state → reconcile it with the
-live host → register with the kubelet → connect to NRI → publish. The probe server comes first
+live host → cloud provider (detected in < 1 s off a cloud; docs/clouds.md) → register with the
+kubelet → connect to NRI → publish. The probe server comes first
 so the startup probe can see the daemon come up (`/healthz` is 503 until the kubelet plugin is
 registered). Shutdown (SIGTERM/SIGINT) follows knd.driver.lifecycle: the kubelet plugin stops
 first (no new prepares), prepared pods get a bounded grace period to pass their NRI hooks, then
@@ -35,6 +36,8 @@ from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.node_addresses import NodeAddresses
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
+from knd.driver.providers import Providers
+from knd.driver.providers import build as build_providers
 from knd.driver.reconcile import (
     ReconcileReport,
     rebuild_from_records,
@@ -164,6 +167,11 @@ class Daemon:
         self.node_addresses = NodeAddresses(lambda: slices.get_node(opts.node_name))
         self.last_scan: ScanResult | None = None
         self._server: HealthServer | None = None
+        # Cloud + profile providers (knd.driver.providers): nothing is contacted until the
+        # "cloud" step; cloud attributes join each scan through `enrich`.
+        self.providers: Providers = build_providers(
+            opts, SysfsRoot(Path(sysfs_root)), self._read_configmap
+        )
         self._inventory = Inventory(
             sysfs=SysfsRoot(Path(sysfs_root)),
             netlink=LiveNetlink(),
@@ -171,6 +179,7 @@ class Daemon:
             options=InventoryOptions(
                 move_ib_interfaces=opts.move_ib_interfaces,
                 list_numa=opts.feature_gates.list_type_attributes,
+                enrich=self.providers.cloud.enrich,
             ),
         )
         self._publish_failures = 0
@@ -178,6 +187,7 @@ class Daemon:
         self.clock = time.monotonic
         self._publisher = SlicePublisher(RestSliceClient(api), opts.node_name, opts.driver_name)
         self._rescan = _Rescan(self)
+        self.providers.cloud.on_ready = self._rescan.request  # cloud loaded late: rescan
         self._events: NetlinkEvents | None = None
         self._health_monitor: HealthMonitor | None = None
         self.lifecycle = Lifecycle(
@@ -185,6 +195,7 @@ class Daemon:
                 Step("metrics", self._start_server, self._stop_server),
                 Step("store", self._open_store, self._close_store),
                 Step("reconcile", self._reconcile),
+                Step("cloud", self.providers.start, self.providers.stop),
                 Step("kubelet-plugin", self._start_kubelet, self._stop_kubelet),
                 Step("nri", self._start_nri, self._stop_nri),
                 Step("publisher", self._start_publisher, self._stop_publisher),
@@ -298,8 +309,13 @@ class Daemon:
                 rdma_mode=self.rdma_mode,
                 sysfs_root=self.sysfs_root,
                 node_addresses=self.node_addresses.get,
+                ipam=self.providers.ipam,
             ),
             pool=self.opts.node_name,
+            profiles=self.providers.profiles,
+            device_configs=self.providers.cloud.device_config,
+            on_device_error=self._report_device_error,
+            on_ipam_release=self.providers.release,
             on_released=_release_dhcp_from_host,
             records=self.records,
             restorer=self.restorer,
@@ -417,6 +433,24 @@ class Daemon:
         merged = merge(result.discovery.devices, self.snapshots.active())
         kept, dropped, warnings = self.admin_filter.apply(merged)
         return ScanResult(result.discovery, kept, dropped, warnings)
+
+    def _read_configmap(self, namespace: str, name: str) -> dict[str, str]:
+        """The `data` of a ConfigMap (IPAM profiles); raises on any API error."""
+        obj = self.api.request(
+            "GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}", timeout_s=5.0
+        )
+        data = obj.get("data") or {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _report_device_error(self, claim: Any, pool: str, device: str, message: str) -> None:
+        """A device failed at prepare (e.g. its profile): `Ready=False` in the claim status."""
+        meta = claim.get("metadata") or {}
+        if self.status is None or not meta.get("name"):
+            return
+        cond = Condition("Ready", False, "ProfileResolutionFailed", message)
+        self.status.submit(
+            str(meta.get("namespace", "")), str(meta["name"]), [DeviceStatus(pool, device, (cond,))]
+        )
 
     def publish(self, result: ScanResult) -> None:
         """Publish one scan result (called by the rescan loop).

@@ -11,8 +11,6 @@ value (argparse turns it into a usage error, exit 2):
 * `feature_gates("A=true,B=false")` → `FeatureGates`: `Name=bool` pairs separated by commas,
   spaces around them ignored, each name one of DraNet's gates (an unknown gate is an error, as
   in component-base).
-* `unsupported_provider_flags(...)` → the start-up errors for DraNet's cloud/IPAM flags, which
-  knd accepts but does not implement yet (issue 14).
 """
 
 from __future__ import annotations
@@ -159,28 +157,3 @@ def double_dash(argv: list[str], long_names: set[str]) -> list[str]:
         single = arg.startswith("-") and not arg.startswith("--") and len(arg) > 2
         out.append("-" + arg if single and arg[1:].partition("=")[0] in long_names else arg)
     return out
-
-
-_MISSING = "not implemented in knd yet (cloud provider and IPAM support, issue 14)"
-
-
-def unsupported_provider_flags(hint: str, profile_provider: str, webhook_url: str) -> list[str]:
-    """Problems for DraNet's cloud/IPAM flags: each value that needs the missing feature.
-
-    Accepted as no-ops: an empty value, `--cloud-provider-hint=NONE` and
-    `--profile-provider=none` (what knd does today: no cloud metadata, no profiles).
-    """
-    problems: list[str] = []
-    if hint and hint.upper() != "NONE":
-        problems.append(
-            f"--cloud-provider-hint={hint}: cloud provider discovery is {_MISSING}; "
-            "use NONE or leave it unset"
-        )
-    if profile_provider and profile_provider.lower() != "none":
-        problems.append(
-            f"--profile-provider={profile_provider}: {profile_provider} interface profiles "
-            f"are {_MISSING}; use none or leave it unset"
-        )
-    if webhook_url:
-        problems.append(f"--webhook-url: the webhook cloud/profile provider is {_MISSING}")
-    return problems

@@ -372,8 +372,10 @@ class NetworkHooks:
                 continue
             if links is None:
                 links = self.host_links()
-            on_host = [
-                plan for _, plan in pairs if plan.host is not None and plan.host.name in links
+            on_host = [  # a sub-interface's parent always stays on the host
+                plan
+                for _, plan in pairs
+                if plan.host is not None and plan.sub is None and plan.host.name in links
             ]
             for plan in on_host:
                 assert plan.host is not None

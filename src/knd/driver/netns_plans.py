@@ -15,10 +15,17 @@ Runs inside NodePrepareResources (45 s budget; typically a few ms plus up to 5 s
 4. return `plan.to_json()`, which the engine persists before answering the kubelet.
 Sysfs is read only through `knd.host.sysfs.SysfsRoot` (confined, bounded, strict numbers).
 Every failure is a `ClaimError`; nothing here changes the host.
+
+With `subInterface` the device stays in the host and may serve several claims: the plan names
+the parent (captured the same way, but none of its addresses, routes, rules or neighbours are
+copied), the child's kind/mode, and the child's addresses (configured, or one per IP family from
+`subInterface.ipRanges` through the node-local IPAM, owned by claim UID + device and released at
+unprepare). RDMA char devices are handed over; the RDMA device itself never moves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -28,19 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from knd.api.config import NetworkConfig
+from knd.api.config import InterfaceConfig, NetworkConfig
 from knd.api.limits import is_dns_label
 from knd.api.names import PCI_PREFIX, decode_interface_device_name, is_pci_address
+from knd.api.subinterface import default_mode
 from knd.api.validation import is_valid_interface_name, validate_rdma_only
 from knd.driver.claim_api import Claim
 from knd.driver.errors import ClaimError
+from knd.driver.ipam import IpamError, LocalIpam, range_of
 from knd.host.confined import U32
 from knd.host.sysfs import SysfsRoot, kernel_ifname_problem, rdma_by_netdev, rdma_names
 from knd.netns.builder import build_plan
 from knd.netns.capture import capture_host_state
 from knd.netns.dhcp import obtain_lease
 from knd.netns.errors import NetnsError
-from knd.netns.hoststate import DhcpLease
+from knd.netns.hoststate import DhcpLease, HostState
+from knd.netns.plan import AttachPlan, SubInterface, check_plan
 from knd.netns.snapshot import HostSnapshot
 from knd.netns.uplink import uplink_problem_in
 
@@ -136,9 +146,11 @@ class NetnsPlanBuilder:
         dev_root: str = "/dev",
         lease: LeaseFn = obtain_lease,
         node_addresses: Callable[[], Collection[str]] = tuple,
+        ipam: LocalIpam | None = None,
     ) -> None:
         self.node_addresses = node_addresses
         self._local = threading.local()
+        self.ipam = ipam
         self.locator = locator or SysfsDeviceLocator(sysfs_root)
         self.rdma_mode = rdma_mode
         self.sysfs_root = sysfs_root
@@ -154,7 +166,8 @@ class NetnsPlanBuilder:
         config: NetworkConfig,
     ) -> Mapping[str, Any]:
         """Capture and plan one device; raises ClaimError with an actionable message."""
-        del claim, request  # the plan depends on the device and the resolved config only
+        del request  # the plan depends on the device and the resolved config only
+        claim_uid = str((claim.get("metadata") or {}).get("uid", ""))
         loc = self.locator.locate(device_name)
         if loc is None:
             raise ClaimError(
@@ -187,14 +200,19 @@ class NetnsPlanBuilder:
                 sysfs_root=self.sysfs_root,
                 dev_root=self.dev_root,
             )
-            if state.host is not None and snapshot is not None:
+            # A sub-interface's parent stays in the host: only a device that moves is refused.
+            moves = config.sub_interface is None
+            if moves and state.host is not None and snapshot is not None:
                 self._refuse_uplink(device_name, snapshot, state.host.ifindex, state.host.name)
             lease = None
             if iface is not None and iface.dhcp and state.host is not None:
                 lease = self.lease(state.host.name, state.host.mac)
-            plan = build_plan(
-                device_name, pod_uid, config, state, rdma_mode=self.rdma_mode, lease=lease
-            )
+            if config.sub_interface is not None:
+                plan = self._child_plan(device_name, pod_uid, claim_uid, config, state)
+            else:
+                plan = build_plan(
+                    device_name, pod_uid, config, state, rdma_mode=self.rdma_mode, lease=lease
+                )
         except NetnsError as exc:
             raise ClaimError(
                 f"device {device_name} ({loc.ifname or loc.rdma_device}): {exc}"
@@ -233,3 +251,44 @@ class NetnsPlanBuilder:
         problem = uplink_problem_in(snapshot, index, ifname, self.node_addresses())
         if problem is not None:
             raise ClaimError(f"device {device_name}: {problem}")
+
+    def _child_plan(
+        self,
+        device_name: str,
+        pod_uid: str,
+        claim_uid: str,
+        config: NetworkConfig,
+        state: HostState,
+    ) -> AttachPlan:
+        """The plan of a sub-interface claim (see the module docstring)."""
+        sub = config.sub_interface
+        assert sub is not None and sub.type is not None
+        if state.host is None:
+            raise ClaimError(f"device {device_name} is RDMA-only: it cannot have a subInterface")
+        parent = dataclasses.replace(state.host, addresses=(), routes=(), rules=(), neighbors=())
+        iface = config.interface or InterfaceConfig()
+        if not iface.addresses and sub.ip_ranges:
+            if self.ipam is None:
+                raise ClaimError(
+                    f"device {device_name}: subInterface.ipRanges needs the node-local IPAM, "
+                    "which this node does not run"
+                )
+            try:
+                ranges = [range_of(r.subnet or "", r.start, r.end) for r in sub.ip_ranges]
+                addresses = self.ipam.allocate(f"{claim_uid}/{device_name}", ranges)
+            except IpamError as exc:
+                raise ClaimError(f"device {device_name}: subInterface.ipRanges: {exc}") from exc
+            iface = iface.model_copy(update={"addresses": addresses})
+        config = config.model_copy(update={"interface": iface, "sub_interface": None})
+        plan = build_plan(
+            device_name,
+            pod_uid,
+            config,
+            dataclasses.replace(state, host=parent),
+            rdma_mode="shared",  # the parent and its RDMA device stay in the host
+        )
+        child = dataclasses.replace(
+            plan, sub=SubInterface(sub.type, sub.mode or default_mode(sub.type), sub.flag)
+        )
+        check_plan(child)
+        return child

@@ -45,9 +45,13 @@ class DaemonOptions:
     log_format: str
     verbosity: int
     feature_gates: FeatureGates = field(default_factory=FeatureGates)
+    # -- clouds / profiles / IPAM (see the block at the end of _FLAGS) --
     cloud_provider_hint: str = ""
-    profile_provider: str = ""
+    cloud_metadata_endpoint: str = ""
+    profile_provider: str = "cloud"
     webhook_url: str = ""
+    ipam_ranges: str = ""
+    ipam_configmap: str = ""
 
 
 class OptionsError(ValueError):
@@ -121,15 +125,6 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
             "help": "Name=true,... (DRAListTypeAttributes, PersistentResourceSliceAttributes)",
         },
     ),
-    (
-        ("--cloud-provider-hint",),
-        {"default": "", "help": "DraNet's; only NONE is supported (issue 14)"},
-    ),
-    (
-        ("--profile-provider",),
-        {"default": "", "help": "DraNet's; only none is supported (issue 14)"},
-    ),
-    (("--webhook-url",), {"default": "", "help": "DraNet's; not supported yet (issue 14)"}),
     (("--nri-socket",), {"default": "/var/run/nri/nri.sock", "help": "NRI socket path"}),
     (("--nri-plugin-index",), {"default": "00", "help": "two-digit NRI plugin index"}),
     (("--nri-plugin-name",), {"default": "", "help": "NRI plugin name (default: driver name)"}),
@@ -143,6 +138,44 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
     ),
     (("--log-format",), {"choices": ("text", "json"), "default": "text"}),
     (("-v", "--v"), {"dest": "verbosity", "type": int, "default": 2, "help": "log verbosity"}),
+    # ---- clouds, profile providers, IPAM (DraNet's flags) ----
+    (
+        ("--cloud-provider-hint",),
+        {
+            "default": "",
+            "help": "cloud provider: GCE, AWS, AZURE, OKE, ALIBABA, webhook, NONE "
+            "(default: detect; off a cloud detection costs under a second)",
+        },
+    ),
+    (
+        ("--cloud-metadata-endpoint",),
+        {
+            "default": "",
+            "help": "base URL of the cloud's metadata server (default: the cloud's own, or "
+            "GCE_METADATA_HOST / AWS_EC2_METADATA_SERVICE_ENDPOINT / IMDS_ENDPOINT)",
+        },
+    ),
+    (
+        ("--profile-provider",),
+        {
+            "default": "cloud",
+            "help": "who resolves a config's `profile`: cloud (the cloud provider, if it can), "
+            "webhook, local (knd's node-local IPAM), none",
+        },
+    ),
+    (("--webhook-url",), {"default": "", "help": "provider webhook: http(s)://... or unix:///p"}),
+    (
+        ("--ipam-ranges",),
+        {
+            "default": "",
+            "help": "node-local IPAM profiles: NAME=RANGE[,RANGE...][;NAME=...], a RANGE is a "
+            "CIDR or CIDR:FIRST-LAST",
+        },
+    ),
+    (
+        ("--ipam-configmap",),
+        {"default": "", "help": "NAMESPACE/NAME of a ConfigMap with more IPAM profiles"},
+    ),
 ]
 
 
@@ -218,9 +251,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         log_format=str(values["log_format"]),
         verbosity=int(values["verbosity"]),  # type: ignore[call-overload]
         feature_gates=values["feature_gates"],  # type: ignore[arg-type]
-        cloud_provider_hint=str(values["cloud_provider_hint"]),
-        profile_provider=str(values["profile_provider"]),
-        webhook_url=str(values["webhook_url"]),
+        **_provider_values(values),
     )
     validate(opts)
     return opts
@@ -241,11 +272,55 @@ def validate(opts: DaemonOptions) -> None:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         problems.append(f"--bind-address must be HOST:PORT or :PORT, got {opts.bind_address!r}")
     del host
-    problems += goflags.unsupported_provider_flags(
-        opts.cloud_provider_hint, opts.profile_provider, opts.webhook_url
-    )
+    problems += _provider_problems(opts)
     if problems:
         raise OptionsError("; ".join(problems))
+
+
+# ---- clouds, profile providers, IPAM ----------------------------------------------------------
+PROFILE_PROVIDERS = ("cloud", "webhook", "local", "none")
+
+
+def _provider_values(values: Mapping[str, object]) -> dict[str, str]:
+    return {
+        "cloud_provider_hint": str(values["cloud_provider_hint"]).strip(),
+        "cloud_metadata_endpoint": str(values["cloud_metadata_endpoint"]).strip(),
+        "profile_provider": str(values["profile_provider"]).strip().lower(),
+        "webhook_url": str(values["webhook_url"]).strip(),
+        "ipam_ranges": str(values["ipam_ranges"]).strip(),
+        "ipam_configmap": str(values["ipam_configmap"]).strip(),
+    }
+
+
+def _provider_problems(opts: DaemonOptions) -> list[str]:
+    """The cloud/profile/IPAM flags' own checks (each names its flag)."""
+    from knd.driver.ipam import IpamError, parse_ranges  # noqa: PLC0415 (keeps start-up lean)
+    from knd.inventory.cloud.base import canonical_hint  # noqa: PLC0415
+
+    problems: list[str] = []
+    try:
+        canonical_hint(opts.cloud_provider_hint)
+    except ValueError as exc:
+        problems.append(f"--cloud-provider-hint: {exc}")
+    if opts.profile_provider not in PROFILE_PROVIDERS:
+        problems.append(
+            f"--profile-provider must be one of {', '.join(PROFILE_PROVIDERS)}, "
+            f"got {opts.profile_provider!r}"
+        )
+    needs_url = opts.profile_provider == "webhook" or opts.cloud_provider_hint.lower() == "webhook"
+    if needs_url and not opts.webhook_url:
+        problems.append("--webhook-url is required with a webhook provider")
+    if opts.webhook_url and not opts.webhook_url.startswith(("http://", "https://", "unix:///")):
+        problems.append(
+            f"--webhook-url must be http(s)://... or unix:///path, got {opts.webhook_url!r}"
+        )
+    try:
+        parse_ranges(opts.ipam_ranges)
+    except IpamError as exc:
+        problems.append(f"--ipam-ranges: {exc}")
+    if opts.ipam_configmap and opts.ipam_configmap.count("/") != 1:
+        problems.append(f"--ipam-configmap must be NAMESPACE/NAME, got {opts.ipam_configmap!r}")
+    return problems
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> DaemonOptions:

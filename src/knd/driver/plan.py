@@ -9,6 +9,7 @@ host, so the kubelet side can be built and tested on its own.
 
 `ProfileProvider` is the hook for stateful per-claim intent (IPAM): `resolve` may return a
 config merged under the user's (user wins); `release` is called on unprepare.
+Implementations: knd.driver.profiles (node-local IPAM, DraNet's provider webhook).
 """
 
 from __future__ import annotations
@@ -38,7 +39,16 @@ class PlanBuilder(Protocol):
 
 
 class ProfileProvider(Protocol):
-    def resolve(self, claim_uid: str, device_name: str, profile: str) -> NetworkConfig: ...
+    def resolve(
+        self,
+        claim_uid: str,
+        device_name: str,
+        profile: str,
+        config: NetworkConfig | None = None,
+    ) -> NetworkConfig:
+        """The profile's config for the device; `config` is the merged config asking for it
+        (DraNet sends it to webhooks). Raises ClaimError with an actionable message."""
+        ...
 
     def release(self, claim_uid: str, device_name: str, profile: str) -> None: ...
 

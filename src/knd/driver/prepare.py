@@ -39,6 +39,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from knd.api.config import NetworkConfig
+from knd.api.merge import merge_configs
 from knd.driver import config_select
 from knd.driver.claim_api import Claim, ClaimReader, EventRecorder
 from knd.driver.errors import ClaimError, ClaimNotFoundError
@@ -123,6 +124,9 @@ class PrepareEngine:
         on_released: Callable[[PlanRecord], None] | None = None,
         records: RestoreRecords | None = None,
         restorer: Restorer | None = None,
+        device_configs: Callable[[str], NetworkConfig | None] | None = None,
+        on_device_error: Callable[[Claim, str, str, str], None] | None = None,
+        on_ipam_release: Callable[[str, str], None] | None = None,
     ) -> None:
         self.records = records
         self.restorer = restorer
@@ -136,6 +140,15 @@ class PrepareEngine:
         self.events = events
         self.plan_builder: PlanBuilder = plan_builder or ConfigOnlyPlanBuilder()
         self.profiles = profiles
+        # Cloud provider config per device (Azure routing, a webhook's baseline): the lowest
+        # precedence source. Answers from memory (knd.inventory.cloud.state).
+        self.device_configs = device_configs
+        # (claim, pool, device, message) for a device that failed: the daemon reports it in
+        # the claim's status.devices[] (Ready=False).
+        self.on_device_error = on_device_error
+        # (claim UID, device) after a claim's state is deleted: frees node-local IPAM addresses
+        # of sub-interfaces. Must not raise.
+        self.on_ipam_release = on_ipam_release
         self._locks = _KeyedLocks()
 
     # -- prepare -----------------------------------------------------------------------------
@@ -193,28 +206,50 @@ class PrepareEngine:
             )
         return allocation, consumer
 
-    def _check_owner(self, ref: ClaimRef, pool: str, device: str) -> None:
-        owner = self.store.device_owner(pool, device)
-        if owner is None or owner.uid == ref.uid:
-            return
-        try:
-            other = self.reader.get(owner.namespace, owner.name)
-            live = (other.get("metadata") or {}).get("uid") == owner.uid
-        except ClaimNotFoundError:
-            live = False
-        if live:
+    def _check_owner(self, ref: ClaimRef, pool: str, device: str, shared: bool = False) -> None:
+        """Refuse a device another live claim holds. Sub-interface claims (`shared`) share a
+        device with each other, never with a claim that moves it: the parent of children is
+        never moved, and a moved device cannot get children. Stale holders (their claim is gone
+        or was replaced) are released."""
+        owner = self.store.device_owner(pool, device)  # the claim that moves it, if any
+        if owner is not None and owner.uid != ref.uid and self._live(owner):
+            if shared:
+                raise ClaimError(
+                    f"device {pool}/{device} is moved into pod {owner.pod_uid} by claim "
+                    f"{owner.namespace}/{owner.name} (UID {owner.uid}); a subInterface needs "
+                    "its parent in the host"
+                )
             raise ClaimError(
                 f"device {pool}/{device} is already prepared for claim "
                 f"{owner.namespace}/{owner.name} (UID {owner.uid}) of pod {owner.pod_uid}; "
                 "a network device serves one claim at a time"
             )
+        if shared:
+            return
+        for sharer in self.store.device_sharers(pool, device):
+            if sharer.uid != ref.uid and self._live(sharer):
+                raise ClaimError(
+                    f"device {pool}/{device} has sub-interfaces (claim {sharer.namespace}/"
+                    f"{sharer.name}, UID {sharer.uid}); it cannot be moved into a pod while it "
+                    "has children: ask for a subInterface too, or wait until they are gone"
+                )
+
+    def _live(self, holder: ClaimRecord) -> bool:
+        """True when `holder` still exists in the API server; else its state is released."""
+        try:
+            other = self.reader.get(holder.namespace, holder.name)
+            if (other.get("metadata") or {}).get("uid") == holder.uid:
+                return True
+        except ClaimNotFoundError:
+            pass
         log.warning(
             "releasing stale state of claim %s/%s (UID %s): it no longer exists",
-            owner.namespace,
-            owner.name,
-            owner.uid,
+            holder.namespace,
+            holder.name,
+            holder.uid,
         )
-        self._release(owner.uid)
+        self._release(holder.uid)
+        return False
 
     def _prepare_fetched(self, ref: ClaimRef, claim: Claim) -> PrepareResult:
         allocation, consumer = self._check(ref, claim)
@@ -238,11 +273,23 @@ class PrepareEngine:
                         f"device {label} belongs to pool {pool!r}, not to this node's pool "
                         f"{self.pool!r}; {self.driver} prepares only devices of its own node"
                     )
-                self._check_owner(ref, pool, device)
-                config = config_select.resolve_config(allocation, self.driver, request, label)
+                cloud = self.device_configs(device) if self.device_configs else None
+                config = config_select.resolve_config(
+                    allocation, self.driver, request, label, cloud
+                )
+                self._check_owner(ref, pool, device, shared=config.sub_interface is not None)
                 if config.profile:
-                    provider = self._resolve_profile(ref.uid, device, config.profile, label)
+                    try:
+                        provider = self._resolve_profile(
+                            ref.uid, device, config.profile, label, config
+                        )
+                    except ClaimError as exc:
+                        if self.on_device_error is not None:
+                            self.on_device_error(claim, pool, device, str(exc))
+                        raise
                     resolved_profiles.append((device, config.profile))
+                    if cloud is not None:  # cloud over profile, users over both (DraNet)
+                        provider = merge_configs(provider, cloud)
                     config = config_select.resolve_config(
                         allocation, self.driver, request, label, provider
                     )
@@ -283,9 +330,11 @@ class PrepareEngine:
                 raise
         except StoreError as exc:
             self._release_profiles(ref.uid, resolved_profiles)
+            self._release_local(ref.uid, results)
             raise ClaimError(f"cannot persist the prepared state: {exc}") from exc
         except BaseException:
             self._release_profiles(ref.uid, resolved_profiles)
+            self._release_local(ref.uid, results)
             raise
         return result
 
@@ -342,7 +391,7 @@ class PrepareEngine:
             log.exception("cannot remove the restore record of %s", plan.device)
 
     def _resolve_profile(
-        self, claim_uid: str, device: str, profile: str, label: str
+        self, claim_uid: str, device: str, profile: str, label: str, config: NetworkConfig
     ) -> NetworkConfig:
         """The profile's config: the lowest-precedence source (user configs override it)."""
         if self.profiles is None:
@@ -350,7 +399,17 @@ class PrepareEngine:
                 f"config for device {label} names profile {profile!r} but no profile "
                 "provider is configured on this node"
             )
-        return self.profiles.resolve(claim_uid, device, profile)
+        try:
+            return self.profiles.resolve(claim_uid, device, profile, config)
+        except ClaimError as exc:
+            raise ClaimError(f"device {label}: {exc}") from exc
+
+    def _release_local(self, claim_uid: str, results: Sequence[Mapping[str, Any]]) -> None:
+        """A failed prepare: free what the plan builder allocated for the claim's devices."""
+        if self.on_ipam_release is None or self.store.claim(claim_uid) is not None:
+            return
+        for r in results:
+            self.on_ipam_release(claim_uid, str(r.get("device")))
 
     def _release_profiles(self, claim_uid: str, profiles: list[tuple[str, str]]) -> None:
         for device, profile in profiles:
@@ -382,6 +441,8 @@ class PrepareEngine:
                     self.on_released(plan)
                 except Exception:
                     log.exception("after unprepare of %s/%s", claim_uid, plan.device)
+            if self.on_ipam_release is not None:
+                self.on_ipam_release(claim_uid, plan.device)
 
     def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         errors: dict[str, str] = {}

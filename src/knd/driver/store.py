@@ -273,10 +273,11 @@ class StateStore:
                     ),
                 )
                 for p in plans:
-                    db.execute(
-                        "INSERT INTO devices(pool, device, claim_uid) VALUES (?, ?, ?)",
-                        (p.pool, p.device, p.claim_uid),
-                    )
+                    if p.plan.get("sub") is None:  # sub-interface claims share the device
+                        db.execute(
+                            "INSERT INTO devices(pool, device, claim_uid) VALUES (?, ?, ?)",
+                            (p.pool, p.device, p.claim_uid),
+                        )
                     db.execute(
                         "INSERT INTO plans(claim_uid, pool, device, request, pod_uid, plan, "
                         "profile) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -321,6 +322,15 @@ class StateStore:
                 "SELECT claim_uid FROM devices WHERE pool = ? AND device = ?", (pool, device)
             ).fetchone()
         return None if row is None else self.claim(row[0])
+
+    def device_sharers(self, pool: str, device: str) -> list[ClaimRecord]:
+        """The prepared claims holding (pool, device) through a sub-interface plan."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT claim_uid, plan FROM plans WHERE pool = ? AND device = ?", (pool, device)
+            ).fetchall()
+        uids = [uid for uid, plan in rows if json.loads(plan).get("sub") is not None]
+        return [c for c in (self.claim(uid) for uid in uids) if c is not None]
 
     def _plans(self, by_pod: bool, arg: str) -> list[PlanRecord]:
         query = _PLANS_BY_POD if by_pod else _PLANS_BY_CLAIM

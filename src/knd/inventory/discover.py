@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from knd.api import attributes as attr
@@ -44,12 +44,18 @@ log = logging.getLogger(__name__)
 SKIP_NAMES = frozenset({"cilium_net", "cilium_host", "docker0"})
 
 
+#: Extra attributes for a device (device name, discovered attributes) -> attributes to add.
+#: The cloud providers plug in here (knd.inventory.cloud.state.CloudState.enrich).
+Enricher = Callable[[str, Mapping[str, AttrValue]], Mapping[str, AttrValue]]
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     move_ib_interfaces: bool = True
     #: DRAListTypeAttributes (DraNet's gate): resource.kubernetes.io/numaNode as an int list
     list_numa: bool = False
     skip_names: frozenset[str] = SKIP_NAMES
+    enrich: Enricher | None = None
 
 
 @dataclass(slots=True)
@@ -307,6 +313,9 @@ def discover(
         if not is_dns_label(d.name):  # a device name is a DNS label of at most 63 characters
             warn(f"device name {d.name!r} is not a DNS label of at most 63 characters; skipped")
             continue
+        if opts.enrich is not None:
+            for name, value in opts.enrich(d.name, d.attrs).items():
+                d.attrs.setdefault(name, value)
         attrs, warnings = fit(d.name, d.attrs)
         result.warnings.extend(warnings)
         result.devices.append(Device(d.name, attrs))

@@ -19,7 +19,9 @@ from knd.api.limits import (
 )
 from knd.inventory.model import AttrValue
 
-LIST_ATTRIBUTES = frozenset({attr.IPV4, attr.IPV6, attr.TC_FILTER_NAMES, attr.TCX_PROGRAM_NAMES})
+LIST_ATTRIBUTES = frozenset(
+    {attr.IPV4, attr.IPV6, attr.TC_FILTER_NAMES, attr.TCX_PROGRAM_NAMES, attr.GCE_IP_ALIASES}
+)
 _RANK = {name: i for i, name in enumerate(attr.PRIORITY_ORDER)}
 
 

@@ -20,6 +20,10 @@ Per device, the steps are (names used in AttachError.step and for failure inject
     rule     rules
     neighbor permanent neighbours
     rdma     move the RDMA device (exclusive netns mode only)
+A sub-interface plan (`plan.sub`) replaces down/move with one step:
+    child    create the macvlan/ipvlan child of the host device directly in the pod netns
+             under its final name (the parent never leaves the host); undo deletes it.
+             A kernel without the link kind fails this step with a message saying so.
 EEXIST is success everywhere, so attaching again is harmless. Every step that changes state
 pushes an undo action; when any step of any device fails, the undo log runs backwards, so each
 device already moved goes back to the host with its original name, MTU, MAC, addresses,
@@ -33,6 +37,7 @@ sleeps before that step (the daemon sets it only from the test-only `KND_FAULT_A
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -41,12 +46,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from knd.netns import ebpf, rdma, sysctl
 from knd.netns.errors import AttachError, NetnsError, PlanError
 from knd.netns.ethtool_apply import apply_features
 from knd.netns.nsfd import NetnsWorker, open_host_netns, open_netns
-from knd.netns.plan import AttachPlan, HostSide, PodSide, check_plan
+from knd.netns.plan import AttachPlan, HostSide, PodSide, SubInterface, check_plan
 from knd.netns.privflags import apply_private_flags
 from knd.netns.rawlink import (
     IFLA_GRO_IPV4_MAX_SIZE,
@@ -271,12 +277,13 @@ class _Executor:
 
     def run(self, plan: AttachPlan) -> Attached:
         dev = plan.device
-        ebpf_detached: tuple[str, ...] = ()
         if plan.host is None or plan.pod is None:
             self.rdma(plan)
             return Attached(dev, None, None, ())
         host, pod = plan.host, plan.pod
         s = self.s
+        if plan.sub is not None:
+            return self.run_child(plan)
         with self.step(dev, "lookup"):
             hidx = find_host_link(s.host_link, host)
             already = hidx is None and _ours_in_pod(s, host, pod) is not None
@@ -316,6 +323,36 @@ class _Executor:
                 raise NetnsError(f"{pod.name} not found in the pod after the move")
             if already and (pod.mtu or pod.mac or _size_attrs(pod)):
                 s.pod_link.setlink(pidx, mtu=pod.mtu, mac=pod.mac, u32=_size_attrs(pod))
+        return self.configure(plan, pidx)
+
+    def run_child(self, plan: AttachPlan) -> Attached:
+        """A sub-interface: create the child in the pod, then configure it like a moved NIC."""
+        assert plan.host is not None and plan.pod is not None and plan.sub is not None
+        dev, host, pod, sub = plan.device, plan.host, plan.pod, plan.sub
+        s = self.s
+        with self.step(dev, "lookup"):
+            parent = find_host_link(s.host_link, host)
+            if parent is None:
+                raise NetnsError(
+                    f"parent interface {host.name} is not in the host (moved into a pod?)"
+                )
+        with self.step(dev, "child"):
+            pidx = s.pod_link.index_of(pod.name)
+            if pidx is None:  # else: a re-apply, the child exists already
+                _add_child(s, parent, pod.name, plan.sub)
+                pidx = s.pod_link.index_of(pod.name)
+                if pidx is None:
+                    raise NetnsError(f"{sub.kind} child {pod.name} vanished after creation")
+                index = pidx
+                self.push(dev, "child", lambda: _del_child(s, index))
+        return self.configure(plan, pidx)
+
+    def configure(self, plan: AttachPlan, pidx: int) -> Attached:
+        """The pod-side steps shared by a moved NIC and a sub-interface."""
+        assert plan.host is not None and plan.pod is not None
+        dev, host, pod = plan.device, plan.host, plan.pod
+        s = self.s
+        ebpf_detached: tuple[str, ...] = ()
         with self.step(dev, "sysctl"):
             writes = [
                 (sysctl.interface_path(x.family, pod.name, x.key), x.value) for x in pod.sysctls
@@ -350,7 +387,11 @@ class _Executor:
             for neigh in pod.neighbors:
                 add_neighbor(s.pod_ipr, pidx, neigh)
         self.rdma(plan)
-        return Attached(dev, pod.name, pod.mac or host.mac, pod.addresses, ebpf_detached)
+        mac = pod.mac or host.mac
+        if plan.sub is not None:
+            facts = s.pod_link.link(index=pidx)
+            mac = (facts.mac if facts is not None else None) or mac
+        return Attached(dev, pod.name, mac, pod.addresses, ebpf_detached)
 
     def vrf(self, dev: str, pod: PodSide, pidx: int) -> None:
         assert pod.vrf is not None
@@ -380,6 +421,40 @@ class _Executor:
         with self.step(plan.device, "rdma"):
             rdma.move_device(link, self.s.pod_fd)
             self.push(plan.device, "rdma", lambda: rdma.move_device(link, self.s.host_fd))
+
+
+_IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
+_IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}
+
+
+def _add_child(s: PodSession, parent: int, name: str, sub: SubInterface) -> None:
+    """Create the child of host link `parent` directly in the pod netns as `name`."""
+    kwargs: dict[str, Any] = {"ifname": name, "kind": sub.kind, "link": parent}
+    if sub.kind == "macvlan":
+        kwargs["macvlan_mode"] = sub.mode
+    else:
+        kwargs["ipvlan_mode"] = _IPVLAN_MODES[sub.mode]
+        if sub.flag is not None:
+            kwargs["ipvlan_flags"] = _IPVLAN_FLAGS[sub.flag]
+    try:
+        s.lazy_host_ipr().link("add", net_ns_fd=s.pod_fd, **kwargs)
+    except NetlinkError as exc:
+        if exc.code == errno.EOPNOTSUPP:
+            raise NetnsError(
+                f"this kernel has no {sub.kind} support (link kind {sub.kind!r} unknown: "
+                "the module is not built or not loadable); use a macvlan subInterface "
+                "or a kernel with " + sub.kind
+            ) from exc
+        raise
+
+
+def _del_child(s: PodSession, index: int) -> list[str]:
+    try:
+        s.pod_ipr.link("del", index=index)
+    except NetlinkError as exc:
+        if exc.code != errno.ENODEV:
+            return [f"delete child: {exc}"]
+    return []
 
 
 def _write_all(writes: list[tuple[str, int]]) -> None:

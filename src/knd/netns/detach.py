@@ -8,6 +8,8 @@ Tolerates a netns that is gone (`netns_path=None` or unopenable): the kernel has
 returned a physical NIC to the host, possibly renamed `devN`; it is found by permanent MAC /
 ifindex and renamed back. A virtual device (veth) is destroyed with its netns: reported as
 `gone`. Never raises: each device is handled on its own and its result lists its errors.
+A sub-interface plan deletes its child in the pod (`removed`; `gone` when the netns, and the
+child with it, is gone) and never touches the parent, which other pods may share.
 """
 
 from __future__ import annotations
@@ -88,6 +90,19 @@ def _from_pod(plan: AttachPlan, session: PodSession, host_fd: int) -> Detached:
     return Detached(plan.device, "returned" if in_pod else "restored", tuple(errors))
 
 
+def _remove_child(session: PodSession | None, plan: AttachPlan) -> Detached:
+    if session is None or plan.pod is None:
+        return Detached(plan.device, "gone")
+    try:
+        index = session.pod_link.index_of(plan.pod.name)
+        if index is None:
+            return Detached(plan.device, "gone")
+        session.pod_ipr.link("del", index=index)
+    except Exception as exc:
+        return Detached(plan.device, "gone", (f"delete child: {exc}",))
+    return Detached(plan.device, "removed")
+
+
 def detach(plans: Sequence[AttachPlan], netns_path: str | None) -> list[Detached]:
     """Return every device of the pod to the host and restore its captured state.
 
@@ -113,7 +128,9 @@ def detach(plans: Sequence[AttachPlan], netns_path: str | None) -> list[Detached
                 session = PodSession.open(netns_path, host_fd)
         for plan in plans:
             try:
-                if session is None or plan.host is None or plan.pod is None:
+                if plan.sub is not None:
+                    results.append(_remove_child(session, plan))
+                elif session is None or plan.host is None or plan.pod is None:
                     if lsock is None:
                         lsock = LinkSocket()
                     results.append(_host_only(plan, host_fd, lsock, host_ipr))

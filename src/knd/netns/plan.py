@@ -177,6 +177,20 @@ class PodSide:
     dhcp: DhcpBinding | None = None
 
 
+#: Sub-interface kinds and their modes (knd.api.subinterface checks the claim side).
+SUB_MODES = {"macvlan": ("bridge", "private", "vepa", "passthru"), "ipvlan": ("l2", "l3", "l3s")}
+IPVLAN_FLAGS = ("bridge", "private", "vepa")
+
+
+@dataclass(frozen=True, slots=True)
+class SubInterface:
+    """The pod gets a `kind` child of the host device (which never moves), in `mode`."""
+
+    kind: str
+    mode: str
+    flag: str | None = None  # ipvlan only
+
+
 @dataclass(frozen=True, slots=True)
 class AttachPlan:
     pod_uid: str
@@ -185,6 +199,7 @@ class AttachPlan:
     pod: PodSide | None
     rdma: RdmaPlan | None = None
     version: int = PLAN_VERSION
+    sub: SubInterface | None = None  # a child of `host` instead of moving it
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, compact)."""
@@ -342,6 +357,16 @@ def check_plan(plan: AttachPlan) -> None:
     _check(bool(plan.pod_uid) and bool(plan.device), "pod_uid and device are required")
     _check((plan.host is None) == (plan.pod is None), "host and pod sides go together")
     _check(plan.host is not None or plan.rdma is not None, "plan has nothing to do")
+    if plan.sub is not None:
+        modes = SUB_MODES.get(plan.sub.kind)
+        _check(modes is not None, f"sub.kind {plan.sub.kind!r} is not macvlan or ipvlan")
+        _check(modes is None or plan.sub.mode in modes, f"sub.mode {plan.sub.mode!r}")
+        _check(
+            plan.sub.flag is None or (plan.sub.kind == "ipvlan" and plan.sub.flag in IPVLAN_FLAGS),
+            f"sub.flag {plan.sub.flag!r}",
+        )
+        _check(plan.host is not None, "a sub-interface plan needs its parent (host)")
+        _check(plan.rdma is None or not plan.rdma.move_link, "a shared parent's RDMA stays")
     if plan.host is not None and plan.pod is not None:
         h, p = plan.host, plan.pod
         try:
@@ -406,6 +431,7 @@ __all__ = [
     "RdmaPlan",
     "Route",
     "Rule",
+    "SubInterface",
     "Sysctl",
     "Toggle",
     "Vrf",

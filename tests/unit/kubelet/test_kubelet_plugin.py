@@ -319,7 +319,13 @@ def test_profile_hook_resolved_and_released(
     calls: list[tuple[str, str, str, str]] = []
 
     class Profiles:
-        def resolve(self, claim_uid: str, device_name: str, profile: str) -> NetworkConfig:
+        def resolve(
+            self,
+            claim_uid: str,
+            device_name: str,
+            profile: str,
+            config: NetworkConfig | None = None,
+        ) -> NetworkConfig:
             calls.append(("resolve", claim_uid, device_name, profile))
             return decode({"interface": {"addresses": ["10.9.0.5/24"], "mtu": 1400}})
 
