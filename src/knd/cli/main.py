@@ -15,6 +15,7 @@ from knd.cli import (
     kubelet_plugin_cmd,
     lab_cmd,
     plan_cmd,
+    top_cmd,
 )
 
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     kubelet_plugin_cmd.register(sub)
     lab_cmd.register(sub)
     plan_cmd.register(sub)
+    top_cmd.register(sub)
     return parser
 
 

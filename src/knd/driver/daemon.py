@@ -30,6 +30,7 @@ from knd.driver.leases import LeaseKeeper
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
+from knd.driver.nic_telemetry import NicTelemetry
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
 from knd.driver.status_writer import StatusWriter
@@ -103,6 +104,9 @@ class Daemon:
         self.nri: NriPlugin | None = None
         self.hooks: NetworkHooks | None = None
         self.leases: LeaseKeeper | None = None
+        # Per-pod NIC counters, collected at scrape time (knd.driver.nic_telemetry).
+        self.telemetry = NicTelemetry(sysfs_root)
+        self.metrics.registry.register(self.telemetry)
         self.reconciled = ReconcileReport()
         self.last_scan: ScanResult | None = None
         self._server: HealthServer | None = None
@@ -235,6 +239,7 @@ class Daemon:
             metrics=self.metrics,
             attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
             leases=self.leases,
+            telemetry=self.telemetry,
         )
         self.leases.set_observer(self.hooks.report_lease)
         cfg = PluginConfig(
@@ -261,6 +266,7 @@ class Daemon:
             self.nri.stop()
         if self.leases is not None:
             self.leases.stop()
+        self.telemetry.close()
         self.health.set(nri_connected=False)
 
     def _start_publisher(self) -> None:

@@ -45,6 +45,7 @@ from pyroute2 import IPRoute
 
 from knd.driver.leases import LeaseKeeper, Tracked
 from knd.driver.metrics import DriverMetrics
+from knd.driver.nic_telemetry import NicTelemetry, nics_of
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.driver.store import PlanRecord, StateStore
 from knd.netns.attach import Attached, attach
@@ -119,9 +120,11 @@ class NetworkHooks:
         host_links: Callable[[], set[str]] = _host_links,
         attach_pause: tuple[str, float] | None = None,
         leases: LeaseKeeper | None = None,
+        telemetry: NicTelemetry | None = None,
     ) -> None:
         self.store = store
         self.leases = leases
+        self.telemetry = telemetry
         self.status = status
         self.metrics = metrics
         self.attach_fn = attach_fn
@@ -213,6 +216,7 @@ class NetworkHooks:
         self.store.record_attach(pod.uid, pod.netns)
         if self.leases is not None:
             self.leases.track(pod.uid, pod.netns, plans)
+        self._track_telemetry(pod, pod.netns, pairs)
         by_device = {a.device: a for a in attached}
         self._queue_status(records, [_ready(r, p, by_device.get(r.device), note) for r, p in pairs])
 
@@ -244,6 +248,8 @@ class NetworkHooks:
             return
         if self.leases is not None:
             self.leases.forget(pod.uid)
+        if self.telemetry is not None:
+            self.telemetry.forget(pod.uid)
         netns = pod.netns
         if not netns:
             record = self.store.pod(pod.uid)
@@ -267,6 +273,8 @@ class NetworkHooks:
         """Forget the sandbox's netns (plans stay until NodeUnprepareResources)."""
         if self.leases is not None:
             self.leases.forget(pod.uid)
+        if self.telemetry is not None:
+            self.telemetry.forget(pod.uid)
         if self.store.pod(pod.uid) is not None:
             self.store.set_netns(pod.uid, None)
 
@@ -306,6 +314,8 @@ class NetworkHooks:
                 # and keep renewing its DHCP leases.
                 if self.leases is not None and record is not None and record.netns:
                     self.leases.track(pod.uid, record.netns, [p for _, p in pairs])
+                if record is not None and record.netns:
+                    self._track_telemetry(pod, record.netns, pairs)
                 self._queue_status(
                     [r for r, _ in pairs], [_ready(r, p, _as_attached(p)) for r, p in pairs]
                 )
@@ -353,6 +363,18 @@ class NetworkHooks:
             self._queue_status(
                 [record], [_ready(record, plan, _as_attached(plan), lease=condition)]
             )
+
+    def _track_telemetry(
+        self, pod: PodInfo, netns: str, pairs: Sequence[tuple[PlanRecord, AttachPlan]]
+    ) -> None:
+        """Per-pod NIC counters from now on (knd.driver.nic_telemetry); never raises."""
+        if self.telemetry is None:
+            return
+        entries = []
+        for record, plan in pairs:
+            claim = self.store.claim(record.claim_uid)
+            entries.append((claim.name if claim is not None else record.claim_uid, plan))
+        self.telemetry.track(pod.uid, pod.namespace, pod.name, netns, nics_of(entries))
 
     def _count_heal(self, result: str) -> None:
         if self.metrics is not None:
