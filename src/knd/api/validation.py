@@ -247,6 +247,10 @@ def _validate_ethtool(path: str, eth: EthtoolConfig) -> Iterator[FieldError]:
                 )
 
 
+#: What to do when a container's CPUs and the NICs' NUMA CPUs do not overlap (docs/config.md).
+NUMA_NO_OVERLAP = ("error", "keep")
+
+
 def _iter_errors(cfg: NetworkConfig) -> Iterator[FieldError]:
     if cfg.profile is not None and not cfg.profile.strip():
         yield FieldError("profile", "cannot be blank when set")
@@ -263,6 +267,8 @@ def _iter_errors(cfg: NetworkConfig) -> Iterator[FieldError]:
         yield from _validate_neighbor(f"neighbors[{i}]", neigh)
     if cfg.ethtool is not None:
         yield from _validate_ethtool("ethtool", cfg.ethtool)
+    if cfg.numa is not None and cfg.numa.on_no_overlap not in (None, *NUMA_NO_OVERLAP):
+        yield FieldError("numa.onNoOverlap", f"must be one of {', '.join(NUMA_NO_OVERLAP)}")
 
 
 def validate(cfg: NetworkConfig) -> list[FieldError]:

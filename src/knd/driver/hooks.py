@@ -46,6 +46,7 @@ from pyroute2 import IPRoute
 from knd.driver.leases import LeaseKeeper, Tracked
 from knd.driver.metrics import DriverMetrics
 from knd.driver.nic_telemetry import NicTelemetry, nics_of
+from knd.driver.numa_cpus import NoOverlapError, narrow
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.driver.store import PlanRecord, StateStore
 from knd.netns.attach import Attached, attach
@@ -228,14 +229,40 @@ class NetworkHooks:
         self.store.touch_nri_activity(pod.uid)
         devices: list[DeviceNode] = []
         seen: set[str] = set()
-        for _, plan in self._plans(pod):
+        plans = [plan for _, plan in self._plans(pod)]
+        for plan in plans:
             if plan.rdma is None:
                 continue
             for dev in plan.rdma.char_devices:
                 if dev.path not in seen:
                     seen.add(dev.path)
                     devices.append(DeviceNode(dev.path, dev.major, dev.minor, dev.type))
-        return ContainerAdjust(tuple(devices)) if devices else None
+        cpus, mems = self._numa_cpus(pod, container, plans)
+        if not devices and cpus is None and mems is None:
+            return None
+        return ContainerAdjust(tuple(devices), cpus, mems)
+
+    def _numa_cpus(
+        self, pod: PodInfo, container: ContainerInfo, plans: Sequence[AttachPlan]
+    ) -> tuple[str | None, str | None]:
+        """`numa.alignCpus` (knd.driver.numa_cpus); HookError when the CPUs do not overlap."""
+        placements = [p.placement for p in plans if p.placement is not None]
+        if not placements:
+            return None, None
+        who = f"container {container.name} of pod {pod.namespace}/{pod.name}"
+        try:
+            decision = narrow(container.cpus, container.mems, placements)
+        except NoOverlapError as exc:
+            raise HookError(f"{who}: {exc}", FAILED_PRECONDITION) from exc
+        log.info(
+            "%s: cpuset %s, mems %s (%s)",
+            who,
+            decision.cpus or "unchanged",
+            decision.mems or "unchanged",
+            decision.reason,
+            extra={"pod": f"{pod.namespace}/{pod.name}"},
+        )
+        return decision.cpus, decision.mems
 
     def stop_pod_sandbox(self, pod: PodInfo) -> None:
         """Return the pod's devices to the host; never raises."""

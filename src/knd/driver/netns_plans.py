@@ -9,13 +9,17 @@ Runs inside NodePrepareResources (45 s budget; typically a few ms plus up to 5 s
    RDMA-only device, an SR-IOV VF MTU above its PF's MTU (DraNet's check);
 3. capture the host state (knd.netns.capture), run DHCP when `interface.dhcp` is set (on the
    host interface, without configuring the host), and build the AttachPlan (knd.netns.builder);
-4. return `plan.to_json()`, which the engine persists before answering the kubelet.
+4. with `numa.alignCpus`, record the device's NUMA node and its CPUs in the plan's `placement`
+   (knd.host.numa; used at CreateContainer by knd.driver.numa_cpus);
+5. return `plan.to_json()`, which the engine persists before answering the kubelet.
 Every failure is a `ClaimError`; nothing here changes the host.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,11 +32,15 @@ from knd.api.names import PCI_PREFIX, decode_interface_device_name, is_pci_addre
 from knd.api.validation import is_valid_interface_name, validate_rdma_only
 from knd.driver.claim_api import Claim
 from knd.driver.errors import ClaimError
+from knd.host import numa
 from knd.netns.builder import build_plan
 from knd.netns.capture import capture_host_state
 from knd.netns.dhcp import obtain_lease
 from knd.netns.errors import NetnsError
 from knd.netns.hoststate import DhcpLease
+from knd.netns.plan import CpuPlacement
+
+log = logging.getLogger(__name__)
 
 LeaseFn = Callable[[str, str], DhcpLease]
 
@@ -105,6 +113,32 @@ class SysfsDeviceLocator:
         return DeviceLocation(device, ifname, rdma, bdf, pf_mtu)
 
 
+def _device_dir(root: Path, loc: DeviceLocation) -> Path:
+    if loc.pci_address is not None:
+        return root / "bus" / "pci" / "devices" / loc.pci_address
+    if loc.ifname is not None:
+        return root / "class" / "net" / loc.ifname / "device"
+    return root / "class" / "infiniband" / str(loc.rdma_device) / "device"
+
+
+def numa_placement(root: Path, loc: DeviceLocation, on_no_overlap: str) -> CpuPlacement | None:
+    """`numa.alignCpus`: the device's NUMA node and its CPUs, or None when the device has no
+    NUMA affinity (`numa_node` -1 or absent: a single-node host, a virtual NIC), in which case
+    CreateContainer leaves the cpuset alone. ClaimError when sysfs names a node without CPUs."""
+    node = numa.device_numa_node(_device_dir(root, loc))
+    if node is None:
+        log.info("device %s has no NUMA node: numa.alignCpus changes nothing", loc.device)
+        return None
+    cpus = numa.node_cpus(root, node)
+    if not cpus:
+        raise ClaimError(
+            f"device {loc.device}: numa.alignCpus: NUMA node {node} has no online CPUs "
+            f"(devices/system/node/node{node}/cpulist)"
+        )
+    online = numa.online_cpus(root) or cpus
+    return CpuPlacement(nodes=(node,), cpus=cpus, online_cpus=online, on_no_overlap=on_no_overlap)
+
+
 class NetnsPlanBuilder:
     """`PlanBuilder` for `PrepareEngine`: see the module docstring."""
 
@@ -172,5 +206,10 @@ class NetnsPlanBuilder:
             raise ClaimError(
                 f"device {device_name} ({loc.ifname or loc.rdma_device}): {exc}"
             ) from exc
+        if config.numa is not None and config.numa.align_cpus:
+            placement = numa_placement(
+                Path(self.sysfs_root), loc, config.numa.on_no_overlap or "error"
+            )
+            plan = dataclasses.replace(plan, placement=placement)
         encoded: dict[str, Any] = json.loads(plan.to_json())
         return encoded

@@ -173,6 +173,22 @@ class PodSide:
     dhcp: DhcpBinding | None = None
 
 
+#: Upper bound on CPU and NUMA node numbers in a plan (the kernel's NR_CPUS maximum).
+MAX_CPU = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class CpuPlacement:
+    """`numa.alignCpus` (knd only): the device's NUMA node, that node's online CPUs, and the
+    CPUs online on the node as a whole (how CreateContainer tells an unpinned container), all
+    read from sysfs at prepare. `on_no_overlap`: `error` or `keep` (docs/config.md)."""
+
+    nodes: tuple[int, ...]
+    cpus: tuple[int, ...]
+    online_cpus: tuple[int, ...]
+    on_no_overlap: str = "error"
+
+
 @dataclass(frozen=True, slots=True)
 class AttachPlan:
     pod_uid: str
@@ -181,6 +197,7 @@ class AttachPlan:
     pod: PodSide | None
     rdma: RdmaPlan | None = None
     version: int = PLAN_VERSION
+    placement: CpuPlacement | None = None  # absent in plans written before it existed
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, compact)."""
@@ -338,6 +355,18 @@ def check_plan(plan: AttachPlan) -> None:
     _check(bool(plan.pod_uid) and bool(plan.device), "pod_uid and device are required")
     _check((plan.host is None) == (plan.pod is None), "host and pod sides go together")
     _check(plan.host is not None or plan.rdma is not None, "plan has nothing to do")
+    if plan.placement is not None:
+        pl = plan.placement
+        _check(pl.on_no_overlap in ("error", "keep"), "placement.on_no_overlap: error or keep")
+        for what, values in (
+            ("nodes", pl.nodes),
+            ("cpus", pl.cpus),
+            ("online_cpus", pl.online_cpus),
+        ):
+            _check(
+                all(0 <= v < MAX_CPU for v in values) and len(values) <= MAX_CPU,
+                f"placement.{what} out of range",
+            )
     if plan.host is not None and plan.pod is not None:
         h, p = plan.host, plan.pod
         try:
