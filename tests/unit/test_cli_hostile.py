@@ -136,6 +136,17 @@ def _cases(tmp: Path) -> list[list[str]]:
         ["lab", "--state-dir", f["garbage"], "status"],
         ["lab", "--state-dir", str(state), "down"],
     ]
+    cases += [["plan", p] for p in hostile_paths]
+    cases += [
+        ["plan", f["manifest_odd"], "--sysfs-root", sysfs, "-o", "json"],
+        ["plan", "-n", "default", "x" * 300, "--kubeconfig", f["garbage"]],
+        ["plan", "-n", "default", "c", "--apiserver", "http://127.0.0.1:9"],
+        ["top", "--url", "http://127.0.0.1:9/metrics", "--count", "1"],
+        ["top", "--url", "not a url", "--count", "1"],
+        ["top", "--url", "file:///etc/passwd", "--count", "1"],
+        ["top", "--interval", "-1", "--count", "1"],
+        ["top", "--count", "-5", "--url", "http://127.0.0.1:9/metrics"],
+    ]
     for action in ("apply", "delete"):
         cases += [["lab", "--state-dir", str(state), action, p] for p in hostile_paths]
     return cases
@@ -175,6 +186,8 @@ def test_every_subcommand_is_covered() -> None:
         "driver",
         "kubelet-plugin",
         "lab",
+        "plan",
+        "top",
     }  # a new subcommand must be added to _cases
 
 

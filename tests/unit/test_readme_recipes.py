@@ -84,6 +84,10 @@ RECIPES: dict[str, str] = {
     "knd driver": "tests/e2e/test_lab.py (the lab runs the real `knd driver`)",
     "bash scripts/lock": "test_maintenance_scripts_parse (needs uv and the registry to run)",
     "bash scripts/fuzz [N]": "test_long_run_script_collects_its_targets",
+    "knd plan -n NS CLAIM": (
+        "tests/netns/driver/test_plan_dry_run.py::test_claim_by_name_from_the_api_server"
+    ),
+    "knd top": "tests/netns/driver/test_nic_telemetry.py::test_pod_nic_counters_follow_the_pod",
 }
 
 

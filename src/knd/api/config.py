@@ -109,11 +109,20 @@ class SubInterfaceConfig(BaseModel):
     ip_ranges: list[IpRangeConfig] | None = Field(default=None, alias="ipRanges")
 
 
+class NumaConfig(BaseModel):
+    """knd only (not in DraNet's schema): CPU placement on the NUMA nodes of the claimed NICs."""
+
+    model_config = _MODEL
+    align_cpus: bool | None = Field(default=None, alias="alignCpus")
+    on_no_overlap: str | None = Field(default=None, alias="onNoOverlap")
+
+
 class NetworkConfig(BaseModel):
-    """The whole opaque config object."""
+    """The whole opaque config object (`profile` and `numa` are knd's additions)."""
 
     model_config = _MODEL
     profile: str | None = None
+    numa: NumaConfig | None = None
     interface: InterfaceConfig | None = None
     sub_interface: SubInterfaceConfig | None = Field(default=None, alias="subInterface")
     routes: list[RouteConfig] | None = None

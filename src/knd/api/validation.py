@@ -269,6 +269,10 @@ def _control_char_errors(path: str, value: object) -> Iterator[FieldError]:
             yield from _control_char_errors(f"{path}[{i}]", item)
 
 
+#: What to do when a container's CPUs and the NICs' NUMA CPUs do not overlap (docs/config.md).
+NUMA_NO_OVERLAP = ("error", "keep")
+
+
 def _iter_errors(cfg: NetworkConfig) -> Iterator[FieldError]:
     yield from _control_char_errors("", cfg.model_dump(by_alias=True, exclude_none=True))
     if cfg.profile is not None and not cfg.profile.strip():
@@ -287,6 +291,8 @@ def _iter_errors(cfg: NetworkConfig) -> Iterator[FieldError]:
     if cfg.ethtool is not None:
         yield from _validate_ethtool("ethtool", cfg.ethtool)
     yield from subinterface.problems(cfg)
+    if cfg.numa is not None and cfg.numa.on_no_overlap not in (None, *NUMA_NO_OVERLAP):
+        yield FieldError("numa.onNoOverlap", f"must be one of {', '.join(NUMA_NO_OVERLAP)}")
 
 
 def validate(cfg: NetworkConfig) -> list[FieldError]:

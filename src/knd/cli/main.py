@@ -9,7 +9,16 @@ import sys
 from collections.abc import Sequence
 
 from knd import __version__
-from knd.cli import config_cmd, driver_cmd, explain_cmd, inventory_cmd, kubelet_plugin_cmd, lab_cmd
+from knd.cli import (
+    config_cmd,
+    driver_cmd,
+    explain_cmd,
+    inventory_cmd,
+    kubelet_plugin_cmd,
+    lab_cmd,
+    plan_cmd,
+    top_cmd,
+)
 from knd.driver.options import go_style
 
 
@@ -24,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     driver_cmd.register(sub)
     kubelet_plugin_cmd.register(sub)
     lab_cmd.register(sub)
+    plan_cmd.register(sub)
+    top_cmd.register(sub)
     return parser
 
 

@@ -33,6 +33,7 @@ from knd.driver.leases import LeaseKeeper, release_from_host
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
+from knd.driver.nic_telemetry import NicTelemetry
 from knd.driver.node_addresses import NodeAddresses
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
@@ -101,6 +102,7 @@ def build_hooks(
     node_addresses: Callable[[], frozenset[str]] = frozenset,
     attach_pause: tuple[str, float] | None = None,
     events: EventSink | None = None,
+    telemetry: NicTelemetry | None = None,
 ) -> tuple[NetworkHooks, LeaseKeeper]:
     """The NRI hooks and their DHCP lease keeper (started), wired as the daemon runs them
     (also used by bench/pod_startup.py, so the benchmark measures the daemon's hooks)."""
@@ -115,6 +117,7 @@ def build_hooks(
         restorer=restorer,
         node_addresses=node_addresses,
         events=events,
+        telemetry=telemetry,
     )
     leases.set_observer(hooks.report_lease)
     return hooks, leases
@@ -160,6 +163,9 @@ class Daemon:
         self.nri: NriPlugin | None = None
         self.hooks: NetworkHooks | None = None
         self.leases: LeaseKeeper | None = None
+        # Per-pod NIC counters, collected at scrape time (knd.driver.nic_telemetry).
+        self.telemetry = NicTelemetry(sysfs_root)
+        self.metrics.registry.register(self.telemetry)
         self.reconciled = ReconcileReport()
         self.records: RestoreRecords | None = None
         self.restorer: Restorer | None = None
@@ -361,6 +367,7 @@ class Daemon:
             node_addresses=self.node_addresses.cached,
             attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
             events=self.events,
+            telemetry=self.telemetry,
         )
         cfg = PluginConfig(
             socket_path=self.opts.nri_socket,
@@ -386,6 +393,7 @@ class Daemon:
             self.nri.stop()
         if self.leases is not None:
             self.leases.stop()
+        self.telemetry.close()
         self.health.set(nri_connected=False)
 
     def _start_publisher(self) -> None:

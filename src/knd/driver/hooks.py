@@ -55,6 +55,8 @@ from pyroute2 import IPRoute
 from knd.driver.events import NETWORK_ATTACH_FAILED, RDMA_ATTACH_FAILED, EventSink, ObjectRef
 from knd.driver.leases import LeaseKeeper, Tracked, release_in_netns
 from knd.driver.metrics import DriverMetrics
+from knd.driver.nic_telemetry import NicTelemetry, nics_of
+from knd.driver.numa_cpus import NoOverlapError, narrow
 from knd.driver.restorer import Restorer
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.driver.store import PlanRecord, StateStore
@@ -139,6 +141,7 @@ class NetworkHooks:
         restorer: Restorer | None = None,
         node_addresses: Callable[[], frozenset[str]] = frozenset,
         netns_exists: Callable[[str], bool] = os.path.exists,
+        telemetry: NicTelemetry | None = None,
     ) -> None:
         self.netns_exists = netns_exists
         self.store = store
@@ -148,6 +151,7 @@ class NetworkHooks:
         self.leases = leases
         self.events = events
         self.release_fn = release_fn
+        self.telemetry = telemetry
         self.status = status
         self.metrics = metrics
         self.attach_fn = attach_fn
@@ -247,6 +251,7 @@ class NetworkHooks:
         self.store.record_attach(pod.uid, pod.netns, note=note or None)
         if self.leases is not None:
             self.leases.track(pod.uid, pod.netns, plans)
+        self._track_telemetry(pod, pod.netns, pairs)
         by_device = {a.device: a for a in attached}
         self._queue_status(records, [_ready(r, p, by_device.get(r.device), note) for r, p in pairs])
 
@@ -297,14 +302,40 @@ class NetworkHooks:
         self.store.touch_nri_activity(pod.uid)
         devices: list[DeviceNode] = []
         seen: set[str] = set()
-        for _, plan in self._plans(pod):
+        plans = [plan for _, plan in self._plans(pod)]
+        for plan in plans:
             if plan.rdma is None:
                 continue
             for dev in plan.rdma.char_devices:
                 if dev.path not in seen:
                     seen.add(dev.path)
                     devices.append(DeviceNode(dev.path, dev.major, dev.minor, dev.type))
-        return ContainerAdjust(tuple(devices)) if devices else None
+        cpus, mems = self._numa_cpus(pod, container, plans)
+        if not devices and cpus is None and mems is None:
+            return None
+        return ContainerAdjust(tuple(devices), cpus, mems)
+
+    def _numa_cpus(
+        self, pod: PodInfo, container: ContainerInfo, plans: Sequence[AttachPlan]
+    ) -> tuple[str | None, str | None]:
+        """`numa.alignCpus` (knd.driver.numa_cpus); HookError when the CPUs do not overlap."""
+        placements = [p.placement for p in plans if p.placement is not None]
+        if not placements:
+            return None, None
+        who = f"container {container.name} of pod {pod.namespace}/{pod.name}"
+        try:
+            decision = narrow(container.cpus, container.mems, placements)
+        except NoOverlapError as exc:
+            raise HookError(f"{who}: {exc}", FAILED_PRECONDITION) from exc
+        log.info(
+            "%s: cpuset %s, mems %s (%s)",
+            who,
+            decision.cpus or "unchanged",
+            decision.mems or "unchanged",
+            decision.reason,
+            extra={"pod": f"{pod.namespace}/{pod.name}"},
+        )
+        return decision.cpus, decision.mems
 
     def stop_pod_sandbox(self, pod: PodInfo) -> None:
         """Return the pod's devices to the host; never raises."""
@@ -317,6 +348,8 @@ class NetworkHooks:
             return
         if self.leases is not None:
             self.leases.forget(pod.uid)
+        if self.telemetry is not None:
+            self.telemetry.forget(pod.uid)
         netns = pod.netns
         if not netns:
             record = self.store.pod(pod.uid)
@@ -351,6 +384,8 @@ class NetworkHooks:
         """Forget the sandbox's netns (plans stay until NodeUnprepareResources)."""
         if self.leases is not None:
             self.leases.forget(pod.uid)
+        if self.telemetry is not None:
+            self.telemetry.forget(pod.uid)
         if self.store.pod(pod.uid) is not None:
             self.store.set_netns(pod.uid, None)
 
@@ -397,6 +432,8 @@ class NetworkHooks:
                 # and keep renewing its DHCP leases.
                 if self.leases is not None and record is not None and record.netns:
                     self.leases.track(pod.uid, record.netns, [p for _, p in pairs])
+                if record is not None and record.netns:
+                    self._track_telemetry(pod, record.netns, pairs)
                 note = (record.attach_note or "") if record is not None else ""
                 self._queue_status(
                     [r for r, _ in pairs],
@@ -446,6 +483,18 @@ class NetworkHooks:
             self._queue_status(
                 [record], [_ready(record, plan, _as_attached(plan), lease=condition)]
             )
+
+    def _track_telemetry(
+        self, pod: PodInfo, netns: str, pairs: Sequence[tuple[PlanRecord, AttachPlan]]
+    ) -> None:
+        """Per-pod NIC counters from now on (knd.driver.nic_telemetry); never raises."""
+        if self.telemetry is None:
+            return
+        entries = []
+        for record, plan in pairs:
+            claim = self.store.claim(record.claim_uid)
+            entries.append((claim.name if claim is not None else record.claim_uid, plan))
+        self.telemetry.track(pod.uid, pod.namespace, pod.name, netns, nics_of(entries))
 
     def _count_heal(self, result: str) -> None:
         if self.metrics is not None:

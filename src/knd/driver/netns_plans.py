@@ -12,7 +12,9 @@ Runs inside NodePrepareResources (45 s budget; typically a few ms plus up to 5 s
 3. capture the host state (knd.netns.capture, from one host snapshot per prepare call: see
    `batch`), run DHCP when `interface.dhcp` is set (on the
    host interface, without configuring the host), and build the AttachPlan (knd.netns.builder);
-4. return `plan.to_json()`, which the engine persists before answering the kubelet.
+4. with `numa.alignCpus`, record the device's NUMA node and its CPUs in the plan's `placement`
+   (knd.host.numa; used at CreateContainer by knd.driver.numa_cpus);
+5. return `plan.to_json()`, which the engine persists before answering the kubelet.
 Sysfs is read only through `knd.host.sysfs.SysfsRoot` (confined, bounded, strict numbers).
 Every failure is a `ClaimError`; nothing here changes the host.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -43,6 +46,7 @@ from knd.api.validation import is_valid_interface_name, validate_rdma_only
 from knd.driver.claim_api import Claim
 from knd.driver.errors import ClaimError
 from knd.driver.ipam import IpamError, LocalIpam, range_of
+from knd.host import numa
 from knd.host.confined import U32
 from knd.host.sysfs import SysfsRoot, kernel_ifname_problem, rdma_by_netdev, rdma_names
 from knd.netns.builder import build_plan
@@ -50,9 +54,11 @@ from knd.netns.capture import capture_host_state
 from knd.netns.dhcp import obtain_lease
 from knd.netns.errors import NetnsError
 from knd.netns.hoststate import DhcpLease, HostState
-from knd.netns.plan import AttachPlan, SubInterface, check_plan
+from knd.netns.plan import AttachPlan, CpuPlacement, SubInterface, check_plan
 from knd.netns.snapshot import HostSnapshot
 from knd.netns.uplink import uplink_problem_in
+
+log = logging.getLogger(__name__)
 
 LeaseFn = Callable[[str, str], DhcpLease]
 
@@ -133,6 +139,34 @@ class SysfsDeviceLocator:
 
     def _ifnames(self, *parts: str) -> list[str]:
         return [n for n in self.sysfs.listdir(*parts) if kernel_ifname_problem(n) is None]
+
+
+def _device_dir(loc: DeviceLocation) -> tuple[str, ...]:
+    if loc.pci_address is not None:
+        return ("bus", "pci", "devices", loc.pci_address)
+    if loc.ifname is not None:
+        return ("class", "net", loc.ifname, "device")
+    return ("class", "infiniband", str(loc.rdma_device), "device")
+
+
+def numa_placement(
+    sysfs: SysfsRoot, loc: DeviceLocation, on_no_overlap: str
+) -> CpuPlacement | None:
+    """`numa.alignCpus`: the device's NUMA node and its CPUs, or None when the device has no
+    NUMA affinity (`numa_node` -1 or absent: a single-node host, a virtual NIC), in which case
+    CreateContainer leaves the cpuset alone. ClaimError when sysfs names a node without CPUs."""
+    node = numa.device_numa_node(sysfs, *_device_dir(loc))
+    if node is None:
+        log.info("device %s has no NUMA node: numa.alignCpus changes nothing", loc.device)
+        return None
+    cpus = numa.node_cpus(sysfs, node)
+    if not cpus:
+        raise ClaimError(
+            f"device {loc.device}: numa.alignCpus: NUMA node {node} has no online CPUs "
+            f"(devices/system/node/node{node}/cpulist)"
+        )
+    online = numa.online_cpus(sysfs) or cpus
+    return CpuPlacement(nodes=(node,), cpus=cpus, online_cpus=online, on_no_overlap=on_no_overlap)
 
 
 class NetnsPlanBuilder:
@@ -217,6 +251,11 @@ class NetnsPlanBuilder:
             raise ClaimError(
                 f"device {device_name} ({loc.ifname or loc.rdma_device}): {exc}"
             ) from exc
+        if config.numa is not None and config.numa.align_cpus:
+            placement = numa_placement(
+                SysfsRoot(Path(self.sysfs_root)), loc, config.numa.on_no_overlap or "error"
+            )
+            plan = dataclasses.replace(plan, placement=placement)
         encoded: dict[str, Any] = json.loads(plan.to_json())
         return encoded
 

@@ -170,15 +170,39 @@ class PrepareEngine:
         try:
             claim = self.reader.get(ref.namespace, ref.name)
             return self._prepare_fetched(ref, claim)
-        except ClaimError as exc:
-            message = f"{self.driver}: claim {ref.key()}: {exc}"
-            log.warning("prepare failed: %s", message)
-        except Exception as exc:  # a bug or an unexpected host error: fail this claim only
-            message = f"{self.driver}: claim {ref.key()}: internal error: {exc!r}"
-            log.exception("prepare failed: %s", message)
+        except Exception as exc:  # ClaimError, or a bug: fail this claim only
+            message = self.failure_message(ref, exc)
+            if isinstance(exc, ClaimError):
+                log.warning("prepare failed: %s", message)
+            else:
+                log.exception("prepare failed: %s", message)
         if claim is not None:
             self.events.warning(claim, PREPARE_FAILED_REASON, message)
         return PrepareResult(error=message)
+
+    def failure_message(self, ref: ClaimRef, exc: Exception) -> str:
+        """The error prepare returns to the kubelet (and records as an Event) for `exc`."""
+        if isinstance(exc, ClaimError):
+            return f"{self.driver}: claim {ref.key()}: {exc}"
+        return f"{self.driver}: claim {ref.key()}: internal error: {exc!r}"
+
+    def dry_run(self, claim: Claim) -> list[PlanRecord]:
+        """Everything prepare does for `claim` short of persisting it: the same checks, config
+        resolution and plan builder, the same `ClaimError`s. Stores nothing; resolved profiles
+        are released before returning; devices held by other claims in the store are not
+        checked. The caller decides what the builder may touch (`knd plan` passes a builder
+        that runs no DHCP)."""
+        meta = claim.get("metadata") or {}
+        ref = ClaimRef(
+            str(meta.get("namespace", "")), str(meta.get("uid", "")), str(meta.get("name", ""))
+        )
+        resolved: list[tuple[str, str]] = []
+        try:
+            _, _, plans, _ = self._build(ref, claim, resolved, check_owner=False)
+        finally:
+            self._release_profiles(ref.uid, resolved)
+            self._release_local(ref.uid, self._allocated(claim))
+        return plans
 
     def _check(self, ref: ClaimRef, claim: Claim) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
         meta = claim.get("metadata") or {}
@@ -251,68 +275,81 @@ class PrepareEngine:
         self._release(holder.uid)
         return False
 
-    def _prepare_fetched(self, ref: ClaimRef, claim: Claim) -> PrepareResult:
-        allocation, consumer = self._check(ref, claim)
-        pod_uid = str(consumer.get("uid", ""))
-        results = [
+    def _our_results(self, allocation: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        return [
             r
             for r in ((allocation.get("devices") or {}).get("results") or [])
             if r.get("driver") == self.driver
         ]
+
+    def _build(
+        self,
+        ref: ClaimRef,
+        claim: Claim,
+        resolved_profiles: list[tuple[str, str]],
+        check_owner: bool = True,
+    ) -> tuple[Mapping[str, Any], str, list[PlanRecord], list[PreparedDevice]]:
+        """Check the claim and build one plan per device of ours (no store writes). Profiles
+        resolved on the way are appended to `resolved_profiles` (the caller releases them).
+        `check_owner=False` skips the check against other claims in the store, which may
+        release stale store entries (a dry run changes nothing)."""
+        allocation, consumer = self._check(ref, claim)
+        pod_uid = str(consumer.get("uid", ""))
         plans: list[PlanRecord] = []
         devices: list[PreparedDevice] = []
+        for i, r in enumerate(self._our_results(allocation)):
+            pool, device, request = str(r.get("pool")), str(r.get("device")), r.get("request")
+            label = f"{pool}/{device} (status.allocation.devices.results[{i}])"
+            if not request:
+                raise ClaimError(f"allocation result for device {label} has no request")
+            if self.pool is not None and pool != self.pool:
+                raise ClaimError(
+                    f"device {label} belongs to pool {pool!r}, not to this node's pool "
+                    f"{self.pool!r}; {self.driver} prepares only devices of its own node"
+                )
+            cloud = self.device_configs(device) if self.device_configs else None
+            config = config_select.resolve_config(allocation, self.driver, request, label, cloud)
+            if check_owner:
+                self._check_owner(ref, pool, device, shared=config.sub_interface is not None)
+            if config.profile:
+                try:
+                    provider = self._resolve_profile(ref.uid, device, config.profile, label, config)
+                except ClaimError as exc:
+                    if self.on_device_error is not None and check_owner:
+                        self.on_device_error(claim, pool, device, str(exc))
+                    raise
+                resolved_profiles.append((device, config.profile))
+                if cloud is not None:  # cloud over profile, users over both (DraNet)
+                    provider = merge_configs(provider, cloud)
+                config = config_select.resolve_config(
+                    allocation, self.driver, request, label, provider
+                )
+            plan = self.plan_builder.build(device, pod_uid, claim, request, config)
+            plans.append(
+                PlanRecord(
+                    claim_uid=ref.uid,
+                    pool=pool,
+                    device=device,
+                    request=request,
+                    pod_uid=pod_uid,
+                    plan=dict(plan),
+                    profile=config.profile,
+                )
+            )
+            devices.append(
+                PreparedDevice(
+                    pool=pool,
+                    device=device,
+                    request_names=(config_select.base_request(request),),
+                    share_id=r.get("shareID"),
+                )
+            )
+        return consumer, pod_uid, plans, devices
+
+    def _prepare_fetched(self, ref: ClaimRef, claim: Claim) -> PrepareResult:
         resolved_profiles: list[tuple[str, str]] = []
         try:
-            for i, r in enumerate(results):
-                pool, device, request = str(r.get("pool")), str(r.get("device")), r.get("request")
-                label = f"{pool}/{device} (status.allocation.devices.results[{i}])"
-                if not request:
-                    raise ClaimError(f"allocation result for device {label} has no request")
-                if self.pool is not None and pool != self.pool:
-                    raise ClaimError(
-                        f"device {label} belongs to pool {pool!r}, not to this node's pool "
-                        f"{self.pool!r}; {self.driver} prepares only devices of its own node"
-                    )
-                cloud = self.device_configs(device) if self.device_configs else None
-                config = config_select.resolve_config(
-                    allocation, self.driver, request, label, cloud
-                )
-                self._check_owner(ref, pool, device, shared=config.sub_interface is not None)
-                if config.profile:
-                    try:
-                        provider = self._resolve_profile(
-                            ref.uid, device, config.profile, label, config
-                        )
-                    except ClaimError as exc:
-                        if self.on_device_error is not None:
-                            self.on_device_error(claim, pool, device, str(exc))
-                        raise
-                    resolved_profiles.append((device, config.profile))
-                    if cloud is not None:  # cloud over profile, users over both (DraNet)
-                        provider = merge_configs(provider, cloud)
-                    config = config_select.resolve_config(
-                        allocation, self.driver, request, label, provider
-                    )
-                plan = self.plan_builder.build(device, pod_uid, claim, request, config)
-                plans.append(
-                    PlanRecord(
-                        claim_uid=ref.uid,
-                        pool=pool,
-                        device=device,
-                        request=request,
-                        pod_uid=pod_uid,
-                        plan=dict(plan),
-                        profile=config.profile,
-                    )
-                )
-                devices.append(
-                    PreparedDevice(
-                        pool=pool,
-                        device=device,
-                        request_names=(config_select.base_request(request),),
-                        share_id=r.get("shareID"),
-                    )
-                )
+            consumer, pod_uid, plans, devices = self._build(ref, claim, resolved_profiles)
             result = PrepareResult(devices=tuple(devices))
             claim_record = ClaimRecord(
                 ref.uid, ref.namespace, ref.name, pod_uid, time.time(), _result_to_json(result)
@@ -330,13 +367,18 @@ class PrepareEngine:
                 raise
         except StoreError as exc:
             self._release_profiles(ref.uid, resolved_profiles)
-            self._release_local(ref.uid, results)
+            self._release_local(ref.uid, self._allocated(claim))
             raise ClaimError(f"cannot persist the prepared state: {exc}") from exc
         except BaseException:
             self._release_profiles(ref.uid, resolved_profiles)
-            self._release_local(ref.uid, results)
+            self._release_local(ref.uid, self._allocated(claim))
             raise
         return result
+
+    def _allocated(self, claim: Claim) -> list[Mapping[str, Any]]:
+        """Our allocation results of `claim` (what a failed prepare may have allocated for)."""
+        allocation = (claim.get("status") or {}).get("allocation") or {}
+        return self._our_results(allocation) if isinstance(allocation, Mapping) else []
 
     def _write_records(self, claim: ClaimRecord, plans: Sequence[PlanRecord]) -> list[PlanRecord]:
         """The pending-restore record of every device, before anything can move it."""

@@ -1,4 +1,5 @@
-"""NUMA topology from sysfs, for the list-typed `resource.kubernetes.io/numaNode` attribute.
+"""NUMA topology from sysfs: the list-typed `resource.kubernetes.io/numaNode` attribute, and a
+device's NUMA node with its CPUs for `numa.alignCpus` (knd.driver.numa_cpus).
 
 With DraNet's `DRAListTypeAttributes` gate the standard attribute is an int list: the device's
 own NUMA node first, then the other NUMA nodes of the same CPU socket that sit at the smallest
@@ -10,17 +11,25 @@ Sources, all under the sysfs root: `devices/system/node/node<N>/distance` (one d
 online node, in node order), `.../node<N>/cpulist` (its first CPU decides the socket) and
 `devices/system/cpu/cpu<C>/topology/physical_package_id`. Unreadable or malformed entries leave
 that node without peers. Cost: three small reads per NUMA node, once per scan.
+
+For CPU alignment: `<device dir>/numa_node`, `devices/system/node/node<N>/cpulist` and
+`devices/system/cpu/online`, read through the same confined, bounded `SysfsRoot`; a missing,
+oversized or malformed file yields None, never an exception. `parse_cpulist` is the kernel's
+list format (`0-3,8,10-11`), bounded by `MAX_CPU`.
 """
 
 from __future__ import annotations
 
 import re
 
+from knd.host.confined import S32
 from knd.host.sysfs import SysfsRoot
 
 _NODE = re.compile(r"node(\d{1,4})")
 _FIRST_CPU = re.compile(r"(\d{1,5})")
+_DIGITS = re.compile(r"[0-9]{1,5}")
 MAX_NODES = 1024
+MAX_CPU = 8192
 
 
 def _first_cpu(cpulist: str | None) -> int | None:
@@ -63,3 +72,51 @@ def numa_peers(sysfs: SysfsRoot) -> dict[int, tuple[int, ...]]:
         closest = min(row[m] for m in same)
         out[node] = (node, *sorted(m for m in same if row[m] == closest))
     return out
+
+
+def parse_cpulist(text: str) -> tuple[int, ...] | None:
+    """`0-3,8` → (0, 1, 2, 3, 8); "" → (); None when malformed or beyond MAX_CPU."""
+    out: set[int] = set()
+    text = text.strip()
+    if not text:
+        return ()
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        if not _DIGITS.fullmatch(lo) or (sep and not _DIGITS.fullmatch(hi)):
+            return None
+        first, last = int(lo), int(hi) if sep else int(lo)
+        if first > last or last >= MAX_CPU:
+            return None
+        out.update(range(first, last + 1))
+    return tuple(sorted(out))
+
+
+def format_cpulist(values: tuple[int, ...] | list[int] | set[int]) -> str:
+    """(0, 1, 2, 5) → `0-2,5`."""
+    items = sorted(set(values))
+    runs: list[str] = []
+    i = 0
+    while i < len(items):
+        j = i
+        while j + 1 < len(items) and items[j + 1] == items[j] + 1:
+            j += 1
+        runs.append(str(items[i]) if i == j else f"{items[i]}-{items[j]}")
+        i = j + 1
+    return ",".join(runs)
+
+
+def device_numa_node(sysfs: SysfsRoot, *device_dir: str) -> int | None:
+    """The NUMA node of a device directory (parts below the root); None when unknown (`-1`,
+    missing, malformed, oversized)."""
+    node = sysfs.read_int(*device_dir, "numa_node", bounds=S32)
+    return node if node is not None and 0 <= node < MAX_NODES else None
+
+
+def node_cpus(sysfs: SysfsRoot, node: int) -> tuple[int, ...] | None:
+    text = sysfs.read("devices", "system", "node", f"node{int(node)}", "cpulist")
+    return None if text is None else parse_cpulist(text)
+
+
+def online_cpus(sysfs: SysfsRoot) -> tuple[int, ...] | None:
+    text = sysfs.read("devices", "system", "cpu", "online")
+    return None if text is None else parse_cpulist(text)

@@ -191,6 +191,22 @@ class SubInterface:
     flag: str | None = None  # ipvlan only
 
 
+#: Upper bound on CPU and NUMA node numbers in a plan (the kernel's NR_CPUS maximum).
+MAX_CPU = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class CpuPlacement:
+    """`numa.alignCpus` (knd only): the device's NUMA node, that node's online CPUs, and the
+    CPUs online on the node as a whole (how CreateContainer tells an unpinned container), all
+    read from sysfs at prepare. `on_no_overlap`: `error` or `keep` (docs/config.md)."""
+
+    nodes: tuple[int, ...]
+    cpus: tuple[int, ...]
+    online_cpus: tuple[int, ...]
+    on_no_overlap: str = "error"
+
+
 @dataclass(frozen=True, slots=True)
 class AttachPlan:
     pod_uid: str
@@ -200,6 +216,7 @@ class AttachPlan:
     rdma: RdmaPlan | None = None
     version: int = PLAN_VERSION
     sub: SubInterface | None = None  # a child of `host` instead of moving it
+    placement: CpuPlacement | None = None  # absent in plans written before it existed
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, compact)."""
@@ -367,6 +384,18 @@ def check_plan(plan: AttachPlan) -> None:
         )
         _check(plan.host is not None, "a sub-interface plan needs its parent (host)")
         _check(plan.rdma is None or not plan.rdma.move_link, "a shared parent's RDMA stays")
+    if plan.placement is not None:
+        pl = plan.placement
+        _check(pl.on_no_overlap in ("error", "keep"), "placement.on_no_overlap: error or keep")
+        for what, values in (
+            ("nodes", pl.nodes),
+            ("cpus", pl.cpus),
+            ("online_cpus", pl.online_cpus),
+        ):
+            _check(
+                all(0 <= v < MAX_CPU for v in values) and len(values) <= MAX_CPU,
+                f"placement.{what} out of range",
+            )
     if plan.host is not None and plan.pod is not None:
         h, p = plan.host, plan.pod
         try:

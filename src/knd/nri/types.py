@@ -39,6 +39,8 @@ class ContainerInfo:
     pod_sandbox_id: str
     name: str
     state: int = 0  # nri ContainerState value
+    cpus: str = ""  # linux.resources.cpu.cpus as the runtime sends it ("" = not set)
+    mems: str = ""  # linux.resources.cpu.mems
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class DeviceNode:
 @dataclass(frozen=True, slots=True)
 class ContainerAdjust:
     devices: tuple[DeviceNode, ...] = ()
+    cpus: str | None = None  # linux.resources.cpu.cpus to set; None = leave
+    mems: str | None = None  # linux.resources.cpu.mems to set; None = leave
 
 
 def network_namespace(pod: nri_pb2.PodSandbox) -> str | None:
@@ -81,7 +85,15 @@ def pod_from_pb(pod: nri_pb2.PodSandbox) -> PodInfo:
 
 
 def container_from_pb(c: nri_pb2.Container) -> ContainerInfo:
-    return ContainerInfo(id=c.id, pod_sandbox_id=c.pod_sandbox_id, name=c.name, state=int(c.state))
+    cpu = c.linux.resources.cpu
+    return ContainerInfo(
+        id=c.id,
+        pod_sandbox_id=c.pod_sandbox_id,
+        name=c.name,
+        state=int(c.state),
+        cpus=str(cpu.cpus),
+        mems=str(cpu.mems),
+    )
 
 
 def adjustment_to_pb(adjust: ContainerAdjust | None) -> nri_pb2.ContainerAdjustment:
@@ -100,6 +112,10 @@ def adjustment_to_pb(adjust: ContainerAdjust | None) -> nri_pb2.ContainerAdjustm
             d.uid.value = dev.uid
         if dev.gid is not None:
             d.gid.value = dev.gid
+    if adjust.cpus is not None:
+        out.linux.resources.cpu.cpus = adjust.cpus
+    if adjust.mems is not None:
+        out.linux.resources.cpu.mems = adjust.mems
     return out
 
 
