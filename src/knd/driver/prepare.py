@@ -391,6 +391,8 @@ class PrepareEngine:
                     f"device {p.pool}/{p.device} is still being restored to the host after its "
                     "previous claim; kubelet will retry"
                 )
+            if p.plan.get("sub") is not None:
+                continue  # a sub-interface's parent never leaves the host: nothing to restore
             existing = self.records.get(p.pool, p.device)
             if existing is not None and existing.claim_uid != claim.uid:
                 log.warning(

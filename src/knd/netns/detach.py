@@ -8,8 +8,8 @@ Tolerates a netns that is gone (`netns_path=None` or unopenable): the kernel has
 returned a physical NIC to the host, possibly renamed `devN`; it is found by permanent MAC /
 ifindex and renamed back. A virtual device (veth) is destroyed with its netns: reported as
 `gone`. Never raises: each device is handled on its own and its result lists its errors.
-A sub-interface plan deletes its child in the pod (`removed`; `gone` when the netns, and the
-child with it, is gone) and never touches the parent, which other pods may share.
+A sub-interface plan deletes its child in the pod (`removed`, also when the netns, and the
+child with it, is already gone) and never touches the parent, which other pods may share.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ class Detached:
 
     @property
     def home(self) -> bool:
-        """The device is in the host with its captured state (nothing left to retry)."""
-        return self.outcome in ("returned", "restored", "rdma-only") and not self.errors
+        """The device is in the host with its captured state (nothing left to retry); for a
+        sub-interface (`removed`), its parent never left and the child is gone."""
+        return self.outcome in ("returned", "restored", "rdma-only", "removed") and not self.errors
 
 
 def _rdma_back(plan: AttachPlan, host_fd: int) -> list[str]:
@@ -91,12 +92,14 @@ def _from_pod(plan: AttachPlan, session: PodSession, host_fd: int) -> Detached:
 
 
 def _remove_child(session: PodSession | None, plan: AttachPlan) -> Detached:
+    """Delete a sub-interface child in the pod; `removed` also when the netns (and the child
+    with it) is already gone: either way the parent, which never left the host, is home."""
     if session is None or plan.pod is None:
-        return Detached(plan.device, "gone")
+        return Detached(plan.device, "removed")
     try:
         index = session.pod_link.index_of(plan.pod.name)
         if index is None:
-            return Detached(plan.device, "gone")
+            return Detached(plan.device, "removed")
         session.pod_ipr.link("del", index=index)
     except Exception as exc:
         return Detached(plan.device, "gone", (f"delete child: {exc}",))
