@@ -207,7 +207,10 @@ def main() -> int:
     ap.add_argument("--wave", type=int, default=WAVE, help="pods started together (1..8)")
     args = ap.parse_args()
     cfg = labmod.LabConfig(
-        state_dir=ROOT / ".local" / "lab-bench", nic_prefix="kpb", fabric="kpb-fabric"
+        state_dir=ROOT / ".local" / "lab-bench",
+        nic_prefix="kpb",
+        fabric="kpb-fabric",
+        emulated=True,
     )
     rng = random.Random(args.seed)
     log = io.StringIO()

@@ -63,6 +63,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         state_dir=tmp_path_factory.mktemp("lab") / "state",
         nic_prefix=PREFIX,
         fabric=f"klt-fabric-{os.getpid()}",
+        emulated=True,
     )
     try:
         state = labmod.up(cfg, out=io.StringIO())

@@ -59,7 +59,7 @@ def readme_yaml_blocks() -> list[list[dict[str, Any]]]:
 #: The README's test command: `.ci/run` runs its steps, in order.
 TEST_COMMAND = (
     "bash scripts/system-deps && bash scripts/setup && python3 scripts/runtime install && "
-    "bash scripts/test && bash scripts/vm test"
+    "python3 scripts/kubernetes install && bash scripts/test && bash scripts/vm test"
 )
 
 #: README command → the test that proves it (in this module unless it names another file).

@@ -1,4 +1,5 @@
-"""`knd lab up|down|status|apply|delete`: a whole emulated DRA node on this machine (docs/lab.md).
+"""`knd lab up|down|status|apply|delete`: a whole DRA node on this machine (docs/lab.md): real
+Kubernetes (scripts/kubernetes) around knd, or `up --emulated` on knd's own emulators.
 
 Exit status: 0 success, 1 a lab operation failed (or pods did not all run), 2 usage.
 """
@@ -6,6 +7,7 @@ Exit status: 0 success, 1 a lab operation failed (or pods did not all run), 2 us
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -31,16 +33,24 @@ def _rest_error() -> type[Exception]:
 
 def register(sub: Any) -> None:
     """Register `knd lab`."""
-    p = sub.add_parser("lab", help="run a DRA node (emulated control plane, real containerd)")
+    p = sub.add_parser("lab", help="run a DRA node (real Kubernetes + containerd) around knd")
     p.add_argument(
         "--state-dir", type=Path, default=None, help="default: .local/lab of the checkout"
     )
     lsub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
-    lsub.add_parser("up", help="start the lab (idempotent)").set_defaults(handler=_up)
+    u = lsub.add_parser("up", help="start the lab (idempotent)")
+    u.add_argument(
+        "--emulated",
+        action="store_true",
+        help="knd's API server emulator and lab controller instead of real Kubernetes",
+    )
+    u.set_defaults(handler=_up)
     lsub.add_parser("down", help="stop the lab and clean up (idempotent)").set_defaults(
         handler=_down
     )
-    lsub.add_parser("status", help="processes, devices, pods, claims").set_defaults(handler=_status)
+    st = lsub.add_parser("status", help="processes, devices, pods, claims")
+    st.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    st.set_defaults(handler=_status)
     a = lsub.add_parser("apply", help="create DeviceClasses, claims, templates, pods; wait; show")
     a.add_argument("paths", nargs="+", type=Path, metavar="FILE")
     a.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the pods")
@@ -52,7 +62,10 @@ def register(sub: Any) -> None:
 
 def _cfg(args: argparse.Namespace) -> LabConfig:
     lab = _lab()
-    cfg: LabConfig = lab.LabConfig(state_dir=args.state_dir) if args.state_dir else lab.LabConfig()
+    kw: dict[str, Any] = {"emulated": bool(getattr(args, "emulated", False))}
+    if args.state_dir:
+        kw["state_dir"] = args.state_dir
+    cfg: LabConfig = lab.LabConfig(**kw)
     return cfg
 
 
@@ -78,6 +91,10 @@ def _down(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     lab = _lab()
+    if args.output == "json":
+        info = lab.status_json(_cfg(args))
+        print(json.dumps(info, indent=1))
+        return 0 if info.get("up") else 1
     return 0 if lab.status(_cfg(args), out=sys.stdout) else 1
 
 
@@ -91,7 +108,7 @@ def _apply(args: argparse.Namespace) -> int:
         return 2
     try:
         api = lab.client(cfg)
-        pods = lab.apply(api, docs, out=sys.stdout)
+        pods = lab.apply(api, docs, out=sys.stdout, cfg=cfg)
         if not pods:
             return 0
         print("waiting for pods:")

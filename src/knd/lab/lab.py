@@ -1,7 +1,10 @@
 """`knd lab` mechanics: bring the lab node up and down, apply manifests, report status.
 
-`up` starts, as background processes tracked by PID in the state dir (default `.local/lab/` of
-the checkout, `$KND_LAB_DIR` to override; 0700):
+Two modes. The default runs real Kubernetes around knd (knd.lab.cluster: upstream etcd,
+kube-apiserver, controller-manager, scheduler and kubelet from `scripts/kubernetes`). The
+emulated mode (`LabConfig(emulated=True)`, `knd lab up --emulated`) is the older lab on knd's own
+emulators, kept for the tests that drive it; its `up` starts, as background processes tracked by
+PID in the state dir (default `.local/lab/` of the checkout, `$KND_LAB_DIR` to override; 0700):
 
 1. the lab NICs (knd.lab.node) and the GPU node's sysfs fixture (`sys/`);
 2. the API server emulator (`python -m knd.lab.serve`, 127.0.0.1, URL in `apiserver.url`);
@@ -61,6 +64,7 @@ class LabConfig:
     nic_prefix: str = "klab"
     fabric: str = "knd-lab-fabric"
     metrics_port: int = 0  # 0 = pick a free port
+    emulated: bool = False  # True: the API server emulator + lab controller instead of k8s
 
     @property
     def nics(self) -> lab_node.LabNics:
@@ -137,11 +141,23 @@ def runtime(*args: str) -> str:
     return out.stdout
 
 
+def _real(state: dict[str, Any] | None) -> bool:
+    return bool(state) and (state or {}).get("mode") == "real"
+
+
+def _cluster() -> Any:
+    from knd.lab import cluster  # noqa: PLC0415
+
+    return cluster
+
+
 def is_up(cfg: LabConfig) -> bool:
     """Every lab process of the recorded state is alive."""
     state = read_state(cfg)
     if state is None:
         return False
+    if _real(state):
+        return bool(_cluster().is_up(state, sys.modules[__name__]))
     return all(_alive(state["pids"].get(n), m) for n, m in _MARKERS.items())
 
 
@@ -170,11 +186,19 @@ def up(
     check_state_dir(cfg)
     if is_up(cfg):
         print(f"lab already up ({cfg.state_dir})", file=out)
-        state = read_state(cfg)
-        assert state is not None
-        return state
+        running = read_state(cfg)
+        assert running is not None
+        return running
     down(cfg, out=io.StringIO())  # leftovers of a crashed lab
     try:
+        if not cfg.emulated:
+            cluster = _cluster()
+            try:
+                state: dict[str, Any] = cluster.up(cfg, out, driver_args, sys.modules[__name__])
+            except cluster.ClusterError as exc:
+                raise LabError(str(exc)) from exc
+            _write_state(cfg, state)
+            return state
         return _up(cfg, out, driver_args)
     except BaseException:
         down(cfg, out=io.StringIO())  # a failed start leaves nothing behind (logs stay)
@@ -306,6 +330,11 @@ def start_driver(cfg: LabConfig) -> None:
     state = read_state(cfg)
     if state is None:
         raise LabError("the lab is not up")
+    if _real(state):
+        argv = _cluster().driver_argv(state, cfg, LAB_FILTER)
+        state["pids"]["driver"] = _spawn(cfg, "driver", argv)
+        _write_state(cfg, state)
+        return
     info = state["runtime"]
     port = state["metrics"].rsplit(":", 1)[1]
     state["pids"]["driver"] = _spawn(
@@ -332,10 +361,12 @@ def down(cfg: LabConfig, out: TextIO = sys.stdout) -> None:
     """Stop everything the lab started and remove its NICs and state (idempotent)."""
     state = read_state(cfg) or {"pids": {}}
     pids = state.get("pids") or {}
+    if _real(state):
+        _cluster().down(cfg, state, out, sys.modules[__name__])
     _kill(pids.get("controller"), _MARKERS["controller"], 60)
     _kill(pids.get("driver"), _MARKERS["driver"])
     _kill(pids.get("apiserver"), _MARKERS["apiserver"])
-    if (state.get("runtime") or {}).get("socket"):
+    if (state.get("runtime") or {}).get("socket") and not _real(state):
         try:
             from knd.lab.cri import CriClient  # noqa: PLC0415
 
@@ -344,7 +375,7 @@ def down(cfg: LabConfig, out: TextIO = sys.stdout) -> None:
             cri.close()
         except Exception as exc:
             print(f"[lab] pods: {exc}", file=out)
-    if state.get("runtime"):
+    if state.get("runtime") and not _real(state):
         try:
             runtime("stop", "--version", RUNTIME_VERSION)
         except LabError as exc:
@@ -369,6 +400,8 @@ def client(cfg: LabConfig) -> RestClient:
     state = read_state(cfg)
     if state is None or not is_up(cfg):
         raise LabError("the lab is not up: run `knd lab up`")
+    if _real(state):
+        return RestClient.from_kubeconfig(Path(state["kubeconfig"]))
     return RestClient(str(state["apiserver"]))
 
 
@@ -396,11 +429,17 @@ def load_manifests(paths: list[Path]) -> list[JSON]:
     )
 
 
-def apply(api: RestClient, docs: list[JSON], out: TextIO = sys.stdout) -> list[JSON]:
-    """Create each object (existing ones are left as they are); returns the pods."""
+def apply(
+    api: RestClient, docs: list[JSON], out: TextIO = sys.stdout, cfg: LabConfig | None = None
+) -> list[JSON]:
+    """Create each object (existing ones are left as they are); returns the pods. With the
+    `cfg` of a real lab, pods are adapted to it first (knd.lab.cluster.prepare_pod)."""
+    state = read_state(cfg) if cfg is not None else None
     pods = []
     for doc in docs:
         meta = doc.setdefault("metadata", {})
+        if doc["kind"] == "Pod" and state is not None and _real(state):
+            _cluster().prepare_pod(doc, state["node"], state["runtime"]["busybox_image"])
         label = f"{doc['kind']} {meta.get('name')}"
         try:
             created = api.create(doc)
@@ -458,6 +497,18 @@ def pod_exec(
     state = read_state(cfg)
     if state is None:
         raise LabError("the lab is not up")
+    if _real(state):
+        cluster = _cluster()
+        try:
+            cid = cluster.container_id(pod, container)
+        except cluster.ClusterError as exc:
+            raise LabError(str(exc)) from exc
+        cri = CriClient(state["runtime"]["socket"])
+        try:
+            r = cri.exec_sync(cid, cmd)
+        finally:
+            cri.close()
+        return r.exit_code, r.stdout + r.stderr
     containers = json.loads((pod["metadata"].get("annotations") or {}).get(ANN_CONTAINERS, "{}"))
     if not containers:
         raise LabError(f"pod {pod['metadata']['name']} has no running container")
@@ -512,15 +563,18 @@ def status(cfg: LabConfig, out: TextIO = sys.stdout) -> bool:
     if state is None:
         print("lab: down", file=out)
         return False
-    for name, marker in _MARKERS.items():
-        pid = state["pids"].get(name)
-        print(
-            f"{name:11} pid {pid}: {'running' if _alive(pid, marker) else 'NOT RUNNING'}", file=out
-        )
+    if _real(state):
+        for line in _cluster().status_lines(state, sys.modules[__name__]):
+            print(line, file=out)
+    else:
+        for name, marker in _MARKERS.items():
+            pid = state["pids"].get(name)
+            alive = "running" if _alive(pid, marker) else "NOT RUNNING"
+            print(f"{name:11} pid {pid}: {alive}", file=out)
     print(f"containerd  {state['runtime']['socket']}", file=out)
     if not is_up(cfg):
         return False
-    api = RestClient(state["apiserver"])
+    api = client(cfg)
     print(f"API server  {state['apiserver']}; metrics {state['metrics']}/metrics", file=out)
     for s in api.list("ResourceSlice"):
         print(
@@ -547,3 +601,28 @@ def status(cfg: LabConfig, out: TextIO = sys.stdout) -> bool:
             file=out,
         )
     return True
+
+
+def status_json(cfg: LabConfig) -> dict[str, Any]:
+    """The lab's state for scripts: `up`, `mode`, and for a real lab `kubeconfig` (admin),
+    `kubernetesVersion`, `apiserver`, `node`, `kubeletRootDir`, `driverKubeconfig`, `metrics`,
+    `runtime` (containerd's info)."""
+    state = read_state(cfg)
+    if state is None:
+        return {"up": False}
+    out: dict[str, Any] = {
+        "up": is_up(cfg),
+        "mode": "real" if _real(state) else "emulated",
+        "apiserver": state.get("apiserver"),
+        "node": state.get("node"),
+        "metrics": state.get("metrics"),
+        "kubeletRootDir": state.get("kubelet_root"),
+        "runtime": state.get("runtime"),
+        "stateDir": str(cfg.state_dir),
+    }
+    if _real(state):
+        out["kubeconfig"] = state.get("kubeconfig")
+        out["kubernetesVersion"] = state.get("kubernetesVersion")
+        out["driverKubeconfig"] = state.get("driver_kubeconfig")
+        out["kubernetes"] = state.get("kubernetes")
+    return out

@@ -1,6 +1,8 @@
-"""A small JSON client for the lab's API server emulator (no auth): kinds, paths and watch.
+"""A small JSON client for the lab's API server: kinds, paths and watch.
 
-The lab's own processes (controller, `knd lab`, bench) use it for plain REST calls; the calls
+The lab's own processes (controller, `knd lab`, bench, tests) use it for plain REST calls
+against the emulator (a plain URL, no auth) or the real kube-apiserver (`from_kubeconfig`: the
+server, CA file and bearer token of a kubeconfig the lab wrote; no other auth method). The calls
 go over the driver's own `knd.kube.connection` (watch streams over urllib). Errors raise
 `RestError` carrying the HTTP code and the Kubernetes Status message.
 """
@@ -9,12 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from knd.kube.connection import MERGE_PATCH_TYPE, ApiConnection, CredentialsError, connect_url
+import yaml
+
+from knd.kube.connection import (
+    MERGE_PATCH_TYPE,
+    ApiConnection,
+    CredentialsError,
+    connect_url,
+    tls_context,
+)
 from knd.kube.errors import ApiError
 
 JSON = dict[str, Any]
@@ -28,6 +40,12 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "Pod": ("/api/v1", "pods", True),
     "Node": ("/api/v1", "nodes", False),
     "Event": ("/api/v1", "events", True),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "Namespace": ("/api/v1", "namespaces", False),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
 }
 
 
@@ -43,12 +61,45 @@ class RestError(Exception):
 class RestClient:
     """JSON REST calls against one API server URL."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, timeout: float = 10.0, *, token: str = "", ca_file: str = ""
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._conn: ApiConnection | None = None
+        self._token = token
+        self._tls: ssl.SSLContext | None = None
+        if ca_file or self.url.startswith("https://"):
+            self._tls = tls_context(ca_file=ca_file or None)
         with contextlib.suppress(CredentialsError):  # a bad URL is reported by the first call
-            self._conn = connect_url(self.url, timeout)
+            if token or self._tls is not None:
+                self._conn = ApiConnection(
+                    self.url,
+                    tls=self._tls,
+                    auth=(lambda: f"Bearer {token}") if token else None,
+                    timeout_s=timeout,
+                )
+            else:
+                self._conn = connect_url(self.url, timeout)
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path, timeout: float = 10.0) -> RestClient:
+        """A client for the current context of a kubeconfig with a token and a CA file (the
+        kind the lab writes); anything else is a `RestError`."""
+        try:
+            cfg = yaml.safe_load(path.read_text())
+            ctx_name = cfg["current-context"]
+            ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
+            cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+            user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
+            return cls(
+                str(cluster["server"]),
+                timeout,
+                token=str(user.get("token") or ""),
+                ca_file=str(cluster.get("certificate-authority") or ""),
+            )
+        except (OSError, yaml.YAMLError, KeyError, TypeError, StopIteration) as exc:
+            raise RestError(0, f"kubeconfig {path}: {exc!r}") from exc
 
     def path(self, kind: str, namespace: str = "", name: str = "", sub: str = "") -> str:
         """The REST path of a kind (collection, or one object and its subresource)."""
@@ -121,9 +172,12 @@ class RestClient:
         path = f"{prefix}/{plural}?watch=true&resourceVersion={rv}&timeoutSeconds={timeout_s}"
         if not self.url.startswith(("http://", "https://")):
             raise RestError(0, f"not an http(s) URL: {self.url}")
-        req = urllib.request.Request(self.url + path)  # noqa: S310
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        req = urllib.request.Request(self.url + path, headers=headers)  # noqa: S310
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s + 10) as resp:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                req, timeout=timeout_s + 10, context=self._tls
+            ) as resp:
                 for line in resp:
                     if line.strip():
                         event: JSON = json.loads(line)

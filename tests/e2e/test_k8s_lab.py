@@ -1,0 +1,525 @@
+"""knd against real Kubernetes: upstream kube-apiserver, controller-manager, scheduler, kubelet.
+
+The lab (`knd lab up`, knd.lab.cluster) runs etcd and the four upstream components built by
+`scripts/kubernetes install` from the k8s.io/kubernetes module, a kubelet on the project-local
+containerd 2 with CNI, knd as the node daemon with a ServiceAccount token bound to the chart's
+RBAC, and a stand-in GPU DRA driver. Every assertion reads the real API server (claims, pods,
+slices, managedFields, authorization answers), the real kubelet (its metrics and log), or the
+kernel (inside the pod via CRI exec, or the host's links) — never knd's own memory.
+
+Skips (with the reason printed) only when not root or when the runtime or Kubernetes is not
+installed; CI installs both. One lab per module (start-up ~30-60 s on a busy 2-core machine).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyroute2 import IPRoute
+
+from knd.cli.main import main as knd_main
+from knd.lab import lab as labmod
+from knd.lab.restapi import RestClient, RestError
+from tests.e2e.conftest import _skip_reason
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "kk8"
+NODE = "knd-lab"
+DRA_V1 = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/"
+
+
+def _k8s_skip_reason() -> str | None:
+    reason = _skip_reason()
+    if reason:
+        return reason
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "kubernetes"), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        if json.loads(out.stdout.splitlines()[-1]).get("installed"):
+            return None
+    except (ValueError, IndexError):
+        pass
+    return "Kubernetes not built: run `scripts/kubernetes install`"
+
+
+@dataclass
+class Lab:
+    cfg: labmod.LabConfig
+    api: RestClient
+    state: dict[str, Any]
+
+    def nic(self, i: int) -> str:
+        return f"{PREFIX}{i}"
+
+    @property
+    def knd_api(self) -> RestClient:
+        """knd's own credentials (its ServiceAccount token)."""
+        return RestClient.from_kubeconfig(Path(self.state["driver_kubeconfig"]))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    reason = _k8s_skip_reason()
+    if reason:
+        print(f"SKIP e2e: {reason}")
+        pytest.skip(reason)
+    cfg = labmod.LabConfig(
+        state_dir=tmp_path_factory.mktemp("k8s") / "state",
+        nic_prefix=PREFIX,
+        fabric=f"kk8-fabric-{os.getpid()}",
+    )
+    log = io.StringIO()
+    try:
+        state = labmod.up(cfg, out=log)
+        yield Lab(cfg, RestClient.from_kubeconfig(Path(state["kubeconfig"])), state)
+    finally:
+        print(log.getvalue())
+        logs = [cfg.state_dir / "driver.log", cfg.state_dir / "gpu_driver.log"]
+        logs += sorted((cfg.state_dir / "kubernetes" / "logs").glob("*.log"))
+        for path in logs:
+            if path.exists():
+                tail = "\n".join(path.read_text(errors="replace").splitlines()[-25:])
+                print(f"--- {path.name} (tail)\n{tail}")
+        labmod.down(cfg, out=io.StringIO())
+
+
+def _wait(cond: Any, timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    value = cond()
+    assert value, f"timed out waiting for {what}"
+    return value
+
+
+def _host_nics(lab: Lab) -> set[str]:
+    with IPRoute() as ipr:
+        return {lab.nic(i) for i in range(8) if ipr.link_lookup(ifname=lab.nic(i))}
+
+
+@pytest.fixture
+def clean(lab: Lab) -> Iterator[Lab]:
+    """Each scenario ends with no pods, no claims, no templates and all 8 NICs on the host."""
+    yield lab
+    for p in lab.api.list("Pod", "default"):
+        lab.api.delete("Pod", p["metadata"]["name"], "default")
+    _wait(lambda: not lab.api.list("Pod", "default"), 120, "pods deleted by the kubelet")
+    for c in lab.api.list("ResourceClaim", "default"):
+        lab.api.delete("ResourceClaim", c["metadata"]["name"], "default")
+    for t in lab.api.list("ResourceClaimTemplate", "default"):
+        lab.api.delete("ResourceClaimTemplate", t["metadata"]["name"], "default")
+    _wait(lambda: len(_host_nics(lab)) == 8, 60, "all lab NICs back on the host")
+    with IPRoute() as ipr:
+        for i in range(8):
+            for idx in ipr.link_lookup(ifname=lab.nic(i)):
+                ipr.flush_addr(index=idx)
+
+
+def uniq(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:5]}"
+
+
+def nic_claim(name: str, ifname: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    devices: dict[str, Any] = {
+        "requests": [
+            {
+                "name": "nic",
+                "exactly": {
+                    "deviceClassName": "dra.net",
+                    "selectors": [
+                        {
+                            "cel": {
+                                "expression": f'device.attributes["dra.net"].ifName == "{ifname}"'
+                            }
+                        }
+                    ],
+                },
+            }
+        ]
+    }
+    if params is not None:
+        devices["config"] = [{"opaque": {"driver": "dra.net", "parameters": params}}]
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"devices": devices},
+    }
+
+
+def pod(lab: Lab, name: str, claims: dict[str, str], template: bool = False) -> dict[str, Any]:
+    key = "resourceClaimTemplateName" if template else "resourceClaimName"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": lab.state["runtime"]["busybox_image"],
+                    "imagePullPolicy": "Never",
+                    "command": ["/bin/busybox", "sleep", "100000"],
+                    "resources": {"claims": [{"name": n} for n in claims]},
+                }
+            ],
+            "resourceClaims": [{"name": n, key: c} for n, c in claims.items()],
+        },
+    }
+
+
+def running(lab: Lab, name: str, timeout: float = 120) -> dict[str, Any]:
+    def get() -> dict[str, Any] | None:
+        p = lab.api.get("Pod", name, "default")
+        return p if p and (p.get("status") or {}).get("phase") == "Running" else None
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (got := get()) is not None:
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"pod {name} not running: {lab.api.get('Pod', name, 'default')}")
+
+
+def start(lab: Lab, *objs: dict[str, Any]) -> dict[str, Any]:
+    for obj in objs:
+        lab.api.create(obj)
+    pods = [o for o in objs if o["kind"] == "Pod"]
+    return running(lab, pods[-1]["metadata"]["name"])
+
+
+def sh(lab: Lab, p: dict[str, Any], *cmd: str) -> str:
+    code, out = labmod.pod_exec(lab.cfg, p, ["/bin/busybox", *cmd])
+    assert code == 0, (cmd, out)
+    return out
+
+
+def knd_entries(lab: Lab, claim: str) -> list[dict[str, Any]]:
+    def entries() -> list[dict[str, Any]] | None:
+        c = lab.api.get("ResourceClaim", claim, "default") or {}
+        devs = [
+            d
+            for d in (c.get("status") or {}).get("devices") or []
+            if d.get("driver") == "dra.net" and d.get("networkData")
+        ]
+        return devs or None
+
+    got: list[dict[str, Any]] = _wait(entries, 30, f"status.devices of {claim}")
+    return got
+
+
+def kubelet_metrics(lab: Lab) -> str:
+    """The real kubelet's /metrics (its serving port; admin token, webhook authn/authz)."""
+    k8s = lab.state["kubernetes"]
+    token = json.loads(Path(k8s["kubeconfig"]).read_text())["users"][0]["user"]["token"]
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the kubelet's self-signed serving certificate
+    req = urllib.request.Request(
+        f"https://127.0.0.1:{k8s['ports']['kubelet']}/metrics",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def dra_calls(metrics: str, driver: str, method: str) -> dict[str, int]:
+    """kubelet's dra_grpc_operations_duration_seconds_count per gRPC method path."""
+    out: dict[str, int] = {}
+    for line in metrics.splitlines():
+        if not line.startswith("dra_grpc_operations_duration_seconds_count{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if labels.get("driver_name") == driver and labels["method_name"].endswith(method):
+            out[labels["method_name"]] = out.get(labels["method_name"], 0) + int(
+                float(line.rsplit(" ", 1)[1])
+            )
+    return out
+
+
+def kubelet_log(lab: Lab) -> str:
+    path = Path(lab.state["kubernetes"]["logs"]) / "kubelet.log"
+    return path.read_text(errors="replace")
+
+
+# -- scenarios --------------------------------------------------------------------------------
+def test_lab_status_json_names_kubeconfig_and_version(lab: Lab) -> None:
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = knd_main(["lab", "--state-dir", str(lab.cfg.state_dir), "status", "-o", "json"])
+    assert rc == 0
+    info = json.loads(buf.getvalue())
+    assert info["mode"] == "real"
+    assert Path(info["kubeconfig"]).is_file()
+    version = RestClient.from_kubeconfig(Path(info["kubeconfig"])).call("GET", "/version")
+    assert info["kubernetesVersion"] == version["gitVersion"] or version["gitVersion"].startswith(
+        info["kubernetesVersion"]
+    )
+    node = lab.api.get("Node", NODE)
+    assert node is not None
+    assert node["status"]["nodeInfo"]["kubeletVersion"].startswith(info["kubernetesVersion"])
+
+
+def test_slices_published_through_the_real_api(lab: Lab) -> None:
+    slices = lab.api.list("ResourceSlice")
+    knd = [s for s in slices if s["spec"]["driver"] == "dra.net"]
+    gpu = [s for s in slices if s["spec"]["driver"] == "gpu.nvidia.com"]
+    names = {d["attributes"]["dra.net/ifName"]["string"] for s in knd for d in s["spec"]["devices"]}
+    assert {lab.nic(i) for i in range(8)} <= names
+    assert all(s["spec"]["nodeName"] == NODE for s in knd + gpu)
+    roots = {
+        d["attributes"]["resource.kubernetes.io/pcieRoot"]["string"]
+        for s in gpu
+        for d in s["spec"]["devices"]
+    }
+    assert len(roots) == 8
+    # knd wrote its slice itself, with its ServiceAccount (the chart's RBAC) as field manager
+    managers = {m["manager"] for s in knd for m in s["metadata"].get("managedFields") or []}
+    assert managers, "no managedFields on knd's slice"
+
+
+def test_nic_with_addresses_routes_mtu_rename_mac(clean: Lab) -> None:
+    lab, c = clean, uniq("nic")
+    params = {
+        "interface": {
+            "name": "eth99",
+            "addresses": ["192.0.2.10/24"],
+            "mtu": 4321,
+            "hardwareAddr": "00:11:22:33:44:55",
+        },
+        "routes": [{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}],
+    }
+    p = start(lab, nic_claim(c, lab.nic(0), params), pod(lab, uniq("p"), {"nic": c}))
+    assert "inet 192.0.2.10/24" in sh(lab, p, "ip", "-o", "addr", "show", "dev", "eth99")
+    assert sh(lab, p, "cat", "/sys/class/net/eth99/mtu").strip() == "4321"
+    assert sh(lab, p, "cat", "/sys/class/net/eth99/address").strip() == "00:11:22:33:44:55"
+    assert "198.51.100.0/24 via 192.0.2.1 dev eth99" in sh(lab, p, "ip", "route")
+    assert lab.nic(0) not in _host_nics(lab)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="kube-apiserver v1.37.2 here rejects every write of status.devices to a claim the "
+    "scheduler allocated (knd's SSA, and an admin merge patch alike) with 422 'status.allocation: "
+    "Invalid value: null: field cannot be modified once set'; cause not found yet (docs/lab.md)",
+)
+def test_claim_status_network_data_and_conditions_from_the_api(clean: Lab) -> None:
+    lab, c = clean, uniq("st")
+    params = {"interface": {"name": "net1", "addresses": ["192.0.2.11/24"]}}
+    start(lab, nic_claim(c, lab.nic(1), params), pod(lab, uniq("p"), {"nic": c}))
+    (entry,) = knd_entries(lab, c)
+    assert entry["networkData"]["interfaceName"] == "net1"
+    assert entry["networkData"]["ips"] == ["192.0.2.11/24"]
+    assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", entry["networkData"]["hardwareAddress"])
+    conds = {x["type"]: x for x in entry.get("conditions") or []}
+    assert conds["Ready"]["status"] == "True"
+    claim = lab.api.get("ResourceClaim", c, "default")
+    assert claim is not None
+    results = claim["status"]["allocation"]["devices"]["results"]
+    assert (entry["pool"], entry["device"]) == (results[0]["pool"], results[0]["device"])
+    # written by server-side apply under knd's field manager, to the status subresource
+    owners = [
+        m
+        for m in claim["metadata"]["managedFields"]
+        if m.get("manager") == "dra.net" and m.get("subresource") == "status"
+    ]
+    assert owners and owners[0]["operation"] == "Apply"
+
+
+def test_resource_claim_template_turned_into_a_claim_by_the_controller(clean: Lab) -> None:
+    lab, t = clean, uniq("tmpl")
+    template = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": t, "namespace": "default"},
+        "spec": {
+            "spec": nic_claim("x", lab.nic(2), {"interface": {"addresses": ["192.0.2.12/24"]}})[
+                "spec"
+            ]
+        },
+    }
+    name = uniq("p")
+    p = start(lab, template, pod(lab, name, {"nic": t}, template=True))
+    (status,) = p["status"]["resourceClaimStatuses"]
+    claim = lab.api.get("ResourceClaim", status["resourceClaimName"], "default")
+    assert claim is not None
+    assert claim["metadata"]["ownerReferences"][0]["name"] == name
+    assert claim["metadata"]["annotations"]["resource.kubernetes.io/pod-claim-name"] == "nic"
+    assert "inet 192.0.2.12/24" in sh(lab, p, "ip", "-o", "addr", "show", "dev", lab.nic(2))
+    lab.api.delete("Pod", name, "default")
+    _wait(
+        lambda: lab.api.get("ResourceClaim", status["resourceClaimName"], "default") is None,
+        120,
+        "the template's claim deleted with its pod",
+    )
+
+
+def test_nic_back_with_host_state_after_pod_delete(clean: Lab) -> None:
+    lab, c = clean, uniq("back")
+    nic = lab.nic(3)
+    with IPRoute() as ipr:
+        (idx,) = ipr.link_lookup(ifname=nic)
+        ipr.link("set", index=idx, mtu=1400)
+        before = ipr.get_links(idx)[0]
+    mac = before.get_attr("IFLA_ADDRESS")
+    params = {"interface": {"name": "net9", "mtu": 3000, "addresses": ["192.0.2.13/24"]}}
+    name = uniq("p")
+    start(lab, nic_claim(c, nic, params), pod(lab, name, {"nic": c}))
+    assert nic not in _host_nics(lab)
+    lab.api.delete("Pod", name, "default")
+    _wait(lambda: lab.api.get("Pod", name, "default") is None, 120, "pod deleted")
+    _wait(lambda: nic in _host_nics(lab), 60, f"{nic} back on the host")
+    with IPRoute() as ipr:
+        (idx,) = ipr.link_lookup(ifname=nic)
+        after = ipr.get_links(idx)[0]
+    assert after.get_attr("IFLA_MTU") == 1400
+    assert after.get_attr("IFLA_ADDRESS") == mac
+    # the kubelet un-prepared the claim through knd (its own count of the gRPC call)
+    assert sum(dra_calls(kubelet_metrics(lab), "dra.net", "NodeUnprepareResources").values()) >= 1
+
+
+def test_registration_and_dra_service_version_chosen_by_the_kubelet(clean: Lab) -> None:
+    lab, c = clean, uniq("ver")
+    start(lab, nic_claim(c, lab.nic(7), {}), pod(lab, uniq("p"), {"nic": c}))
+    registered = [
+        ln
+        for ln in kubelet_log(lab).splitlines()
+        if "Registered DRA plugin" in ln and '"dra.net"' in ln
+    ]
+    assert registered, "the kubelet's plugin watcher never registered dra.net"
+    assert 'chosenService="v1.DRAPlugin"' in registered[-1]
+    calls = dra_calls(kubelet_metrics(lab), "dra.net", "NodePrepareResources")
+    assert calls, "the kubelet never called knd's NodePrepareResources"
+    assert all(m.startswith(DRA_V1) for m in calls), calls
+
+
+def test_rbac_is_enough_and_no_more(clean: Lab) -> None:
+    lab, c = clean, uniq("rbac")
+    start(lab, nic_claim(c, lab.nic(4), {}), pod(lab, uniq("p"), {"nic": c}))
+    # enough: knd's token published the slice (above) and the kubelet prepared the claim
+    knd = lab.knd_api
+    with pytest.raises(RestError) as denied:
+        knd.list("Pod")
+    assert denied.value.code == 403
+    with pytest.raises(RestError) as denied:
+        knd.create(nic_claim(uniq("forged"), lab.nic(5), None))
+    assert denied.value.code == 403
+    claim = lab.api.get("ResourceClaim", c, "default")
+    assert claim is not None
+    result = claim["status"]["allocation"]["devices"]["results"][0]
+    forged = {
+        "driver": "gpu.nvidia.com",
+        "pool": result["pool"],
+        "device": result["device"],
+        "conditions": [],
+    }
+    patch = {"status": {"devices": [*(claim["status"].get("devices") or []), forged]}}
+    with pytest.raises(RestError) as denied:
+        knd.merge_patch("ResourceClaim", c, "default", patch, sub="status")
+    assert denied.value.code in (403, 422)
+    assert "resourceclaims/driver" in denied.value.message
+
+
+def test_knd_restart_with_a_pod_running(clean: Lab) -> None:
+    lab, c = clean, uniq("rs")
+    nic = lab.nic(6)
+    name = uniq("p")
+    p = start(
+        lab,
+        nic_claim(c, nic, {"interface": {"name": "net1", "addresses": ["192.0.2.16/24"]}}),
+        pod(lab, name, {"nic": c}),
+    )
+    before = kubelet_log(lab).count("Registered DRA plugin")
+    labmod.stop_driver(lab.cfg)
+    labmod.start_driver(lab.cfg)
+    _wait(
+        lambda: kubelet_log(lab).count("Registered DRA plugin") > before,
+        60,
+        "the kubelet re-registering knd",
+    )
+    assert "inet 192.0.2.16/24" in sh(lab, p, "ip", "-o", "addr", "show", "dev", "net1")
+    assert lab.api.get("Pod", name, "default")["status"]["phase"] == "Running"  # type: ignore[index]
+    lab.api.delete("Pod", name, "default")
+    _wait(lambda: lab.api.get("Pod", name, "default") is None, 120, "pod deleted")
+    _wait(lambda: nic in _host_nics(lab), 60, f"{nic} back on the host after the restart")
+
+
+def test_gpu_nic_aligned_example_on_the_real_scheduler(clean: Lab) -> None:
+    lab = clean
+    example = ROOT / "examples" / "lab" / "gpu-nic-aligned.yaml"
+    base = ["lab", "--state-dir", str(lab.cfg.state_dir)]
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = knd_main([*base, "apply", str(example), "--timeout", "120"])
+    assert rc == 0, buf.getvalue()
+    p = lab.api.get("Pod", "trainer-0", "default")
+    assert p is not None
+    (st,) = p["status"]["resourceClaimStatuses"]
+    claim = lab.api.get("ResourceClaim", st["resourceClaimName"], "default")
+    assert claim is not None
+    results = {r["request"]: r for r in claim["status"]["allocation"]["devices"]["results"]}
+    attrs = {
+        (s["spec"]["driver"], d["name"]): d["attributes"]
+        for s in lab.api.list("ResourceSlice")
+        for d in s["spec"]["devices"]
+    }
+
+    def root(r: dict[str, Any]) -> str:
+        a = attrs[(r["driver"], r["device"])]
+        return str(a["resource.kubernetes.io/pcieRoot"]["string"])
+
+    assert root(results["gpu"]) == root(results["nic"])
+    assert "mtu 4000" in sh(lab, p, "ip", "link", "show", "net1")
+    with redirect_stdout(io.StringIO()):
+        knd_main([*base, "delete", str(example)])
+
+
+def test_explain_agrees_with_the_real_scheduler_on_an_unsatisfiable_claim(clean: Lab) -> None:
+    lab = clean
+    example = ROOT / "examples" / "lab" / "claim-two-gpus-one-root.yaml"
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = knd_main(["explain", str(example), "--lab", "--lab-state-dir", str(lab.cfg.state_dir)])
+    assert rc == 1, buf.getvalue()
+    assert "UNSATISFIABLE" in buf.getvalue()
+    docs = labmod.load_manifests([example])
+    name = uniq("p")
+    for d in docs:
+        lab.api.create(d)
+    claim_name = next(d["metadata"]["name"] for d in docs if d["kind"] == "ResourceClaim")
+    p = pod(lab, name, {"c": claim_name})
+    p["spec"]["containers"][0]["resources"] = {"claims": [{"name": "c"}]}
+    lab.api.create(p)
+
+    def unschedulable() -> bool:
+        got = lab.api.get("Pod", name, "default") or {}
+        conds = (got.get("status") or {}).get("conditions") or []
+        return any(
+            x["type"] == "PodScheduled" and x.get("reason") == "Unschedulable" for x in conds
+        )
+
+    _wait(unschedulable, 60, "the real scheduler to mark the pod Unschedulable")
