@@ -444,6 +444,34 @@ def test_rbac_is_enough_and_no_more(clean: Lab) -> None:
     assert "resourceclaims/driver" in denied.value.message
 
 
+def test_admission_policy_confines_knd_to_its_own_nodes_slices(lab: Lab) -> None:
+    """The chart's ValidatingAdmissionPolicy, enforced by the real kube-apiserver: knd's own
+    token (bound to this node) publishes this node's slices (above) but cannot create one
+    for another node, while the admin can."""
+    other = uniq("other-node")
+    forged = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": uniq("forged-slice")},
+        "spec": {
+            "driver": "dra.net",
+            "nodeName": other,
+            "pool": {"name": other, "generation": 1, "resourceSliceCount": 1},
+            "devices": [{"name": "eth9"}],
+        },
+    }
+    with pytest.raises(RestError) as denied:
+        lab.knd_api.create(forged)
+    assert denied.value.code in (403, 422), denied.value
+    assert f"may only write ResourceSlices of its own node, not node {other}" in (
+        denied.value.message
+    )
+    # The policy matches knd's service account only: the same object from the admin passes.
+    created = lab.api.create(forged)
+    assert created["spec"]["nodeName"] == other
+    assert lab.api.delete("ResourceSlice", forged["metadata"]["name"])
+
+
 def test_knd_restart_with_a_pod_running(clean: Lab) -> None:
     lab, c = clean, uniq("rs")
     nic = lab.nic(6)

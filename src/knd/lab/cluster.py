@@ -7,7 +7,8 @@
 3. etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a kubelet on that
    containerd (`scripts/kubernetes start`: binaries built from the k8s.io/kubernetes module);
 4. from `deploy/install.yaml` (rendered from the Helm chart): the ServiceAccount, ClusterRole
-   and ClusterRoleBinding of knd and its DeviceClasses (the DaemonSet is replaced by a process);
+   and ClusterRoleBinding of knd, its ValidatingAdmissionPolicy (+Binding) and its
+   DeviceClasses (the DaemonSet is replaced by a process);
    plus the GPU driver's DeviceClass;
 5. a ServiceAccount token for knd (TokenRequest bound to the lab Node, as a DaemonSet pod's token
    carries its node), written into knd's own kubeconfig: the real authorizer checks every call
@@ -76,9 +77,11 @@ def installed() -> dict[str, Any] | None:
 
 
 def chart_objects() -> list[JSON]:
-    """knd's RBAC and DeviceClasses from deploy/install.yaml (no DaemonSet)."""
+    """knd's RBAC, the admission policy that confines it to its own node's ResourceSlices, and
+    the DeviceClasses, from deploy/install.yaml (no DaemonSet)."""
     docs = [d for d in yaml.safe_load_all(INSTALL_YAML.read_text()) if isinstance(d, dict)]
-    keep = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    keep = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    keep |= {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     return [d for d in docs if d.get("kind") in (*keep, "DeviceClass")]
 
 
