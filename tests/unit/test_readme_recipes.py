@@ -62,7 +62,8 @@ RECIPES: dict[str, str] = {
     "bash scripts/setup && .venv/bin/knd inventory": "test_knd_inventory_runs_on_this_machine",
     "knd lab up": "tests/e2e/test_lab.py (the lab fixture)",
     "bash scripts/system-deps && bash scripts/setup && python3 scripts/runtime install && "
-    "bash scripts/test": "test_ci_runs_the_readme_test_command",
+    "python3 scripts/image build && bash scripts/test": "test_ci_runs_the_readme_test_command",
+    "python3 scripts/image build": "tests/e2e/test_image.py (imports and runs the built image)",
     "pip install -e '.[test]'": "test_test_extra_exists",
     "docker build -t <registry>/knd:0.1.0 .": "tests/unit/test_deploy.py::test_dockerfile_pins",
     "helm install knd deploy/helm/knd -n kube-system --set image.repository=<registry>/knd": (
@@ -112,6 +113,7 @@ def test_ci_runs_the_readme_test_command() -> None:
         "bash scripts/system-deps",
         "bash scripts/setup",
         "python3 scripts/runtime install",
+        "python3 scripts/image build",
         "bash scripts/test",
     ]
 
