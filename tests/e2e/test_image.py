@@ -26,6 +26,7 @@ REF = "localhost/knd:e2e"
 def _ctr(runtime: dict[str, Any], *args: str, timeout: float = 120) -> str:
     out = subprocess.run(
         [runtime["ctr"], "-a", runtime["socket"], "-n", "k8s.io", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -47,6 +48,7 @@ def image(runtime: dict[str, Any]) -> str:
 def _run(runtime: dict[str, Any], image: str, name: str, *cmd: str) -> str:
     subprocess.run(
         [runtime["ctr"], "-a", runtime["socket"], "-n", "k8s.io", "containers", "rm", name],
+        check=False,
         capture_output=True,
     )
     return _ctr(runtime, "run", "--rm", "--net-host", image, name, *cmd)

@@ -449,7 +449,7 @@ def test_kubeconfig_without_the_kubernetes_extra_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The image leaves the `kubernetes` package out: --kubeconfig then says what to install."""
-    import sys  # noqa: PLC0415
+    import sys
 
     monkeypatch.setitem(sys.modules, "kubernetes", None)  # makes `import kubernetes` fail
     path = _kubeconfig(tmp_path, {"server": "https://127.0.0.1:1"}, {"token": "t"})
