@@ -443,3 +443,15 @@ def test_kubeconfig_insecure_skip_tls_verify(
 def test_kubeconfig_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(CredentialsError, match="kubeconfig"):
         connect_kubeconfig(str(tmp_path / "missing"))
+
+
+def test_kubeconfig_without_the_kubernetes_extra_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image leaves the `kubernetes` package out: --kubeconfig then says what to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "kubernetes", None)  # makes `import kubernetes` fail
+    path = _kubeconfig(tmp_path, {"server": "https://127.0.0.1:1"}, {"token": "t"})
+    with pytest.raises(CredentialsError, match=r"knd\[kubeconfig\]"):
+        connect_kubeconfig(path)

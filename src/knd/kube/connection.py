@@ -354,7 +354,13 @@ def connect_kubeconfig(
     """Credentials of a kubeconfig file (its current context unless `context` is given),
     resolved by the `kubernetes` package's loader (imported here only)."""
     _check_kubeconfig(path)
-    from kubernetes import client, config  # noqa: PLC0415 - ~37 MB; only for kubeconfig users
+    try:
+        from kubernetes import client, config  # noqa: PLC0415 - ~37 MB; only for kubeconfig users
+    except ImportError as exc:  # an optional extra: the image leaves it out
+        raise CredentialsError(
+            f"kubeconfig {path}: --kubeconfig needs the `kubernetes` package "
+            "(pip install 'knd[kubeconfig]'); in a pod knd uses in-cluster credentials"
+        ) from exc
 
     cfg: Any = client.Configuration()
     try:
