@@ -44,7 +44,8 @@ def _forbid_skips() -> bool:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and _forbid_skips():
+    # A strict xfail ran and showed its known, named failure: that is not a skip.
+    if report.skipped and not hasattr(report, "wasxfail") and _forbid_skips():
         parts = Path(report.location[0]).parts
         if any(mark in parts for mark in _FORBIDDEN_SKIP_MARKS):
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr

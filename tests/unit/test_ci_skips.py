@@ -16,9 +16,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SKIPPING = 'import pytest\n\ndef test_x():\n    pytest.skip("no widget on this host")\n'
 
 
-def run(tmp_path: Path, kind: str, forbid: dict[str, str]) -> subprocess.CompletedProcess[str]:
+XFAILING = (
+    "import pytest\n\n@pytest.mark.xfail(strict=True, reason='known bug')\n"
+    "def test_x():\n    assert False\n"
+)
+
+
+def run(
+    tmp_path: Path, kind: str, forbid: dict[str, str], body: str = SKIPPING
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / kind).mkdir()
-    (tmp_path / kind / "test_skipping.py").write_text(SKIPPING)
+    (tmp_path / kind / "test_skipping.py").write_text(body)
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "KND_FORBID_SKIPS")}
     env.update(forbid)
     env["PYTHONPATH"] = str(ROOT)
@@ -50,3 +58,14 @@ def test_skips_are_fine_outside_ci_and_for_unit_tests(tmp_path: Path) -> None:
         if (tmp_path / "b").mkdir() is None
         else False
     )
+
+
+def test_a_strict_xfail_is_not_a_skip_in_ci(tmp_path: Path) -> None:
+    """It ran and failed as documented; once it passes, strict=True fails the run instead."""
+    done = run(tmp_path, "e2e", {"KND_FORBID_SKIPS": "1"}, XFAILING)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 xfailed" in done.stdout
+    fixed = XFAILING.replace("assert False", "assert True")
+    (tmp_path / "x").mkdir()
+    done = run(tmp_path / "x", "e2e", {"KND_FORBID_SKIPS": "1"}, fixed)
+    assert done.returncode == 1, done.stdout + done.stderr
