@@ -501,7 +501,12 @@ def test_device_health_of_an_attached_nic_reaches_the_pods_status(clean: Lab) ->
     )
     first = _wait(lambda: _pod_device_health(lab, name) or None, 90, "allocatedResourcesStatus")
     (rid,) = first
-    assert rid.startswith("dra.net/") and first[rid] == "Healthy", first
+    assert rid.startswith("dra.net/"), first
+    _wait(
+        lambda: _pod_device_health(lab, name).get(rid) == "Healthy",
+        90,
+        "Healthy in the pod's status, judged inside the pod",
+    )
     try:
         _set_fabric_peer(lab, 7, up=False)
         _wait(

@@ -66,9 +66,11 @@ class SysfsLinkProbe:
     def check(self, target: HealthTarget) -> DeviceHealthState:
         now = int(time.time())
         problems: list[str] = []
-        if target.ifname is None and target.rdma_device is None:
-            return DeviceHealthState(target.pool, target.device, None, "no netdev or RDMA device")
+        # First: a device in a pod has left the host, so the host's scan no longer names its
+        # netdev; it is judged inside the pod.
         in_pod = self.attached(target.device) if self.attached is not None else None
+        if in_pod is None and target.ifname is None and target.rdma_device is None:
+            return DeviceHealthState(target.pool, target.device, None, "no netdev or RDMA device")
         if in_pod is not None:
             problems.extend(_pod_link_problems(in_pod))
         elif target.ifname is not None:

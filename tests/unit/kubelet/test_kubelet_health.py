@@ -65,6 +65,7 @@ def test_an_attached_device_is_judged_by_its_link_inside_the_pod(tmp_path: Path)
         "c": PodLinkState("pod ns/p3", "net3", "up", False),
         "d": PodLinkState("pod ns/p4", "net4", None, None),
         "e": PodLinkState("pod ns/p5", "net5", "up", True, rdma_moved=True),
+        "i": PodLinkState("pod ns/p6", "net6", "up", True),
     }
     targets = [
         HealthTarget("p", "a", "ens1"),
@@ -73,6 +74,7 @@ def test_an_attached_device_is_judged_by_its_link_inside_the_pod(tmp_path: Path)
         HealthTarget("p", "d", "ens4"),
         HealthTarget("p", "e", "ens5", "mlx5_7"),  # its RDMA device left with it
         HealthTarget("p", "h", "host0", "mlx5_0"),  # not attached: the host's sysfs
+        HealthTarget("p", "i"),  # the host's rescan no longer names its netdev
     ]
     probe = SysfsLinkProbe(lambda: targets, tmp_path, attached=in_pods.get)
     got = {s.device: (s.healthy, s.message) for s in probe.snapshot()}
@@ -83,6 +85,7 @@ def test_an_attached_device_is_judged_by_its_link_inside_the_pod(tmp_path: Path)
         "d": (False, "netdev net4 in pod ns/p4 not present"),
         "e": (True, "link up, carrier present"),
         "h": (True, "link up, carrier present"),
+        "i": (True, "link up, carrier present"),
     }
 
 
