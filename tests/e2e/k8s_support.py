@@ -33,6 +33,7 @@ from pyroute2 import IPRoute
 
 from knd.lab import cluster
 from knd.lab import lab as labmod
+from knd.lab import node as lab_node
 from knd.lab.restapi import RestClient
 from tests.e2e.conftest import _skip_reason
 
@@ -135,7 +136,14 @@ def clean(lab: Lab) -> Iterator[Lab]:
         lab.api.delete("ResourceClaim", c["metadata"]["name"], "default")
     for t in lab.api.list("ResourceClaimTemplate", "default"):
         lab.api.delete("ResourceClaimTemplate", t["metadata"]["name"], "default")
-    _wait(lambda: len(_host_nics(lab)) == 8, 60, "all lab NICs back on the host")
+    try:
+        _wait(lambda: len(_host_nics(lab)) == 8, 60, "all lab NICs back on the host")
+    except AssertionError:
+        # A NIC that died with a pod netns (a veth is destroyed with it) never comes back:
+        # re-create it so the next scenarios still have 8, and fail this one naming it.
+        lost = sorted({lab.nic(i) for i in range(8)} - _host_nics(lab))
+        lab_node.ensure_nics(lab.cfg.nics)
+        raise AssertionError(f"lab NICs not back on the host after the scenario: {lost}") from None
     with IPRoute() as ipr:
         for i in range(8):
             for idx in ipr.link_lookup(ifname=lab.nic(i)):

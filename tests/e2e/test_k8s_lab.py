@@ -428,30 +428,6 @@ def test_admission_policy_confines_knd_to_its_own_nodes_slices(lab: Lab) -> None
     assert lab.api.delete("ResourceSlice", forged["metadata"]["name"])
 
 
-def test_knd_restart_with_a_pod_running(clean: Lab) -> None:
-    lab, c = clean, uniq("rs")
-    nic = lab.nic(6)
-    name = uniq("p")
-    p = start(
-        lab,
-        nic_claim(c, nic, {"interface": {"name": "net1", "addresses": ["192.0.2.16/24"]}}),
-        pod(lab, name, {"nic": c}),
-    )
-    before = kubelet_log(lab).count("Registered DRA plugin")
-    labmod.stop_driver(lab.cfg)
-    labmod.start_driver(lab.cfg)
-    _wait(
-        lambda: kubelet_log(lab).count("Registered DRA plugin") > before,
-        60,
-        "the kubelet re-registering knd",
-    )
-    assert "inet 192.0.2.16/24" in sh(lab, p, "ip", "-o", "addr", "show", "dev", "net1")
-    assert lab.api.get("Pod", name, "default")["status"]["phase"] == "Running"  # type: ignore[index]
-    lab.api.delete("Pod", name, "default")
-    _wait(lambda: lab.api.get("Pod", name, "default") is None, 120, "pod deleted")
-    _wait(lambda: nic in _host_nics(lab), 60, f"{nic} back on the host after the restart")
-
-
 def test_gpu_nic_aligned_example_on_the_real_scheduler(clean: Lab) -> None:
     lab = clean
     example = ROOT / "examples" / "lab" / "gpu-nic-aligned.yaml"
