@@ -60,7 +60,9 @@ CONTAINERD_FINDING = (
     "deleting a pod that started before the restart loses its NIC: containerd tears the pod "
     "netns down without knd having brought the NIC home (knd's unprepare then finds the "
     "device 'gone: not found in the host'; the lab's veth dies with that netns), while a pod "
-    "started after the restart gets and returns its NIC"
+    "started after the restart gets and returns its NIC (knd logs no StopPodSandbox work for "
+    "it; a candidate: containerd's NRI layer keeps its pod/container state in memory, "
+    "containerd#8426)"
 )
 
 
