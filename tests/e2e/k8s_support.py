@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyroute2 import IPRoute
+from pyroute2 import IPRoute, NetNS
 
 from knd.lab import cluster
 from knd.lab import lab as labmod
@@ -139,15 +139,26 @@ def clean(lab: Lab) -> Iterator[Lab]:
     try:
         _wait(lambda: len(_host_nics(lab)) == 8, 60, "all lab NICs back on the host")
     except AssertionError:
-        # A NIC that died with a pod netns (a veth is destroyed with it) never comes back:
-        # re-create it so the next scenarios still have 8, and fail this one naming it.
-        lost = sorted({lab.nic(i) for i in range(8)} - _host_nics(lab))
-        lab_node.ensure_nics(lab.cfg.nics)
+        lost = recreate_lost_nics(lab)
         raise AssertionError(f"lab NICs not back on the host after the scenario: {lost}") from None
     with IPRoute() as ipr:
         for i in range(8):
             for idx in ipr.link_lookup(ifname=lab.nic(i)):
                 ipr.flush_addr(index=idx)
+
+
+def recreate_lost_nics(lab: Lab) -> list[str]:
+    """Lab NICs that did not come home (died with a pod netns, or stuck in a netns nobody can
+    name any more): delete what is left of each pair through its peer in the fabric and
+    re-create it, so later scenarios still have 8. Returns the names lost."""
+    lost = sorted({lab.nic(i) for i in range(8)} - _host_nics(lab))
+    nics = lab.cfg.nics
+    with NetNS(nics.fabric) as ns:
+        for name in lost:
+            for idx in ns.link_lookup(ifname=nics.peer(int(name.removeprefix(nics.prefix)))):
+                ns.link("del", index=idx)
+    lab_node.ensure_nics(nics)
+    return lost
 
 
 def uniq(prefix: str) -> str:

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from knd.lab import cluster
-from knd.lab import node as lab_node
 from tests.e2e.k8s_support import (
     DRA_V1,
     Lab,
@@ -33,6 +32,7 @@ from tests.e2e.k8s_support import (
     lab_fixture,
     nic_claim,
     pod,
+    recreate_lost_nics,
     registrations,
     restart,
     sh,
@@ -60,9 +60,10 @@ CONTAINERD_FINDING = (
     "deleting a pod that started before the restart loses its NIC: containerd tears the pod "
     "netns down without knd having brought the NIC home (knd's unprepare then finds the "
     "device 'gone: not found in the host'; the lab's veth dies with that netns), while a pod "
-    "started after the restart gets and returns its NIC (knd logs no StopPodSandbox work for "
-    "it; a candidate: containerd's NRI layer keeps its pod/container state in memory, "
-    "containerd#8426)"
+    "started after the restart gets and returns its NIC. knd logs no StopPodSandbox work for "
+    "it (a candidate: containerd's NRI layer keeps pod/container state in memory only, "
+    "containerd#8426); the NIC's veth pair outlives the torn-down netns (its fabric peer stays), "
+    "so something, likely knd's held netns fd, keeps that netns alive"
 )
 
 
@@ -120,7 +121,7 @@ def test_restart_with_a_pod_running(clean: Lab, component: str) -> None:
     try:
         _wait(lambda: first in _host_nics(lab), 60, f"{first} (the running pod's) back on the host")
     except AssertionError:
-        lab_node.ensure_nics(lab.cfg.nics)  # the lost veth, for the scenarios after this one
+        recreate_lost_nics(lab)  # the lost veth, for the scenarios after this one
         raise
 
 
