@@ -15,18 +15,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import ssl
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from contextlib import redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,235 +29,30 @@ from pyroute2 import IPRoute, NetNS
 from knd.cli.main import main as knd_main
 from knd.lab import lab as labmod
 from knd.lab.restapi import RestClient, RestError
-from tests.e2e.conftest import _skip_reason
+from tests.e2e.k8s_support import (
+    DRA_V1,
+    NODE,
+    PREFIX,
+    ROOT,
+    Lab,
+    _host_nics,
+    _wait,
+    clean,
+    dra_calls,
+    knd_entries,
+    kubelet_log,
+    kubelet_metrics,
+    lab_fixture,
+    nic_claim,
+    pod,
+    sh,
+    start,
+    uniq,
+)
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "kk8"
-NODE = "knd-lab"
-DRA_V1 = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/"
-
-
-def _k8s_skip_reason() -> str | None:
-    reason = _skip_reason()
-    if reason:
-        return reason
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "kubernetes"), "status"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:
-        if json.loads(out.stdout.splitlines()[-1]).get("installed"):
-            return None
-    except (ValueError, IndexError):
-        pass
-    return "Kubernetes not built: run `scripts/kubernetes install`"
-
-
-@dataclass
-class Lab:
-    cfg: labmod.LabConfig
-    api: RestClient
-    state: dict[str, Any]
-
-    def nic(self, i: int) -> str:
-        return f"{PREFIX}{i}"
-
-    @property
-    def knd_api(self) -> RestClient:
-        """knd's own credentials (its ServiceAccount token)."""
-        return RestClient.from_kubeconfig(Path(self.state["driver_kubeconfig"]))
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    reason = _k8s_skip_reason()
-    if reason:
-        print(f"SKIP e2e: {reason}")
-        pytest.skip(reason)
-    cfg = labmod.LabConfig(
-        state_dir=tmp_path_factory.mktemp("k8s") / "state",
-        nic_prefix=PREFIX,
-        fabric=f"kk8-fabric-{os.getpid()}",
-    )
-    log = io.StringIO()
-    try:
-        state = labmod.up(cfg, out=log)
-        yield Lab(cfg, RestClient.from_kubeconfig(Path(state["kubeconfig"])), state)
-    finally:
-        print(log.getvalue())
-        logs = [cfg.state_dir / "driver.log", cfg.state_dir / "gpu_driver.log"]
-        logs += sorted((cfg.state_dir / "kubernetes" / "logs").glob("*.log"))
-        for path in logs:
-            if path.exists():
-                tail = "\n".join(path.read_text(errors="replace").splitlines()[-25:])
-                print(f"--- {path.name} (tail)\n{tail}")
-        labmod.down(cfg, out=io.StringIO())
-
-
-def _wait(cond: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    value = cond()
-    assert value, f"timed out waiting for {what}"
-    return value
-
-
-def _host_nics(lab: Lab) -> set[str]:
-    with IPRoute() as ipr:
-        return {lab.nic(i) for i in range(8) if ipr.link_lookup(ifname=lab.nic(i))}
-
-
-@pytest.fixture
-def clean(lab: Lab) -> Iterator[Lab]:
-    """Each scenario ends with no pods, no claims, no templates and all 8 NICs on the host."""
-    yield lab
-    for p in lab.api.list("Pod", "default"):
-        lab.api.delete("Pod", p["metadata"]["name"], "default")
-    _wait(lambda: not lab.api.list("Pod", "default"), 120, "pods deleted by the kubelet")
-    for c in lab.api.list("ResourceClaim", "default"):
-        lab.api.delete("ResourceClaim", c["metadata"]["name"], "default")
-    for t in lab.api.list("ResourceClaimTemplate", "default"):
-        lab.api.delete("ResourceClaimTemplate", t["metadata"]["name"], "default")
-    _wait(lambda: len(_host_nics(lab)) == 8, 60, "all lab NICs back on the host")
-    with IPRoute() as ipr:
-        for i in range(8):
-            for idx in ipr.link_lookup(ifname=lab.nic(i)):
-                ipr.flush_addr(index=idx)
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:5]}"
-
-
-def nic_claim(name: str, ifname: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    devices: dict[str, Any] = {
-        "requests": [
-            {
-                "name": "nic",
-                "exactly": {
-                    "deviceClassName": "dra.net",
-                    "selectors": [
-                        {
-                            "cel": {
-                                "expression": f'device.attributes["dra.net"].ifName == "{ifname}"'
-                            }
-                        }
-                    ],
-                },
-            }
-        ]
-    }
-    if params is not None:
-        devices["config"] = [{"opaque": {"driver": "dra.net", "parameters": params}}]
-    return {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaim",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"devices": devices},
-    }
-
-
-def pod(lab: Lab, name: str, claims: dict[str, str], template: bool = False) -> dict[str, Any]:
-    key = "resourceClaimTemplateName" if template else "resourceClaimName"
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": lab.state["runtime"]["busybox_image"],
-                    "imagePullPolicy": "Never",
-                    "command": ["/bin/busybox", "sleep", "100000"],
-                    "resources": {"claims": [{"name": n} for n in claims]},
-                }
-            ],
-            "resourceClaims": [{"name": n, key: c} for n, c in claims.items()],
-        },
-    }
-
-
-def running(lab: Lab, name: str, timeout: float = 120) -> dict[str, Any]:
-    def get() -> dict[str, Any] | None:
-        p = lab.api.get("Pod", name, "default")
-        return p if p and (p.get("status") or {}).get("phase") == "Running" else None
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (got := get()) is not None:
-            return got
-        time.sleep(0.3)
-    raise AssertionError(f"pod {name} not running: {lab.api.get('Pod', name, 'default')}")
-
-
-def start(lab: Lab, *objs: dict[str, Any]) -> dict[str, Any]:
-    for obj in objs:
-        lab.api.create(obj)
-    pods = [o for o in objs if o["kind"] == "Pod"]
-    return running(lab, pods[-1]["metadata"]["name"])
-
-
-def sh(lab: Lab, p: dict[str, Any], *cmd: str) -> str:
-    code, out = labmod.pod_exec(lab.cfg, p, ["/bin/busybox", *cmd])
-    assert code == 0, (cmd, out)
-    return out
-
-
-def knd_entries(lab: Lab, claim: str) -> list[dict[str, Any]]:
-    def entries() -> list[dict[str, Any]] | None:
-        c = lab.api.get("ResourceClaim", claim, "default") or {}
-        devs = [
-            d
-            for d in (c.get("status") or {}).get("devices") or []
-            if d.get("driver") == "dra.net" and d.get("networkData")
-        ]
-        return devs or None
-
-    got: list[dict[str, Any]] = _wait(entries, 30, f"status.devices of {claim}")
-    return got
-
-
-def kubelet_metrics(lab: Lab) -> str:
-    """The real kubelet's /metrics (its serving port; admin token, webhook authn/authz)."""
-    k8s = lab.state["kubernetes"]
-    token = json.loads(Path(k8s["kubeconfig"]).read_text())["users"][0]["user"]["token"]
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the kubelet's self-signed serving certificate
-    req = urllib.request.Request(
-        f"https://127.0.0.1:{k8s['ports']['kubelet']}/metrics",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-        return str(resp.read().decode())
-
-
-def dra_calls(metrics: str, driver: str, method: str) -> dict[str, int]:
-    """kubelet's dra_grpc_operations_duration_seconds_count per gRPC method path."""
-    out: dict[str, int] = {}
-    for line in metrics.splitlines():
-        if not line.startswith("dra_grpc_operations_duration_seconds_count{"):
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-        if labels.get("driver_name") == driver and labels["method_name"].endswith(method):
-            out[labels["method_name"]] = out.get(labels["method_name"], 0) + int(
-                float(line.rsplit(" ", 1)[1])
-            )
-    return out
-
-
-def kubelet_log(lab: Lab) -> str:
-    path = Path(lab.state["kubernetes"]["logs"]) / "kubelet.log"
-    return path.read_text(errors="replace")
+lab = lab_fixture()
+__all__ = ["clean"]  # fixtures used by name
 
 
 # -- scenarios --------------------------------------------------------------------------------
@@ -643,30 +431,6 @@ def test_admission_policy_confines_knd_to_its_own_nodes_slices(lab: Lab) -> None
     created = lab.api.create(forged)
     assert created["spec"]["nodeName"] == other
     assert lab.api.delete("ResourceSlice", forged["metadata"]["name"])
-
-
-def test_knd_restart_with_a_pod_running(clean: Lab) -> None:
-    lab, c = clean, uniq("rs")
-    nic = lab.nic(6)
-    name = uniq("p")
-    p = start(
-        lab,
-        nic_claim(c, nic, {"interface": {"name": "net1", "addresses": ["192.0.2.16/24"]}}),
-        pod(lab, name, {"nic": c}),
-    )
-    before = kubelet_log(lab).count("Registered DRA plugin")
-    labmod.stop_driver(lab.cfg)
-    labmod.start_driver(lab.cfg)
-    _wait(
-        lambda: kubelet_log(lab).count("Registered DRA plugin") > before,
-        60,
-        "the kubelet re-registering knd",
-    )
-    assert "inet 192.0.2.16/24" in sh(lab, p, "ip", "-o", "addr", "show", "dev", "net1")
-    assert lab.api.get("Pod", name, "default")["status"]["phase"] == "Running"  # type: ignore[index]
-    lab.api.delete("Pod", name, "default")
-    _wait(lambda: lab.api.get("Pod", name, "default") is None, 120, "pod deleted")
-    _wait(lambda: nic in _host_nics(lab), 60, f"{nic} back on the host after the restart")
 
 
 def test_gpu_nic_aligned_example_on_the_real_scheduler(clean: Lab) -> None:

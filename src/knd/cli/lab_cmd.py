@@ -44,6 +44,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="knd's API server emulator and lab controller instead of real Kubernetes",
     )
+    u.add_argument(
+        "--containerd",
+        choices=["2", "1.7"],
+        default="2",
+        help="the project-local containerd the kubelet runs on (scripts/runtime; default 2)",
+    )
     u.set_defaults(handler=_up)
     lsub.add_parser("down", help="stop the lab and clean up (idempotent)").set_defaults(
         handler=_down
@@ -63,6 +69,8 @@ def register(sub: Any) -> None:
 def _cfg(args: argparse.Namespace) -> LabConfig:
     lab = _lab()
     kw: dict[str, Any] = {"emulated": bool(getattr(args, "emulated", False))}
+    if getattr(args, "containerd", None):
+        kw["containerd"] = args.containerd
     if args.state_dir:
         kw["state_dir"] = args.state_dir
     cfg: LabConfig = lab.LabConfig(**kw)

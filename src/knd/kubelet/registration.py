@@ -8,6 +8,12 @@ A refusal (`plugin_registered=false`) is logged with kubelet's reason and never 
 plugin: the registration socket is re-created after a backoff (1 s doubling to 30 s), which
 makes the watcher try again from scratch. The server keeps running for the plugin's lifetime
 (newer kubelets re-probe it).
+
+A socket file removed by someone else (a cleanup of `plugins_registry`, an operator) makes the
+kubelet deregister the driver, and nothing would ever register it again. A watcher thread
+checks the path every `WATCH_INTERVAL_S` (one lstat) and re-creates the socket within that
+interval when the path is gone, so the plugin watcher registers the driver again. It only
+re-creates a missing path: anything else found there (another socket, a file) is left alone.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ log = logging.getLogger(__name__)
 
 RETRY_INITIAL_S = 1.0
 RETRY_MAX_S = 30.0
+#: How often the socket path is checked for having been removed (one lstat per check).
+WATCH_INTERVAL_S = 2.0
 
 
 class RegistrationServer:
@@ -50,6 +58,9 @@ class RegistrationServer:
         self._server: grpc.Server | None = None
         self._retry: threading.Timer | None = None
         self._stopped = False
+        self.recreated = 0  # times the socket was re-created after someone removed it
+        self._halt = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     # -- gRPC methods ------------------------------------------------------------------------
     def _get_info(self, _request: Any, _context: grpc.ServicerContext) -> pb.PluginInfo:
@@ -131,17 +142,53 @@ class RegistrationServer:
         self._retry.daemon = True
         self._retry.start()
 
+    def _recreate_if_removed(self) -> None:
+        with self._lock:
+            if self._stopped or self._retry is not None or self._server is None:
+                return
+            try:
+                self.socket_path.lstat()
+                return
+            except FileNotFoundError:
+                pass
+            log.warning(
+                "registration socket %s was removed (the kubelet deregistered %s); re-creating it",
+                self.socket_path,
+                self.driver,
+            )
+            self.registered.clear()
+            self._unbind()
+            self._bind()
+            self.recreated += 1
+
+    def _watch(self) -> None:
+        while not self._halt.wait(WATCH_INTERVAL_S):
+            try:
+                self._recreate_if_removed()
+            except Exception:  # never let the watcher die: log and keep checking
+                log.exception("re-creating registration socket %s failed", self.socket_path)
+
     def start(self) -> None:
-        """Bind the registration socket (removing a stale one) and serve."""
+        """Bind the registration socket (removing a stale one), serve, and watch the path."""
         with self._lock:
             self._stopped = False
             self._bind()
+            self._halt.clear()
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._watch, name="knd-registration-watch", daemon=True
+                )
+                self._watcher.start()
 
     def stop(self) -> None:
         """Stop serving and remove the socket (this is how a plugin deregisters)."""
+        self._halt.set()
         with self._lock:
             self._stopped = True
             if self._retry is not None:
                 self._retry.cancel()
                 self._retry = None
             self._unbind()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=5)

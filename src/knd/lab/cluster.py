@@ -3,7 +3,7 @@
 `up(cfg)` starts, tracked in the lab's state dir (knd.lab.lab.LabConfig):
 
 1. the lab NICs and the GPU node's sysfs fixture (knd.lab.node);
-2. containerd 2 (`scripts/runtime start --version 2`);
+2. containerd 2 (`scripts/runtime start --version 2`; `LabConfig.containerd = "1.7"` for 1.7);
 3. etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a kubelet on that
    containerd (`scripts/kubernetes start`: binaries built from the k8s.io/kubernetes module);
 4. from `deploy/install.yaml` (rendered from the Helm chart): the ServiceAccount, ClusterRole
@@ -177,7 +177,7 @@ def up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...], lab: Any) -> d
     print(f"[lab] {len(nics.names)} NICs {nics.names[0]}..{nics.names[-1]}", file=out)
     state: dict[str, Any] = {"mode": "real", "pids": {}, "runtime": {"socket": ""}}
     lab._write_state(cfg, state)
-    info = json.loads(lab.runtime("start", "--version", lab.RUNTIME_VERSION).splitlines()[-1])
+    info = json.loads(lab.runtime("start", "--version", cfg.containerd).splitlines()[-1])
     state["runtime"] = info
     lab._write_state(cfg, state)
     print(f"[lab] containerd {info['package']} ({info['socket']})", file=out)
@@ -291,7 +291,7 @@ def down(cfg: LabConfig, state: dict[str, Any], out: TextIO, lab: Any) -> None:
         except Exception as exc:
             print(f"[lab] pods: {exc}", file=out)
         try:
-            lab.runtime("stop", "--version", lab.RUNTIME_VERSION)
+            lab.runtime("stop", "--version", runtime_version(state, lab))
         except lab.LabError as exc:
             print(f"[lab] {exc}", file=out)
     if k8s_dir:  # again: the kubelet's cgroups are empty only once containerd's pods are gone
@@ -300,6 +300,23 @@ def down(cfg: LabConfig, state: dict[str, Any], out: TextIO, lab: Any) -> None:
         except ClusterError as exc:
             print(f"[lab] {exc}", file=io.StringIO())
     (cfg.state_dir / "knd.kubeconfig").unlink(missing_ok=True)
+
+
+def runtime_version(state: dict[str, Any], lab: Any) -> str:
+    """The scripts/runtime version key of the lab's containerd ("2" or "1.7")."""
+    return str((state.get("runtime") or {}).get("version") or lab.RUNTIME_VERSION)
+
+
+def restart(state: dict[str, Any], component: str, lab: Any) -> None:
+    """Restart one piece of the running lab with pods running (fault tests, docs/lab.md):
+    `containerd` (the daemon only: pods and shims keep running, as in a runtime upgrade) or a
+    Kubernetes component (`scripts/kubernetes restart`: SIGTERM, same command line)."""
+    if component == "containerd":
+        version = runtime_version(state, lab)
+        lab.runtime("stop", "--version", version, "--daemon-only")
+        lab.runtime("start", "--version", version)
+        return
+    kubernetes("restart", component, "--state-dir", state["kubernetes_dir"])
 
 
 def container_id(pod: JSON, container: str | None = None) -> str:

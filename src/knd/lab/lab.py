@@ -65,6 +65,7 @@ class LabConfig:
     fabric: str = "knd-lab-fabric"
     metrics_port: int = 0  # 0 = pick a free port
     emulated: bool = False  # True: the API server emulator + lab controller instead of k8s
+    containerd: str = RUNTIME_VERSION  # scripts/runtime's version key: "2" or "1.7" (real lab)
 
     @property
     def nics(self) -> lab_node.LabNics:

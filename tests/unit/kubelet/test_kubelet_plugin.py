@@ -70,6 +70,42 @@ def test_refusal_is_logged_and_retried(
         emu.stop()
 
 
+def test_removed_socket_is_recreated_and_registered_again(
+    plugin: KubeletPlugin,
+    kubelet: KubeletEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Someone removes the registration socket: the kubelet forgets the driver; knd's watcher
+    re-creates the socket and the kubelet's watcher registers the driver again."""
+    monkeypatch.setattr(registration, "WATCH_INTERVAL_S", 0.05)
+    reg = kubelet.wait_registered(DRIVER)
+    attempts = kubelet.attempts
+    reg.socket.unlink()
+    kubelet.forget(DRIVER)
+    again = kubelet.wait_registered(DRIVER)
+    assert kubelet.attempts == attempts + 1
+    assert stat.S_IMODE(again.socket.lstat().st_mode) == 0o600
+    assert plugin.registration.recreated == 1
+    assert plugin.registration.registered.wait(5)
+    assert "was removed" in caplog.text
+
+
+def test_something_else_at_the_socket_path_is_left_alone(
+    plugin: KubeletPlugin, kubelet: KubeletEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher re-creates only a missing path: a file put in the socket's place stays."""
+    monkeypatch.setattr(registration, "WATCH_INTERVAL_S", 0.05)
+    reg = kubelet.wait_registered(DRIVER)
+    reg.socket.unlink()
+    reg.socket.write_text("someone else's")
+    stopped = threading.Event()
+    stopped.wait(0.5)  # ten watch intervals
+    assert reg.socket.read_text() == "someone else's"
+    assert plugin.registration.recreated == 0
+    reg.socket.unlink()
+
+
 def test_stale_socket_replaced_and_removed_on_stop(engine: PrepareEngine, kroot: Path) -> None:
     reg_path = kroot / "plugins_registry" / f"{DRIVER}-reg.sock"
     reg_path.parent.mkdir(parents=True)
