@@ -17,17 +17,20 @@ so all see the same machine state. Measured:
   the P50 of the same pods without a claim;
 * API load: every request in the API server's audit log (knd.lab.audit: the apiserver's metrics
   carry no user or user-agent label), counted per wave; knd's are those with its user agent
-  `knd` and its ServiceAccount's identity. Per pod with a knd claim (the claim waves), and knd's
-  idle rate (the no-claim waves), beside the kubelet's, the scheduler's and the
-  controller-manager's.
+  `knd` and its ServiceAccount's identity: per pod with a knd claim (the claim waves), per pod
+  without one (the no-claim waves: other pods' veths wake knd's rescan too), and idle (first
+  `--idle-seconds`, no pod at all); beside the kubelet's, the scheduler's and the
+  controller-manager's requests per pod.
 
 Prints tables, writes a PNG (bench/png.py: no matplotlib) and ends with `RESULT {json}` with
 the keys aligned_rate, unaligned_rate, startup_p50_s, startup_p90_s, startup_p99_s (aligned
 pods), unaligned_startup_p50_s, startup_p50_s_no_claim, claim_startup_ratio,
-knd_requests_per_pod, knd_writes_per_pod, knd_idle_requests_per_min, pods_per_configuration.
+knd_requests_per_pod, knd_writes_per_pod, knd_requests_per_no_claim_pod,
+knd_idle_requests_per_min, pods_per_configuration, pods_requested, seconds.
 
 Usage (root, after scripts/setup, `scripts/runtime install`, `scripts/kubernetes install`):
-    .venv/bin/python bench/paper.py [-n 100] [--wave 8] [--png bench/paper.png]
+    .venv/bin/python bench/paper.py [-n 100] [--wave 8] [--idle-seconds 60] [--max-seconds S]
+        [--png bench/paper.png]
 """
 
 from __future__ import annotations
@@ -291,10 +294,24 @@ def api_load(
     per: dict[str, Counter[tuple[str, str]]] = {c: Counter() for c in CONFIGS}
     knd: dict[str, Counter[tuple[str, str, int]]] = {c: Counter() for c in CONFIGS}
     seconds: Counter[str] = Counter()
+    reads: Counter[str] = Counter()  # knd's list/watch URIs (which selectors it watches with)
     skipped = 0
     for config, begin, end, secs in windows:
         got = audit.read_events(log, begin, end)
         skipped += got.skipped
+        for ev in audit.requests(got.events):
+            if (
+                audit.agent(ev) == KND_AGENT
+                and (ev.get("user") or {}).get("username") == KND_USER
+                and ev.get("verb") in ("list", "watch")
+            ):
+                path, _, query = str(ev.get("requestURI") or "").partition("?")
+                keep = [
+                    q
+                    for q in query.split("&")
+                    if q.split("=")[0] in ("fieldSelector", "labelSelector", "watch")
+                ]
+                reads[f"{ev['verb']} {path}?{'&'.join(keep)}"] += 1
         per[config] += audit.by_client(got.events)
         knd[config] += audit.count(got.events, user_agent=KND_AGENT, username=KND_USER)
         seconds[config] += secs
@@ -310,7 +327,11 @@ def api_load(
     return {
         "per_pod": round(total / claim_pods, 2) if claim_pods else 0.0,
         "writes_per_pod": round(writes / claim_pods, 2) if claim_pods else 0.0,
-        "idle_per_min": round(60 * idle / seconds["no-claim"], 2) if seconds["no-claim"] else 0.0,
+        "no_claim_churn_per_min": (
+            round(60 * idle / seconds["no-claim"], 2) if seconds["no-claim"] else 0.0
+        ),
+        "no_claim_churn_per_pod": round(idle / pods["no-claim"], 2) if pods["no-claim"] else 0.0,
+        "idle_per_min": 0.0,
         "knd_by_request": {
             f"{verb} {res} {code}": round(n / claim_pods, 2)
             for (verb, res, code), n in sorted(claim_knd.items(), key=lambda kv: -kv[1])
@@ -324,6 +345,7 @@ def api_load(
             }
             for name in CONTROL
         },
+        "knd_reads": dict(reads.most_common(10)),
         "skipped_lines": skipped,
     }
 
@@ -334,6 +356,19 @@ def main() -> int:
     ap.add_argument("--png", type=Path, default=ROOT / "bench" / "paper.png")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--wave", type=int, default=WAVE, help="pods started together (1..8)")
+    ap.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=60,
+        help="first, this long with no pod at all: knd's idle request rate",
+    )
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0,
+        help="start no new round of waves after this long (0: none); the result says how many "
+        "pods were measured",
+    )
     args = ap.parse_args()
     policy_dir = Path(tempfile.mkdtemp(prefix="knd-paper-"))
     cfg = labmod.LabConfig(
@@ -361,8 +396,14 @@ def main() -> int:
         for t in templates():
             api.create(t)
         watch = PodWatch(api)
+        begin = audit_log.stat().st_size
+        time.sleep(args.idle_seconds)
+        idle_window = (begin, audit_log.stat().st_size)
         done = 0
         while done < args.n:
+            if args.max_seconds and time.monotonic() - t1 > args.max_seconds:
+                print(f"  --max-seconds {args.max_seconds:.0f} reached at {done}", file=sys.stderr)
+                break
             count = min(max(1, min(args.wave, WAVE)), args.n - done)
             for config in CONFIGS:
                 begin, w0 = audit_log.stat().st_size, time.monotonic()
@@ -374,15 +415,21 @@ def main() -> int:
                 file=sys.stderr,
             )
         load = api_load(audit_log, windows, {c: len(results[c]) for c in CONFIGS})
+        idle = audit.read_events(audit_log, *idle_window).events
+        idle_knd = sum(audit.count(idle, user_agent=KND_AGENT, username=KND_USER).values())
+        load["idle_per_min"] = (
+            round(60 * idle_knd / args.idle_seconds, 2) if args.idle_seconds else 0.0
+        )
     finally:
         labmod.down(cfg, out=log)
     elapsed = time.monotonic() - t1
+    measured = len(results["aligned"])
     rates = {
         k: sum(r["aligned"] for r in results[k]) / len(results[k]) for k in ("aligned", "unaligned")
     }
     lat = {k: [r["startup_s"] for r in v] for k, v in results.items()}
     print(
-        f"\npaper experiment on the real lab (kube-scheduler, kubelet, containerd): {args.n} pods"
+        f"\npaper experiment on the real lab (kube-scheduler, kubelet, containerd): {measured} pods"
         f" per configuration, waves of {args.wave}, {elapsed:.0f} s"
     )
     print(f"{'configuration':<13} {'aligned':>9} {'P50 s':>7} {'P90 s':>7} {'P99 s':>7}")
@@ -397,10 +444,14 @@ def main() -> int:
     print(f"start-up P50 with a knd claim / without a claim: {ratio:.2f}")
     print(
         f"\nAPI load (audit log): knd {load['per_pod']} requests per pod with a claim"
-        f" ({load['writes_per_pod']} writes); idle {load['idle_per_min']} requests/min"
+        f" ({load['writes_per_pod']} writes); idle (no pods) {load['idle_per_min']} requests/min;"
+        f" during the no-claim waves {load['no_claim_churn_per_min']} requests/min"
+        f" ({load['no_claim_churn_per_pod']} per pod without a knd claim)"
     )
     for key, n in load["knd_by_request"].items():
         print(f"  knd {key:<48} {n:>6} per pod")
+    for uri, n in load["knd_reads"].items():
+        print(f"  knd read {uri} x{n}")
     print(f"  {'client':<24} {'per claim pod':>14} {'per no-claim pod':>17}")
     for name, v in load["control_per_pod"].items():
         print(f"  {name:<24} {v['claim']:>14} {v['no-claim']:>17}")
@@ -418,7 +469,9 @@ def main() -> int:
         "knd_requests_per_pod": load["per_pod"],
         "knd_writes_per_pod": load["writes_per_pod"],
         "knd_idle_requests_per_min": load["idle_per_min"],
-        "pods_per_configuration": args.n,
+        "knd_requests_per_no_claim_pod": load["no_claim_churn_per_pod"],
+        "pods_per_configuration": measured,
+        "pods_requested": args.n,
         "seconds": round(elapsed, 1),
     }
     print("RESULT " + json.dumps(result))
