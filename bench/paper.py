@@ -40,10 +40,13 @@ import io
 import itertools
 import json
 import random
+import re
+import ssl
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -350,6 +353,33 @@ def api_load(
     }
 
 
+def flow_schemas(kubeconfig: Path) -> dict[str, int]:
+    """The API server's own count of dispatched requests per FlowSchema (API Priority and
+    Fairness, from its /metrics with the admin token): which flow knd's requests share."""
+    cfg = json.loads(kubeconfig.read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    ctx = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    req = urllib.request.Request(
+        cluster["server"] + "/metrics",
+        headers={"Authorization": "Bearer " + cfg["users"][0]["user"]["token"]},
+    )
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            text = resp.read(64 << 20).decode()
+    except OSError as exc:
+        return {f"error: {exc}": 0}
+    return parse_flow_schemas(text)
+
+
+def parse_flow_schemas(text: str) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith("apiserver_flowcontrol_dispatched_requests_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            out[labels.get("flow_schema", "-")] += int(float(line.rsplit(" ", 1)[1]))
+    return dict(out.most_common(8))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=100, help="pods per configuration")
@@ -415,6 +445,7 @@ def main() -> int:
                 file=sys.stderr,
             )
         load = api_load(audit_log, windows, {c: len(results[c]) for c in CONFIGS})
+        load["flow_schemas"] = flow_schemas(Path(state["kubeconfig"]))
         idle = audit.read_events(audit_log, *idle_window).events
         idle_knd = sum(audit.count(idle, user_agent=KND_AGENT, username=KND_USER).values())
         load["idle_per_min"] = (
@@ -452,6 +483,7 @@ def main() -> int:
         print(f"  knd {key:<48} {n:>6} per pod")
     for uri, n in load["knd_reads"].items():
         print(f"  knd read {uri} x{n}")
+    print(f"  requests per FlowSchema (apiserver /metrics): {load['flow_schemas']}")
     print(f"  {'client':<24} {'per claim pod':>14} {'per no-claim pod':>17}")
     for name, v in load["control_per_pod"].items():
         print(f"  {name:<24} {v['claim']:>14} {v['no-claim']:>17}")
