@@ -29,7 +29,7 @@ knd_requests_per_pod, knd_writes_per_pod, knd_requests_per_no_claim_pod,
 knd_idle_requests_per_min, pods_per_configuration, pods_requested, seconds.
 
 Usage (root, after scripts/setup, `scripts/runtime install`, `scripts/kubernetes install`):
-    .venv/bin/python bench/paper.py [-n 100] [--wave 8] [--idle-seconds 60] [--max-seconds S]
+    .venv/bin/python bench/paper.py [-n 100] [--wave 8] [--idle-seconds 180] [--max-seconds S]
         [--png bench/paper.png]
 """
 
@@ -389,8 +389,8 @@ def main() -> int:
     ap.add_argument(
         "--idle-seconds",
         type=float,
-        default=60,
-        help="first, this long with no pod at all: knd's idle request rate",
+        default=180,
+        help="first, this long with no pod at all: knd's idle request rate (its resync is 60 s)",
     )
     ap.add_argument(
         "--max-seconds",
