@@ -463,28 +463,136 @@ def test_gpu_nic_aligned_example_on_the_real_scheduler(clean: Lab) -> None:
         knd_main([*base, "delete", str(example)])
 
 
-def test_explain_agrees_with_the_real_scheduler_on_an_unsatisfiable_claim(clean: Lab) -> None:
+def _claim(name: str, requests: list[Any], constraints: list[Any] | None = None) -> str:
+    devices: dict[str, Any] = {"requests": requests}
+    if constraints:
+        devices["constraints"] = constraints
+    return json.dumps(
+        {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaim",
+            "metadata": {"name": name},
+            "spec": {"devices": devices},
+        }
+    )
+
+
+def _nic(name: str, cel: str | None = None, **extra: Any) -> dict[str, Any]:
+    exactly: dict[str, Any] = {"deviceClassName": "dra.net", **extra}
+    if cel:
+        exactly["selectors"] = [{"cel": {"expression": cel}}]
+    return {"name": name, "exactly": exactly}
+
+
+NUMA = 'device.attributes["resource.kubernetes.io"].numaNode == '
+GPU0 = {
+    "name": "gpu",
+    "exactly": {
+        "deviceClassName": "gpu.nvidia.com",
+        "selectors": [{"cel": {"expression": NUMA + "0"}}],
+    },
+}
+#: Claims beyond the examples, mostly ones the lab node cannot satisfy (JSON is YAML).
+CROSS_CHECK = {
+    "nic-on-numa-7": _claim("numa7", [_nic("nic", NUMA + "7")]),
+    "nine-nics": _claim("nine", [_nic("nics", None, count=9)]),
+    "no-such-interface": _claim(
+        "noif", [_nic("nic", 'device.attributes["dra.net"].ifName == "x"')]
+    ),
+    "gpu-numa0-nic-numa1-one-root": _claim(
+        "split",
+        [GPU0, _nic("nic", NUMA + "1")],
+        [{"matchAttribute": "resource.kubernetes.io/pcieRoot"}],
+    ),
+    "gpu-numa0-nic-same-root": _claim(
+        "joined", [GPU0, _nic("nic")], [{"matchAttribute": "resource.kubernetes.io/pcieRoot"}]
+    ),
+    "all-nics": _claim("all", [_nic("nics", None, allocationMode="All")]),
+    "first-available-falls-back": _claim(
+        "fallback",
+        [
+            {
+                "name": "nic",
+                "firstAvailable": [
+                    {
+                        "name": "far",
+                        "deviceClassName": "dra.net",
+                        "selectors": [{"cel": {"expression": NUMA + "7"}}],
+                    },
+                    {"name": "any", "deviceClassName": "dra.net"},
+                ],
+            }
+        ],
+    ),
+}
+SCENARIOS = {
+    **{f"example-{p.stem}": p for p in sorted((ROOT / "examples" / "lab").glob("*.yaml"))},
+    **CROSS_CHECK,
+}
+
+
+def _real_scheduler_allocates(lab: Lab, docs: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Create the scenario's objects (a pod for its claims when it has none) and wait for the
+    real scheduler's answer: the pod bound with every claim allocated, or the pod `Unschedulable`
+    because the DRA plugin `cannot allocate all claims`. Returns (allocated, what was seen)."""
+    pods = [d for d in docs if d["kind"] == "Pod"]
+    if not pods:
+        claims = {
+            f"c{i}": d["metadata"]["name"]
+            for i, d in enumerate(docs)
+            if d["kind"] == "ResourceClaim"
+        }
+        assert claims, "scenario without a pod or a claim"
+        docs = [*docs, pod(lab, uniq("xc"), claims)]
+    with redirect_stdout(io.StringIO()):
+        (created,) = labmod.apply(lab.api, docs, cfg=lab.cfg)
+    name = created["metadata"]["name"]
+
+    def answer() -> tuple[bool, str] | None:
+        p = lab.api.get("Pod", name, "default") or {}
+        if (p.get("spec") or {}).get("nodeName"):
+            return True, "bound to " + p["spec"]["nodeName"]
+        for cond in (p.get("status") or {}).get("conditions") or []:
+            msg = cond.get("message") or ""
+            if cond["type"] == "PodScheduled" and "cannot allocate all claims" in msg:
+                return False, msg
+        return None
+
+    allocated, seen = _wait(answer, 120, f"the real scheduler's answer for pod {name}")
+    if allocated:  # bound: every claim of the pod carries the scheduler's allocation
+        p = lab.api.get("Pod", name, "default") or {}
+        statuses = (p.get("status") or {}).get("resourceClaimStatuses") or []
+        names = [s["resourceClaimName"] for s in statuses] + [
+            r["resourceClaimName"]
+            for r in p["spec"]["resourceClaims"]
+            if r.get("resourceClaimName")
+        ]
+        for claim_name in names:
+            claim = lab.api.get("ResourceClaim", claim_name, "default") or {}
+            assert (claim.get("status") or {}).get("allocation"), claim
+    return allocated, seen
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_explain_verdict_equals_the_real_scheduler(
+    clean: Lab, scenario: str, tmp_path: Path
+) -> None:
+    """`knd explain --lab` (knd's allocator) and kube-scheduler's DRA plugin agree on every
+    lab scenario: the examples and claims the lab node cannot satisfy."""
     lab = clean
-    example = ROOT / "examples" / "lab" / "claim-two-gpus-one-root.yaml"
+    source = SCENARIOS[scenario]
+    if isinstance(source, Path):
+        path = source
+    else:
+        path = tmp_path / f"{scenario}.yaml"
+        path.write_text(source)
     buf = io.StringIO()
     with redirect_stdout(buf):
-        rc = knd_main(["explain", str(example), "--lab", "--lab-state-dir", str(lab.cfg.state_dir)])
-    assert rc == 1, buf.getvalue()
-    assert "UNSATISFIABLE" in buf.getvalue()
-    docs = labmod.load_manifests([example])
-    name = uniq("p")
-    for d in docs:
-        lab.api.create(d)
-    claim_name = next(d["metadata"]["name"] for d in docs if d["kind"] == "ResourceClaim")
-    p = pod(lab, name, {"c": claim_name})
-    p["spec"]["containers"][0]["resources"] = {"claims": [{"name": "c"}]}
-    lab.api.create(p)
-
-    def unschedulable() -> bool:
-        got = lab.api.get("Pod", name, "default") or {}
-        conds = (got.get("status") or {}).get("conditions") or []
-        return any(
-            x["type"] == "PodScheduled" and x.get("reason") == "Unschedulable" for x in conds
-        )
-
-    _wait(unschedulable, 60, "the real scheduler to mark the pod Unschedulable")
+        rc = knd_main(["explain", str(path), "--lab", "--lab-state-dir", str(lab.cfg.state_dir)])
+    assert rc in (0, 1), buf.getvalue()
+    explained = rc == 0
+    allocated, seen = _real_scheduler_allocates(lab, labmod.load_manifests([path]))
+    assert explained == allocated, (
+        f"knd explain says {'allocatable' if explained else 'unsatisfiable'}, the real "
+        f"scheduler: {seen}\n{buf.getvalue()}"
+    )

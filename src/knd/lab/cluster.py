@@ -184,10 +184,11 @@ def up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...], lab: Any) -> d
     k8s_dir = cfg.state_dir / "kubernetes"
     state["kubernetes_dir"] = str(k8s_dir)
     lab._write_state(cfg, state)
+    audit = ["--audit-policy", str(cfg.audit_policy)] if cfg.audit_policy else []
     k8s = json.loads(
         kubernetes(
             "start", "--cri-socket", info["socket"], "--node", cfg.node,
-            "--state-dir", str(k8s_dir),
+            "--state-dir", str(k8s_dir), *audit,
         ).splitlines()[-1]
     )  # fmt: skip
     print(
@@ -213,6 +214,7 @@ def up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...], lab: Any) -> d
             "kubelet_root": k8s["kubelet_root"],
             "sysfs": str(sysfs),
             "driver_args": list(driver_args),
+            "audit_log": k8s.get("audit_log"),
         }
     )
     py = sys.executable

@@ -66,6 +66,8 @@ class LabConfig:
     metrics_port: int = 0  # 0 = pick a free port
     emulated: bool = False  # True: the API server emulator + lab controller instead of k8s
     containerd: str = RUNTIME_VERSION  # scripts/runtime's version key: "2" or "1.7" (real lab)
+    #: Real lab only: the API server's audit policy (knd.lab.audit); the log is `audit_log`.
+    audit_policy: Path | None = None
 
     @property
     def nics(self) -> lab_node.LabNics:

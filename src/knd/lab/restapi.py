@@ -174,11 +174,13 @@ class RestClient:
                 return False
             raise
 
-    def watch(self, kind: str, timeout_s: int = 30) -> Iterator[JSON]:
-        """Watch events of a kind (all namespaces) from now on, until the server ends the
-        stream after `timeout_s` seconds."""
+    def watch(self, kind: str, timeout_s: int = 30, resource_version: str = "") -> Iterator[JSON]:
+        """Watch events of a kind (all namespaces) from now on (or after `resource_version`),
+        until the server ends the stream after `timeout_s` seconds."""
         prefix, plural, _ = KINDS[kind]
-        rv = self.call("GET", f"{prefix}/{plural}").get("metadata", {}).get("resourceVersion", "")
+        rv = resource_version or self.call("GET", f"{prefix}/{plural}").get("metadata", {}).get(
+            "resourceVersion", ""
+        )
         path = f"{prefix}/{plural}?watch=true&resourceVersion={rv}&timeoutSeconds={timeout_s}"
         if not self.url.startswith(("http://", "https://")):
             raise RestError(0, f"not an http(s) URL: {self.url}")
