@@ -223,3 +223,41 @@ def test_detach_without_a_host_netns_fd_reports_every_device_failed(
     (result,) = detach_mod.detach([plan], None)
     assert _open_fds() == before
     assert result.outcome == "failed" and "Too many open files" in result.errors[0]
+
+
+def test_unprepare_reaches_a_netns_whose_mount_is_gone_through_the_fd_knd_holds(
+    lab: Lab, store: StateStore, tmp_path: Path
+) -> None:
+    """Seen on the real lab after a containerd restart: StopPodSandbox never came, the runtime
+    removed the pod's netns mount, and the fd per-pod telemetry holds kept the netns (and the
+    NIC in it) alive where nothing could reach it. Unprepare takes that fd from telemetry, brings
+    the NIC home with its host state, and closes it."""
+    from knd.driver.nic_telemetry import NicTelemetry, TrackedNic
+
+    nic = lab.nic()
+    n = 40 + secrets.randbelow(40)
+    give_host_state(nic, n)
+    try:
+        before = host_state(nic.name, n)
+        plan = plan_for(nic, {"interface": {"name": "net1", "mtu": 1400}}, pod_uid=POD)
+        name, path = lab.netns()
+        records = RestoreRecords(tmp_path / "records")
+        row = prepared(store, records, plan)
+        attach([plan], path)
+        store.record_attach(POD, path)
+        telemetry = NicTelemetry()
+        telemetry.track(POD, "ns", "p1", path, [TrackedNic("c1", plan.device, "net1", None)])
+        pyroute2_netns.remove(name)  # the runtime's teardown: mount gone, netns held by knd
+        assert not os.path.exists(path)
+        lab.namespaces.remove(name)
+        restorer = Restorer(store, records, held_netns=telemetry.take_netns)
+        fds = _open_fds()
+        try:
+            assert restorer.release([row]) == []
+        finally:
+            restorer.stop()
+        assert host_state(nic.name, n) == before
+        assert telemetry.tracked() == [] and _open_fds() == fds - 1  # the held fd is closed
+        assert not restorer.is_pending("node", plan.device)
+    finally:
+        drop_rule(n)

@@ -226,7 +226,11 @@ class Daemon:
         log.info("state %s: %d prepared claim(s)", self.opts.state_path, len(self.store.claims()))
         self.records = RestoreRecords(records_dir_for(self.opts.state_path))
         self.restorer = Restorer(
-            self.store, self.records, metrics=self.metrics, report=self._report_device
+            self.store,
+            self.records,
+            metrics=self.metrics,
+            report=self._report_device,
+            held_netns=self.telemetry.take_netns,
         )
 
     def _status_writer(self) -> StatusWriter:

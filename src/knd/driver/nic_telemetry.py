@@ -144,6 +144,22 @@ class NicTelemetry(Collector):
         if pod is not None:
             pod.close()
 
+    def take_netns(self, pod_uid: str) -> int | None:
+        """Stop reading the pod and hand its held netns fd to the caller (who must close it);
+        None when the pod is not tracked. For the restorer: a pod whose netns mount is gone
+        while this fd still holds the netns (and its NIC) alive, e.g. when StopPodSandbox
+        never came after a containerd restart."""
+        with self._guard:
+            pod = self._pods.pop(pod_uid, None)
+        if pod is None:
+            return None
+        with pod.lock:
+            if pod.reader is not None:
+                pod.reader.close()
+                pod.reader = None
+            fd, pod.netns_fd = pod.netns_fd, -1
+        return fd if fd >= 0 else None
+
     def tracked(self) -> list[str]:
         with self._guard:
             return sorted(self._pods)

@@ -64,6 +64,10 @@ class _Away:
     released: bool = False  # the claim is unprepared: drop the pending-restore record once home
 
 
+#: A netns reached through an fd the restorer holds for one call (/proc/self/fd/N).
+HELD_NETNS_PREFIX = "/proc/self/fd/"
+
+
 def _host_links() -> list[LinkFacts]:
     lsock = LinkSocket()
     try:
@@ -106,8 +110,13 @@ class Restorer:
         backoff_max_s: float = 60.0,
         netns_exists: Callable[[str], bool] = os.path.exists,
         host_links: Callable[[], list[LinkFacts]] = _host_links,
+        held_netns: Callable[[str], int | None] | None = None,
     ) -> None:
         self.host_links = host_links
+        #: pod UID → an fd knd itself holds on the pod's netns (ownership passes to the
+        #: restorer), used when the netns's mount is gone but the fd keeps it, and its NICs,
+        #: alive (knd.driver.nic_telemetry.NicTelemetry.take_netns).
+        self.held_netns = held_netns
         self.store = store
         self.records = records
         self.detach_fn = detach_fn
@@ -192,24 +201,42 @@ class Restorer:
         for pod_uid, group in by_pod.items():
             pod = self.store.pod(pod_uid)
             netns = pod.netns if pod is not None else None
-            with self._cond:
-                maybe_away = [
-                    (r, p)
-                    for r, p in group
-                    if _key(r) in self._away
-                    or (netns is not None and (pod_uid, r.device) not in self._home)
-                ]
-            home = [(r, p) for r, p in group if (r, p) not in maybe_away]
-            for record, _ in home:
-                self._drop_record(record)
-            if maybe_away:
-                for result in self._bring_home(maybe_away, netns, "unprepare", released=True):
-                    if not result.home:
-                        self._mark_released(group[0][0].pool, result.device)
-                        problems.append(
-                            f"{result.device}: not home yet ({result.outcome}: "
-                            f"{'; '.join(result.errors) or 'not found'}); knd keeps retrying"
-                        )
+            held = None
+            if (netns is None or not self.netns_exists(netns)) and self.held_netns is not None:
+                held = self.held_netns(pod_uid)
+                if held is not None:
+                    netns = f"{HELD_NETNS_PREFIX}{held}"
+                    log.info("unprepare: pod %s's netns is reached through a held fd", pod_uid)
+            try:
+                problems += self._release_pod(pod_uid, group, netns)
+            finally:
+                if held is not None:
+                    os.close(held)
+        return problems
+
+    def _release_pod(
+        self, pod_uid: str, group: list[tuple[PlanRecord, AttachPlan]], netns: str | None
+    ) -> list[str]:
+        """One pod's devices of a released claim (see `release`)."""
+        problems: list[str] = []
+        with self._cond:
+            maybe_away = [
+                (r, p)
+                for r, p in group
+                if _key(r) in self._away
+                or (netns is not None and (pod_uid, r.device) not in self._home)
+            ]
+        home = [(r, p) for r, p in group if (r, p) not in maybe_away]
+        for record, _ in home:
+            self._drop_record(record)
+        if maybe_away:
+            for result in self._bring_home(maybe_away, netns, "unprepare", released=True):
+                if not result.home:
+                    self._mark_released(group[0][0].pool, result.device)
+                    problems.append(
+                        f"{result.device}: not home yet ({result.outcome}: "
+                        f"{'; '.join(result.errors) or 'not found'}); knd keeps retrying"
+                    )
         return problems
 
     def release_orphans(self, pairs: Sequence[tuple[PlanRecord, AttachPlan]]) -> list[Detached]:
@@ -278,7 +305,11 @@ class Restorer:
             self._away[_key(record)] = _Away(
                 record,
                 plan,
-                netns if netns is not None and self.netns_exists(netns) else None,
+                netns
+                if netns is not None
+                and not netns.startswith(HELD_NETNS_PREFIX)  # closed after this call
+                and self.netns_exists(netns)
+                else None,
                 attempt=attempt + 1,
                 due=time.monotonic() + delay,
                 last_error=error,
