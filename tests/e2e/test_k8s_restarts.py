@@ -73,10 +73,7 @@ CONTAINERD_FINDING = (
         "knd",
         "kubelet",
         "kube-apiserver",
-        pytest.param(
-            "containerd",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=CONTAINERD_FINDING),
-        ),
+        "containerd",
     ],
 )
 def test_restart_with_a_pod_running(clean: Lab, component: str) -> None:
