@@ -20,16 +20,17 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from knd.api import rules as book
 from knd.netns.errors import PlanError
 from knd.netns.sysctl import INTERFACE_KEYS, check_ifname
 
 PLAN_VERSION = 1
-MAIN_TABLE = 254
-LOCAL_TABLE = 255
-DEFAULT_TABLE = 253
-SCOPE_UNIVERSE = 0
-SCOPE_LINK = 253
-SCOPE_HOST = 254
+MAIN_TABLE = book.MAIN_TABLE
+LOCAL_TABLE = book.LOCAL_TABLE
+DEFAULT_TABLE = book.DEFAULT_TABLE
+SCOPE_UNIVERSE = book.RT_SCOPE_UNIVERSE
+SCOPE_LINK = book.RT_SCOPE_LINK
+SCOPE_HOST = book.RT_SCOPE_HOST
 
 #: The BIG TCP size fields of HostSide and PodSide (IFLA_{GSO,GRO}{,_IPV4}_MAX_SIZE).
 SIZE_FIELDS = ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size")
@@ -411,24 +412,24 @@ def check_plan(plan: AttachPlan) -> None:
             _check(
                 bool(_PCI.fullmatch(h.pci_address)), f"host.pci_address: invalid {h.pci_address!r}"
             )
-        _check(68 <= h.mtu <= 65535 * 4, "host.mtu out of range")
+        _check(book.mtu_problem(h.mtu) is None, f"host.mtu: {book.mtu_problem(h.mtu)}")
         _check_common(h.addresses, h.routes, h.rules, h.neighbors, "host")
-        if p.mtu is not None:
-            _check(68 <= p.mtu <= 65535 * 4, "pod.mtu out of range")
+        _check(book.mtu_problem(p.mtu) is None, f"pod.mtu: {book.mtu_problem(p.mtu)}")
         if p.mac is not None:
             check_mac(p.mac, "pod.mac")
-        for side, obj in (("host", h), ("pod", p)):
-            for attr in SIZE_FIELDS:
-                v = getattr(obj, attr)
-                _check(v is None or 0 < v < 2**32, f"{side}.{attr} out of range")
+        for attr in SIZE_FIELDS:
+            v = getattr(h, attr)  # the kernel's value: its unsigned int
+            _check(v is None or 0 < v <= book.UINT32_MAX, f"host.{attr} out of range")
+            problem = book.offload_size_problem(getattr(p, attr))
+            _check(problem is None, f"pod.{attr}: {problem}")
         _check_common(p.addresses, p.routes, p.rules, p.neighbors, "pod")
         if p.vrf is not None:
             check_ifname(p.vrf.name)
-            _check_table(p.vrf.table, "pod.vrf")
-            _check(p.vrf.table not in (253, 254, 255), "pod.vrf.table is reserved")
+            problem = book.vrf_table_problem(p.vrf.table)
+            _check(problem is None, f"pod.vrf.table: {problem}")
         for s in p.sysctls:
             _check((s.family, s.key) in INTERFACE_KEYS, f"pod.sysctls: {s.family}/{s.key}")
-            _check(0 <= s.value < 2**31, "pod.sysctls: value out of range")
+            _check(0 <= s.value <= book.MAX_SYSCTL_VALUE, "pod.sysctls: value out of range")
         if p.dhcp is not None:
             _check(_check_cidr(p.dhcp.address, "pod.dhcp.address") == 4, "pod.dhcp: not IPv4")
             if p.dhcp.server is not None:
