@@ -31,6 +31,7 @@ from knd.driver.claim_api import KubeClaimApi
 from knd.driver.hooks import NetworkHooks
 from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.prepare import PrepareEngine
+from knd.driver.retry import Backoff
 from knd.driver.status_writer import StatusWriter
 from knd.driver.store import StateStore
 from knd.kube.connection import connect_url
@@ -75,7 +76,7 @@ def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     api = ApiServerEmulator().start()
     store = StateStore(tmp / "state" / "knd.db")
     kube = KubeClaimApi(connect_url(api.url), component=DRIVER, host=POOL)
-    status = StatusWriter(applier=kube, driver=DRIVER, backoff_initial_s=0.05)
+    status = StatusWriter(applier=kube, driver=DRIVER, backoff=Backoff(0.05, 10.0, attempts=8))
     sysfs = tmp / "sys"
     sysfs.mkdir()
     builder = NetnsPlanBuilder(sysfs_root=str(sysfs), dev_root=str(tmp / "dev"))

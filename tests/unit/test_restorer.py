@@ -26,6 +26,7 @@ from knd.driver.prepare import PrepareEngine
 from knd.driver.reconcile import RECONCILE_FAILED_REASON, rebuild_from_records, reconcile
 from knd.driver.restore_records import RestoreRecord, RestoreRecords
 from knd.driver.restorer import HANDED_BACK_REASON, RESTORE_FAILED_REASON, Restorer
+from knd.driver.retry import Backoff
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.kubelet.types import ClaimRef
 from knd.netns.builder import build_plan
@@ -120,7 +121,7 @@ def restorer_for(
     store: StateStore, records: RestoreRecords, kernel: Kernel, reports: Reports, **kw: object
 ) -> tuple[Restorer, DriverMetrics]:
     metrics = DriverMetrics()
-    options: dict[str, object] = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, **kw}
+    options: dict[str, object] = {"backoff": Backoff(0.01, 0.05), **kw}
     r = Restorer(
         store,
         records,
@@ -398,9 +399,7 @@ def test_a_restart_never_resurrects_a_claim_unprepared_while_its_device_was_away
     kernel, reports = Kernel(), Reports()
     prepare(store, records, {"dev-a": make_plan("dev-a", "eth1", "02:00:00:00:00:0a")})
     store.record_attach(POD, NETNS)
-    restorer, _ = restorer_for(
-        store, records, kernel, reports, backoff_initial_s=60.0, backoff_max_s=60.0
-    )
+    restorer, _ = restorer_for(store, records, kernel, reports, backoff=Backoff(60.0, 60.0))
     engine = PrepareEngine(
         driver="dra.net", store=store, reader=None, events=None,  # type: ignore[arg-type]
         records=records, restorer=restorer,

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from knd.api import rules
+from knd.api.claims import DeviceConfig
 from knd.api.config import NetworkConfig, decode
 from knd.api.errors import ConfigError, FieldError
 
@@ -105,7 +106,7 @@ class ConfigEntry:
     index: int = 0
 
     @classmethod
-    def from_api(cls, obj: Mapping[str, Any], index: int = 0) -> ConfigEntry:
+    def from_api(cls, obj: DeviceConfig, index: int = 0) -> ConfigEntry:
         """Build from the API's JSON form: {source, requests, opaque: {driver, parameters}}."""
         opaque = obj.get("opaque") or {}
         return cls(

@@ -226,7 +226,11 @@ class Daemon:
         log.info("state %s: %d prepared claim(s)", self.opts.state_path, len(self.store.claims()))
         self.records = RestoreRecords(records_dir_for(self.opts.state_path))
         self.restorer = Restorer(
-            self.store, self.records, metrics=self.metrics, report=self._report_device
+            self.store,
+            self.records,
+            metrics=self.metrics,
+            report=self._report_device,
+            backoff=self.opts.retry.restore,
         )
 
     def _status_writer(self) -> StatusWriter:
@@ -234,12 +238,10 @@ class Daemon:
         through it before the kubelet plugin starts)."""
         if self.status is None:
             kube = KubeClaimApi(self.api, component=self.opts.driver_name, host=self.opts.node_name)
-            # Retries with backoff capped at 10 s for about ten minutes: an API server outage
-            # delays status, it never loses it while the daemon runs.
             self.status = StatusWriter(
                 applier=kube,
                 driver=self.opts.driver_name,
-                max_attempts=64,
+                backoff=self.opts.retry.status,
                 on_retry=self.metrics.status_write_retries.inc,
             )
         return self.status
@@ -303,8 +305,6 @@ class Daemon:
     def _start_kubelet(self) -> None:
         assert self.store is not None
         kube = KubeClaimApi(self.api, component=self.opts.driver_name, host=self.opts.node_name)
-        # Retries with backoff capped at 10 s for about ten minutes: an API server outage
-        # delays status, it never loses it while the daemon runs.
         self._status_writer()
         engine = PrepareEngine(
             driver=self.opts.driver_name,
@@ -476,7 +476,7 @@ class Daemon:
                 log.debug("publishing ResourceSlices failed again: %s", exc)
                 return
             self._publish_failures += 1
-            delay = publish_backoff_s(self._publish_failures)
+            delay = self.opts.retry.publish.delay(self._publish_failures)
             self._publish_retry_at = now + delay
             log.warning("publishing ResourceSlices failed: %s; retrying in %.0f s", exc, delay)
             self._rescan.retry_later(delay)
@@ -523,16 +523,6 @@ class Daemon:
         """Start, wait for SIGTERM/SIGINT, shut down gracefully."""
         self.lifecycle.install_signal_handlers()
         self.lifecycle.run()
-
-
-#: Publish retry back-off: 5 s doubling to 20 s. The cap bounds how long slices lag behind an
-#: API server outage once it ends; the log gets one line per step instead of one every 5 s.
-PUBLISH_BACKOFF_S = (5.0, 10.0, 20.0)
-
-
-def publish_backoff_s(failures: int) -> float:
-    """Delay before the next publish after `failures` failed publishes in a row."""
-    return PUBLISH_BACKOFF_S[min(failures, len(PUBLISH_BACKOFF_S)) - 1]
 
 
 class _Rescan:

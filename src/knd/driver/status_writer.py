@@ -4,9 +4,11 @@ Fed by the NRI side after attach (and on detach). `submit()` never blocks and ne
 merges the device's entry into the claim's pending status and wakes one background worker. The
 worker applies the claim's *complete* set of this driver's entries (SSA semantics: entries this
 field manager stops sending are removed), with field manager = driver name and force. A failed
-apply is retried with exponential backoff (0.2 s doubling to 10 s, `max_attempts` tries) unless
-the API server refused it for good (PermanentError: a 4xx other than 409/429, a failed
-`metadata.uid` precondition); a newer submit for the same claim supersedes a pending retry.
+apply is retried after the `backoff` policy's delay (`knd.driver.retry`; the server's
+Retry-After when longer) until the policy gives up, unless the API server refused it for good
+(PermanentError: a 4xx other than 408/409/429 — a 422 on a bad entry, a 404 for a deleted
+claim —, a failed `metadata.uid` precondition), which is dropped at once, logged and counted in
+`failed`; a newer submit for the same claim supersedes a pending retry.
 `lastTransitionTime` changes only when a condition's status changes; a submit that changes
 nothing since the last successful apply writes nothing. The queue is bounded by
 `max_claims` distinct claims; beyond that a submit is dropped with a log line and counted.
@@ -29,7 +31,8 @@ from typing import Any
 
 from knd.api import limits
 from knd.driver.claim_api import StatusApplier
-from knd.driver.errors import PermanentError
+from knd.driver.errors import PermanentError, TransientError
+from knd.driver.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,11 @@ class _Pending:
     uid: str | None = None
 
 
+#: A writer's policy when none is given: 0.2 s doubling to 10 s, 8 tries (the daemon passes
+#: `RetryPolicies.status`).
+DEFAULT_BACKOFF = Backoff(0.2, 10.0, attempts=8)
+
+
 class StatusWriter:
     """Bounded, retrying, non-blocking writer of claim device status."""
 
@@ -129,9 +137,7 @@ class StatusWriter:
         applier: StatusApplier,
         driver: str,
         max_claims: int = 1024,
-        max_attempts: int = 8,
-        backoff_initial_s: float = 0.2,
-        backoff_max_s: float = 10.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
         on_retry: Callable[[], None] | None = None,
     ) -> None:
         self.applier = applier
@@ -139,9 +145,7 @@ class StatusWriter:
         self.retries = 0
         self.driver = driver
         self.max_claims = max_claims
-        self.max_attempts = max_attempts
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
+        self.backoff = backoff
         self.dropped = 0
         self.unchanged = 0
         self.applied = 0
@@ -219,6 +223,7 @@ class StatusWriter:
                 body = list(pending.entries.values())
                 self._busy += 1
             ok = permanent = False
+            hint_s: float | None = None
             try:
                 if pending.uid:
                     self.applier.apply_devices(
@@ -230,6 +235,9 @@ class StatusWriter:
             except PermanentError as exc:
                 permanent = True
                 log.error("status apply for %s refused, not retried: %s", key, exc)
+            except TransientError as exc:
+                hint_s = exc.retry_after_s
+                log.warning("status apply for %s failed: %s", key, exc)
             except Exception as exc:
                 log.warning("status apply for %s failed: %s", key, exc)
             with self._cond:
@@ -246,17 +254,14 @@ class StatusWriter:
                         del self._pending[key]
                     else:
                         pending.attempt += 1
-                        if pending.attempt >= self.max_attempts:
+                        if self.backoff.gives_up(pending.attempt):
                             self.failed += 1
                             log.error(
                                 "giving up on status of %s after %d tries", key, pending.attempt
                             )
                             del self._pending[key]
                         else:
-                            delay = min(
-                                self.backoff_max_s,
-                                self.backoff_initial_s * 2 ** (pending.attempt - 1),
-                            )
+                            delay = self.backoff.delay(pending.attempt, hint_s)
                             heapq.heappush(self._due, (time.monotonic() + delay, version, key))
                             self.retries += 1
                             if self.on_retry is not None:

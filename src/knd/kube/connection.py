@@ -177,15 +177,16 @@ class ApiConnection:
                 headers["Authorization"] = value
         started = time.monotonic()
         status = 0
+        retry_after: float | None = None
         try:
-            status, reason, data = self._exchange(
+            status, reason, data, retry_after = self._exchange(
                 method, target, payload, headers, timeout_s or self.timeout_s
             )
         finally:
             if self.observer is not None:
                 self.observer(method, status, time.monotonic() - started)
         if not 200 <= status <= 299:
-            raise for_status(status, _status_message(data, reason), f"{method} {path}")
+            raise for_status(status, _status_message(data, reason), f"{method} {path}", retry_after)
         if not data:
             return {}
         try:
@@ -201,7 +202,7 @@ class ApiConnection:
         payload: bytes | None,
         headers: dict[str, str],
         timeout_s: float,
-    ) -> tuple[int, str, bytes]:
+    ) -> tuple[int, str, bytes, float | None]:
         for attempt in (1, 2):
             conn, reused = self._connection(timeout_s)
             try:
@@ -210,7 +211,7 @@ class ApiConnection:
                 data = resp.read()
                 if resp.will_close:
                     self._drop_connection()
-                return resp.status, resp.reason, data
+                return resp.status, resp.reason, data, _retry_after(resp.getheader("Retry-After"))
             except _STALE_CONNECTION as exc:
                 self._drop_connection()
                 if reused and attempt == 1:
@@ -226,6 +227,18 @@ class ApiConnection:
                     0, f"API server {self.server} unreachable: {exc}", f"{method} {target}"
                 ) from exc
         raise AssertionError("unreachable")
+
+
+#: A server's Retry-After longer than this is treated as this (a hostile or broken header must
+#: not park a writer for hours).
+MAX_RETRY_AFTER_S = 300.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta-seconds form; an HTTP date is ignored)."""
+    if value is None or not value.strip().isdigit() or len(value.strip()) > 6:
+        return None
+    return min(float(value.strip()), MAX_RETRY_AFTER_S)
 
 
 class _SniConnection(http.client.HTTPSConnection):
