@@ -50,8 +50,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pyroute2 import IPRoute
-
 from knd.driver.events import NETWORK_ATTACH_FAILED, RDMA_ATTACH_FAILED, EventSink, ObjectRef
 from knd.driver.leases import LeaseKeeper, Tracked, release_in_netns
 from knd.driver.metrics import DriverMetrics
@@ -64,6 +62,7 @@ from knd.netns.attach import Attached, attach
 from knd.netns.detach import Detached, detach
 from knd.netns.errors import AttachError, NetnsError
 from knd.netns.plan import AttachPlan
+from knd.netns.rawlink import LinkSocket
 from knd.nri.errors import HookError
 from knd.nri.types import ContainerAdjust, ContainerInfo, DeviceNode, PodInfo
 
@@ -103,8 +102,11 @@ def attach_pause_from_env(environ: Mapping[str, str] | None = None) -> tuple[str
 
 
 def _host_links() -> set[str]:
-    with IPRoute() as ipr:
-        return {str(link.get("ifname")) for link in ipr.get_links()}
+    lsock = LinkSocket()
+    try:
+        return {link.name for link in lsock.links()}
+    finally:
+        lsock.close()
 
 
 @dataclass
