@@ -21,6 +21,7 @@ and `networkData` {interfaceName, ips (CIDR), hardwareAddress}, within the API's
 
 from __future__ import annotations
 
+import enum
 import heapq
 import logging
 import threading
@@ -123,6 +124,12 @@ class _Pending:
     uid: str | None = None
 
 
+class _Outcome(enum.Enum):
+    OK = "ok"
+    PERMANENT = "permanent"
+    FAILED = "failed"
+
+
 #: A writer's policy when none is given: 0.2 s doubling to 10 s, 8 tries (the daemon passes
 #: `RetryPolicies.status`).
 DEFAULT_BACKOFF = Backoff(0.2, 10.0, attempts=8)
@@ -206,67 +213,80 @@ class StatusWriter:
             self._cond.notify()
         return True
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
+    def _next(self) -> tuple[int, str, _Pending, list[dict[str, Any]]] | None:
+        """Wait for the next due apply (None when stopping); skips superseded entries."""
+        with self._cond:
+            while True:
                 while not self._stop:
                     now = time.monotonic()
                     if self._due and self._due[0][0] <= now:
                         break
                     self._cond.wait(self._due[0][0] - now if self._due else None)
                 if self._stop:
-                    return
+                    return None
                 _, version, key = heapq.heappop(self._due)
                 pending = self._pending.get(key)
-                if pending is None or pending.version != version:
-                    continue  # superseded
-                body = list(pending.entries.values())
-                self._busy += 1
-            ok = permanent = False
-            hint_s: float | None = None
-            try:
-                if pending.uid:
-                    self.applier.apply_devices(
-                        pending.namespace, pending.name, body, self.driver, uid=pending.uid
-                    )
-                else:
-                    self.applier.apply_devices(pending.namespace, pending.name, body, self.driver)
-                ok = True
-            except PermanentError as exc:
-                permanent = True
-                log.error("status apply for %s refused, not retried: %s", key, exc)
-            except TransientError as exc:
-                hint_s = exc.retry_after_s
-                log.warning("status apply for %s failed: %s", key, exc)
-            except Exception as exc:
-                log.warning("status apply for %s failed: %s", key, exc)
+                if pending is not None and pending.version == version:
+                    self._busy += 1
+                    return version, key, pending, list(pending.entries.values())
+
+    def _apply(
+        self, key: str, pending: _Pending, body: list[dict[str, Any]]
+    ) -> tuple[_Outcome, float | None]:
+        """One apply: succeeded, refused for good, or failed (with the server's delay)."""
+        try:
+            if pending.uid:
+                self.applier.apply_devices(
+                    pending.namespace, pending.name, body, self.driver, uid=pending.uid
+                )
+            else:
+                self.applier.apply_devices(pending.namespace, pending.name, body, self.driver)
+        except PermanentError as exc:
+            log.error("status apply for %s refused, not retried: %s", key, exc)
+            return _Outcome.PERMANENT, None
+        except TransientError as exc:
+            log.warning("status apply for %s failed: %s", key, exc)
+            return _Outcome.FAILED, exc.retry_after_s
+        except Exception as exc:
+            log.warning("status apply for %s failed: %s", key, exc)
+            return _Outcome.FAILED, None
+        return _Outcome.OK, None
+
+    def _retry_or_give_up(
+        self, key: str, pending: _Pending, version: int, hint: float | None
+    ) -> None:
+        """After a failed apply (lock held): schedule the next try, or drop the claim."""
+        pending.attempt += 1
+        if self.backoff.gives_up(pending.attempt):
+            self.failed += 1
+            log.error("giving up on status of %s after %d tries", key, pending.attempt)
+            del self._pending[key]
+            return
+        delay = self.backoff.delay(pending.attempt, hint)
+        heapq.heappush(self._due, (time.monotonic() + delay, version, key))
+        self.retries += 1
+        if self.on_retry is not None:
+            self.on_retry()
+
+    def _run(self) -> None:
+        while (due := self._next()) is not None:
+            version, key, pending, body = due
+            outcome, hint = self._apply(key, pending, body)
             with self._cond:
                 self._busy -= 1
                 current = self._pending.get(key)
                 if current is pending and pending.version == version:
-                    if ok:
+                    if outcome is _Outcome.OK:
                         self.applied += 1
                         if not pending.forgotten:
                             self._applied[key] = pending.entries
                         del self._pending[key]
-                    elif permanent:
+                    elif outcome is _Outcome.PERMANENT:
                         self.failed += 1
                         del self._pending[key]
                     else:
-                        pending.attempt += 1
-                        if self.backoff.gives_up(pending.attempt):
-                            self.failed += 1
-                            log.error(
-                                "giving up on status of %s after %d tries", key, pending.attempt
-                            )
-                            del self._pending[key]
-                        else:
-                            delay = self.backoff.delay(pending.attempt, hint_s)
-                            heapq.heappush(self._due, (time.monotonic() + delay, version, key))
-                            self.retries += 1
-                            if self.on_retry is not None:
-                                self.on_retry()
-                elif ok:
+                        self._retry_or_give_up(key, pending, version, hint)
+                elif outcome is _Outcome.OK:
                     self.applied += 1
                 self._cond.notify_all()
 
