@@ -431,7 +431,7 @@ def test_rbac_is_enough_and_no_more(clean: Lab) -> None:
     claim = lab.api.get("ResourceClaim", c, "default")
     assert claim is not None
     result = claim["status"]["allocation"]["devices"]["results"][0]
-    forged = {
+    forged: dict[str, Any] = {
         "driver": "gpu.nvidia.com",
         "pool": result["pool"],
         "device": result["device"],
@@ -449,7 +449,7 @@ def test_admission_policy_confines_knd_to_its_own_nodes_slices(lab: Lab) -> None
     token (bound to this node) publishes this node's slices (above) but cannot create one
     for another node, while the admin can."""
     other = uniq("other-node")
-    forged = {
+    forged: dict[str, Any] = {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceSlice",
         "metadata": {"name": uniq("forged-slice")},

@@ -90,7 +90,7 @@ def test_plan_carries_the_binding_and_it_round_trips() -> None:
 
 
 def test_renews_at_t1_unicast_and_restarts_the_timers_on_ack() -> None:
-    clock, counted = Clock(1049), []
+    clock, counted = Clock(1049), list[str]()
     server = FakeServer(DhcpLease(address="10.33.0.55/24", server="10.33.0.1", lease_time=200))
     k = keeper(server, clock, counted)
     assert k.track("pod-1", "/run/netns/p1", [dhcp_plan()]) == 1
@@ -107,7 +107,7 @@ def test_renews_at_t1_unicast_and_restarts_the_timers_on_ack() -> None:
 
 
 def test_no_answer_retries_then_rebinds_after_t2_then_reports_expiry() -> None:
-    clock, counted = Clock(1050), []
+    clock, counted = Clock(1050), list[str]()
     server = FakeServer(DhcpError("timed out"), DhcpError("timed out"), DhcpError("timed out"))
     k = keeper(server, clock, counted)
     k.track("pod-1", "/run/netns/p1", [dhcp_plan()])
@@ -127,7 +127,7 @@ def test_no_answer_retries_then_rebinds_after_t2_then_reports_expiry() -> None:
 
 
 def test_nak_stops_renewing_and_forget_drops_the_pod() -> None:
-    clock, counted = Clock(1050), []
+    clock, counted = Clock(1050), list[str]()
     k = keeper(FakeServer(DhcpNakError("NAK")), clock, counted)
     k.track("pod-1", "/run/netns/p1", [dhcp_plan("dev-a"), dhcp_plan("dev-b")])
     assert len(k.tracked()) == 2
@@ -144,7 +144,7 @@ def test_nak_stops_renewing_and_forget_drops_the_pod() -> None:
 
 
 def test_observer_hears_a_loss_once_and_the_recovery() -> None:
-    clock, counted = Clock(1101), []  # already past the lease's end (1000 + 100)
+    clock, counted = Clock(1101), list[str]()  # already past the lease's end (1000 + 100)
     heard: list[tuple[str, bool, str]] = []
     server = FakeServer(
         DhcpError("timed out"),

@@ -169,9 +169,8 @@ def pod_events(draw: st.DrawFn) -> tuple[str, bytes, str]:
     elif method == "Synchronize":
         payload = nri_pb2.SynchronizeRequest(pods=[pod]).SerializeToString()
     else:
-        payload = nri_pb2.StateChangeEvent(
-            event=draw(st.integers(0, 16)), pod=pod
-        ).SerializeToString()
+        event = nri_pb2.Event.ValueType(draw(st.integers(0, 16)))
+        payload = nri_pb2.StateChangeEvent(event=event, pod=pod).SerializeToString()
     if draw(st.booleans()):
         data = bytearray(payload)
         for _ in range(draw(st.integers(1, 4))):

@@ -71,11 +71,12 @@ def pyroute2_value(name: str) -> int | None:
         value = getattr(source, name, None)
         if isinstance(value, int):
             return value
+    table: dict[str, int] = {}
     if name.startswith("RTN_"):
-        return rtnl.rt_type.get(name[4:].lower())
-    if name.startswith("RTPROT_"):
-        return rtnl.rt_proto.get(name[7:].lower())
-    return None
+        table = rtnl.rt_type
+    elif name.startswith("RTPROT_"):
+        table = rtnl.rt_proto
+    return table.get(name.partition("_")[2].lower())
 
 
 def _constants(module: types.ModuleType) -> dict[str, int]:

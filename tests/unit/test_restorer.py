@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from knd.api.claims import ResourceClaim
 from knd.api.config import decode
 from knd.driver.errors import ClaimNotFoundError, TransientError
 from knd.driver.hooks import NetworkHooks
@@ -313,7 +314,9 @@ def test_reconcile_survives_a_raising_restorer(store: StateStore, tmp_path: Path
     store.record_attach(POD, NETNS)
 
     class Exploding(Restorer):
-        def restore_vanished(self, pod_uid: str, pairs: object) -> list[Detached]:  # type: ignore[override]
+        def restore_vanished(
+            self, pod_uid: str, pairs: Sequence[tuple[PlanRecord, AttachPlan]]
+        ) -> list[Detached]:
             raise RuntimeError("netlink socket exploded")
 
     reports = Reports()
@@ -346,7 +349,7 @@ class Claims:
     def __init__(self, live: dict[str, str], down: set[str]) -> None:
         self.live, self.down = live, down
 
-    def get(self, namespace: str, name: str) -> dict[str, object]:
+    def get(self, namespace: str, name: str) -> ResourceClaim:
         if name in self.down:
             raise TransientError("connection refused")
         if name not in self.live:

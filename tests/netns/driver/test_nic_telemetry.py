@@ -37,7 +37,9 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
         s.close()
 
 
-def _scrape(registry: CollectorRegistry) -> dict[tuple[str, ...], dict[tuple[str, str], float]]:
+def _scrape(
+    registry: CollectorRegistry,
+) -> dict[tuple[str, str, str, str, str], dict[tuple[str, str], float]]:
     return parse_sample(generate_latest(registry).decode())
 
 

@@ -192,7 +192,12 @@ class _Blocked:
         self.calls: list[tuple[str, list[dict[str, Any]]]] = []
 
     def apply_devices(
-        self, namespace: str, name: str, devices: list[dict[str, Any]], manager: str
+        self,
+        namespace: str,
+        name: str,
+        devices: list[dict[str, Any]],
+        manager: str,
+        uid: str | None = None,
     ) -> None:
         self.release.wait(10)
         self.calls.append((name, devices))
