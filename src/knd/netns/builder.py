@@ -2,10 +2,10 @@
 
 Runs at prepare time (45 s budget, no OS access here): `build_plan(device, pod_uid, config,
 host_state, rdma_mode=..., lease=...)`. The config must satisfy the rule book
-(`knd.api.validation.validate`, which `finalize` already ran; a config that does not is refused
-here with the same field paths): the builder only normalises values through `knd.api.rules`
-and never re-states a bound, so what `knd config validate` accepts builds a plan for any device
-that exists and offers the ethtool names asked for.
+(`knd.api.validation.validate`; a config that does not is refused here with the same field
+paths, unless the caller says it ran `finalize` already): the builder only normalises values
+through `knd.api.rules` and never re-states a bound, so what `knd config validate` accepts
+builds a plan for any device that exists and offers the ethtool names asked for.
 
 Host data fills what the config leaves empty, as DraNet does: the host's global addresses are
 copied when none are configured (or the DHCP lease is used), host routes of every table, the
@@ -159,7 +159,10 @@ def plan_routes(
     """Configured (and DHCP) routes first, then the host's, de-duplicated by (destination,
     table) keeping the first; every route in the VRF's table with a VRF; link scope first.
     A host route's preferred source is dropped unless the pod has that address."""
-    pod_ips = {book.canonical_ip(a.partition("/")[0]) for a in addresses}
+    # Addresses, destinations and neighbours are all in one spelling here (configured ones were
+    # canonicalised above, the host's come from the kernel), so the rule book's identities
+    # (`route_key`, `neighbor_key`) reduce to plain equality: no second parse on this path.
+    pod_ips = {a.partition("/")[0] for a in addresses}
     from_host = [
         r if r.source is None or r.source in pod_ips else dataclasses.replace(r, source=None)
         for r in host_routes
@@ -170,7 +173,7 @@ def plan_routes(
     if vrf is not None:
         candidates = [dataclasses.replace(r, table=vrf.table) for r in candidates]
     for r in candidates:
-        key = book.route_key(r.destination, r.table)
+        key = (r.destination, r.table)  # == book.route_key(...) for canonical destinations
         if key not in seen:
             seen.add(key)
             routes.append(r)
@@ -214,8 +217,8 @@ def plan_neighbors(
         Neighbor(book.canonical_ip(nc.destination or ""), _mac(nc.hardware_addr or ""))
         for nc in configured
     ]
-    seen = {book.neighbor_key(n.destination) for n in neighbors}
-    neighbors += [n for n in host_neighbors if book.neighbor_key(n.destination) not in seen]
+    seen = {n.destination for n in neighbors}  # canonical: == book.neighbor_key(...)
+    neighbors += [n for n in host_neighbors if n.destination not in seen]
     return tuple(neighbors)
 
 
@@ -282,11 +285,16 @@ def build_plan(
     *,
     rdma_mode: str = "shared",
     lease: DhcpLease | None = None,
+    validated: bool = False,
 ) -> AttachPlan:
-    """The fully resolved plan for one (pod, device). Raises PlanError naming the problem."""
+    """The fully resolved plan for one (pod, device). Raises PlanError naming the problem.
+
+    `validated=True` says the caller already ran the rule book on `config` (prepare's
+    `knd.api.check.finalize` does): validating again would cost about as much as the build."""
     if rdma_mode not in RDMA_MODES:
         raise PlanError(f"unknown RDMA netns mode {rdma_mode!r}")
-    _refuse(validate(config), "invalid config: ")
+    if not validated:
+        _refuse(validate(config), "invalid config: ")
     rdma = plan_rdma(host_state, rdma_mode)
     host = host_state.host
     if host is None:
