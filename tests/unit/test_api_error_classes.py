@@ -7,16 +7,17 @@ the policy's delay, or the server's Retry-After when that is longer.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import pytest
 
-from knd.driver.claim_api import _claim_error
-from knd.driver.errors import PermanentError, TransientError
+from knd.driver.claim_api import KubeClaimApi, _claim_error
+from knd.driver.errors import ClaimNotFoundError, PermanentError, TransientError
 from knd.driver.retry import Backoff, RetryPolicies
 from knd.driver.status_writer import Condition, DeviceStatus, StatusWriter
-from knd.kube.connection import _retry_after
+from knd.kube.connection import ApiConnection, HttpRequest, HttpResponse, _retry_after
 from knd.kube.errors import (
     Action,
     ApiError,
@@ -150,3 +151,52 @@ def test_status_writer_retries_a_503_until_it_succeeds() -> None:
         assert writer.failed == 0
     finally:
         writer.close()
+
+
+class _Handler:
+    """A 20-line API server: answers from a dict of claims and a script of status writes."""
+
+    def __init__(self, claims: dict[str, dict[str, Any]], writes: list[HttpResponse]) -> None:
+        self.claims, self.writes = claims, writes
+        self.seen: list[HttpRequest] = []
+
+    def __call__(self, req: HttpRequest) -> HttpResponse:
+        self.seen.append(req)
+        name = req.target.split("?")[0].split("/")[7]
+        if req.method == "GET":
+            if name not in self.claims:
+                body = {"kind": "Status", "reason": "NotFound", "message": f"{name} not found"}
+                return HttpResponse(404, "Not Found", json.dumps(body).encode())
+            return HttpResponse(200, "OK", json.dumps(self.claims[name]).encode())
+        return self.writes.pop(0)
+
+
+def test_the_claim_api_over_a_transport_callable() -> None:
+    """ApiConnection's transport is a plain callable: no API server, no socket."""
+    stored = {"metadata": {"name": "c", "namespace": "ns", "uid": "u1"}, "extra": {"kept": 1}}
+    invalid = {"kind": "Status", "message": "status.devices[0].data: Invalid value"}
+    handler = _Handler(
+        {"c": stored},
+        [
+            HttpResponse(422, "Unprocessable Entity", json.dumps(invalid).encode()),
+            HttpResponse(503, "Service Unavailable", b"{}", retry_after="7"),
+            HttpResponse(200, "OK", b"{}"),
+        ],
+    )
+    statuses: list[int] = []
+    conn = ApiConnection("http://api.test", transport=handler)
+    conn.observer = lambda _m, status, _s: statuses.append(status)
+    api = KubeClaimApi(conn, component="dra.net")
+    assert api.get("ns", "c") == stored  # the server's JSON, untouched
+    with pytest.raises(ClaimNotFoundError):
+        api.get("ns", "gone")
+    with pytest.raises(PermanentError, match="Invalid value"):
+        api.apply_devices("ns", "c", [], "dra.net", uid="u1")
+    with pytest.raises(TransientError) as busy:
+        api.apply_devices("ns", "c", [], "dra.net", uid="u1")
+    assert busy.value.retry_after_s == 7.0
+    api.apply_devices("ns", "c", [], "dra.net", uid="u1")
+    assert statuses == [200, 404, 422, 503, 200]
+    patch = handler.seen[-1]
+    assert patch.method == "PATCH" and "fieldManager=dra.net" in patch.target
+    assert json.loads(patch.body or b"")["metadata"]["uid"] == "u1"
