@@ -28,7 +28,8 @@ from pyroute2 import IPRoute
 
 from knd.api.names import interface_device_name
 from knd.driver.claim_api import KubeClaimApi
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullLeases
+from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.prepare import PrepareEngine
 from knd.driver.retry import Backoff
@@ -89,7 +90,7 @@ def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     dra.start()
     kubelet = KubeletEmulator(kroot).start()
     kubelet.wait_registered(DRIVER)
-    hooks = NetworkHooks(store=store, status=status)
+    hooks = NetworkHooks(store=store, status=status, metrics=DriverMetrics(), leases=NullLeases())
     cfg = PluginConfig(
         socket_path=runtime["nri_socket"],
         name="dra.net",

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from knd.api.config import decode
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullStatus
 from knd.driver.leases import LeaseKeeper
+from knd.driver.metrics import DriverMetrics
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.attach import Attached
 from knd.netns.builder import build_plan
@@ -239,8 +240,8 @@ def test_hooks_keep_leases_of_attached_pods_and_drop_them_on_stop(store: StateSt
     status = FakeStatus()
     k = keeper(FakeServer(DhcpNakError("NAK")), Clock(1050), [])
     h = NetworkHooks(
-        store=store, status=status, attach_fn=rec.attach, detach_fn=rec.detach,  # type: ignore[arg-type]
-        leases=k, host_links=set,
+        store=store, status=status, metrics=DriverMetrics(), attach_fn=rec.attach,
+        detach_fn=rec.detach, leases=k, host_links=set,
     )  # fmt: skip
     k.set_observer(h.report_lease)
     pod = PodInfo(id="sb1", uid="pod-1", name="p1", namespace="ns", netns="/run/netns/cni-1")
@@ -261,7 +262,8 @@ def test_hooks_keep_leases_of_attached_pods_and_drop_them_on_stop(store: StateSt
     # a restarted daemon finds the pod attached at Synchronize: the lease is kept again
     restarted = keeper(FakeServer(), Clock(0), [])
     h2 = NetworkHooks(
-        store=store, status=None, attach_fn=rec.attach, detach_fn=rec.detach,
+        store=store, status=NullStatus(), metrics=DriverMetrics(), attach_fn=rec.attach,
+        detach_fn=rec.detach,
         leases=restarted, host_links=set, netns_exists=lambda _p: True,
     )  # fmt: skip
     h2.synchronize([pod], [])

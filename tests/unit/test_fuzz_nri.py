@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from knd._proto import nri_pb2
 from knd.api.config import decode
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
+from knd.driver.metrics import DriverMetrics
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.attach import Attached
 from knd.netns.builder import build_plan
@@ -135,7 +136,9 @@ def real_hooks(
     fake = FakeNetns()
     hooks = NetworkHooks(
         store=store,
-        status=None,
+        status=NullStatus(),
+        metrics=DriverMetrics(),
+        leases=NullLeases(),
         attach_fn=fake.attach,
         detach_fn=fake.detach,
         host_links=lambda: {"eth1"},

@@ -21,7 +21,7 @@ import pytest
 from knd.api.claims import ResourceClaim
 from knd.api.config import decode
 from knd.driver.errors import ClaimNotFoundError, TransientError
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
 from knd.driver.metrics import DriverMetrics
 from knd.driver.prepare import PrepareEngine
 from knd.driver.reconcile import RECONCILE_FAILED_REASON, rebuild_from_records, reconcile
@@ -268,7 +268,9 @@ def test_stop_hook_hands_failures_to_the_restorer(store: StateStore, tmp_path: P
     prepare(store, records, plans)
     store.record_attach(POD, NETNS)
     restorer, metrics = restorer_for(store, records, kernel, reports)
-    hooks = NetworkHooks(store=store, status=None, metrics=metrics, restorer=restorer)
+    hooks = NetworkHooks(
+        store=store, status=NullStatus(), metrics=metrics, leases=NullLeases(), restorer=restorer
+    )
     kernel.fail["dev-a"] = ["address"]
     try:
         hooks.stop_pod_sandbox(PodInfo(id="sb", uid=POD, name="p1", namespace="ns", netns=None))

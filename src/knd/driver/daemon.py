@@ -28,7 +28,7 @@ from typing import Any
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.events import ClaimEvents, EventSink
 from knd.driver.health import HealthServer, HealthState
-from knd.driver.hooks import NetworkHooks, attach_pause_from_env
+from knd.driver.hooks import NetworkHooks, NullStatus, StatusSink, attach_pause_from_env
 from knd.driver.leases import LeaseKeeper, release_from_host
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
@@ -95,7 +95,7 @@ class Step:
 
 def build_hooks(
     store: StateStore,
-    status: StatusWriter | None,
+    status: StatusSink,
     metrics: DriverMetrics,
     restorer: Restorer,
     *,
@@ -361,7 +361,7 @@ class Daemon:
         assert self.store is not None and self.restorer is not None
         self.hooks, self.leases = build_hooks(
             self.store,
-            self.status,
+            self.status if self.status is not None else NullStatus(),
             self.metrics,
             self.restorer,
             node_addresses=self.node_addresses.cached,
