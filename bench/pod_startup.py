@@ -41,6 +41,7 @@ from knd.driver.netns_plans import NetnsPlanBuilder  # noqa: E402
 from knd.driver.prepare import PrepareEngine  # noqa: E402
 from knd.driver.restore_records import RestoreRecords, records_dir_for  # noqa: E402
 from knd.driver.restorer import Restorer  # noqa: E402
+from knd.driver.retry import STATUS_BACKOFF  # noqa: E402
 from knd.driver.status_writer import StatusWriter  # noqa: E402
 from knd.driver.store import StateStore  # noqa: E402
 from knd.kube.connection import connect_url  # noqa: E402
@@ -67,7 +68,7 @@ class Node:
         self.metrics = DriverMetrics()
         records = RestoreRecords(records_dir_for(self.work / "state.db"))
         self.restorer = Restorer(self.store, records, metrics=self.metrics)
-        self.status = StatusWriter(applier=kube, driver=DRIVER, max_attempts=64)
+        self.status = StatusWriter(applier=kube, driver=DRIVER, backoff=STATUS_BACKOFF)
         engine = PrepareEngine(
             driver=DRIVER,
             store=self.store,

@@ -392,7 +392,7 @@ def test_rbac_is_enough_and_no_more(clean: Lab) -> None:
     claim = lab.api.get("ResourceClaim", c, "default")
     assert claim is not None
     result = claim["status"]["allocation"]["devices"]["results"][0]
-    forged = {
+    forged: dict[str, Any] = {
         "driver": "gpu.nvidia.com",
         "pool": result["pool"],
         "device": result["device"],
@@ -410,7 +410,7 @@ def test_admission_policy_confines_knd_to_its_own_nodes_slices(lab: Lab) -> None
     token (bound to this node) publishes this node's slices (above) but cannot create one
     for another node, while the admin can."""
     other = uniq("other-node")
-    forged = {
+    forged: dict[str, Any] = {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceSlice",
         "metadata": {"name": uniq("forged-slice")},
@@ -585,7 +585,7 @@ def test_explain_verdict_equals_the_real_scheduler(
         path = source
     else:
         path = tmp_path / f"{scenario}.yaml"
-        path.write_text(source)
+        path.write_text(str(source))
     buf = io.StringIO()
     with redirect_stdout(buf):
         rc = knd_main(["explain", str(path), "--lab", "--lab-state-dir", str(lab.cfg.state_dir)])

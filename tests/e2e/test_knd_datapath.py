@@ -28,9 +28,11 @@ from pyroute2 import IPRoute
 
 from knd.api.names import interface_device_name
 from knd.driver.claim_api import KubeClaimApi
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullLeases
+from knd.driver.metrics import DriverMetrics
 from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.prepare import PrepareEngine
+from knd.driver.retry import Backoff
 from knd.driver.status_writer import StatusWriter
 from knd.driver.store import StateStore
 from knd.kube.connection import connect_url
@@ -75,7 +77,7 @@ def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     api = ApiServerEmulator().start()
     store = StateStore(tmp / "state" / "knd.db")
     kube = KubeClaimApi(connect_url(api.url), component=DRIVER, host=POOL)
-    status = StatusWriter(applier=kube, driver=DRIVER, backoff_initial_s=0.05)
+    status = StatusWriter(applier=kube, driver=DRIVER, backoff=Backoff(0.05, 10.0, attempts=8))
     sysfs = tmp / "sys"
     sysfs.mkdir()
     builder = NetnsPlanBuilder(sysfs_root=str(sysfs), dev_root=str(tmp / "dev"))
@@ -88,7 +90,7 @@ def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     dra.start()
     kubelet = KubeletEmulator(kroot).start()
     kubelet.wait_registered(DRIVER)
-    hooks = NetworkHooks(store=store, status=status)
+    hooks = NetworkHooks(store=store, status=status, metrics=DriverMetrics(), leases=NullLeases())
     cfg = PluginConfig(
         socket_path=runtime["nri_socket"],
         name="dra.net",

@@ -54,6 +54,12 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
+def must(obj: dict[str, Any] | None) -> dict[str, Any]:
+    """An object the test knows exists (the emulator's `get` answers None when absent)."""
+    assert obj is not None
+    return obj
+
+
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     reason = _skip_reason()
     if reason:
@@ -364,14 +370,14 @@ def test_pod_recreated_on_the_same_nic(clean: Lab) -> None:
     params = {"interface": {"name": "net1", "addresses": ["10.90.0.5/24"]}}
     first = uniq("p")
     p = start(lab, claim(c, params, lab.nic(7)), pod(first, {"nic": c}))
-    device = lab.api.get("ResourceClaim", c, "default")["status"]["allocation"]["devices"][
+    device = must(lab.api.get("ResourceClaim", c, "default"))["status"]["allocation"]["devices"][
         "results"
     ][0]
     lab.api.delete("Pod", first, "default")
     _wait(lambda: lab.nic(7) in _host_nics(lab), 30, "NIC back on the host")
     second = start(lab, pod(uniq("p"), {"nic": c}))
     assert "inet 10.90.0.5/24" in sh(lab, second, "ip", "-o", "addr", "show", "dev", "net1")
-    again = lab.api.get("ResourceClaim", c, "default")["status"]["allocation"]["devices"][
+    again = must(lab.api.get("ResourceClaim", c, "default"))["status"]["allocation"]["devices"][
         "results"
     ][0]
     assert again["device"] == device["device"]
@@ -541,7 +547,7 @@ def test_vrf_through_a_router_pod_or_a_clean_failure(clean: Lab) -> None:
 
     events = _wait(failed, 30, "FailedCreatePodSandBox event")
     assert "vrf" in events[0]["message"].lower(), events[0]["message"]
-    got = lab.api.get("Pod", name, "default")
+    got = must(lab.api.get("Pod", name, "default"))
     assert got["status"]["phase"] == "Pending"
     assert lab.nic(7) in _host_nics(lab), "the NIC went back to the host"
 
@@ -560,7 +566,7 @@ def test_driver_restart_while_a_pod_is_deleted(clean: Lab) -> None:
     lab, c = clean, uniq("restart")
     name = uniq("p")
     start(lab, claim(c, {"interface": {"name": "net1"}}, lab.nic(0)), pod(name, {"nic": c}))
-    claim_uid = lab.api.get("ResourceClaim", c, "default")["metadata"]["uid"]
+    claim_uid = must(lab.api.get("ResourceClaim", c, "default"))["metadata"]["uid"]
     db = lab.cfg.state_dir / "knd.db"
     labmod.stop_driver(lab.cfg)
     lab.api.delete("Pod", name, "default")
@@ -575,7 +581,7 @@ def test_driver_restart_while_a_pod_is_deleted(clean: Lab) -> None:
     finally:
         cri.close()
     time.sleep(1.0)
-    still = lab.api.get("ResourceClaim", c, "default")
+    still = must(lab.api.get("ResourceClaim", c, "default"))
     assert still["status"].get("reservedFor"), "released before knd unprepared it"
     store = StateStore(db)
     try:
@@ -627,7 +633,7 @@ def test_explain_on_the_lab(clean: Lab, tmp_path: Path) -> None:
 
 
 def test_bad_resource_slice_is_rejected(lab: Lab) -> None:
-    bad = {
+    bad: dict[str, Any] = {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceSlice",
         "metadata": {"name": "bad-slice"},
@@ -704,10 +710,12 @@ def test_aligned_allocation_is_always_aligned(clean: Lab) -> None:
         pairs.add(by["gpu"])
     assert len(pairs) == 8
     pending = [
-        n for n in names if lab.api.get("Pod", n, "default")["status"].get("phase") != "Running"
+        n
+        for n in names
+        if must(lab.api.get("Pod", n, "default"))["status"].get("phase") != "Running"
     ]
     assert len(pending) == 1
-    cond = lab.api.get("Pod", pending[0], "default")["status"]["conditions"][0]
+    cond = must(lab.api.get("Pod", pending[0], "default"))["status"]["conditions"][0]
     assert cond["reason"] == "Unschedulable" and "cannot allocate" in cond["message"]
 
 

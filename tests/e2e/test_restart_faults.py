@@ -112,7 +112,9 @@ def _write_table(version: str) -> None:
 
 
 def _alive(node: FaultNode) -> None:
-    assert node.daemon is not None and node.daemon.proc.poll() is None, node.daemon.output()
+    daemon = node.daemon
+    assert daemon is not None
+    assert daemon.proc.poll() is None, daemon.output()
 
 
 def _finish(node: FaultNode, pod: Pod, nic_survives: bool) -> str:
@@ -344,7 +346,8 @@ def test_apiserver_outage_hooks_unaffected_status_and_slices_catch_up(
         late = fnode.new_nic(published=True)  # appears during the outage
         while time.monotonic() - started < outage_s:
             time.sleep(0.5)
-        assert fnode.claim_ready(second) is None or fnode.claim_ready(second)["status"] != "True"
+        ready = fnode.claim_ready(second)
+        assert ready is None or ready["status"] != "True"
         assert daemon.metric("knd_driver_status_write_retries_total") > retries_before
     finally:
         fnode.api.unavailable.clear()
@@ -405,7 +408,12 @@ def test_32_pods_with_nics_started_concurrently(runtime: dict[str, Any], fnode: 
     for t in stoppers:
         t.join(120)
     for pod in pods:
-        assert wait_for(lambda p=pod: host_state(p.nic.host) == HOST_STATE, 10), pod.nic.host
+        host = pod.nic.host
+
+        def home(h: str = host) -> bool:
+            return host_state(h) == HOST_STATE
+
+        assert wait_for(home, 10), host
     resp = fnode.kubelet.unprepare("dra.net", [p.ref for p in pods])
     assert all(resp.claims[p.ref[1]].error == "" for p in pods), resp
     for pod in pods:

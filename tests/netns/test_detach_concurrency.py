@@ -168,13 +168,14 @@ def test_attach_detaches_tcx_programs_that_came_with_the_nic(lab: Lab) -> None:
     pod and reports what it detached."""
     import os
 
+    from knd.host import bpf
     from knd.netns import ebpf
     from knd.netns.nsfd import NetnsWorker, open_netns
     from knd.netns.rtnl import iproute_in, link_index
 
     nic = lab.nic()
     prog = ebpf.load_accept_all_sched_cls()
-    links = [ebpf.tcx_link_create(prog, nic.ifindex, t) for _h, t in ebpf.TCX_HOOKS]
+    links = [ebpf.tcx_link_create(prog, nic.ifindex, t) for _h, t in bpf.TCX_HOOKS]
     try:
         plan = plan_for(nic, {"interface": {"name": "net1", "disableEbpfPrograms": True}})
         _pod, path = lab.netns()
@@ -188,8 +189,8 @@ def test_attach_detaches_tcx_programs_that_came_with_the_nic(lab: Lab) -> None:
                 index = link_index(ipr, "net1")
                 ipr.close()
                 assert index is not None
-                for _hook, attach_type in ebpf.TCX_HOOKS:
-                    assert worker.call(ebpf.tcx_query, index, attach_type) == []
+                for _hook, attach_type in bpf.TCX_HOOKS:
+                    assert worker.call(bpf.tcx_query, index, attach_type) == []
         finally:
             os.close(fd)
     finally:

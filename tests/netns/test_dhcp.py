@@ -152,7 +152,8 @@ def test_stop_pod_sandbox_releases_the_lease_to_dnsmasq(
     the lease at once instead of holding the address for the lease's hour."""
     import json
 
-    from knd.driver.hooks import NetworkHooks
+    from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
+    from knd.driver.metrics import DriverMetrics
     from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
     from knd.nri.types import PodInfo
 
@@ -173,7 +174,9 @@ def test_stop_pod_sandbox_releases_the_lease_to_dnsmasq(
     )
     pod_ns, path = lab.netns()
     sandbox = PodInfo(id="sb", uid="pod-uid", name="p", namespace="ns", netns=path)
-    hooks = NetworkHooks(store=store, status=None)
+    hooks = NetworkHooks(
+        store=store, status=NullStatus(), metrics=DriverMetrics(), leases=NullLeases()
+    )
     try:
         hooks.run_pod_sandbox(sandbox)
         assert plan.pod is not None

@@ -128,7 +128,12 @@ def test_netlink_events_trigger_rescans(netns: str, tmp_path: Path) -> None:
     )
     events = NetlinkEvents(rescanner.request, netns=netns)
     first = threading.Event()
-    rescanner._on_result = lambda r: (first.set(), on_result(r))  # type: ignore[assignment]
+
+    def first_then_on_result(result: ScanResult) -> None:
+        first.set()
+        on_result(result)
+
+    rescanner._on_result = first_then_on_result
     events.start()
     rescanner.start()
     try:

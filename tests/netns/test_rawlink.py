@@ -42,6 +42,7 @@ def test_lookup_address_and_routes_match_iproute2(
 ) -> None:
     pod, nic, sock, _ = pod_nic
     index = sock.index_of(nic.name)
+    assert index is not None
     (info,) = ipj(pod, "link", "show", nic.name)
     assert index == info["ifindex"]
     assert sock.index_of("kn-absent0") is None

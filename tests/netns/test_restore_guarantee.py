@@ -26,6 +26,7 @@ import knd.netns.detach as detach_mod
 from knd.driver.metrics import DriverMetrics
 from knd.driver.restore_records import RestoreRecord, RestoreRecords
 from knd.driver.restorer import Restorer
+from knd.driver.retry import Backoff
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.host.netlink_events import NetlinkEvents
 from knd.netns.attach import attach
@@ -109,9 +110,7 @@ def test_a_fault_at_each_restore_step_is_retried_until_the_host_state_is_complet
         monkeypatch.setattr(detach_mod, "restore_host", faulty)
         monkeypatch.setattr(attach_mod, "restore_host", faulty)
         metrics = DriverMetrics()
-        restorer = Restorer(
-            store, records, metrics=metrics, backoff_initial_s=0.05, backoff_max_s=0.2
-        )
+        restorer = Restorer(store, records, metrics=metrics, backoff=Backoff(0.05, 0.2))
         try:
             first = restorer.return_pod(POD, [(row, plan)], path)
             assert not first[0].home and f"{step}: injected failure" in first[0].errors
@@ -144,7 +143,7 @@ def test_emulated_kernel_handback_after_netns_destroyed_without_stop(
         attach([plan], path)
         store.record_attach(POD, path)
         metrics = DriverMetrics()
-        restorer = Restorer(store, records, metrics=metrics, backoff_initial_s=0.05)
+        restorer = Restorer(store, records, metrics=metrics, backoff=Backoff(0.05, 60.0))
         events = NetlinkEvents(restorer.poke)
         restorer.start()
         events.start()

@@ -10,7 +10,6 @@ import shutil
 import pytest
 
 from knd.api.config import decode
-from knd.driver import netns_plans
 from knd.driver.netns_plans import DeviceLocation, NetnsPlanBuilder
 from knd.netns.ethtool_read import feature_values
 from knd.netns.snapshot import HostSnapshot
@@ -80,7 +79,7 @@ def test_one_snapshot_per_prepare_call(lab: Lab, monkeypatch: pytest.MonkeyPatch
         taken.append(1)
         return real()
 
-    monkeypatch.setattr(netns_plans.HostSnapshot, "take", staticmethod(counting))
+    monkeypatch.setattr(HostSnapshot, "take", staticmethod(counting))
 
     class Locator:
         def locate(self, device: str) -> DeviceLocation:

@@ -150,7 +150,7 @@ def test_too_few_candidates_names_the_request() -> None:
 
 
 def test_all_mode_and_first_available() -> None:
-    claim = {
+    claim: dict[str, Any] = {
         "devices": {
             "requests": [
                 {"name": "nics", "exactly": {"deviceClassName": "dra.net", "allocationMode": "All"}}
@@ -177,7 +177,7 @@ def test_all_mode_and_first_available() -> None:
 
 
 def test_distinct_attribute() -> None:
-    claim = {
+    claim: dict[str, Any] = {
         "devices": {
             "requests": [{"name": "n", "exactly": {"deviceClassName": "dra.net", "count": 2}}],
             "constraints": [{"distinctAttribute": "dra.net/numaNode"}],

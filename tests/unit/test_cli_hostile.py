@@ -179,7 +179,8 @@ def _run_all(cases: list[list[str]], tmp: Path) -> list[dict[str, object]]:
 def test_every_subcommand_is_covered() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {  # type: ignore[union-attr]
+    assert sub.choices is not None
+    assert set(sub.choices) == {
         "config",
         "explain",
         "inventory",
@@ -191,11 +192,17 @@ def test_every_subcommand_is_covered() -> None:
     }  # a new subcommand must be added to _cases
 
 
+def _argv(result: dict[str, object]) -> list[object]:
+    argv = result["argv"]
+    assert isinstance(argv, list)
+    return argv
+
+
 def test_hostile_arguments_and_files_never_end_in_a_traceback(tmp_path: Path) -> None:
     cases = _cases(tmp_path)
     results = _run_all(cases, tmp_path)
     bad = [
-        f"{' '.join(map(str, r['argv']))[:160]} -> {r['code']}: {r['traceback'] or r['stderr']}"
+        f"{' '.join(map(str, _argv(r)))[:160]} -> {r['code']}: {r['traceback'] or r['stderr']}"
         for r in results
         if r["code"] not in (0, 1, 2) or r["traceback"] or "Traceback" in str(r["stderr"])
     ]

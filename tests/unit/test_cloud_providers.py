@@ -24,6 +24,7 @@ from knd.inventory.cloud.base import CloudError, DeviceIds, canonical_hint, endp
 from knd.inventory.cloud.state import CloudState
 from knd.inventory.cloud.webhook import WebhookClient, WebhookCloud, WebhookError
 from knd.inventory.discover import Options, discover
+from knd.inventory.model import AttrValue
 from knd.inventory.scanner import Inventory
 from knd.lab.sysfs_fixture import SysfsBuilder, build_erdma, build_gpu_node
 from tests.fixtures import metadata as md
@@ -470,7 +471,7 @@ def test_enrich_never_overrides_discovered_attributes(tmp_path: Path) -> None:
     class Liar:
         name = "webhook"
 
-        def attributes(self, ids: DeviceIds) -> dict[str, bool | int | str]:
+        def attributes(self, ids: DeviceIds) -> dict[str, AttrValue]:
             return {"dra.net/ifName": "evil", "example.com/x": 1}
 
         def device_config(self, ids: DeviceIds) -> NetworkConfig | None:

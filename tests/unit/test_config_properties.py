@@ -109,7 +109,7 @@ valid_configs = st.fixed_dictionaries(
             optional={
                 "name": ifnames,
                 "addresses": st.lists(ipv4_cidr, max_size=3),
-                "mtu": st.integers(68, 2**31 - 1),
+                "mtu": st.integers(68, 262140),
                 "hardwareAddr": macs,
                 "gsoMaxSize": st.integers(1, 2**31 - 1),
                 "forwarding": st.booleans(),

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from knd.api.config import decode
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullStatus
 from knd.driver.leases import LeaseKeeper
+from knd.driver.metrics import DriverMetrics
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.attach import Attached
 from knd.netns.builder import build_plan
@@ -90,7 +91,7 @@ def test_plan_carries_the_binding_and_it_round_trips() -> None:
 
 
 def test_renews_at_t1_unicast_and_restarts_the_timers_on_ack() -> None:
-    clock, counted = Clock(1049), []
+    clock, counted = Clock(1049), list[str]()
     server = FakeServer(DhcpLease(address="10.33.0.55/24", server="10.33.0.1", lease_time=200))
     k = keeper(server, clock, counted)
     assert k.track("pod-1", "/run/netns/p1", [dhcp_plan()]) == 1
@@ -107,7 +108,7 @@ def test_renews_at_t1_unicast_and_restarts_the_timers_on_ack() -> None:
 
 
 def test_no_answer_retries_then_rebinds_after_t2_then_reports_expiry() -> None:
-    clock, counted = Clock(1050), []
+    clock, counted = Clock(1050), list[str]()
     server = FakeServer(DhcpError("timed out"), DhcpError("timed out"), DhcpError("timed out"))
     k = keeper(server, clock, counted)
     k.track("pod-1", "/run/netns/p1", [dhcp_plan()])
@@ -127,7 +128,7 @@ def test_no_answer_retries_then_rebinds_after_t2_then_reports_expiry() -> None:
 
 
 def test_nak_stops_renewing_and_forget_drops_the_pod() -> None:
-    clock, counted = Clock(1050), []
+    clock, counted = Clock(1050), list[str]()
     k = keeper(FakeServer(DhcpNakError("NAK")), clock, counted)
     k.track("pod-1", "/run/netns/p1", [dhcp_plan("dev-a"), dhcp_plan("dev-b")])
     assert len(k.tracked()) == 2
@@ -144,7 +145,7 @@ def test_nak_stops_renewing_and_forget_drops_the_pod() -> None:
 
 
 def test_observer_hears_a_loss_once_and_the_recovery() -> None:
-    clock, counted = Clock(1101), []  # already past the lease's end (1000 + 100)
+    clock, counted = Clock(1101), list[str]()  # already past the lease's end (1000 + 100)
     heard: list[tuple[str, bool, str]] = []
     server = FakeServer(
         DhcpError("timed out"),
@@ -239,8 +240,8 @@ def test_hooks_keep_leases_of_attached_pods_and_drop_them_on_stop(store: StateSt
     status = FakeStatus()
     k = keeper(FakeServer(DhcpNakError("NAK")), Clock(1050), [])
     h = NetworkHooks(
-        store=store, status=status, attach_fn=rec.attach, detach_fn=rec.detach,  # type: ignore[arg-type]
-        leases=k, host_links=set,
+        store=store, status=status, metrics=DriverMetrics(), attach_fn=rec.attach,
+        detach_fn=rec.detach, leases=k, host_links=set,
     )  # fmt: skip
     k.set_observer(h.report_lease)
     pod = PodInfo(id="sb1", uid="pod-1", name="p1", namespace="ns", netns="/run/netns/cni-1")
@@ -261,7 +262,8 @@ def test_hooks_keep_leases_of_attached_pods_and_drop_them_on_stop(store: StateSt
     # a restarted daemon finds the pod attached at Synchronize: the lease is kept again
     restarted = keeper(FakeServer(), Clock(0), [])
     h2 = NetworkHooks(
-        store=store, status=None, attach_fn=rec.attach, detach_fn=rec.detach,
+        store=store, status=NullStatus(), metrics=DriverMetrics(), attach_fn=rec.attach,
+        detach_fn=rec.detach,
         leases=restarted, host_links=set, netns_exists=lambda _p: True,
     )  # fmt: skip
     h2.synchronize([pod], [])

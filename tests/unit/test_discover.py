@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ SUBSYS_CX6 = "ConnectX-6 VPI adapter card, HDR IB (200Gb/s), single-port QSFP56"
 _TREES: dict[str, Path] = {}
 
 
-def scan(tmp_path: Path, tree: str, ids: PciIds | None = None, **opts: bool) -> Discovery:
+def scan(tmp_path: Path, tree: str, ids: PciIds | None = None, **opts: Any) -> Discovery:
     """Discover over a fixture tree (built once per test session; trees are read-only)."""
     if tree not in _TREES:
         _TREES[tree] = write_tree(tree, tmp_path / tree)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from knd.api.config import decode
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
 from knd.driver.metrics import DriverMetrics
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.attach import Attached
@@ -100,8 +100,9 @@ def hooks(
 ) -> NetworkHooks:
     return NetworkHooks(
         store=store,
-        status=status,  # type: ignore[arg-type]
-        metrics=metrics,
+        status=status if status is not None else NullStatus(),
+        metrics=metrics if metrics is not None else DriverMetrics(),
+        leases=NullLeases(),
         attach_fn=rec.attach,
         detach_fn=rec.detach,
         host_links=lambda: links or set(),

@@ -6,6 +6,8 @@ import pytest
 
 from knd._proto import nri_pb2
 from knd.nri import events as ev
+from knd.nri import routes
+from knd.nri.handler import NullHandler
 from knd.nri.types import ContainerAdjust, DeviceNode, adjustment_to_pb, pod_from_pb
 
 pytestmark = pytest.mark.unit
@@ -33,7 +35,7 @@ def test_nri_version_inference(
 
 def test_mask_is_explicit_and_valid_for_the_runtime() -> None:
     new = frozenset({ev.Event.RUN_POD_SANDBOX, ev.Event.UPDATE_POD_SANDBOX})
-    assert ev.subscription_mask(ev.DEFAULT_EVENTS, (0, 8, 0)) == 0xF
+    assert ev.subscription_mask(routes.DEFAULT_EVENTS, (0, 8, 0)) == 0xF
     assert ev.subscription_mask(new, (0, 10, 0)) == 0x801
     assert ev.subscription_mask(new, (0, 8, 0)) == 0x1  # 0x800 is invalid before v0.10
     assert ev.subscription_mask(new, None) == 0x1  # unknown runtime: conservative
@@ -65,3 +67,35 @@ def test_adjustment_sets_mode_and_optional_ids() -> None:
         False,
     )
     assert adjustment_to_pb(None) == nri_pb2.ContainerAdjustment()
+
+
+def test_one_event_table_drives_subscription_routes_and_failure_policy() -> None:
+    """Subscription, method routes and failure policies all come from routes.EVENT_TABLE."""
+    from knd.nri.plugin import NriPlugin, PluginConfig
+
+    assert {r.event for r in routes.EVENT_TABLE} == routes.DEFAULT_EVENTS
+    assert {r.method for r in routes.EVENT_TABLE} == {
+        "RunPodSandbox",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+        "CreateContainer",
+    }
+    policy = {r.method: r.failure for r in routes.EVENT_TABLE}
+    assert policy["RunPodSandbox"] is routes.Failure.FAIL_RUNTIME
+    assert policy["CreateContainer"] is routes.Failure.FAIL_RUNTIME
+    assert policy["StopPodSandbox"] is routes.Failure.LOG_AND_SUCCEED
+    assert policy["RemovePodSandbox"] is routes.Failure.LOG_AND_SUCCEED
+    # every row is routed by the plugin, and nothing else besides the control methods
+    plugin = NriPlugin(NullHandler(), PluginConfig())
+    assert set(plugin._routes) == {r.method for r in routes.EVENT_TABLE} | {
+        "Configure",
+        "Synchronize",
+        "Shutdown",
+        "StateChange",
+    }
+    # an event without a row cannot be subscribed to (it would never reach a hook)
+    with pytest.raises(ValueError, match="START_CONTAINER"):
+        PluginConfig(events=frozenset({ev.Event.RUN_POD_SANDBOX, ev.Event.START_CONTAINER}))
+    assert PluginConfig(events=frozenset({ev.Event.RUN_POD_SANDBOX})).events == {
+        ev.Event.RUN_POD_SANDBOX
+    }

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from knd._proto import nri_pb2
 from knd.api.config import decode
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
+from knd.driver.metrics import DriverMetrics
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.attach import Attached
 from knd.netns.builder import build_plan
@@ -135,7 +136,9 @@ def real_hooks(
     fake = FakeNetns()
     hooks = NetworkHooks(
         store=store,
-        status=None,
+        status=NullStatus(),
+        metrics=DriverMetrics(),
+        leases=NullLeases(),
         attach_fn=fake.attach,
         detach_fn=fake.detach,
         host_links=lambda: {"eth1"},
@@ -169,9 +172,8 @@ def pod_events(draw: st.DrawFn) -> tuple[str, bytes, str]:
     elif method == "Synchronize":
         payload = nri_pb2.SynchronizeRequest(pods=[pod]).SerializeToString()
     else:
-        payload = nri_pb2.StateChangeEvent(
-            event=draw(st.integers(0, 16)), pod=pod
-        ).SerializeToString()
+        event = nri_pb2.Event.ValueType(draw(st.integers(0, 16)))
+        payload = nri_pb2.StateChangeEvent(event=event, pod=pod).SerializeToString()
     if draw(st.booleans()):
         data = bytearray(payload)
         for _ in range(draw(st.integers(1, 4))):

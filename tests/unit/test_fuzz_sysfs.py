@@ -10,12 +10,15 @@ numbers are within their kernel types.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import given
@@ -210,9 +213,12 @@ def _build(root: Path, secret: Path, entries: list[Entry], escape_dir: bool) -> 
         os.symlink(outside, root / "class" / "net")
 
 
-def _within_deadline(fn: object) -> object:
-    box: list[object] = []
-    t = threading.Thread(target=lambda: box.append(fn()), daemon=True)  # type: ignore[operator]
+T = TypeVar("T")
+
+
+def _within_deadline(fn: Callable[[], T]) -> T:
+    box: list[T] = []
+    t = threading.Thread(target=lambda: box.append(fn()), daemon=True)
     t.start()
     t.join(DEADLINE_S)
     assert box, "sysfs reader hung (a FIFO or device must never be opened for reading)"
@@ -247,12 +253,12 @@ def test_hostile_trees(
         ]
         targets = []
         for name in names:
-            loc = _within_deadline(lambda n=name: locator.locate(n))
+            loc = _within_deadline(functools.partial(locator.locate, name))
             if loc is not None:
                 targets.append(HealthTarget("p", name, loc.ifname, loc.rdma_device))
         for e in entries:
             devs = _within_deadline(
-                lambda e=e: rdma_char_devices(e.name, str(root), str(base / "dev"))
+                functools.partial(rdma_char_devices, e.name, str(root), str(base / "dev"))
             )
             assert isinstance(devs, tuple)
         targets += [HealthTarget("p", "x", e.name, e.name) for e in entries]

@@ -121,10 +121,12 @@ def test_after_a_reboot_a_missing_device_is_reported_not_replayed(tmp_path: Path
     store, records, plan = _stored(tmp_path, host(perm_mac=PERM))
     before = store.all_plans()
     seen: list[tuple[str, str]] = []
+    host_side = plan.host
+    assert host_side is not None
     report = recapture_after_reboot(
         store,
         records,
-        lambda name: dataclasses.replace(plan.host, name=name),  # type: ignore[arg-type]
+        lambda name: dataclasses.replace(host_side, name=name),
         lambda: [LinkFacts(7, "ens1", "02:00:00:00:00:07", perm_mac="0c:42:a1:00:00:02")],
         report=lambda r, reason, _m: seen.append((r.device, reason)),
     )

@@ -68,7 +68,8 @@ def _handler(rec: Recorder) -> type[BaseHTTPRequestHandler]:
             if isinstance(self.connection, ssl.SSLSocket):
                 cert = self.connection.getpeercert()
                 if cert:
-                    cn = dict(x[0] for x in cert["subject"]).get("commonName")
+                    subject: Any = cert["subject"]
+                    cn = dict(x[0] for x in subject).get("commonName")
             rec.seen.append(Seen(self.command, self.path, dict(self.headers), body, cn))
             status, answer = rec.answers.pop(0) if rec.answers else (200, {"ok": True})
             data = json.dumps(answer).encode()

@@ -70,7 +70,7 @@ class FakeCri:
         if self.fail_sandbox:
             import grpc
 
-            class Err(grpc.RpcError):
+            class Err(grpc.RpcError):  # type: ignore[misc]  # grpc ships no type hints
                 def details(self) -> str:
                     return "attach failed"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -244,7 +246,7 @@ def test_json_roundtrip_and_strictness() -> None:
     assert AttachPlan.from_json(text) == plan
     assert json.loads(text)["pod"]["name"] == "eth99"
     data = json.loads(text)
-    for mutate in (
+    mutations: tuple[Callable[[dict[str, Any]], object], ...] = (
         lambda d: d["pod"].update(name="a/b"),
         lambda d: d["pod"].update(mtu=True),
         lambda d: d["pod"]["vrf"].update(table=254),
@@ -253,7 +255,8 @@ def test_json_roundtrip_and_strictness() -> None:
         lambda d: d["pod"].update(routes=[{"destination": "not-a-cidr"}]),
         lambda d: d.pop("pod_uid"),
         lambda d: d.update(extra=1),
-    ):
+    )
+    for mutate in mutations:
         bad = json.loads(text)
         mutate(bad)
         with pytest.raises(PlanError):

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from knd.driver.daemon import Daemon, publish_backoff_s
+from knd.driver.daemon import Daemon
 from knd.driver.options import parse
+from knd.driver.retry import RetryPolicies
 from knd.inventory.model import Device, Discovery
 from knd.inventory.scanner import ScanResult
 from knd.kube.connection import connect_url
@@ -25,7 +26,8 @@ def server() -> Iterator[ApiServerEmulator]:
 
 
 def test_backoff_steps() -> None:
-    assert [publish_backoff_s(n) for n in range(1, 6)] == [5, 10, 20, 20, 20]
+    publish = RetryPolicies().publish
+    assert [publish.delay(n) for n in range(1, 6)] == [5, 10, 20, 20, 20]
 
 
 def test_missing_node_logs_one_line_per_step(

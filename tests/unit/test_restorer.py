@@ -18,14 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from knd.api.claims import ResourceClaim
 from knd.api.config import decode
 from knd.driver.errors import ClaimNotFoundError, TransientError
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
 from knd.driver.metrics import DriverMetrics
 from knd.driver.prepare import PrepareEngine
 from knd.driver.reconcile import RECONCILE_FAILED_REASON, rebuild_from_records, reconcile
 from knd.driver.restore_records import RestoreRecord, RestoreRecords
 from knd.driver.restorer import HANDED_BACK_REASON, RESTORE_FAILED_REASON, Restorer
+from knd.driver.retry import Backoff
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.kubelet.types import ClaimRef
 from knd.netns.builder import build_plan
@@ -120,7 +122,7 @@ def restorer_for(
     store: StateStore, records: RestoreRecords, kernel: Kernel, reports: Reports, **kw: object
 ) -> tuple[Restorer, DriverMetrics]:
     metrics = DriverMetrics()
-    options: dict[str, object] = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, **kw}
+    options: dict[str, object] = {"backoff": Backoff(0.01, 0.05), **kw}
     r = Restorer(
         store,
         records,
@@ -266,7 +268,9 @@ def test_stop_hook_hands_failures_to_the_restorer(store: StateStore, tmp_path: P
     prepare(store, records, plans)
     store.record_attach(POD, NETNS)
     restorer, metrics = restorer_for(store, records, kernel, reports)
-    hooks = NetworkHooks(store=store, status=None, metrics=metrics, restorer=restorer)
+    hooks = NetworkHooks(
+        store=store, status=NullStatus(), metrics=metrics, leases=NullLeases(), restorer=restorer
+    )
     kernel.fail["dev-a"] = ["address"]
     try:
         hooks.stop_pod_sandbox(PodInfo(id="sb", uid=POD, name="p1", namespace="ns", netns=None))
@@ -312,7 +316,9 @@ def test_reconcile_survives_a_raising_restorer(store: StateStore, tmp_path: Path
     store.record_attach(POD, NETNS)
 
     class Exploding(Restorer):
-        def restore_vanished(self, pod_uid: str, pairs: object) -> list[Detached]:  # type: ignore[override]
+        def restore_vanished(
+            self, pod_uid: str, pairs: Sequence[tuple[PlanRecord, AttachPlan]]
+        ) -> list[Detached]:
             raise RuntimeError("netlink socket exploded")
 
     reports = Reports()
@@ -345,7 +351,7 @@ class Claims:
     def __init__(self, live: dict[str, str], down: set[str]) -> None:
         self.live, self.down = live, down
 
-    def get(self, namespace: str, name: str) -> dict[str, object]:
+    def get(self, namespace: str, name: str) -> ResourceClaim:
         if name in self.down:
             raise TransientError("connection refused")
         if name not in self.live:
@@ -398,9 +404,7 @@ def test_a_restart_never_resurrects_a_claim_unprepared_while_its_device_was_away
     kernel, reports = Kernel(), Reports()
     prepare(store, records, {"dev-a": make_plan("dev-a", "eth1", "02:00:00:00:00:0a")})
     store.record_attach(POD, NETNS)
-    restorer, _ = restorer_for(
-        store, records, kernel, reports, backoff_initial_s=60.0, backoff_max_s=60.0
-    )
+    restorer, _ = restorer_for(store, records, kernel, reports, backoff=Backoff(60.0, 60.0))
     engine = PrepareEngine(
         driver="dra.net", store=store, reader=None, events=None,  # type: ignore[arg-type]
         records=records, restorer=restorer,

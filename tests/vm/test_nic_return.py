@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from knd.netns.errors import AttachError
 
 from .conftest import Namespaces, PlanFn, VNic, ipj, sh
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "interface": {"name": "eth9", "addresses": ["192.0.2.30/24"], "mtu": 1400},
     "routes": [{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}],
 }
@@ -79,7 +80,8 @@ def _wait_for_link(name: str, timeout: float = 30.0) -> dict[str, object]:
         found = [lk for lk in ipj(None, "link") if lk["ifname"] == name]
         if found or time.monotonic() > deadline:
             assert found, f"{name} did not come back to the host"
-            return found[0]
+            link: dict[str, object] = found[0]
+            return link
         time.sleep(0.2)
 
 

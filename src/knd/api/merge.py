@@ -9,7 +9,9 @@ Merge of two configs (`merge_configs(base, override)`):
 * scalars and nested objects field by field: the override's value wins when it is set;
 * `ethtool.features` / `ethtool.privateFlags`: key by key, override wins;
 * lists are concatenated, then de-duplicated: `interface.addresses` by address value,
-  `routes` by (destination, table), `neighbors` by destination, `rules` by their whole value.
+  `routes` by (destination network, table), `neighbors` by destination, `rules` by their whole
+  value; table 0 and unset both mean main. The identity of an entry is the rule book's
+  (`knd.api.rules.route_key` etc.), the one the plan builder uses against host data.
   A duplicate from the override replaces the earlier entry in place (order is kept stable).
 
 DraNet instead uses the first valid config and ignores the rest, so a DeviceClass config
@@ -18,13 +20,14 @@ silently shadows a claim config; knd deliberately does not copy that.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from knd.api import rules
+from knd.api.claims import DeviceConfig
 from knd.api.config import NetworkConfig, decode
 from knd.api.errors import ConfigError, FieldError
 
@@ -35,24 +38,6 @@ SOURCE_PROVIDER = "Provider"
 SOURCE_CLASS = "FromClass"
 SOURCE_CLAIM = "FromClaim"
 _SOURCE_RANK = {SOURCE_PROVIDER: 0, SOURCE_CLASS: 1, SOURCE_CLAIM: 2}
-
-
-def _canonical_cidr(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return str(ipaddress.ip_interface(value))
-    except ValueError:
-        return value
-
-
-def _canonical_ip(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return value
 
 
 def _merge_list(base: list[T], override: list[T], key: Callable[[T], Hashable]) -> list[T]:
@@ -70,10 +55,10 @@ def _merge_list(base: list[T], override: list[T], key: Callable[[T], Hashable]) 
 
 def _list_key(field: str) -> Callable[[Any], Hashable] | None:
     keys: dict[str, Callable[[Any], Hashable]] = {
-        "addresses": _canonical_cidr,
-        "routes": lambda r: (_canonical_cidr(r.destination), r.table or 0),
-        "neighbors": lambda n: _canonical_ip(n.destination),
-        "rules": lambda r: (r.priority, r.source, r.destination, r.table),
+        "addresses": rules.address_key,
+        "routes": lambda r: rules.route_key(r.destination or "", r.table),
+        "neighbors": lambda n: rules.neighbor_key(n.destination or ""),
+        "rules": lambda r: rules.rule_key(r.priority, r.source, r.destination, r.table),
     }
     return keys.get(field)
 
@@ -121,7 +106,7 @@ class ConfigEntry:
     index: int = 0
 
     @classmethod
-    def from_api(cls, obj: Mapping[str, Any], index: int = 0) -> ConfigEntry:
+    def from_api(cls, obj: DeviceConfig, index: int = 0) -> ConfigEntry:
         """Build from the API's JSON form: {source, requests, opaque: {driver, parameters}}."""
         opaque = obj.get("opaque") or {}
         return cls(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from knd.api.config import NetworkConfig
+from knd.api.config import IpRangeConfig, NetworkConfig, SubInterfaceConfig
 from knd.api.errors import FieldError
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
@@ -44,10 +44,7 @@ def default_mode(kind: str) -> str:
     return "bridge" if kind == "macvlan" else "l2"
 
 
-def problems(cfg: NetworkConfig) -> list[FieldError]:
-    sub = cfg.sub_interface
-    if sub is None:
-        return []
+def _kind_problems(sub: SubInterfaceConfig) -> list[FieldError]:
     errors: list[FieldError] = []
     if sub.type not in TYPES:
         errors.append(FieldError("subInterface.type", f"must be one of {', '.join(TYPES)}"))
@@ -61,37 +58,54 @@ def problems(cfg: NetworkConfig) -> list[FieldError]:
             errors.append(
                 FieldError("subInterface.flag", f"must be one of {', '.join(IPVLAN_FLAGS)}")
             )
-    ranges = sub.ip_ranges or []
-    if len(ranges) > MAX_RANGES:
-        errors.append(FieldError("subInterface.ipRanges", f"at most {MAX_RANGES} ranges"))
-    for i, r in enumerate(ranges[:MAX_RANGES]):
-        path = f"subInterface.ipRanges[{i}]"
-        try:
-            net = ipaddress.ip_network(r.subnet or "", strict=True)
-        except ValueError as exc:
-            errors.append(FieldError(f"{path}.subnet", f"must be a CIDR network: {exc}"))
+    return errors
+
+
+def _range_problems(path: str, r: IpRangeConfig) -> list[FieldError]:
+    try:
+        net = ipaddress.ip_network(r.subnet or "", strict=True)
+    except ValueError as exc:
+        return [FieldError(f"{path}.subnet", f"must be a CIDR network: {exc}")]
+    errors: list[FieldError] = []
+    bounds = []
+    for name, value in (("start", r.start), ("end", r.end)):
+        if value is None:
             continue
-        bounds = []
-        for name, value in (("start", r.start), ("end", r.end)):
-            if value is None:
-                continue
-            try:
-                addr = ipaddress.ip_address(value)
-            except ValueError:
-                errors.append(FieldError(f"{path}.{name}", "must be an IP address"))
-                continue
-            if addr not in net:
-                errors.append(FieldError(f"{path}.{name}", f"must be inside {net}"))
-            else:
-                bounds.append(addr)
-        if r.start and r.end and len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
-            errors.append(FieldError(path, "start must not be after end"))
-    iface = cfg.interface
-    if iface is not None:
-        data = iface.model_dump(by_alias=True, exclude_none=True)
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            errors.append(FieldError(f"{path}.{name}", "must be an IP address"))
+            continue
+        if addr not in net:
+            errors.append(FieldError(f"{path}.{name}", f"must be inside {net}"))
+        else:
+            bounds.append(addr)
+    if r.start and r.end and len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
+        errors.append(FieldError(path, "start must not be after end"))
+    return errors
+
+
+def _device_property_problems(cfg: NetworkConfig) -> list[FieldError]:
+    """The device's own properties cannot be set through a child."""
+    errors: list[FieldError] = []
+    if cfg.interface is not None:
+        data = cfg.interface.model_dump(by_alias=True, exclude_none=True)
         for field in _FORBIDDEN:
             if field in data and data[field] not in (False, "", []):
                 errors.append(FieldError(f"interface.{field}", "not supported with subInterface"))
     if cfg.ethtool is not None and (cfg.ethtool.features or cfg.ethtool.private_flags):
         errors.append(FieldError("ethtool", "not supported with subInterface"))
     return errors
+
+
+def problems(cfg: NetworkConfig) -> list[FieldError]:
+    sub = cfg.sub_interface
+    if sub is None:
+        return []
+    errors = _kind_problems(sub)
+    ranges = sub.ip_ranges or []
+    if len(ranges) > MAX_RANGES:
+        errors.append(FieldError("subInterface.ipRanges", f"at most {MAX_RANGES} ranges"))
+    for i, r in enumerate(ranges[:MAX_RANGES]):
+        errors += _range_problems(f"subInterface.ipRanges[{i}]", r)
+    return errors + _device_property_problems(cfg)

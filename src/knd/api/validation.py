@@ -8,21 +8,22 @@ Hardening beyond DraNet (pkg/apis/validation.go):
   `/proc/sys/net/ipv{4,6}/conf/<name>/...` path components, so when set they must be 1-15 bytes
   of ASCII letters, digits, '-', '_', '.' and not '.' or '..' (DraNet allows any Unicode letter);
 * every integer must fit the kernel type it ends up in, without wrapping (tables are uint32,
-  MTU and GSO/GRO sizes int32/uint32, route scope uint8, ...);
+  GSO/GRO sizes int32, route scope uint8, ...), and an MTU is at most 262,140;
 * VRF names are required to be valid interface names, not merely non-empty;
 * no string anywhere in the config (keys included) may hold a control character: every pattern
   is applied with `fullmatch` (a `$` anchor lets a trailing newline through), and strings that
   no pattern covers (an IPv6 zone, a profile name) are checked for control characters.
+
+Every bound, allowed value and name rule comes from the rule book `knd.api.rules`, which the
+merge and the plan builder use too; this module only walks the config and names the paths.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import unicodedata
 from collections.abc import Iterator
 
-from knd.api import subinterface
+from knd.api import rules, subinterface
 from knd.api.config import (
     EthtoolConfig,
     InterfaceConfig,
@@ -33,97 +34,31 @@ from knd.api.config import (
     VrfConfig,
 )
 from knd.api.errors import FieldError
-
-MIN_MTU = 68
-MAX_INTERFACE_NAME_LEN = 15
-INT32_MAX = 2**31 - 1
-UINT32_MAX = 2**32 - 1
-RT_SCOPE_UNIVERSE = 0
-RT_SCOPE_LINK = 253
-RESERVED_TABLES = frozenset({253, 254, 255})
-MAX_RULE_PRIORITY = 32767
-ARP_IGNORE_VALUES = (0, 1, 2, 3, 8)
-ARP_ANNOUNCE_MAX = 2
-#: ethtool feature / private-flag names become genetlink string attributes; the kernel's own
-#: names are short ASCII words (ETH_GSTRING_LEN is 32 bytes including the NUL).
-MAX_ETHTOOL_NAME_LEN = 31
-
-_IFNAME = re.compile(r"[A-Za-z0-9_.\-]+")
-_ETHTOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
-_MAC = re.compile(
-    r"(?:[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2})+"
-    r"|[0-9A-Fa-f]{4}(?:\.[0-9A-Fa-f]{4})+)"
+from knd.api.rules import (
+    interface_name_problem,
+    is_valid_interface_name,
+    parse_cidr,
+    parse_ip,
+    parse_mac,
 )
+
 #: Unicode "Cc" (C0/C1 controls, DEL) and "Cf" (format: bidi overrides, zero-width joiners).
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cf"})
-_MAC_LENGTHS = (6, 8, 20)  # EUI-48, EUI-64, 20-octet IP over InfiniBand link-layer address
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def interface_name_problem(name: str) -> str | None:
-    """Why `name` is not an acceptable interface name, or None when it is.
-
-    The empty string is not checked here (it means "keep the host name" where allowed).
-    """
-    raw = name.encode("utf-8", errors="replace")
-    if len(raw) > MAX_INTERFACE_NAME_LEN:
-        return f"name {name!r} exceeds maximum length of {MAX_INTERFACE_NAME_LEN} bytes"
-    if name in (".", ".."):
-        return f"name {name!r} cannot be '.' or '..'"
-    if not _IFNAME.fullmatch(name) or not name.isascii():
-        return (
-            f"name {name!r} may only contain ASCII letters, digits, '-', '_' and '.' "
-            "(it becomes a netlink attribute and a /proc/sys path component)"
-        )
-    return None
+__all__ = [
+    "interface_name_problem",
+    "is_valid_interface_name",
+    "parse_cidr",
+    "parse_ip",
+    "parse_mac",
+    "validate",
+    "validate_rdma_only",
+]
 
 
-def is_valid_interface_name(name: str) -> bool:
-    """True when `name` is a non-empty, safe interface name."""
-    return bool(name) and interface_name_problem(name) is None
-
-
-def parse_mac(value: str) -> bytes | None:
-    """Parse a hardware address as Go's net.ParseMAC does (':' '-' or '.' forms, 6/8/20
-    octets); None when invalid."""
-    if not _MAC.fullmatch(value):
-        return None
-    digits = re.sub(r"[:.\-]", "", value)
-    raw = bytes.fromhex(digits)
-    return raw if len(raw) in _MAC_LENGTHS else None
-
-
-def parse_cidr(value: str) -> tuple[IPAddress, IPNetwork] | None:
-    """Parse `ip/prefix` (host bits allowed, as Go's net.ParseCIDR); None when invalid."""
-    if "/" not in value:
-        return None
-    try:
-        iface = ipaddress.ip_interface(value)
-    except ValueError:
-        return None
-    addr_part, _, prefix = value.partition("/")
-    if not prefix.isdigit() or prefix != str(int(prefix)) or "%" in addr_part:
-        return None
-    return iface.ip, iface.network
-
-
-def parse_ip(value: str) -> IPAddress | None:
-    """Parse a bare IP address (no zone, no prefix); None when invalid."""
-    if "%" in value:
-        return None
-    try:
-        return ipaddress.ip_address(value)
-    except ValueError:
-        return None
-
-
-def _int_range(
-    path: str, value: int | None, low: int, high: int, what: str
-) -> Iterator[FieldError]:
-    if value is not None and not low <= value <= high:
-        yield FieldError(path, f"must be {what} ({low}..{high}), got {value}")
+def _problem(path: str, problem: str | None) -> Iterator[FieldError]:
+    if problem is not None:
+        yield FieldError(path, problem)
 
 
 def _validate_name(path: str, name: str | None, required: bool = False) -> Iterator[FieldError]:
@@ -138,13 +73,7 @@ def _validate_name(path: str, name: str | None, required: bool = False) -> Itera
 
 def _validate_vrf(path: str, vrf: VrfConfig) -> Iterator[FieldError]:
     yield from _validate_name(f"{path}.name", vrf.name, required=True)
-    if vrf.table is not None:
-        if not 0 < vrf.table <= UINT32_MAX:
-            yield FieldError(
-                f"{path}.table", f"must be a positive integer up to {UINT32_MAX}, got {vrf.table}"
-            )
-        elif vrf.table in RESERVED_TABLES:
-            yield FieldError(f"{path}.table", f"cannot use reserved table ID {vrf.table}")
+    yield from _problem(f"{path}.table", rules.vrf_table_problem(vrf.table))
 
 
 def _validate_interface(path: str, iface: InterfaceConfig) -> Iterator[FieldError]:
@@ -154,7 +83,7 @@ def _validate_interface(path: str, iface: InterfaceConfig) -> Iterator[FieldErro
             yield FieldError(f"{path}.addresses[{i}]", f"invalid IP CIDR {addr!r}")
     if iface.dhcp and iface.addresses:
         yield FieldError(f"{path}.dhcp", "dhcp and addresses are mutually exclusive")
-    yield from _int_range(f"{path}.mtu", iface.mtu, MIN_MTU, INT32_MAX, "an MTU")
+    yield from _problem(f"{path}.mtu", rules.mtu_problem(iface.mtu))
     if iface.hardware_addr is not None and parse_mac(iface.hardware_addr) is None:
         yield FieldError(
             f"{path}.hardwareAddr", f"invalid hardware address {iface.hardware_addr!r}"
@@ -165,18 +94,11 @@ def _validate_interface(path: str, iface: InterfaceConfig) -> Iterator[FieldErro
         ("gsoIPv4MaxSize", iface.gso_ipv4_max_size),
         ("groIPv4MaxSize", iface.gro_ipv4_max_size),
     ):
-        yield from _int_range(f"{path}.{field}", value, 1, INT32_MAX, "a positive size")
-    if iface.arp_ignore is not None and iface.arp_ignore not in ARP_IGNORE_VALUES:
-        yield FieldError(
-            f"{path}.arpIgnore", f"must be one of 0, 1, 2, 3, 8, got {iface.arp_ignore}"
-        )
-    yield from _int_range(f"{path}.arpAnnounce", iface.arp_announce, 0, ARP_ANNOUNCE_MAX, "0-2")
+        yield from _problem(f"{path}.{field}", rules.offload_size_problem(value))
+    yield from _problem(f"{path}.arpIgnore", rules.arp_ignore_problem(iface.arp_ignore))
+    yield from _problem(f"{path}.arpAnnounce", rules.arp_announce_problem(iface.arp_announce))
     if iface.vrf is not None:
         yield from _validate_vrf(f"{path}.vrf", iface.vrf)
-
-
-def _family(ip: IPAddress | None) -> int | None:
-    return None if ip is None else ip.version
 
 
 def _validate_route(path: str, route: RouteConfig) -> Iterator[FieldError]:
@@ -192,8 +114,8 @@ def _validate_route(path: str, route: RouteConfig) -> Iterator[FieldError]:
             )
         else:
             dst_family = parsed[0].version
-    scope = route.scope or RT_SCOPE_UNIVERSE
-    if scope not in (RT_SCOPE_UNIVERSE, RT_SCOPE_LINK):
+    scope = rules.effective_scope(route.scope)
+    if scope not in rules.ROUTE_SCOPES:
         yield FieldError(
             f"{path}.scope",
             f"invalid scope {route.scope}: only universe (0) or link (253) allowed",
@@ -209,14 +131,14 @@ def _validate_route(path: str, route: RouteConfig) -> Iterator[FieldError]:
                 f"{path}.{field}",
                 f"{value!r} must be the same IP family as destination {route.destination!r}",
             )
-    if not route.gateway and scope != RT_SCOPE_LINK:
+    if not route.gateway and scope != rules.RT_SCOPE_LINK:
         yield FieldError(f"{path}.gateway", "must be specified for universe-scope routes")
-    yield from _int_range(f"{path}.table", route.table, 0, UINT32_MAX, "a routing table ID")
+    yield from _problem(f"{path}.table", rules.table_problem(route.table))
 
 
 def _validate_rule(path: str, rule: RuleConfig) -> Iterator[FieldError]:
-    yield from _int_range(f"{path}.priority", rule.priority, 0, MAX_RULE_PRIORITY, "a priority")
-    yield from _int_range(f"{path}.table", rule.table, 0, UINT32_MAX, "a routing table ID")
+    yield from _problem(f"{path}.priority", rules.rule_priority_problem(rule.priority))
+    yield from _problem(f"{path}.table", rules.table_problem(rule.table))
     families: dict[str, int] = {}
     for field, value in (("source", rule.source), ("destination", rule.destination)):
         if not value:
@@ -246,12 +168,7 @@ def _validate_neighbor(path: str, neigh: NeighborConfig) -> Iterator[FieldError]
 def _validate_ethtool(path: str, eth: EthtoolConfig) -> Iterator[FieldError]:
     for field, mapping in (("features", eth.features), ("privateFlags", eth.private_flags)):
         for name in mapping or {}:
-            if not name or len(name) > MAX_ETHTOOL_NAME_LEN or not _ETHTOOL_NAME.fullmatch(name):
-                yield FieldError(
-                    f"{path}.{field}",
-                    f"invalid name {name!r}: 1-{MAX_ETHTOOL_NAME_LEN} ASCII letters, digits, "
-                    "'-', '_' or '.'",
-                )
+            yield from _problem(f"{path}.{field}", rules.ethtool_name_problem(name))
 
 
 def _control_char_errors(path: str, value: object) -> Iterator[FieldError]:

@@ -14,8 +14,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
+from knd.api.claims import ResourceClaim
 from knd.cli.config_cmd import UsageError, load_documents
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.dry_run import DevicePlan, PlanFailedError, plan_claim, plan_steps, report
@@ -44,22 +45,22 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run_plan)
 
 
-def _claim_from_file(path: Path) -> dict[str, Any]:
+def _claim_from_file(path: Path) -> ResourceClaim:
     for doc in load_documents(path):
         if isinstance(doc, dict) and doc.get("kind") == "ResourceClaim":
-            return doc
+            return cast(ResourceClaim, doc)  # the document itself, untouched
     raise UsageError(f"{path}: no ResourceClaim in the file")
 
 
-def _claim_from_api(args: argparse.Namespace, namespace: str, name: str) -> dict[str, Any]:
+def _claim_from_api(args: argparse.Namespace, namespace: str, name: str) -> ResourceClaim:
     try:
         conn = connect(apiserver=args.apiserver, kubeconfig=args.kubeconfig)
-        return dict(KubeClaimApi(conn, component="knd-plan").get(namespace, name))
+        return KubeClaimApi(conn, component="knd-plan").get(namespace, name)
     except (ClaimNotFoundError, TransientError, CredentialsError) as exc:
         raise UsageError(str(exc)) from exc
 
 
-def _print_text(plans: list[DevicePlan], claim: dict[str, Any], out: TextIO) -> None:
+def _print_text(plans: list[DevicePlan], claim: ResourceClaim, out: TextIO) -> None:
     meta = claim.get("metadata") or {}
     print(
         f"claim {meta.get('namespace', '')}/{meta.get('name', '')}: {len(plans)} device(s)",

@@ -5,7 +5,8 @@ implements all three as REST calls over `knd.kube.connection.ApiConnection`: GET
 `resource.k8s.io/v1` resourceclaims, server-side apply of their `status` subresource, POST of
 core/v1 Events.
 Claims are handled as plain JSON dicts exactly as the API server sends them (camelCase keys),
-so no client-model conversion can drop fields.
+so no client-model conversion can drop fields; `Claim` is the partial TypedDict
+`knd.api.claims.ResourceClaim` over that dict, so mypy checks the keys knd reads.
 """
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from knd.driver.errors import ClaimNotFoundError, PermanentError, TransientError
+from knd.api.claims import ResourceClaim
+from knd.driver.errors import ClaimError, ClaimNotFoundError, PermanentError, TransientError
 from knd.kube.connection import APPLY_PATCH_TYPE, ApiConnection, quote
 from knd.kube.errors import ApiError, NotFoundError
 
 log = logging.getLogger(__name__)
 
-Claim = Mapping[str, Any]
+Claim = ResourceClaim
 
 
 class ClaimReader(Protocol):
     def get(self, namespace: str, name: str) -> Claim:
-        """The claim as JSON. Raises ClaimNotFoundError, or TransientError for anything else."""
+        """The claim as JSON. Raises ClaimNotFoundError; PermanentError when the server refused
+        for good (403, ...); TransientError for anything else."""
         ...
 
 
@@ -55,12 +57,12 @@ def _now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _permanent(exc: ApiError) -> bool:
-    """Retrying cannot help: a 4xx other than 409 (conflict) and 429 (throttled), or a 409
-    from a failed uid precondition (the claim was re-created under the same name)."""
-    if exc.status == 409:
-        return "Precondition failed: UID" in exc.message
-    return 400 <= exc.status < 500 and exc.status != 429
+def _claim_error(exc: ApiError, doing: str) -> ClaimError:
+    """The engine's error for a failed call, by the transport's one classification
+    (`ApiError.action`): permanent, or transient with the server's delay."""
+    if exc.permanent:
+        return PermanentError(f"{doing}: {_explain(exc)}")
+    return TransientError(f"{doing}: {exc}", retry_after_s=exc.retry_after_s)
 
 
 RAW_PARAMETERS_QUIRK = (
@@ -96,13 +98,16 @@ class KubeClaimApi:
 
     def get(self, namespace: str, name: str) -> Claim:
         try:
-            return self._conn.request("GET", _claim_path(namespace, name), timeout_s=self.timeout_s)
+            answer = self._conn.request(
+                "GET", _claim_path(namespace, name), timeout_s=self.timeout_s
+            )
+            return cast(ResourceClaim, answer)  # the server's dict itself: nothing converted
         except NotFoundError as exc:
             raise ClaimNotFoundError(
                 f"ResourceClaim {namespace}/{name} not found in the API server"
             ) from exc
         except ApiError as exc:
-            raise TransientError(f"reading ResourceClaim {namespace}/{name}: {exc}") from exc
+            raise _claim_error(exc, f"reading ResourceClaim {namespace}/{name}") from exc
 
     def apply_devices(
         self,
@@ -131,11 +136,7 @@ class KubeClaimApi:
                 timeout_s=self.timeout_s,
             )
         except ApiError as exc:
-            if _permanent(exc):
-                raise PermanentError(
-                    f"applying status of {namespace}/{name}: {_explain(exc)}"
-                ) from exc
-            raise TransientError(f"applying status of {namespace}/{name}: {exc}") from exc
+            raise _claim_error(exc, f"applying status of {namespace}/{name}") from exc
 
     def warning(self, claim: Claim, reason: str, message: str) -> None:
         meta = claim.get("metadata", {})

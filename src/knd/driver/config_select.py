@@ -10,10 +10,8 @@ field and the device, so the user learns about it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from knd.api.check import finalize
+from knd.api.claims import Allocation
 from knd.api.config import NetworkConfig
 from knd.api.errors import ConfigError
 from knd.api.merge import ConfigEntry, merge_configs, resolve_request_config
@@ -28,7 +26,7 @@ def base_request(request: str) -> str:
 
 
 def resolve_config(
-    allocation: Mapping[str, Any],
+    allocation: Allocation,
     driver: str,
     request: str,
     device_label: str,

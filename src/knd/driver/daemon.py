@@ -28,7 +28,7 @@ from typing import Any
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.events import CLAIM_STATUS_REFUSED, ClaimEvents, EventSink, ObjectRef
 from knd.driver.health import HealthServer, HealthState
-from knd.driver.hooks import NetworkHooks, attach_pause_from_env
+from knd.driver.hooks import NetworkHooks, NullStatus, StatusSink, attach_pause_from_env
 from knd.driver.leases import LeaseKeeper, release_from_host
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
@@ -95,7 +95,7 @@ class Step:
 
 def build_hooks(
     store: StateStore,
-    status: StatusWriter | None,
+    status: StatusSink,
     metrics: DriverMetrics,
     restorer: Restorer,
     *,
@@ -231,6 +231,7 @@ class Daemon:
             metrics=self.metrics,
             report=self._report_device,
             held_netns=self.telemetry.take_netns,
+            backoff=self.opts.retry.restore,
         )
 
     def _status_writer(self) -> StatusWriter:
@@ -238,12 +239,10 @@ class Daemon:
         through it before the kubelet plugin starts)."""
         if self.status is None:
             kube = KubeClaimApi(self.api, component=self.opts.driver_name, host=self.opts.node_name)
-            # Retries with backoff capped at 10 s for about ten minutes: an API server outage
-            # delays status, it never loses it while the daemon runs.
             self.status = StatusWriter(
                 applier=kube,
                 driver=self.opts.driver_name,
-                max_attempts=64,
+                backoff=self.opts.retry.status,
                 on_retry=self.metrics.status_write_retries.inc,
                 on_refused=self._status_refused,
             )
@@ -315,8 +314,6 @@ class Daemon:
     def _start_kubelet(self) -> None:
         assert self.store is not None
         kube = KubeClaimApi(self.api, component=self.opts.driver_name, host=self.opts.node_name)
-        # Retries with backoff capped at 10 s for about ten minutes: an API server outage
-        # delays status, it never loses it while the daemon runs.
         self._status_writer()
         engine = PrepareEngine(
             driver=self.opts.driver_name,
@@ -376,7 +373,7 @@ class Daemon:
         assert self.store is not None and self.restorer is not None
         self.hooks, self.leases = build_hooks(
             self.store,
-            self.status,
+            self.status if self.status is not None else NullStatus(),
             self.metrics,
             self.restorer,
             node_addresses=self.node_addresses.cached,
@@ -491,7 +488,7 @@ class Daemon:
                 log.debug("publishing ResourceSlices failed again: %s", exc)
                 return
             self._publish_failures += 1
-            delay = publish_backoff_s(self._publish_failures)
+            delay = self.opts.retry.publish.delay(self._publish_failures)
             self._publish_retry_at = now + delay
             log.warning("publishing ResourceSlices failed: %s; retrying in %.0f s", exc, delay)
             self._rescan.retry_later(delay)
@@ -538,16 +535,6 @@ class Daemon:
         """Start, wait for SIGTERM/SIGINT, shut down gracefully."""
         self.lifecycle.install_signal_handlers()
         self.lifecycle.run()
-
-
-#: Publish retry back-off: 5 s doubling to 20 s. The cap bounds how long slices lag behind an
-#: API server outage once it ends; the log gets one line per step instead of one every 5 s.
-PUBLISH_BACKOFF_S = (5.0, 10.0, 20.0)
-
-
-def publish_backoff_s(failures: int) -> float:
-    """Delay before the next publish after `failures` failed publishes in a row."""
-    return PUBLISH_BACKOFF_S[min(failures, len(PUBLISH_BACKOFF_S)) - 1]
 
 
 class _Rescan:

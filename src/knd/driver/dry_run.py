@@ -30,7 +30,7 @@ from knd.driver.prepare import PrepareEngine
 from knd.driver.store import StateStore
 from knd.kubelet.types import ClaimRef
 from knd.netns.hoststate import DhcpLease
-from knd.netns.plan import SCOPE_LINK, AttachPlan, Route
+from knd.netns.plan import SCOPE_LINK, AttachPlan, HostSide, PodSide, RdmaPlan, Route, Rule
 
 #: The placeholder address of a `interface.dhcp` device in a dry run (RFC 5737 TEST-NET-1);
 #: the report prints "DHCP lease" instead of it.
@@ -125,71 +125,101 @@ def _route(r: Route) -> str:
     return out + f" table {r.table}"
 
 
-def plan_steps(plan: AttachPlan) -> list[tuple[str, str]]:
+Steps = list[tuple[str, str]]
+
+
+def _move_steps(host: HostSide, pod: PodSide) -> Steps:
+    steps: Steps = [("lookup", f"host interface {host.name} (ifindex {host.ifindex})")]
+    if host.up:
+        steps.append(("down", f"set {host.name} down in the host"))
+    changes = [f"name {pod.name}"]
+    if pod.mtu is not None:
+        changes.append(f"mtu {pod.mtu} (host {host.mtu})")
+    if pod.mac is not None:
+        changes.append(f"mac {pod.mac} (host {host.mac})")
+    for size in ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size"):
+        value = getattr(pod, size)
+        if value is not None:
+            changes.append(f"{size} {value}")
+    steps.append(("move", "into the pod netns, " + ", ".join(changes)))
+    return steps
+
+
+def _interface_steps(host: HostSide, pod: PodSide) -> Steps:
+    steps: Steps = [
+        ("sysctl", f"net.{s.family}.conf.{pod.name}.{s.key} = {s.value}") for s in pod.sysctls
+    ]
+    for a in pod.addresses:
+        if pod.dhcp is not None and a == DRY_RUN_LEASE_ADDRESS:
+            steps.append(
+                ("address", f"the DHCP lease's address (DHCP runs on {host.name} at prepare)")
+            )
+        else:
+            steps.append(("address", a))
+    steps.append(("up", f"set {pod.name} up"))
+    for t in pod.features:
+        steps.append(("ethtool", f"feature {t.name} {'on' if t.enable else 'off'}"))
+    for t in pod.private_flags:
+        steps.append(("ethtool", f"private flag {t.name} {'on' if t.enable else 'off'}"))
+    if pod.disable_ebpf:
+        steps.append(("ebpf", "detach the TC and TCX programs of the interface"))
+    if pod.vrf is not None:
+        steps.append(("vrf", f"VRF {pod.vrf.name} table {pod.vrf.table}, enslave {pod.name}"))
+    return steps
+
+
+def _rule(rule: Rule) -> str:
+    sel = " ".join(
+        p
+        for p in (
+            f"from {rule.source}" if rule.source else "",
+            f"to {rule.destination}" if rule.destination else "",
+            f"priority {rule.priority}" if rule.priority is not None else "",
+        )
+        if p
+    )
+    return f"{sel or 'all'} lookup {rule.table} (IPv{rule.family})"
+
+
+def _routing_steps(pod: PodSide) -> Steps:
+    steps: Steps = [("route", _route(r)) for r in pod.routes]
+    steps += [("rule", _rule(rule)) for rule in pod.rules]
+    steps += [
+        ("neighbor", f"{n.destination} lladdr {n.hardware_addr} permanent") for n in pod.neighbors
+    ]
+    return steps
+
+
+def _rdma_steps(rdma: RdmaPlan) -> Steps:
+    steps: Steps = []
+    if rdma.move_link and rdma.link:
+        steps.append(("rdma", f"move RDMA device {rdma.link} into the pod netns"))
+    elif rdma.link:
+        steps.append(("rdma", f"RDMA device {rdma.link} stays shared (shared mode)"))
+    for c in rdma.char_devices:
+        steps.append(("rdma", f"CreateContainer: char device {c.path} ({c.major}:{c.minor})"))
+    return steps
+
+
+def _detach_step(host: HostSide) -> tuple[str, str]:
+    restore = [f"name {host.name}", f"mtu {host.mtu}", f"mac {host.mac}"]
+    if host.addresses:
+        restore.append("addresses " + ", ".join(host.addresses))
+    if host.routes:
+        restore.append(f"{len(host.routes)} route(s)")
+    return ("detach", "back to the host with " + ", ".join(restore))
+
+
+def plan_steps(plan: AttachPlan) -> Steps:
     """(attach step, what it does) for one plan, in the executor's order."""
-    steps: list[tuple[str, str]] = []
+    steps: Steps = []
     host, pod = plan.host, plan.pod
     if host is not None and pod is not None:
-        steps.append(("lookup", f"host interface {host.name} (ifindex {host.ifindex})"))
-        if host.up:
-            steps.append(("down", f"set {host.name} down in the host"))
-        changes = [f"name {pod.name}"]
-        if pod.mtu is not None:
-            changes.append(f"mtu {pod.mtu} (host {host.mtu})")
-        if pod.mac is not None:
-            changes.append(f"mac {pod.mac} (host {host.mac})")
-        for size in ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size"):
-            value = getattr(pod, size)
-            if value is not None:
-                changes.append(f"{size} {value}")
-        steps.append(("move", "into the pod netns, " + ", ".join(changes)))
-        for s in pod.sysctls:
-            steps.append(("sysctl", f"net.{s.family}.conf.{pod.name}.{s.key} = {s.value}"))
-        for a in pod.addresses:
-            if pod.dhcp is not None and a == DRY_RUN_LEASE_ADDRESS:
-                steps.append(
-                    ("address", f"the DHCP lease's address (DHCP runs on {host.name} at prepare)")
-                )
-            else:
-                steps.append(("address", a))
-        steps.append(("up", f"set {pod.name} up"))
-        for t in pod.features:
-            steps.append(("ethtool", f"feature {t.name} {'on' if t.enable else 'off'}"))
-        for t in pod.private_flags:
-            steps.append(("ethtool", f"private flag {t.name} {'on' if t.enable else 'off'}"))
-        if pod.disable_ebpf:
-            steps.append(("ebpf", "detach the TC and TCX programs of the interface"))
-        if pod.vrf is not None:
-            steps.append(("vrf", f"VRF {pod.vrf.name} table {pod.vrf.table}, enslave {pod.name}"))
-        for r in pod.routes:
-            steps.append(("route", _route(r)))
-        for rule in pod.rules:
-            sel = " ".join(
-                p
-                for p in (
-                    f"from {rule.source}" if rule.source else "",
-                    f"to {rule.destination}" if rule.destination else "",
-                    f"priority {rule.priority}" if rule.priority is not None else "",
-                )
-                if p
-            )
-            steps.append(("rule", f"{sel or 'all'} lookup {rule.table} (IPv{rule.family})"))
-        for n in pod.neighbors:
-            steps.append(("neighbor", f"{n.destination} lladdr {n.hardware_addr} permanent"))
+        steps += _move_steps(host, pod) + _interface_steps(host, pod) + _routing_steps(pod)
     if plan.rdma is not None:
-        if plan.rdma.move_link and plan.rdma.link:
-            steps.append(("rdma", f"move RDMA device {plan.rdma.link} into the pod netns"))
-        elif plan.rdma.link:
-            steps.append(("rdma", f"RDMA device {plan.rdma.link} stays shared (shared mode)"))
-        for c in plan.rdma.char_devices:
-            steps.append(("rdma", f"CreateContainer: char device {c.path} ({c.major}:{c.minor})"))
+        steps += _rdma_steps(plan.rdma)
     if host is not None:
-        restore = [f"name {host.name}", f"mtu {host.mtu}", f"mac {host.mac}"]
-        if host.addresses:
-            restore.append("addresses " + ", ".join(host.addresses))
-        if host.routes:
-            restore.append(f"{len(host.routes)} route(s)")
-        steps.append(("detach", "back to the host with " + ", ".join(restore)))
+        steps.append(_detach_step(host))
     return steps
 
 

@@ -49,21 +49,21 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-from pyroute2 import IPRoute
+from typing import Protocol
 
 from knd.driver.events import NETWORK_ATTACH_FAILED, RDMA_ATTACH_FAILED, EventSink, ObjectRef
-from knd.driver.leases import LeaseKeeper, Tracked, release_in_netns
+from knd.driver.leases import Tracked, release_in_netns
 from knd.driver.metrics import DriverMetrics
 from knd.driver.nic_telemetry import NicTelemetry, nics_of
 from knd.driver.numa_cpus import NoOverlapError, narrow
 from knd.driver.restorer import Restorer
-from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
+from knd.driver.status_writer import Condition, DeviceStatus, NetworkData
 from knd.driver.store import PlanRecord, StateStore
 from knd.netns.attach import Attached, attach
 from knd.netns.detach import Detached, detach
 from knd.netns.errors import AttachError, NetnsError
 from knd.netns.plan import AttachPlan
+from knd.netns.rawlink import LinkSocket
 from knd.nri.errors import HookError
 from knd.nri.types import ContainerAdjust, ContainerInfo, DeviceNode, PodInfo
 
@@ -103,8 +103,11 @@ def attach_pause_from_env(environ: Mapping[str, str] | None = None) -> tuple[str
 
 
 def _host_links() -> set[str]:
-    with IPRoute() as ipr:
-        return {str(link.get("ifname")) for link in ipr.get_links()}
+    lsock = LinkSocket()
+    try:
+        return {link.name for link in lsock.links()}
+    finally:
+        lsock.close()
 
 
 @dataclass
@@ -122,20 +125,68 @@ class SyncReport:
     stopped: list[str] = field(default_factory=list)
 
 
+class StatusSink(Protocol):
+    """Where claim device status goes (`StatusWriter`; `NullStatus` when nothing is written)."""
+
+    def submit(
+        self,
+        namespace: str,
+        name: str,
+        devices: Sequence[DeviceStatus],
+        remove: bool = False,
+        uid: str | None = None,
+    ) -> bool: ...
+
+
+class LeaseTracker(Protocol):
+    """Who renews the DHCP leases of attached pods (`LeaseKeeper`; `NullLeases` for none)."""
+
+    def track(self, pod_uid: str, netns: str, plans: Sequence[AttachPlan]) -> int: ...
+
+    def forget(self, pod_uid: str) -> None: ...
+
+
+class NullStatus:
+    """A status sink that writes nothing (a node without an API server to report to, tests)."""
+
+    def submit(
+        self,
+        namespace: str,
+        name: str,
+        devices: Sequence[DeviceStatus],
+        remove: bool = False,
+        uid: str | None = None,
+    ) -> bool:
+        return True
+
+
+class NullLeases:
+    """A lease tracker that renews nothing."""
+
+    def track(self, pod_uid: str, netns: str, plans: Sequence[AttachPlan]) -> int:
+        return 0
+
+    def forget(self, pod_uid: str) -> None:
+        return None
+
+
 class NetworkHooks:
-    """Implements knd.nri.handler.NriHandler over the store, knd.netns and the status writer."""
+    """Implements knd.nri.handler.NriHandler over the store, knd.netns and the status writer.
+
+    `status`, `metrics` and `leases` are required collaborators: a caller without a use for one
+    passes a null object (`NullStatus`, a throwaway `DriverMetrics`, `NullLeases`)."""
 
     def __init__(
         self,
         *,
         store: StateStore,
-        status: StatusWriter | None,
-        metrics: DriverMetrics | None = None,
+        status: StatusSink,
+        metrics: DriverMetrics,
+        leases: LeaseTracker,
         attach_fn: AttachFn = _default_attach,
         detach_fn: DetachFn = detach,
         host_links: Callable[[], set[str]] = _host_links,
         attach_pause: tuple[str, float] | None = None,
-        leases: LeaseKeeper | None = None,
         events: EventSink | None = None,
         release_fn: ReleaseFn = release_in_netns,
         restorer: Restorer | None = None,
@@ -192,8 +243,6 @@ class NetworkHooks:
     def _queue_status(
         self, records: Sequence[PlanRecord], statuses: Sequence[DeviceStatus]
     ) -> None:
-        if self.status is None:
-            return
         by_claim: dict[str, list[DeviceStatus]] = {}
         for record, st in zip(records, statuses, strict=True):
             by_claim.setdefault(record.claim_uid, []).append(st)
@@ -232,9 +281,8 @@ class NetworkHooks:
                 attached = self.attach_fn(plans, pod.netns)
                 self.restorer.note_attached(pod.uid, records)
         except AttachError as exc:
-            if self.metrics is not None:
-                self.metrics.attach_failures.labels(exc.step).inc()
-                self.metrics.rollbacks.inc()
+            self.metrics.attach_failures.labels(exc.step).inc()
+            self.metrics.rollbacks.inc()
             self._attach_event(pod, exc.device, exc, rdma=exc.step == "rdma")
             message = f"{who}: {exc}"
             if note:
@@ -242,15 +290,13 @@ class NetworkHooks:
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, INTERNAL) from exc
         except NetnsError as exc:
-            if self.metrics is not None:
-                self.metrics.attach_failures.labels("open").inc()
+            self.metrics.attach_failures.labels("open").inc()
             self._attach_event(pod, ", ".join(p.device for p in plans), exc, rdma=False)
             message = f"{who}: {exc}" if not note else f"{who}: {note}; attaching failed: {exc}"
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, INTERNAL) from exc
         self.store.record_attach(pod.uid, pod.netns, note=note or None)
-        if self.leases is not None:
-            self.leases.track(pod.uid, pod.netns, plans)
+        self.leases.track(pod.uid, pod.netns, plans)
         self._track_telemetry(pod, pod.netns, pairs)
         by_device = {a.device: a for a in attached}
         self._queue_status(records, [_ready(r, p, by_device.get(r.device), note) for r, p in pairs])
@@ -346,8 +392,7 @@ class NetworkHooks:
             return
         if not pairs:
             return
-        if self.leases is not None:
-            self.leases.forget(pod.uid)
+        self.leases.forget(pod.uid)
         if self.telemetry is not None:
             self.telemetry.forget(pod.uid)
         netns = pod.netns
@@ -359,8 +404,7 @@ class NetworkHooks:
         results = self.restorer.return_pod(pod.uid, pairs, netns)
         for result in results:
             if result.errors:
-                if self.metrics is not None:
-                    self.metrics.detach_failures.labels(result.outcome).inc()
+                self.metrics.detach_failures.labels(result.outcome).inc()
                 log.error(
                     "detach of %s for pod %s/%s: %s",
                     result.device,
@@ -382,8 +426,7 @@ class NetworkHooks:
 
     def remove_pod_sandbox(self, pod: PodInfo) -> None:
         """Forget the sandbox's netns (plans stay until NodeUnprepareResources)."""
-        if self.leases is not None:
-            self.leases.forget(pod.uid)
+        self.leases.forget(pod.uid)
         if self.telemetry is not None:
             self.telemetry.forget(pod.uid)
         if self.store.pod(pod.uid) is not None:
@@ -430,7 +473,7 @@ class NetworkHooks:
                 # Attached by an earlier knd: re-assert the claim status from the plans (a
                 # status write lost with a killed daemon catches up; SSA makes it idempotent),
                 # and keep renewing its DHCP leases.
-                if self.leases is not None and record is not None and record.netns:
+                if record is not None and record.netns:
                     self.leases.track(pod.uid, record.netns, [p for _, p in pairs])
                 if record is not None and record.netns:
                     self._track_telemetry(pod, record.netns, pairs)
@@ -497,8 +540,7 @@ class NetworkHooks:
         self.telemetry.track(pod.uid, pod.namespace, pod.name, netns, nics_of(entries))
 
     def _count_heal(self, result: str) -> None:
-        if self.metrics is not None:
-            self.metrics.sync_heals.labels(result).inc()
+        self.metrics.sync_heals.labels(result).inc()
 
     def _plans_quiet(self, pod: PodInfo) -> list[tuple[PlanRecord, AttachPlan]]:
         try:

@@ -245,7 +245,13 @@ class NetnsPlanBuilder:
                 plan = self._child_plan(device_name, pod_uid, claim_uid, config, state)
             else:
                 plan = build_plan(
-                    device_name, pod_uid, config, state, rdma_mode=self.rdma_mode, lease=lease
+                    device_name,
+                    pod_uid,
+                    config,
+                    state,
+                    rdma_mode=self.rdma_mode,
+                    lease=lease,
+                    validated=True,  # the engine's config_select.resolve_config finalized it
                 )
         except NetnsError as exc:
             raise ClaimError(
@@ -325,6 +331,7 @@ class NetnsPlanBuilder:
             config,
             dataclasses.replace(state, host=parent),
             rdma_mode="shared",  # the parent and its RDMA device stay in the host
+            validated=True,
         )
         child = dataclasses.replace(
             plan, sub=SubInterface(sub.type, sub.mode or default_mode(sub.type), sub.flag)

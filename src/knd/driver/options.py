@@ -14,11 +14,13 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from knd.api.attributes import DEFAULT_DRIVER_NAME
 from knd.api.limits import check_driver_name
 from knd.driver import goflags
 from knd.driver.goflags import FeatureGates
+from knd.driver.retry import RetryPolicies
 
 DEFAULT_FILTER = 'device.attributes["dra.net"].type != "veth"'
 
@@ -52,6 +54,8 @@ class DaemonOptions:
     webhook_url: str = ""
     ipam_ranges: str = ""
     ipam_configmap: str = ""
+    #: Retry delays of status writes, restores and publishing (data, not flags).
+    retry: RetryPolicies = field(default_factory=RetryPolicies)
 
 
 class OptionsError(ValueError):
@@ -281,7 +285,16 @@ def validate(opts: DaemonOptions) -> None:
 PROFILE_PROVIDERS = ("cloud", "webhook", "local", "none")
 
 
-def _provider_values(values: Mapping[str, object]) -> dict[str, str]:
+class _ProviderValues(TypedDict):
+    cloud_provider_hint: str
+    cloud_metadata_endpoint: str
+    profile_provider: str
+    webhook_url: str
+    ipam_ranges: str
+    ipam_configmap: str
+
+
+def _provider_values(values: Mapping[str, object]) -> _ProviderValues:
     return {
         "cloud_provider_hint": str(values["cloud_provider_hint"]).strip(),
         "cloud_metadata_endpoint": str(values["cloud_metadata_endpoint"]).strip(),

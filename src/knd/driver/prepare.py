@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from knd.api.claims import Allocation, Consumer, DeviceResult
 from knd.api.config import NetworkConfig
 from knd.api.merge import merge_configs
 from knd.driver import config_select
@@ -204,7 +205,7 @@ class PrepareEngine:
             self._release_local(ref.uid, self._allocated(claim))
         return plans
 
-    def _check(self, ref: ClaimRef, claim: Claim) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    def _check(self, ref: ClaimRef, claim: Claim) -> tuple[Allocation, Consumer]:
         meta = claim.get("metadata") or {}
         uid = meta.get("uid", "")
         if uid != ref.uid:
@@ -275,7 +276,7 @@ class PrepareEngine:
         self._release(holder.uid)
         return False
 
-    def _our_results(self, allocation: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    def _our_results(self, allocation: Allocation) -> list[DeviceResult]:
         return [
             r
             for r in ((allocation.get("devices") or {}).get("results") or [])
@@ -288,7 +289,7 @@ class PrepareEngine:
         claim: Claim,
         resolved_profiles: list[tuple[str, str]],
         check_owner: bool = True,
-    ) -> tuple[Mapping[str, Any], str, list[PlanRecord], list[PreparedDevice]]:
+    ) -> tuple[Consumer, str, list[PlanRecord], list[PreparedDevice]]:
         """Check the claim and build one plan per device of ours (no store writes). Profiles
         resolved on the way are appended to `resolved_profiles` (the caller releases them).
         `check_owner=False` skips the check against other claims in the store, which may
@@ -375,7 +376,7 @@ class PrepareEngine:
             raise
         return result
 
-    def _allocated(self, claim: Claim) -> list[Mapping[str, Any]]:
+    def _allocated(self, claim: Claim) -> list[DeviceResult]:
         """Our allocation results of `claim` (what a failed prepare may have allocated for)."""
         allocation = (claim.get("status") or {}).get("allocation") or {}
         return self._our_results(allocation) if isinstance(allocation, Mapping) else []
@@ -448,7 +449,7 @@ class PrepareEngine:
         except ClaimError as exc:
             raise ClaimError(f"device {label}: {exc}") from exc
 
-    def _release_local(self, claim_uid: str, results: Sequence[Mapping[str, Any]]) -> None:
+    def _release_local(self, claim_uid: str, results: Sequence[DeviceResult]) -> None:
         """A failed prepare: free what the plan builder allocated for the claim's devices."""
         if self.on_ipam_release is None or self.store.claim(claim_uid) is not None:
             return

@@ -210,6 +210,19 @@ def recapture_after_reboot(
     return out
 
 
+def _parsed(
+    pod_uid: str, records: list[PlanRecord], error: Callable[[str, list[PlanRecord]], None]
+) -> list[tuple[PlanRecord, AttachPlan]]:
+    """The records whose plan decodes; each other one is reported through `error`."""
+    pairs: list[tuple[PlanRecord, AttachPlan]] = []
+    for record in records:
+        try:
+            pairs.append((record, parse_plan(record)))
+        except NetnsError as exc:
+            error(f"pod {pod_uid}: device {record.device}: unusable plan: {exc}", [record])
+    return pairs
+
+
 def reconcile(
     store: StateStore,
     restorer: Restorer,
@@ -247,12 +260,7 @@ def reconcile(
             if pod is None or not pod.netns or netns_exists(pod.netns):
                 continue
             records = store.plans_for_pod(pod_uid)
-            pairs: list[tuple[PlanRecord, AttachPlan]] = []
-            for record in records:
-                try:
-                    pairs.append((record, parse_plan(record)))
-                except NetnsError as exc:
-                    error(f"pod {pod_uid}: device {record.device}: unusable plan: {exc}", [record])
+            pairs = _parsed(pod_uid, records, error)
             for result in restorer.restore_vanished(pod_uid, pairs):
                 out.restored.append(f"{result.device}: {result.outcome}")
                 if not result.home:

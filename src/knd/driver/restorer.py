@@ -9,8 +9,9 @@ Paths (docs/operations.md, "Bringing devices home"):
   hands a physical NIC back to the host under its pod-side name or `devN`; the device is
   recognised by identity (permanent MAC / PCI address, else MAC and one of those names) and
   restored under its host name;
-* a failed restore of any path is retried with exponential backoff (`backoff_initial_s`
-  doubling to `backoff_max_s`, forever: a NIC is never given up on) on the restorer's thread;
+* a failed restore of any path is retried after the `backoff` policy's delay
+  (`knd.driver.retry`: 1 s doubling to 60 s, forever: a NIC is never given up on) on the
+  restorer's thread;
 * daemon restart (`sweep`): devices of pods whose netns vanished while knd was down.
 One lock serialises every move of this restorer with the NRI attach (`lock`), so a device is
 never restored while an attach or detach of it runs.
@@ -35,9 +36,11 @@ from dataclasses import dataclass
 
 from knd.driver.metrics import DriverMetrics
 from knd.driver.restore_records import RestoreRecords
+from knd.driver.retry import RESTORE_BACKOFF, Backoff
 from knd.driver.store import PlanRecord, StateStore
 from knd.netns.detach import Detached, detach
 from knd.netns.errors import NetnsError
+from knd.netns.nsfd import held_netns_path, is_held_netns_path
 from knd.netns.plan import AttachPlan
 from knd.netns.rawlink import LinkFacts, LinkSocket
 from knd.netns.restore import match_link
@@ -62,10 +65,6 @@ class _Away:
     due: float = 0.0
     last_error: str = ""
     released: bool = False  # the claim is unprepared: drop the pending-restore record once home
-
-
-#: A netns reached through an fd the restorer holds for one call (/proc/self/fd/N).
-HELD_NETNS_PREFIX = "/proc/self/fd/"
 
 
 def _host_links() -> list[LinkFacts]:
@@ -106,8 +105,7 @@ class Restorer:
         detach_fn: DetachFn = detach,
         metrics: DriverMetrics | None = None,
         report: ReportFn | None = None,
-        backoff_initial_s: float = 1.0,
-        backoff_max_s: float = 60.0,
+        backoff: Backoff = RESTORE_BACKOFF,
         netns_exists: Callable[[str], bool] = os.path.exists,
         host_links: Callable[[], list[LinkFacts]] = _host_links,
         held_netns: Callable[[str], int | None] | None = None,
@@ -122,8 +120,7 @@ class Restorer:
         self.detach_fn = detach_fn
         self.metrics = metrics
         self.report = report
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
+        self.backoff = backoff
         self.netns_exists = netns_exists
         #: Serialises every move: held by the NRI attach too.
         self.lock = threading.RLock()
@@ -205,7 +202,7 @@ class Restorer:
             if (netns is None or not self.netns_exists(netns)) and self.held_netns is not None:
                 held = self.held_netns(pod_uid)
                 if held is not None:
-                    netns = f"{HELD_NETNS_PREFIX}{held}"
+                    netns = held_netns_path(held)
                     log.info("unprepare: pod %s's netns is reached through a held fd", pod_uid)
             try:
                 problems += self._release_pod(pod_uid, group, netns)
@@ -299,7 +296,7 @@ class Restorer:
                 log.info("%s/%s is home after %d retries", record.pool, record.device, attempt)
             return
         error = "; ".join(result.errors) or f"{result.outcome}: not found in the host"
-        delay = min(self.backoff_max_s, self.backoff_initial_s * 2**attempt)
+        delay = self.backoff.delay(attempt + 1)
         with self._cond:
             previous = self._away.get(_key(record))
             self._away[_key(record)] = _Away(
@@ -307,7 +304,7 @@ class Restorer:
                 plan,
                 netns
                 if netns is not None
-                and not netns.startswith(HELD_NETNS_PREFIX)  # closed after this call
+                and not is_held_netns_path(netns)  # its fd is closed after this call
                 and self.netns_exists(netns)
                 else None,
                 attempt=attempt + 1,

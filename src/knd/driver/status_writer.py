@@ -4,9 +4,11 @@ Fed by the NRI side after attach (and on detach). `submit()` never blocks and ne
 merges the device's entry into the claim's pending status and wakes one background worker. The
 worker applies the claim's *complete* set of this driver's entries (SSA semantics: entries this
 field manager stops sending are removed), with field manager = driver name and force. A failed
-apply is retried with exponential backoff (0.2 s doubling to 10 s, `max_attempts` tries) unless
-the API server refused it for good (PermanentError: a 4xx other than 409/429, a failed
-`metadata.uid` precondition); a newer submit for the same claim supersedes a pending retry.
+apply is retried after the `backoff` policy's delay (`knd.driver.retry`; the server's
+Retry-After when longer) until the policy gives up, unless the API server refused it for good
+(PermanentError: a 4xx other than 408/409/429 — a 422 on a bad entry, a 404 for a deleted
+claim —, a failed `metadata.uid` precondition), which is dropped at once, logged and counted in
+`failed`; a newer submit for the same claim supersedes a pending retry.
 `lastTransitionTime` changes only when a condition's status changes; a submit that changes
 nothing since the last successful apply writes nothing. The queue is bounded by
 `max_claims` distinct claims; beyond that a submit is dropped with a log line and counted.
@@ -19,6 +21,7 @@ and `networkData` {interfaceName, ips (CIDR), hardwareAddress}, within the API's
 
 from __future__ import annotations
 
+import enum
 import heapq
 import logging
 import threading
@@ -29,7 +32,8 @@ from typing import Any
 
 from knd.api import limits
 from knd.driver.claim_api import StatusApplier
-from knd.driver.errors import PermanentError
+from knd.driver.errors import PermanentError, TransientError
+from knd.driver.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +124,17 @@ class _Pending:
     uid: str | None = None
 
 
+class _Outcome(enum.Enum):
+    OK = "ok"
+    PERMANENT = "permanent"
+    FAILED = "failed"
+
+
+#: A writer's policy when none is given: 0.2 s doubling to 10 s, 8 tries (the daemon passes
+#: `RetryPolicies.status`).
+DEFAULT_BACKOFF = Backoff(0.2, 10.0, attempts=8)
+
+
 class StatusWriter:
     """Bounded, retrying, non-blocking writer of claim device status."""
 
@@ -129,9 +144,7 @@ class StatusWriter:
         applier: StatusApplier,
         driver: str,
         max_claims: int = 1024,
-        max_attempts: int = 8,
-        backoff_initial_s: float = 0.2,
-        backoff_max_s: float = 10.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
         on_retry: Callable[[], None] | None = None,
         on_refused: Callable[[str, str, str | None, str], None] | None = None,
     ) -> None:
@@ -142,9 +155,7 @@ class StatusWriter:
         self.retries = 0
         self.driver = driver
         self.max_claims = max_claims
-        self.max_attempts = max_attempts
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
+        self.backoff = backoff
         self.dropped = 0
         self.unchanged = 0
         self.applied = 0
@@ -205,70 +216,83 @@ class StatusWriter:
             self._cond.notify()
         return True
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
+    def _next(self) -> tuple[int, str, _Pending, list[dict[str, Any]]] | None:
+        """Wait for the next due apply (None when stopping); skips superseded entries."""
+        with self._cond:
+            while True:
                 while not self._stop:
                     now = time.monotonic()
                     if self._due and self._due[0][0] <= now:
                         break
                     self._cond.wait(self._due[0][0] - now if self._due else None)
                 if self._stop:
-                    return
+                    return None
                 _, version, key = heapq.heappop(self._due)
                 pending = self._pending.get(key)
-                if pending is None or pending.version != version:
-                    continue  # superseded
-                body = list(pending.entries.values())
-                self._busy += 1
-            ok = permanent = False
-            refusal = ""
-            try:
-                if pending.uid:
-                    self.applier.apply_devices(
-                        pending.namespace, pending.name, body, self.driver, uid=pending.uid
-                    )
-                else:
-                    self.applier.apply_devices(pending.namespace, pending.name, body, self.driver)
-                ok = True
-            except PermanentError as exc:
-                permanent = True
-                refusal = str(exc)
-                log.error("status apply for %s refused, not retried: %s", key, exc)
-            except Exception as exc:
-                log.warning("status apply for %s failed: %s", key, exc)
+                if pending is not None and pending.version == version:
+                    self._busy += 1
+                    return version, key, pending, list(pending.entries.values())
+
+    def _apply(
+        self, key: str, pending: _Pending, body: list[dict[str, Any]]
+    ) -> tuple[_Outcome, float | None, str]:
+        """One apply: succeeded, refused for good (with why), or failed (with the server's
+        delay)."""
+        try:
+            if pending.uid:
+                self.applier.apply_devices(
+                    pending.namespace, pending.name, body, self.driver, uid=pending.uid
+                )
+            else:
+                self.applier.apply_devices(pending.namespace, pending.name, body, self.driver)
+        except PermanentError as exc:
+            log.error("status apply for %s refused, not retried: %s", key, exc)
+            return _Outcome.PERMANENT, None, str(exc)
+        except TransientError as exc:
+            log.warning("status apply for %s failed: %s", key, exc)
+            return _Outcome.FAILED, exc.retry_after_s, ""
+        except Exception as exc:
+            log.warning("status apply for %s failed: %s", key, exc)
+            return _Outcome.FAILED, None, ""
+        return _Outcome.OK, None, ""
+
+    def _retry_or_give_up(
+        self, key: str, pending: _Pending, version: int, hint: float | None
+    ) -> None:
+        """After a failed apply (lock held): schedule the next try, or drop the claim."""
+        pending.attempt += 1
+        if self.backoff.gives_up(pending.attempt):
+            self.failed += 1
+            log.error("giving up on status of %s after %d tries", key, pending.attempt)
+            del self._pending[key]
+            return
+        delay = self.backoff.delay(pending.attempt, hint)
+        heapq.heappush(self._due, (time.monotonic() + delay, version, key))
+        self.retries += 1
+        if self.on_retry is not None:
+            self.on_retry()
+
+    def _run(self) -> None:
+        while (due := self._next()) is not None:
+            version, key, pending, body = due
+            outcome, hint, refusal = self._apply(key, pending, body)
             with self._cond:
                 self._busy -= 1
                 current = self._pending.get(key)
                 if current is pending and pending.version == version:
-                    if ok:
+                    if outcome is _Outcome.OK:
                         self.applied += 1
                         if not pending.forgotten:
                             self._applied[key] = pending.entries
                         del self._pending[key]
-                    elif permanent:
+                    elif outcome is _Outcome.PERMANENT:
                         self.failed += 1
                         del self._pending[key]
                         if self.on_refused is not None:
                             self.on_refused(pending.namespace, pending.name, pending.uid, refusal)
                     else:
-                        pending.attempt += 1
-                        if pending.attempt >= self.max_attempts:
-                            self.failed += 1
-                            log.error(
-                                "giving up on status of %s after %d tries", key, pending.attempt
-                            )
-                            del self._pending[key]
-                        else:
-                            delay = min(
-                                self.backoff_max_s,
-                                self.backoff_initial_s * 2 ** (pending.attempt - 1),
-                            )
-                            heapq.heappush(self._due, (time.monotonic() + delay, version, key))
-                            self.retries += 1
-                            if self.on_retry is not None:
-                                self.on_retry()
-                elif ok:
+                        self._retry_or_give_up(key, pending, version, hint)
+                elif outcome is _Outcome.OK:
                     self.applied += 1
                 self._cond.notify_all()
 

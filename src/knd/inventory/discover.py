@@ -169,149 +169,228 @@ def _with_real_rdma(sysfs: hs.SysfsRoot, fn: hs.PciFunction) -> hs.PciFunction:
     return dataclasses.replace(fn, rdma_devices=_rdma_dirs(sysfs, parts, fn.rdma_devices))
 
 
-def discover(
-    sysfs: hs.SysfsRoot,
-    pci_ids: PciIds,
-    snapshot: Snapshot | None = None,
-    options: Options | None = None,
-) -> Discovery:
-    """Scan once. `snapshot=None` means offline (sysfs only)."""
-    opts = options or Options()
-    result = Discovery(offline=snapshot is None)
-    warn = result.warnings.append
-    functions = {fn.address: _with_real_rdma(sysfs, fn) for fn in hs.list_pci_functions(sysfs)}
-    drafts: dict[str, _Draft] = {}
-    pci_drafts: dict[str, _Draft] = {}
+@dataclass(slots=True)
+class _LinkFact:
+    """One netdev, the same record whether read live (netlink + sysfs) or offline (sysfs)."""
 
-    # 1. PCI network functions.
-    for fn in functions.values():
+    name: str
+    index: int | None  # the netlink ifindex (live); None offline
+    pci: str | None
+    virtual: bool | None
+    attrs: dict[str, AttrValue]
+    rdma: tuple[str, ...]  # RDMA devices under its PCI function's `infiniband/`
+
+
+@dataclass(slots=True)
+class _Drafts:
+    """The devices being built, by device name and by PCI address."""
+
+    functions: dict[str, hs.PciFunction]
+    by_name: dict[str, _Draft] = field(default_factory=dict)
+    by_pci: dict[str, _Draft] = field(default_factory=dict)
+
+    def add(self, d: _Draft, pci: str | None = None) -> None:
+        self.by_name[d.name] = d
+        if pci is not None:
+            self.by_pci[pci] = d
+
+    def drop_pci(self, pci: str) -> None:
+        del self.by_name[self.by_pci.pop(pci).name]
+
+    def excluded_function(self, pci: str | None) -> bool:
+        """`pci` is a network function that was not published (unbound, passthrough)."""
+        fn = self.functions.get(pci) if pci is not None else None
+        return fn is not None and fn.is_network and pci not in self.by_pci
+
+
+# ----------------------------------------------------------------------------------- phases
+
+
+def _pci_network_functions(drafts: _Drafts, ids: PciIds, result: Discovery) -> None:
+    """Phase 1: one device per bound PCI network function."""
+    for fn in drafts.functions.values():
         if not fn.is_network:
             continue
         if fn.driver is None:
             result.excluded.append(Exclusion(fn.address, "unbound: no kernel driver"))
-            continue
-        if fn.driver in hs.PASSTHROUGH_DRIVERS:
-            reason = f"passthrough: bound to {fn.driver}"
-            result.excluded.append(Exclusion(fn.address, reason))
-            continue
-        d = _Draft(pci_device_name(fn.address), _pci_attrs(fn, pci_ids), fn)
-        drafts[d.name] = pci_drafts[fn.address] = d
+        elif fn.driver in hs.PASSTHROUGH_DRIVERS:
+            result.excluded.append(Exclusion(fn.address, f"passthrough: bound to {fn.driver}"))
+        else:
+            drafts.add(_Draft(pci_device_name(fn.address), _pci_attrs(fn, ids), fn), fn.address)
 
-    # 2. Standalone RDMA devices (their function is not a published network function).
-    # An RDMA device without a PCI function that a netdev's GID table names (soft-RoCE) is
-    # published with that netdev, not on its own.
-    here = {lk.name for lk in snapshot.links} if snapshot is not None else None
-    here = here if here is not None else set(hs.list_netdevs(sysfs))
-    by_netdev = {k: v for k, v in hs.rdma_by_netdev(sysfs).items() if k in here}
-    layered = {dev for devs in by_netdev.values() for dev in devs}
+
+def _standalone_rdma(
+    sysfs: hs.SysfsRoot,
+    drafts: _Drafts,
+    ids: PciIds,
+    layered: set[str],
+    warn: Callable[[str], None],
+) -> None:
+    """Phase 2: RDMA devices whose PCI function is not a published network function. One
+    without a PCI function that a netdev's GID table names (`layered`, soft-RoCE) is published
+    with that netdev, not on its own."""
     for rd in hs.list_rdma_devices(sysfs):
         problem = hs.rdma_name_problem(rd.name)
         if problem is not None:
             warn(f"{problem}; skipped (the kernel makes no such name)")
             continue
-        if rd.pci_address is not None and rd.pci_address in pci_drafts:
+        if rd.pci_address is None:
+            if rd.name not in layered:
+                d = _Draft(interface_device_name(rd.name), {attr.VIRTUAL: False})
+                _rdma(d.attrs, (rd.name,))
+                drafts.add(d)
             continue
-        if rd.pci_address is None and rd.name in layered:
-            continue
-        rfn = functions.get(rd.pci_address) if rd.pci_address else None
-        if rfn is not None and rfn.is_network:
-            continue  # an excluded (unbound/passthrough) network function
+        rfn = drafts.functions.get(rd.pci_address)
+        if rd.pci_address in drafts.by_pci or (rfn is not None and rfn.is_network):
+            continue  # published with its function, or an excluded network function
         if rfn is not None:
-            if rfn.address in pci_drafts:
-                continue  # a second RDMA device of the same function
-            d = _Draft(pci_device_name(rfn.address), _pci_attrs(rfn, pci_ids), rfn)
-            pci_drafts[rfn.address] = d
+            drafts.add(_Draft(pci_device_name(rfn.address), _pci_attrs(rfn, ids), rfn), rfn.address)
         else:
             d = _Draft(interface_device_name(rd.name), {attr.VIRTUAL: False})
             _rdma(d.attrs, (rd.name,))
-        drafts[d.name] = d
+            drafts.add(d)
 
-    # 3. Netdevs.
-    excluded_links: dict[int, str] = uplinks(snapshot) if snapshot is not None else {}
-    uplink_pfs: dict[str, str] = {}
+
+def _kept(name: str, arphrd: int | None, opts: Options, result: Discovery) -> bool:
+    """False (with the exclusion recorded) for loopback, skip-listed and unmoved IPoIB links."""
+    reason = None
+    if name == "lo" or arphrd == hs.ARPHRD_LOOPBACK:
+        reason = "loopback"
+    elif name in opts.skip_names:
+        reason = "name: on the built-in skip list"
+    elif arphrd == hs.ARPHRD_INFINIBAND and not opts.move_ib_interfaces:
+        reason = "ipoib: IPoIB interfaces are not moved"
+    if reason is not None:
+        result.excluded.append(Exclusion(name, reason))
+    return reason is None
+
+
+def _valid_name(name: str, warn: Callable[[str], None]) -> bool:
+    problem = hs.kernel_ifname_problem(name)
+    if problem is not None:
+        warn(f"{problem}; skipped (the kernel makes no such name)")
+    return problem is None
+
+
+def _netdev_rdma(sysfs: hs.SysfsRoot, name: str, listed: Iterable[str] | None) -> tuple[str, ...]:
+    ib = ("class", "net", name, "device", "infiniband")
+    names = listed if listed is not None else hs.rdma_names(sysfs.listdir(*ib))
+    return _rdma_dirs(sysfs, ib, names)
+
+
+def _live_fact(sysfs: hs.SysfsRoot, link: Link) -> _LinkFact:
+    loc = hs.netdev_location(sysfs, link.name)
+    pci, virtual = loc if loc is not None else (None, None)
+    speed = sysfs.read_int("class", "net", link.name, "speed", bounds=S32) if pci else None
+    attrs = _netdev_attrs_live(link, speed if speed and speed > 0 else None)
+    rdma = _netdev_rdma(sysfs, link.name, None) if pci else ()
+    return _LinkFact(link.name, link.index, pci, virtual, attrs, rdma)
+
+
+def _offline_fact(sysfs: hs.SysfsRoot, nd: hs.Netdev) -> _LinkFact:
+    rdma = _netdev_rdma(sysfs, nd.name, nd.rdma_devices) if nd.pci_address else ()
+    attrs = _netdev_attrs_offline(nd)
+    return _LinkFact(nd.name, None, nd.pci_address, nd.virtual, attrs, rdma)
+
+
+def _link_facts(
+    sysfs: hs.SysfsRoot, snapshot: Snapshot | None, opts: Options, result: Discovery
+) -> tuple[set[str], list[_LinkFact]]:
+    """Phase 3 (the one place that knows live from offline): every netdev name on the host,
+    and a fact record for each netdev that may become (part of) a device."""
+    warn = result.warnings.append
+    facts: list[_LinkFact] = []
     if snapshot is not None:
-        items: Iterable[tuple[str, Link | None]] = ((lk.name, lk) for lk in snapshot.links)
-    else:
-        items = ((name, None) for name in hs.list_netdevs(sysfs) if _is_netdev_entry(sysfs, name))
-    for name, link in items:
-        problem = hs.kernel_ifname_problem(name)
-        if problem is not None:
-            warn(f"{problem}; skipped (the kernel makes no such name)")
+        for link in snapshot.links:
+            if _valid_name(link.name, warn) and _kept(link.name, link.arphrd, opts, result):
+                facts.append(_live_fact(sysfs, link))
+        return {lk.name for lk in snapshot.links}, facts
+    names = hs.list_netdevs(sysfs)
+    for name in names:
+        if not _is_netdev_entry(sysfs, name) or not _valid_name(name, warn):
             continue
-        nd = hs.read_netdev(sysfs, name) if link is None else None
-        arphrd = link.arphrd if link is not None else (nd.arphrd if nd else None)
-        if name == "lo" or arphrd == hs.ARPHRD_LOOPBACK:
-            result.excluded.append(Exclusion(name, "loopback"))
+        nd = hs.read_netdev(sysfs, name)
+        if nd is None:
+            warn(f"{name}: not readable in sysfs; skipped")
+        elif _kept(name, nd.arphrd, opts, result):
+            facts.append(_offline_fact(sysfs, nd))
+    return set(names), facts
+
+
+def _exclude_uplinks(
+    facts: list[_LinkFact], excluded: Mapping[int, str], drafts: _Drafts, result: Discovery
+) -> tuple[list[_LinkFact], dict[str, str]]:
+    """Phase 4: uplinks (default route) and their descendants leave, with their PCI function;
+    returns the remaining facts and {uplink PF address: its netdev}."""
+    kept: list[_LinkFact] = []
+    uplink_pfs: dict[str, str] = {}
+    for f in facts:
+        if f.index is None or f.index not in excluded:
+            kept.append(f)
             continue
-        if name in opts.skip_names:
-            result.excluded.append(Exclusion(name, "name: on the built-in skip list"))
-            continue
-        if arphrd == hs.ARPHRD_INFINIBAND and not opts.move_ib_interfaces:
-            result.excluded.append(Exclusion(name, "ipoib: IPoIB interfaces are not moved"))
-            continue
-        if link is not None:
-            loc = hs.netdev_location(sysfs, name)
-            pci, virtual = loc if loc is not None else (None, None)
-        else:
-            assert nd is not None
-            pci, virtual = nd.pci_address, nd.virtual
-        if link is not None:
-            speed = sysfs.read_int("class", "net", name, "speed", bounds=S32) if pci else None
-            attrs = _netdev_attrs_live(link, speed if speed and speed > 0 else None)
-        else:
-            assert nd is not None
-            attrs = _netdev_attrs_offline(nd)
-        netdev_rdma: tuple[str, ...] = ()
-        if pci:
-            ib = ("class", "net", name, "device", "infiniband")
-            listed = nd.rdma_devices if nd is not None else hs.rdma_names(sysfs.listdir(*ib))
-            netdev_rdma = _rdma_dirs(sysfs, ib, listed)
-        netdev_rdma = netdev_rdma or by_netdev.get(name, ())
-        if link is not None and link.index in excluded_links:
-            subject = pci_device_name(pci) if pci in pci_drafts else interface_device_name(name)
-            reason = excluded_links[link.index]
-            result.excluded.append(Exclusion(name, reason, subject))
-            if pci in pci_drafts:
-                del drafts[pci_drafts.pop(pci).name]
-                uplink_pfs[pci] = name
-            continue
-        if pci is not None and pci in pci_drafts:
-            d = pci_drafts[pci]
+        published = f.pci is not None and f.pci in drafts.by_pci
+        subject = pci_device_name(f.pci) if f.pci and published else interface_device_name(f.name)
+        result.excluded.append(Exclusion(f.name, excluded[f.index], subject))
+        if f.pci is not None and published:
+            drafts.drop_pci(f.pci)
+            uplink_pfs[f.pci] = f.name
+    return kept, uplink_pfs
+
+
+def _netdevs(
+    facts: list[_LinkFact],
+    drafts: _Drafts,
+    by_netdev: Mapping[str, tuple[str, ...]],
+    warn: Callable[[str], None],
+) -> None:
+    """Phase 5: a netdev joins its PCI function's device, else becomes a device by name."""
+    for f in facts:
+        rdma = f.rdma or by_netdev.get(f.name, ())
+        if f.pci is not None and f.pci in drafts.by_pci:
+            d = drafts.by_pci[f.pci]
             if attr.IF_NAME in d.attrs:
-                warn(f"{d.name}: second netdev {name} of the function ignored")
+                warn(f"{d.name}: second netdev {f.name} of the function ignored")
                 continue
-            d.attrs.update(attrs)
-            if not d.attrs.get(attr.RDMA) and netdev_rdma:
-                _rdma(d.attrs, netdev_rdma)
+            d.attrs.update(f.attrs)
+            if not d.attrs.get(attr.RDMA) and rdma:
+                _rdma(d.attrs, rdma)
             continue
-        if pci is not None and pci in functions and functions[pci].is_network:
+        if drafts.excluded_function(f.pci):
             continue  # netdev of an excluded function: reported with the function
-        if pci is not None:
-            warn(f"{name}: parent PCI function {pci} is not a network function; published by name")
-        dname = interface_device_name(name)
-        if dname in drafts:
-            warn(f"{name}: device name {dname} already taken; interface skipped")
+        if f.pci is not None:
+            why = "is not a network function; published by name"
+            warn(f"{f.name}: parent PCI function {f.pci} {why}")
+        dname = interface_device_name(f.name)
+        if dname in drafts.by_name:
+            warn(f"{f.name}: device name {dname} already taken; interface skipped")
             continue
-        attrs[attr.VIRTUAL] = bool(virtual)
+        attrs = f.attrs
+        attrs[attr.VIRTUAL] = bool(f.virtual)
         attrs.setdefault(attr.SRIOV, False)
-        if netdev_rdma:
-            _rdma(attrs, netdev_rdma)
+        if rdma:
+            _rdma(attrs, rdma)
         attrs.setdefault(attr.RDMA, False)
-        drafts[dname] = _Draft(dname, attrs)
+        drafts.add(_Draft(dname, attrs))
 
-    # VFs of an uplink PF (their traffic shares the uplink's port).
-    for address, d in list(pci_drafts.items()):
-        if d.pci is not None and d.pci.physfn in uplink_pfs:
-            pf_if = uplink_pfs[d.pci.physfn]
-            reason = f"uplink: VF of uplink PF {pf_if}"
-            result.excluded.append(
-                Exclusion(str(d.attrs.get(attr.IF_NAME, address)), reason, d.name)
-            )
-            del drafts[d.name]
 
-    for d in sorted(drafts.values(), key=lambda x: x.name):
+def _exclude_uplink_vfs(drafts: _Drafts, uplink_pfs: Mapping[str, str], result: Discovery) -> None:
+    """Phase 6: VFs of an uplink PF leave too (their traffic shares the uplink's port)."""
+    for address, d in list(drafts.by_pci.items()):
+        pf = d.pci.physfn if d.pci is not None else None
+        if pf is not None and pf in uplink_pfs:
+            reason = f"uplink: VF of uplink PF {uplink_pfs[pf]}"
+            subject = str(d.attrs.get(attr.IF_NAME, address))
+            result.excluded.append(Exclusion(subject, reason, d.name))
+            del drafts.by_name[d.name]
+
+
+def _finish(drafts: _Drafts, opts: Options, result: Discovery) -> None:
+    """Phase 7: name check, enrichment, API limits; devices sorted by name."""
+    for d in sorted(drafts.by_name.values(), key=lambda x: x.name):
         if not is_dns_label(d.name):  # a device name is a DNS label of at most 63 characters
-            warn(f"device name {d.name!r} is not a DNS label of at most 63 characters; skipped")
+            result.warnings.append(
+                f"device name {d.name!r} is not a DNS label of at most 63 characters; skipped"
+            )
             continue
         if opts.enrich is not None:
             for name, value in opts.enrich(d.name, d.attrs).items():
@@ -319,6 +398,31 @@ def discover(
         attrs, warnings = fit(d.name, d.attrs)
         result.warnings.extend(warnings)
         result.devices.append(Device(d.name, attrs))
+
+
+def discover(
+    sysfs: hs.SysfsRoot,
+    pci_ids: PciIds,
+    snapshot: Snapshot | None = None,
+    options: Options | None = None,
+) -> Discovery:
+    """Scan once. `snapshot=None` means offline (sysfs only). A pipeline of named phases:
+    PCI network functions, standalone RDMA devices, per-link facts (live or offline: the only
+    phase that knows which), uplink exclusion, netdevs, VFs of uplink PFs, finishing."""
+    opts = options or Options()
+    result = Discovery(offline=snapshot is None)
+    functions = {fn.address: _with_real_rdma(sysfs, fn) for fn in hs.list_pci_functions(sysfs)}
+    drafts = _Drafts(functions)
+    _pci_network_functions(drafts, pci_ids, result)
+    here, facts = _link_facts(sysfs, snapshot, opts, result)
+    by_netdev = {k: v for k, v in hs.rdma_by_netdev(sysfs).items() if k in here}
+    layered = {dev for devs in by_netdev.values() for dev in devs}
+    _standalone_rdma(sysfs, drafts, pci_ids, layered, result.warnings.append)
+    excluded_links = uplinks(snapshot) if snapshot is not None else {}
+    facts, uplink_pfs = _exclude_uplinks(facts, excluded_links, drafts, result)
+    _netdevs(facts, drafts, by_netdev, result.warnings.append)
+    _exclude_uplink_vfs(drafts, uplink_pfs, result)
+    _finish(drafts, opts, result)
     for w in result.warnings:
         log.warning("%s", w)
     for e in result.excluded:

@@ -6,6 +6,9 @@ Contract:
   `NotFoundError` / `ConflictError`) carrying the HTTP status and the `Status.message` of the
   body; an unreachable server raises `ApiError` with status 0. Thread-safe: each thread keeps
   one keep-alive connection; a connection the server closed while idle is reopened once.
+- The bytes go through a `Transport` (request → response callable): HTTP(S) by default; unit
+  tests of the claim API, the status writer or the publisher pass a small handler instead of
+  starting the lab's API server.
 - Credentials come from one of three constructors: `connect_url` (the lab's emulator: a plain
   URL, no auth), `connect_in_cluster` (the DaemonSet case: the service-account token, re-read
   from its file every minute because bound tokens rotate, and the cluster CA), and
@@ -55,6 +58,32 @@ MAX_KUBECONFIG_BYTES = 3 * 1024 * 1024
 AuthSource = Callable[[], str | None]
 #: Observes one finished request: (HTTP method, status — 0 when unreachable —, seconds).
 RequestObserver = Callable[[str, int, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One call as the transport sees it: `target` is the path with the query string."""
+
+    method: str
+    target: str
+    body: bytes | None
+    headers: Mapping[str, str]
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    reason: str = ""
+    body: bytes = b""
+    #: The Retry-After header, if any (raw; `ApiConnection` parses and bounds it).
+    retry_after: str | None = None
+
+
+#: Sends one request and returns the answer; raises `ApiError` (status 0) when the server cannot
+#: be reached. The default is HTTP(S) with one keep-alive connection per thread; unit tests pass
+#: a plain function that answers from memory (no server, no socket).
+Transport = Callable[[HttpRequest], HttpResponse]
 
 _STALE_CONNECTION = (
     http.client.RemoteDisconnected,
@@ -131,8 +160,10 @@ class ApiConnection:
         tls_server_name: str | None = None,
         auth: AuthSource | None = None,
         timeout_s: float = 10.0,
+        transport: Transport | None = None,
     ) -> None:
         self.server = server.rstrip("/")
+        self._transport: Transport = transport or self._http
         self._endpoint = _endpoint(server)
         if self._endpoint.scheme == "https" and tls is None:
             tls = ssl.create_default_context()
@@ -199,14 +230,16 @@ class ApiConnection:
         started = time.monotonic()
         status = 0
         try:
-            status, reason, data = self._exchange(
-                method, target, payload, headers, timeout_s or self.timeout_s
+            answer = self._transport(
+                HttpRequest(method, target, payload, headers, timeout_s or self.timeout_s)
             )
+            status = answer.status
         finally:
             if self.observer is not None:
                 self.observer(method, status, time.monotonic() - started)
+        reason, data, retry_after = answer.reason, answer.body, _retry_after(answer.retry_after)
         if not 200 <= status <= 299:
-            raise for_status(status, _status_message(data, reason), f"{method} {path}")
+            raise for_status(status, _status_message(data, reason), f"{method} {path}", retry_after)
         if not data:
             return {}
         try:
@@ -215,14 +248,10 @@ class ApiConnection:
             raise ApiError(status, "answer is not JSON", f"{method} {path}") from exc
         return out
 
-    def _exchange(
-        self,
-        method: str,
-        target: str,
-        payload: bytes | None,
-        headers: dict[str, str],
-        timeout_s: float,
-    ) -> tuple[int, str, bytes]:
+    def _http(self, req: HttpRequest) -> HttpResponse:
+        """The default transport: HTTP(S) over this thread's keep-alive connection."""
+        method, target, payload, headers = req.method, req.target, req.body, dict(req.headers)
+        timeout_s = req.timeout_s
         for attempt in (1, 2):
             conn, reused = self._connection(timeout_s)
             try:
@@ -231,7 +260,7 @@ class ApiConnection:
                 data = resp.read()
                 if resp.will_close:
                     self._drop_connection()
-                return resp.status, resp.reason, data
+                return HttpResponse(resp.status, resp.reason, data, resp.getheader("Retry-After"))
             except _STALE_CONNECTION as exc:
                 self._drop_connection()
                 if reused and attempt == 1:
@@ -247,6 +276,18 @@ class ApiConnection:
                     0, f"API server {self.server} unreachable: {exc}", f"{method} {target}"
                 ) from exc
         raise AssertionError("unreachable")
+
+
+#: A server's Retry-After longer than this is treated as this (a hostile or broken header must
+#: not park a writer for hours).
+MAX_RETRY_AFTER_S = 300.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta-seconds form; an HTTP date is ignored)."""
+    if value is None or not value.strip().isdigit() or len(value.strip()) > 6:
+        return None
+    return min(float(value.strip()), MAX_RETRY_AFTER_S)
 
 
 class _SniConnection(http.client.HTTPSConnection):

@@ -322,6 +322,20 @@ class Controller:
                 out.append(current)
         return out
 
+    def _running_pod(self, pod: JSON, claims: list[JSON], made: list[str]) -> RunningPod:
+        """The pod's claims and, per driver this kubelet has, the claims it must prepare."""
+        meta = pod["metadata"]
+        rp = RunningPod(meta["uid"], meta["name"], meta["namespace"], template_claims=made)
+        for claim in claims:
+            cm = claim["metadata"]
+            key = (cm["namespace"], cm["uid"], cm["name"])
+            rp.claims.append(key)
+            results = ((claim["status"]["allocation"].get("devices") or {}).get("results")) or []
+            for driver in sorted({r["driver"] for r in results}):
+                if driver in self.kubelet.plugins:
+                    rp.drivers.setdefault(driver, []).append(key)
+        return rp
+
     def start_pod(self, pod: JSON) -> None:
         meta = pod["metadata"]
         uid = meta["uid"]
@@ -350,15 +364,7 @@ class Controller:
                 1.0,
             )
             return
-        rp = RunningPod(uid, meta["name"], meta["namespace"], template_claims=made)
-        for claim in claims:
-            cm = claim["metadata"]
-            key = (cm["namespace"], cm["uid"], cm["name"])
-            rp.claims.append(key)
-            results = ((claim["status"]["allocation"].get("devices") or {}).get("results")) or []
-            for driver in sorted({r["driver"] for r in results}):
-                if driver in self.kubelet.plugins:
-                    rp.drivers.setdefault(driver, []).append(key)
+        rp = self._running_pod(pod, claims, made)
         with self._lock:  # from here on, a deletion must unprepare and release
             self.running[uid] = rp
         for driver, keys in rp.drivers.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -213,7 +213,7 @@ class KubeletEmulator:
 
     def watch_health(
         self, driver: str, timeout: float = 60
-    ) -> Iterator[health_v1alpha1_pb2.NodeWatchResourcesResponse]:
+    ) -> Generator[health_v1alpha1_pb2.NodeWatchResourcesResponse, None, None]:
         """The health stream (v1alpha1) of a registered driver; iterate to receive."""
         endpoint = self.plugins[driver].endpoint
         channel = grpc.insecure_channel(f"unix://{endpoint}")

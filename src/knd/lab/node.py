@@ -13,15 +13,13 @@ was in when that netns is deleted without knd detaching it first); `delete_nics`
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetlinkError, NetNS, netns
-
 from knd.lab.sysfs_fixture import build_lab_node
+from knd.netns import fabric
 
 NIC_COUNT = 8
 
@@ -67,71 +65,37 @@ def _rmtree(path: Path) -> None:
     os.rmdir(path)
 
 
-def _ensure_fabric(nics: LabNics) -> None:
-    if nics.fabric not in netns.listnetns():
-        netns.create(nics.fabric)
-    with NetNS(nics.fabric) as ns:
-        if not ns.link_lookup(ifname=nics.bridge):
-            ns.link("add", ifname=nics.bridge, kind="bridge")
-        br = ns.link_lookup(ifname=nics.bridge)[0]
-        ns.link("set", index=br, state="up")
-        lo = ns.link_lookup(ifname="lo")
-        if lo:
-            ns.link("set", index=lo[0], state="up")
-
-
 def _in_use_elsewhere(nics: LabNics, i: int) -> bool:
     """The peer still exists in the fabric: the host end is alive, maybe inside a pod."""
-    with NetNS(nics.fabric) as ns:
-        return bool(ns.link_lookup(ifname=nics.peer(i)))
+    return fabric.link_in(nics.fabric, nics.peer(i))
 
 
 def ensure_nics(nics: LabNics, only: Iterable[int] | None = None) -> list[str]:
     """Create the fabric and every missing lab NIC; returns the names created."""
-    _ensure_fabric(nics)
+    fabric.ensure_bridge(nics.fabric, nics.bridge)
     created = []
-    with IPRoute() as ipr:
-        for i in only if only is not None else range(NIC_COUNT):
-            host = nics.names[i]
-            if ipr.link_lookup(ifname=host) or _in_use_elsewhere(nics, i):
-                continue
-            peer = nics.peer(i)
-            for stale in ipr.link_lookup(ifname=peer):
-                ipr.link("del", index=stale)
-            ipr.link("add", ifname=host, kind="veth", peer={"ifname": peer})
-            idx = ipr.link_lookup(ifname=host)[0]
-            ipr.link("set", index=idx, address=f"02:00:00:00:{0x0D + 0x10 * i:02x}:01")
-            ipr.link("set", index=idx, mtu=1500, state="up")
-            ipr.link("set", index=ipr.link_lookup(ifname=peer)[0], net_ns_fd=nics.fabric)
-            with NetNS(nics.fabric) as ns:
-                p = ns.link_lookup(ifname=peer)[0]
-                br = ns.link_lookup(ifname=nics.bridge)[0]
-                ns.link("set", index=p, master=br, state="up")
-            created.append(host)
+    for i in only if only is not None else range(NIC_COUNT):
+        host = nics.names[i]
+        if fabric.host_link(host) or _in_use_elsewhere(nics, i):
+            continue
+        mac = f"02:00:00:00:{0x0D + 0x10 * i:02x}:01"
+        fabric.add_veth_on_bridge(host, nics.peer(i), mac, nics.fabric, nics.bridge)
+        created.append(host)
     return created
 
 
 def missing_nics(nics: LabNics) -> list[int]:
     """Indexes of lab NICs whose veth pair no longer exists anywhere."""
-    if nics.fabric not in netns.listnetns():
+    if not fabric.netns_exists(nics.fabric):
         return list(range(NIC_COUNT))
-    out = []
-    with IPRoute() as ipr:
-        for i, host in enumerate(nics.names):
-            if not ipr.link_lookup(ifname=host) and not _in_use_elsewhere(nics, i):
-                out.append(i)
-    return out
+    return [
+        i
+        for i, host in enumerate(nics.names)
+        if not fabric.host_link(host) and not _in_use_elsewhere(nics, i)
+    ]
 
 
 def delete_nics(nics: LabNics) -> None:
     """Remove every lab NIC and the fabric (idempotent)."""
-    with IPRoute() as ipr:
-        for host in nics.names:
-            for idx in ipr.link_lookup(ifname=host):
-                try:
-                    ipr.link("del", index=idx)
-                except NetlinkError as exc:
-                    if exc.code != errno.ENODEV:
-                        raise
-    if nics.fabric in netns.listnetns():
-        netns.remove(nics.fabric)
+    fabric.delete_host_links(nics.names)
+    fabric.remove_netns(nics.fabric)

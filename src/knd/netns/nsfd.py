@@ -26,6 +26,19 @@ from knd.netns.errors import NetnsOpenError
 
 CLONE_NEWNET = 0x40000000
 HOST_NETNS_PATH = "/proc/self/ns/net"
+#: A netns reached through an fd this process holds (valid only while the fd is open).
+HELD_NETNS_PREFIX = "/proc/self/fd/"
+
+
+def held_netns_path(fd: int) -> str:
+    """A path that opens the netns behind `fd` (as long as this process keeps `fd` open)."""
+    return f"{HELD_NETNS_PREFIX}{fd}"
+
+
+def is_held_netns_path(path: str) -> bool:
+    """True for a `held_netns_path`: never keep it beyond the call that holds its fd."""
+    return path.startswith(HELD_NETNS_PREFIX)
+
 
 T = TypeVar("T")
 

@@ -20,16 +20,17 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from knd.api import rules as book
 from knd.netns.errors import PlanError
 from knd.netns.sysctl import INTERFACE_KEYS, check_ifname
 
 PLAN_VERSION = 1
-MAIN_TABLE = 254
-LOCAL_TABLE = 255
-DEFAULT_TABLE = 253
-SCOPE_UNIVERSE = 0
-SCOPE_LINK = 253
-SCOPE_HOST = 254
+MAIN_TABLE = book.MAIN_TABLE
+LOCAL_TABLE = book.LOCAL_TABLE
+DEFAULT_TABLE = book.DEFAULT_TABLE
+SCOPE_UNIVERSE = book.RT_SCOPE_UNIVERSE
+SCOPE_LINK = book.RT_SCOPE_LINK
+SCOPE_HOST = book.RT_SCOPE_HOST
 
 #: The BIG TCP size fields of HostSide and PodSide (IFLA_{GSO,GRO}{,_IPV4}_MAX_SIZE).
 SIZE_FIELDS = ("gso_max_size", "gro_max_size", "gso_ipv4_max_size", "gro_ipv4_max_size")
@@ -251,6 +252,42 @@ def _encode(value: Any) -> Any:
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
+def _decode_dataclass(tp: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: must be an object")
+    hints = _HINTS.get(tp)
+    if hints is None:
+        hints = _HINTS[tp] = typing.get_type_hints(tp)
+    fields = {f.name: f for f in dataclasses.fields(tp)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise PlanError(f"{path}: unknown field(s) {sorted(unknown)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _decode(hints[name], data[name], f"{path}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise PlanError(f"{path}.{name}: missing")
+    return tp(**kwargs)
+
+
+#: JSON scalar types by Python type; `bool` is not an `int` here.
+_SCALARS: dict[Any, tuple[type, str]] = {
+    bool: (bool, "a boolean"),
+    int: (int, "an integer"),
+    str: (str, "a string"),
+}
+
+
+def _decode_scalar(tp: Any, data: Any, path: str) -> Any:
+    if tp not in _SCALARS:
+        raise PlanError(f"{path}: unsupported type {tp!r}")  # pragma: no cover
+    want, what = _SCALARS[tp]
+    if not isinstance(data, want) or (want is int and isinstance(data, bool)):
+        raise PlanError(f"{path}: must be {what}")
+    return data
+
+
 def _decode(tp: Any, data: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -265,35 +302,8 @@ def _decode(tp: Any, data: Any, path: str) -> Any:
         (item_tp, _ellipsis) = typing.get_args(tp)
         return tuple(_decode(item_tp, v, f"{path}[{i}]") for i, v in enumerate(data))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(data, dict):
-            raise PlanError(f"{path}: must be an object")
-        hints = _HINTS.get(tp)
-        if hints is None:
-            hints = _HINTS[tp] = typing.get_type_hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
-        unknown = set(data) - set(fields)
-        if unknown:
-            raise PlanError(f"{path}: unknown field(s) {sorted(unknown)}")
-        kwargs = {}
-        for name, f in fields.items():
-            if name in data:
-                kwargs[name] = _decode(hints[name], data[name], f"{path}.{name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise PlanError(f"{path}.{name}: missing")
-        return tp(**kwargs)
-    if tp is bool:
-        if not isinstance(data, bool):
-            raise PlanError(f"{path}: must be a boolean")
-        return data
-    if tp is int:
-        if not isinstance(data, int) or isinstance(data, bool):
-            raise PlanError(f"{path}: must be an integer")
-        return data
-    if tp is str:
-        if not isinstance(data, str):
-            raise PlanError(f"{path}: must be a string")
-        return data
-    raise PlanError(f"{path}: unsupported type {tp!r}")  # pragma: no cover
+        return _decode_dataclass(tp, data, path)
+    return _decode_scalar(tp, data, path)
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -368,6 +378,77 @@ def _check_common(
         check_neighbor(n, f"{side}.neighbors[{i}]")
 
 
+def _check_sub(sub: SubInterface, plan: AttachPlan) -> None:
+    modes = SUB_MODES.get(sub.kind)
+    _check(modes is not None, f"sub.kind {sub.kind!r} is not macvlan or ipvlan")
+    _check(modes is None or sub.mode in modes, f"sub.mode {sub.mode!r}")
+    _check(
+        sub.flag is None or (sub.kind == "ipvlan" and sub.flag in IPVLAN_FLAGS),
+        f"sub.flag {sub.flag!r}",
+    )
+    _check(plan.host is not None, "a sub-interface plan needs its parent (host)")
+    _check(plan.rdma is None or not plan.rdma.move_link, "a shared parent's RDMA stays")
+
+
+def _check_placement(pl: CpuPlacement) -> None:
+    _check(pl.on_no_overlap in ("error", "keep"), "placement.on_no_overlap: error or keep")
+    for what, values in (("nodes", pl.nodes), ("cpus", pl.cpus), ("online_cpus", pl.online_cpus)):
+        _check(
+            all(0 <= v < MAX_CPU for v in values) and len(values) <= MAX_CPU,
+            f"placement.{what} out of range",
+        )
+
+
+def _check_host(h: HostSide) -> None:
+    _check(h.ifindex > 0, "host.ifindex must be > 0")
+    check_mac(h.mac, "host.mac")
+    if h.perm_mac is not None:
+        check_mac(h.perm_mac, "host.perm_mac")
+    if h.pci_address is not None:
+        _check(bool(_PCI.fullmatch(h.pci_address)), f"host.pci_address: invalid {h.pci_address!r}")
+    _check(book.mtu_problem(h.mtu) is None, f"host.mtu: {book.mtu_problem(h.mtu)}")
+    for attr in SIZE_FIELDS:
+        v = getattr(h, attr)  # the kernel's value: its unsigned int
+        _check(v is None or 0 < v <= book.UINT32_MAX, f"host.{attr} out of range")
+    _check_common(h.addresses, h.routes, h.rules, h.neighbors, "host")
+
+
+def _check_pod(p: PodSide) -> None:
+    _check(book.mtu_problem(p.mtu) is None, f"pod.mtu: {book.mtu_problem(p.mtu)}")
+    if p.mac is not None:
+        check_mac(p.mac, "pod.mac")
+    for attr in SIZE_FIELDS:
+        problem = book.offload_size_problem(getattr(p, attr))
+        _check(problem is None, f"pod.{attr}: {problem}")
+    _check_common(p.addresses, p.routes, p.rules, p.neighbors, "pod")
+    if p.vrf is not None:
+        check_ifname(p.vrf.name)
+        problem = book.vrf_table_problem(p.vrf.table)
+        _check(problem is None, f"pod.vrf.table: {problem}")
+    for s in p.sysctls:
+        _check((s.family, s.key) in INTERFACE_KEYS, f"pod.sysctls: {s.family}/{s.key}")
+        _check(0 <= s.value <= book.MAX_SYSCTL_VALUE, "pod.sysctls: value out of range")
+    if p.dhcp is not None:
+        _check_dhcp(p.dhcp)
+
+
+def _check_dhcp(d: DhcpBinding) -> None:
+    _check(_check_cidr(d.address, "pod.dhcp.address") == 4, "pod.dhcp: not IPv4")
+    if d.server is not None:
+        _check(_check_ip(d.server, "pod.dhcp.server") == 4, "pod.dhcp: not IPv4")
+    _check(d.obtained_at >= 0, "pod.dhcp.obtained_at out of range")
+    lt = d.lease_time
+    _check(lt is None or 0 <= lt < 2**32, "pod.dhcp.lease_time out of range")
+
+
+def _check_rdma(rdma: RdmaPlan) -> None:
+    if rdma.link is not None:
+        _check(bool(_NAME.fullmatch(rdma.link)), "rdma.link is invalid")
+    for c in rdma.char_devices:
+        _check(c.path.startswith("/dev/") and ".." not in c.path, f"bad char device {c.path}")
+        _check(c.type == "c" and c.major >= 0 and c.minor >= 0, "bad char device numbers")
+
+
 def check_plan(plan: AttachPlan) -> None:
     """Re-validate a plan; PlanError names the field."""
     _check(plan.version == PLAN_VERSION, f"unsupported plan version {plan.version}")
@@ -375,27 +456,9 @@ def check_plan(plan: AttachPlan) -> None:
     _check((plan.host is None) == (plan.pod is None), "host and pod sides go together")
     _check(plan.host is not None or plan.rdma is not None, "plan has nothing to do")
     if plan.sub is not None:
-        modes = SUB_MODES.get(plan.sub.kind)
-        _check(modes is not None, f"sub.kind {plan.sub.kind!r} is not macvlan or ipvlan")
-        _check(modes is None or plan.sub.mode in modes, f"sub.mode {plan.sub.mode!r}")
-        _check(
-            plan.sub.flag is None or (plan.sub.kind == "ipvlan" and plan.sub.flag in IPVLAN_FLAGS),
-            f"sub.flag {plan.sub.flag!r}",
-        )
-        _check(plan.host is not None, "a sub-interface plan needs its parent (host)")
-        _check(plan.rdma is None or not plan.rdma.move_link, "a shared parent's RDMA stays")
+        _check_sub(plan.sub, plan)
     if plan.placement is not None:
-        pl = plan.placement
-        _check(pl.on_no_overlap in ("error", "keep"), "placement.on_no_overlap: error or keep")
-        for what, values in (
-            ("nodes", pl.nodes),
-            ("cpus", pl.cpus),
-            ("online_cpus", pl.online_cpus),
-        ):
-            _check(
-                all(0 <= v < MAX_CPU for v in values) and len(values) <= MAX_CPU,
-                f"placement.{what} out of range",
-            )
+        _check_placement(plan.placement)
     if plan.host is not None and plan.pod is not None:
         h, p = plan.host, plan.pod
         try:
@@ -403,47 +466,12 @@ def check_plan(plan: AttachPlan) -> None:
             check_ifname(p.name)
         except PlanError as exc:
             raise PlanError(f"plan interface name: {exc}") from None
-        _check(h.ifindex > 0, "host.ifindex must be > 0")
-        check_mac(h.mac, "host.mac")
-        if h.perm_mac is not None:
-            check_mac(h.perm_mac, "host.perm_mac")
-        if h.pci_address is not None:
-            _check(
-                bool(_PCI.fullmatch(h.pci_address)), f"host.pci_address: invalid {h.pci_address!r}"
-            )
-        _check(68 <= h.mtu <= 65535 * 4, "host.mtu out of range")
-        _check_common(h.addresses, h.routes, h.rules, h.neighbors, "host")
-        if p.mtu is not None:
-            _check(68 <= p.mtu <= 65535 * 4, "pod.mtu out of range")
-        if p.mac is not None:
-            check_mac(p.mac, "pod.mac")
-        for side, obj in (("host", h), ("pod", p)):
-            for attr in SIZE_FIELDS:
-                v = getattr(obj, attr)
-                _check(v is None or 0 < v < 2**32, f"{side}.{attr} out of range")
-        _check_common(p.addresses, p.routes, p.rules, p.neighbors, "pod")
-        if p.vrf is not None:
-            check_ifname(p.vrf.name)
-            _check_table(p.vrf.table, "pod.vrf")
-            _check(p.vrf.table not in (253, 254, 255), "pod.vrf.table is reserved")
-        for s in p.sysctls:
-            _check((s.family, s.key) in INTERFACE_KEYS, f"pod.sysctls: {s.family}/{s.key}")
-            _check(0 <= s.value < 2**31, "pod.sysctls: value out of range")
-        if p.dhcp is not None:
-            _check(_check_cidr(p.dhcp.address, "pod.dhcp.address") == 4, "pod.dhcp: not IPv4")
-            if p.dhcp.server is not None:
-                _check(_check_ip(p.dhcp.server, "pod.dhcp.server") == 4, "pod.dhcp: not IPv4")
-            _check(p.dhcp.obtained_at >= 0, "pod.dhcp.obtained_at out of range")
-            lt = p.dhcp.lease_time
-            _check(lt is None or 0 <= lt < 2**32, "pod.dhcp.lease_time out of range")
+        _check_host(h)
+        _check_pod(p)
         for t in (*p.features, *p.private_flags, *h.features, *h.private_flags):
             _check(bool(_NAME.fullmatch(t.name)), f"ethtool name {t.name!r} is invalid")
     if plan.rdma is not None:
-        if plan.rdma.link is not None:
-            _check(bool(_NAME.fullmatch(plan.rdma.link)), "rdma.link is invalid")
-        for c in plan.rdma.char_devices:
-            _check(c.path.startswith("/dev/") and ".." not in c.path, f"bad char device {c.path}")
-            _check(c.type == "c" and c.major >= 0 and c.minor >= 0, "bad char device numbers")
+        _check_rdma(plan.rdma)
 
 
 __all__ = [

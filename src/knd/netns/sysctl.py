@@ -6,8 +6,7 @@ part of a `/proc/sys/net/...` path: claim config is hostile. Values are integers
 
 from __future__ import annotations
 
-import re
-
+from knd.api.rules import interface_name_problem
 from knd.netns.errors import PlanError
 
 # (family, key) pairs a plan may carry for the pod interface.
@@ -22,14 +21,13 @@ INTERFACE_KEYS: frozenset[tuple[str, str]] = frozenset(
 # netns-wide keys the executor sets itself (VRF).
 GLOBAL_KEYS: frozenset[str] = frozenset({"ipv4/tcp_l3mdev_accept", "ipv4/udp_l3mdev_accept"})
 
-_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 PROC_SYS_NET = "/proc/sys/net"
 
 
 def check_ifname(name: str) -> str:
-    """Return `name` if it is a safe Linux interface name (≤15 bytes, [A-Za-z0-9_.-], not
-    `.`/`..`), else raise PlanError."""
-    if not _IFNAME.fullmatch(name) or name in {".", ".."}:
+    """Return `name` if it is a safe Linux interface name (the rule book's: ≤15 bytes,
+    [A-Za-z0-9_.-], not `.`/`..`), else raise PlanError."""
+    if not name or interface_name_problem(name) is not None:
         raise PlanError(f"invalid interface name {name!r}")
     return name
 

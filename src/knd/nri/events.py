@@ -36,15 +36,6 @@ class Event(IntEnum):
 VALID_MASK_PRE_0_10 = 0x07FF
 VALID_MASK_0_10 = 0x3FFF
 
-DEFAULT_EVENTS = frozenset(
-    {
-        Event.RUN_POD_SANDBOX,
-        Event.STOP_POD_SANDBOX,
-        Event.REMOVE_POD_SANDBOX,
-        Event.CREATE_CONTAINER,
-    }
-)
-
 
 def bit(event: Event) -> int:
     return 1 << (int(event) - 1)

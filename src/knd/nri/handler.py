@@ -7,7 +7,7 @@ the plugin connection and continues without it (knd then reconnects, but the pod
 without its NIC). So hooks only execute persisted plans: no API server call, no discovery scan,
 no DHCP inside a hook.
 
-Semantics the transport applies:
+Semantics the transport applies (the failure policies are data: `knd.nri.routes.EVENT_TABLE`):
 * run_pod_sandbox: raising fails the sandbox (HookError's message and code reach the runtime;
   any other exception becomes code UNKNOWN).
 * create_container: the returned ContainerAdjust (device nodes, de-duplicated by path) is sent

@@ -7,7 +7,8 @@ answer Configure with an explicit event mask valid for the runtime's NRI version
 Synchronize (joining split requests while `more` is set), then serve events. Events arrive as
 StateChange (NRI < v0.12) or as dedicated methods (v0.12+); both reach the same handler method.
 Every other method is answered UNIMPLEMENTED (12), which makes v0.12 runtimes fall back to
-StateChange for those.
+StateChange for those. Which events are subscribed, which method reaches which hook and what a
+failing hook does are one table, `knd.nri.routes.EVENT_TABLE`.
 
 When the connection drops (runtime restart: containerd never calls back) the plugin dials again
 with exponential backoff (initial..max, reset after a successful registration). A plugin
@@ -20,6 +21,7 @@ Every dispatched method is timed through `HookTimer` (per method name, errors fl
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -34,7 +36,7 @@ from google.protobuf.message import Message as PbMessage
 
 from knd._proto import nri_pb2
 from knd.nri import events as ev
-from knd.nri import ttrpc
+from knd.nri import routes, ttrpc
 from knd.nri.connection import IncomingRequest, NriConnection, Reply
 from knd.nri.errors import CallError, ConnectionClosedError, HookError, ProtocolError
 from knd.nri.handler import NriHandler
@@ -66,7 +68,7 @@ class PluginConfig:
     socket_path: str = DEFAULT_SOCKET
     name: str = "dra.net"
     index: str = "00"
-    events: frozenset[ev.Event] = ev.DEFAULT_EVENTS
+    events: frozenset[ev.Event] = routes.DEFAULT_EVENTS
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
     register_timeout_s: float = 5.0
@@ -77,6 +79,7 @@ class PluginConfig:
             raise ValueError(f"invalid NRI plugin name {self.name!r} (allowed: [A-Za-z0-9_.+-])")
         if not _IDX_RE.fullmatch(self.index):
             raise ValueError(f"invalid NRI plugin index {self.index!r} (two digits)")
+        routes.check_subscription(self.events)
 
 
 @dataclass(slots=True)
@@ -105,13 +108,6 @@ def _decode(cls: type[M], data: bytes) -> M:
     return msg
 
 
-_POD_EVENTS = {
-    ev.Event.RUN_POD_SANDBOX: "RunPodSandbox",
-    ev.Event.STOP_POD_SANDBOX: "StopPodSandbox",
-    ev.Event.REMOVE_POD_SANDBOX: "RemovePodSandbox",
-}
-
-
 class NriPlugin:
     """Runs knd's NRI plugin against one runtime socket until `stop()`."""
 
@@ -128,6 +124,7 @@ class NriPlugin:
         self._thread: threading.Thread | None = None
         self._conn: NriConnection | None = None
         self._session = _Session()
+        self._routes = self._make_routes()
         self._lock = threading.Lock()
         self.registrations = 0  # successful RegisterPlugin calls (one per connection)
         self.hook_errors = 0  # swallowed Stop/Remove/Synchronize errors
@@ -217,6 +214,7 @@ class NriPlugin:
         """One connection, start to close. True when registration succeeded."""
         with self._lock:
             self._session = _Session()
+        self._routes = self._make_routes()
         conn = NriConnection(
             sock, self._dispatch, name=f"nri:{self.config.index}-{self.config.name}"
         )
@@ -253,16 +251,7 @@ class NriPlugin:
         if req.service != PLUGIN_SERVICE:
             return Reply(code=ttrpc.Code.UNIMPLEMENTED, message=f"service {req.service}")
         log.debug("NRI request %s", req.method)
-        route: Callable[[bytes], Reply] | None = {
-            "Configure": self._configure,
-            "Synchronize": self._synchronize,
-            "Shutdown": self._shutdown,
-            "CreateContainer": self._create_container,
-            "StateChange": self._state_change,
-            "RunPodSandbox": lambda p: self._dedicated("RunPodSandbox", p),
-            "StopPodSandbox": lambda p: self._dedicated("StopPodSandbox", p),
-            "RemovePodSandbox": lambda p: self._dedicated("RemovePodSandbox", p),
-        }.get(req.method)
+        route = self._routes.get(req.method)
         if route is None:
             return Reply(code=ttrpc.Code.UNIMPLEMENTED, message=f"method {req.method}")
         try:
@@ -273,10 +262,10 @@ class NriPlugin:
 
     def _state_change(self, payload: bytes) -> Reply:
         sc = _decode(nri_pb2.StateChangeEvent, payload)
-        name = _POD_EVENTS.get(ev.Event(sc.event)) if 0 < sc.event <= 14 else None
-        if name is None:  # not subscribed: acknowledge and ignore
+        spec = routes.BY_EVENT.get(ev.Event(sc.event)) if 0 < sc.event <= 14 else None
+        if spec is None or spec.call is None:  # not a pod event of ours: acknowledge, ignore
             return Reply(nri_pb2.Empty().SerializeToString())
-        reply = self._pod_event(name, sc.pod)
+        reply = self._pod_event(spec, sc.pod)
         return reply if reply.code else Reply(nri_pb2.Empty().SerializeToString())
 
     def _configure(self, payload: bytes) -> Reply:
@@ -315,7 +304,7 @@ class NriPlugin:
             s.sync_pods, s.sync_containers = [], []
             try:
                 self.handler.synchronize(pods, containers)
-            except Exception:
+            except Exception:  # routes.SYNCHRONIZE_FAILURE: log and succeed
                 ok[0] = False
                 self.hook_errors += 1
                 log.exception("Synchronize handler failed (answered with success)")
@@ -326,40 +315,55 @@ class NriPlugin:
         log.info("runtime asked the NRI plugin to shut down")
         return Reply(nri_pb2.Empty().SerializeToString())
 
-    def _dedicated(self, name: str, payload: bytes) -> Reply:
-        # the three request messages share one shape: field 1 = pod
-        req = _decode(nri_pb2.RunPodSandboxRequest, payload)
-        reply = self._pod_event(name, req.pod)
-        return reply if reply.code else Reply(b"")  # all three responses are empty messages
+    def _make_routes(self) -> dict[str, Callable[[bytes], Reply]]:
+        """Method name → handler: the control methods, then one per row of the event table."""
+        table: dict[str, Callable[[bytes], Reply]] = {
+            "Configure": self._configure,
+            "Synchronize": self._synchronize,
+            "Shutdown": self._shutdown,
+            "StateChange": self._state_change,
+        }
+        for spec in routes.EVENT_TABLE:
+            if spec.call is None:
+                table[spec.method] = functools.partial(self._create_container, spec)
+            else:
+                table[spec.method] = functools.partial(self._dedicated, spec)
+        return table
 
-    def _pod_event(self, name: str, pb_pod: nri_pb2.PodSandbox) -> Reply:
+    def _dedicated(self, spec: routes.EventRoute, payload: bytes) -> Reply:
+        # the pod events' request messages share one shape: field 1 = pod
+        req = _decode(nri_pb2.RunPodSandboxRequest, payload)
+        reply = self._pod_event(spec, req.pod)
+        return reply if reply.code else Reply(b"")  # their responses are empty messages
+
+    def _failed(self, spec: routes.EventRoute, exc: Exception, what: str) -> Reply:
+        """The answer to a hook that raised, by the event's failure policy."""
+        if spec.failure is routes.Failure.LOG_AND_SUCCEED:
+            self.hook_errors += 1
+            log.error(
+                "%s hook failed for %s (not failing the runtime)",
+                spec.method,
+                what,
+                exc_info=exc,
+            )
+            return Reply()
+        code = exc.code if isinstance(exc, HookError) else ttrpc.Code.UNKNOWN
+        log.warning("%s refused for %s: %s", spec.method, what, exc)
+        return Reply(code=code, message=f"knd: {exc}")
+
+    def _pod_event(self, spec: routes.EventRoute, pb_pod: nri_pb2.PodSandbox) -> Reply:
+        assert spec.call is not None
         pod = pod_from_pb(pb_pod)
-        with self.timer.measure(name) as ok:
+        with self.timer.measure(spec.method) as ok:
             try:
-                if name == "RunPodSandbox":
-                    self.handler.run_pod_sandbox(pod)
-                elif name == "StopPodSandbox":
-                    self.handler.stop_pod_sandbox(pod)
-                else:
-                    self.handler.remove_pod_sandbox(pod)
+                spec.call(self.handler, pod)
             except Exception as e:
                 ok[0] = False
-                if name != "RunPodSandbox":
-                    self.hook_errors += 1
-                    log.exception(
-                        "%s hook failed for pod %s/%s (not failing the runtime)",
-                        name,
-                        pod.namespace,
-                        pod.name,
-                    )
-                    return Reply()
-                code = e.code if isinstance(e, HookError) else ttrpc.Code.UNKNOWN
-                log.warning("RunPodSandbox refused for pod %s/%s: %s", pod.namespace, pod.name, e)
-                return Reply(code=code, message=f"knd: {e}")
+                return self._failed(spec, e, f"pod {pod.namespace}/{pod.name}")
         return Reply()
 
-    def _create_container(self, payload: bytes) -> Reply:
-        with self.timer.measure("CreateContainer") as ok:
+    def _create_container(self, spec: routes.EventRoute, payload: bytes) -> Reply:
+        with self.timer.measure(spec.method) as ok:
             req = _decode(nri_pb2.CreateContainerRequest, payload)
             pod = pod_from_pb(req.pod)
             container: ContainerInfo = container_from_pb(req.container)
@@ -367,15 +371,7 @@ class NriPlugin:
                 adjust = self.handler.create_container(pod, container)
             except Exception as e:
                 ok[0] = False
-                code = e.code if isinstance(e, HookError) else ttrpc.Code.UNKNOWN
-                log.warning(
-                    "CreateContainer refused for %s in pod %s/%s: %s",
-                    container.name,
-                    pod.namespace,
-                    pod.name,
-                    e,
-                )
-                return Reply(code=code, message=f"knd: {e}")
+                return self._failed(spec, e, f"{container.name} in pod {pod.namespace}/{pod.name}")
             resp = nri_pb2.CreateContainerResponse(adjust=adjustment_to_pb(adjust))
             return Reply(resp.SerializeToString())
 

@@ -18,7 +18,8 @@ from prometheus_client.exposition import generate_latest
 from knd.cli.main import main
 from knd.cli.top_cmd import parse_sample
 from knd.driver.health import HealthServer, HealthState
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
+from knd.driver.metrics import DriverMetrics
 from knd.driver.nic_telemetry import NicTelemetry
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.nri.types import PodInfo
@@ -37,7 +38,9 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
         s.close()
 
 
-def _scrape(registry: CollectorRegistry) -> dict[tuple[str, ...], dict[tuple[str, str], float]]:
+def _scrape(
+    registry: CollectorRegistry,
+) -> dict[tuple[str, str, str, str, str], dict[tuple[str, str], float]]:
     return parse_sample(generate_latest(registry).decode())
 
 
@@ -74,7 +77,13 @@ def test_pod_nic_counters_follow_the_pod(
     telemetry = NicTelemetry()
     registry = CollectorRegistry()
     registry.register(telemetry)
-    hooks = NetworkHooks(store=store, status=None, telemetry=telemetry)
+    hooks = NetworkHooks(
+        store=store,
+        status=NullStatus(),
+        metrics=DriverMetrics(),
+        leases=NullLeases(),
+        telemetry=telemetry,
+    )
     pod_ns, pod_path = lab.netns()
     pod = PodInfo(id="sb", uid=POD_UID, name="trainer-0", namespace="team-a", netns=pod_path)
 
@@ -182,7 +191,13 @@ def test_health_of_an_attached_nic_is_its_link_inside_the_pod(lab: Lab, store: S
         [PlanRecord("claim-uid-1", "node", nic.name, "nic", POD_UID, json.loads(plan.to_json()))],
     )
     telemetry = NicTelemetry()
-    hooks = NetworkHooks(store=store, status=None, telemetry=telemetry)
+    hooks = NetworkHooks(
+        store=store,
+        status=NullStatus(),
+        metrics=DriverMetrics(),
+        leases=NullLeases(),
+        telemetry=telemetry,
+    )
     _, pod_path = lab.netns()
     pod = PodInfo(id="sb", uid=POD_UID, name="trainer-0", namespace="team-a", netns=pod_path)
     probe = SysfsLinkProbe(

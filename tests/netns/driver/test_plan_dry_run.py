@@ -28,7 +28,7 @@ from knd.lab.apiserver import ApiServerEmulator
 from tests.netns.conftest import Lab, addrs, link, routes, sh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "kubelet"))
-from kubelet_claims import DRIVER, POOL, claim, opaque
+from kubelet_claims import DRIVER, POOL, as_claim, claim, opaque
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_plan_is_what_prepare_persists_and_changes_nothing(
     )
     before = _host_view(nic.name)
 
-    plans = plan_claim(obj, driver=DRIVER, pool=POOL)
+    plans = plan_claim(as_claim(obj), driver=DRIVER, pool=POOL)
     assert _host_view(nic.name) == before
     (dp,) = plans
     steps = plan_steps(dp.plan)
@@ -128,7 +128,7 @@ def test_dhcp_is_not_run_and_is_reported(lab: Lab) -> None:
         [("nic", DRIVER, interface_device_name(nic.name))],
         configs=[opaque("FromClaim", {"interface": {"dhcp": True}})],
     )
-    (dp,) = plan_claim(obj, driver=DRIVER, pool=POOL)
+    (dp,) = plan_claim(as_claim(obj), driver=DRIVER, pool=POOL)
     addresses = [a for s, a in plan_steps(dp.plan) if s == "address"]
     assert addresses == [f"the DHCP lease's address (DHCP runs on {nic.name} at prepare)"]
 
@@ -159,14 +159,14 @@ def test_bad_input_gets_prepares_errors(
     ]
     for obj in bad:
         with pytest.raises(PlanFailedError) as caught:
-            plan_claim(obj, driver=DRIVER, pool=POOL)
+            plan_claim(as_claim(obj), driver=DRIVER, pool=POOL)
         stored = server.put_claim(obj)
         meta = stored["metadata"]
         result = eng.prepare([ClaimRef(meta["namespace"], meta["uid"], meta["name"])])
         assert caught.value.message == result[meta["uid"]].error, meta["name"]
     wrong_pool = claim("elsewhere", [("nic", DRIVER, device)])
     with pytest.raises(PlanFailedError, match="not to this node's pool 'other-node'"):
-        plan_claim(wrong_pool, driver=DRIVER, pool="other-node")
+        plan_claim(as_claim(wrong_pool), driver=DRIVER, pool="other-node")
 
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad[0]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -40,10 +40,10 @@ def veth() -> Iterator[str]:
 
 
 class _NoClaims:
-    def prepare(self, claims: list[ClaimRef]) -> dict[str, PrepareResult]:
+    def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareResult]:
         return {}
 
-    def unprepare(self, claims: list[ClaimRef]) -> dict[str, str]:
+    def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         return {}
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
+
+from knd.api.claims import ResourceClaim
 
 DRIVER = "dra.net"
 GPU = "gpu.nvidia.com"
@@ -75,3 +77,8 @@ def opaque(
 def ref(obj: dict[str, Any]) -> tuple[str, str, str]:
     m = obj["metadata"]
     return (m["namespace"], m["uid"], m["name"])
+
+
+def as_claim(obj: dict[str, Any]) -> ResourceClaim:
+    """A claim built here, as the typed shape the engine reads (the same dict, unconverted)."""
+    return cast(ResourceClaim, obj)

@@ -91,7 +91,7 @@ def _wait(cond: Any, timeout: float = 30) -> bool:
         if cond():
             return True
         time.sleep(0.02)
-    return cond()
+    return bool(cond())
 
 
 def test_prepare_answers_with_100_open_health_streams(

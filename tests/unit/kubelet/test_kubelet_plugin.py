@@ -347,7 +347,7 @@ def test_concurrent_prepares_of_one_claim_serialize(
 
 
 def test_profile_hook_resolved_and_released(
-    store: StateStore, apiserver: ApiServerEmulator, kube_api: object
+    store: StateStore, apiserver: ApiServerEmulator, kube_api: KubeClaimApi
 ) -> None:
     from knd.api.config import NetworkConfig, decode
     from knd.kubelet.types import ClaimRef
@@ -373,7 +373,7 @@ def test_profile_hook_resolved_and_released(
         store=store,
         reader=kube_api,
         events=kube_api,
-        profiles=Profiles(),  # type: ignore[arg-type]
+        profiles=Profiles(),
     )
     obj = apiserver.put_claim(
         claim(
@@ -396,7 +396,7 @@ def test_socket_files_not_world_accessible(plugin: KubeletPlugin) -> None:
 
 
 def test_plan_builder_failures_fail_only_that_claim(
-    store: StateStore, apiserver: ApiServerEmulator, kube_api: object
+    store: StateStore, apiserver: ApiServerEmulator, kube_api: KubeClaimApi
 ) -> None:
     from knd.driver.errors import ClaimError
     from knd.kubelet.types import ClaimRef
@@ -413,7 +413,7 @@ def test_plan_builder_failures_fail_only_that_claim(
 
     eng = PrepareEngine(
         driver=DRIVER, store=store, reader=kube_api, events=kube_api, plan_builder=Builder()
-    )  # type: ignore[arg-type]
+    )
     objs = [
         apiserver.put_claim(claim(n, [("nic", DRIVER, f"{n}0")])) for n in ("ok", "missing", "boom")
     ]

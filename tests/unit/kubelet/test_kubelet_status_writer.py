@@ -10,6 +10,7 @@ import pytest
 from kubelet_claims import DRIVER, GPU, POOL, claim
 
 from knd.driver.claim_api import KubeClaimApi
+from knd.driver.retry import Backoff
 from knd.driver.status_writer import Condition, DeviceStatus, NetworkData, StatusWriter
 from knd.lab.apiserver import ApiServerEmulator
 
@@ -72,7 +73,7 @@ def test_retries_with_backoff_after_failures(
     apiserver.put_claim(claim("retry", [("nic", DRIVER, "eth1")]))
     for _ in range(3):
         apiserver.fail_next("PATCH", 500)
-    writer = StatusWriter(applier=kube_api, driver=DRIVER, backoff_initial_s=0.01)
+    writer = StatusWriter(applier=kube_api, driver=DRIVER, backoff=Backoff(0.01, 10.0, attempts=8))
     try:
         writer.submit("default", "retry", [_ready("eth1", "10.1.0.1/16")])
         assert writer.flush()
@@ -86,7 +87,7 @@ def test_gives_up_after_max_attempts(apiserver: ApiServerEmulator, kube_api: Kub
     apiserver.put_claim(claim("flaky", [("nic", DRIVER, "eth1")]))
     for _ in range(5):
         apiserver.fail_next("PATCH", 503)
-    writer = StatusWriter(applier=kube_api, driver=DRIVER, max_attempts=3, backoff_initial_s=0.01)
+    writer = StatusWriter(applier=kube_api, driver=DRIVER, backoff=Backoff(0.01, 10.0, attempts=3))
     try:
         writer.submit("default", "flaky", [_ready("eth1", "10.1.0.1/16")])
         assert writer.flush()
@@ -102,7 +103,7 @@ def test_only_conflicts_throttling_and_server_errors_are_retried(
 ) -> None:
     apiserver.put_claim(claim("c4xx", [("nic", DRIVER, "eth1")]))
     apiserver.fail_next("PATCH", code)
-    writer = StatusWriter(applier=kube_api, driver=DRIVER, max_attempts=5, backoff_initial_s=0.01)
+    writer = StatusWriter(applier=kube_api, driver=DRIVER, backoff=Backoff(0.01, 10.0, attempts=5))
     try:
         writer.submit("default", "c4xx", [_ready("eth1", "10.1.0.1/16")])
         assert writer.flush()
@@ -125,7 +126,7 @@ def test_a_recreated_claim_never_gets_the_old_claims_status(
     apiserver.delete_claim("default", "same-name")
     new = apiserver.put_claim(claim("same-name", [("nic", DRIVER, "eth1")]))
     assert new["metadata"]["uid"] != old_uid
-    writer = StatusWriter(applier=kube_api, driver=DRIVER, backoff_initial_s=0.01)
+    writer = StatusWriter(applier=kube_api, driver=DRIVER, backoff=Backoff(0.01, 10.0, attempts=8))
     try:
         writer.submit("default", "same-name", [_ready("eth1", "10.1.0.1/16")], uid=old_uid)
         assert writer.flush()
@@ -191,7 +192,12 @@ class _Blocked:
         self.calls: list[tuple[str, list[dict[str, Any]]]] = []
 
     def apply_devices(
-        self, namespace: str, name: str, devices: list[dict[str, Any]], manager: str
+        self,
+        namespace: str,
+        name: str,
+        devices: list[dict[str, Any]],
+        manager: str,
+        uid: str | None = None,
     ) -> None:
         self.release.wait(10)
         self.calls.append((name, devices))
@@ -293,7 +299,7 @@ def test_a_refused_status_is_reported_once_with_the_remedy_and_not_retried() -> 
     writer = StatusWriter(
         applier=KubeClaimApi(conn, component=DRIVER),  # type: ignore[arg-type]
         driver=DRIVER,
-        backoff_initial_s=0.01,
+        backoff=Backoff(0.01, 10.0, attempts=8),
         on_refused=lambda *a: refused.append(a),
     )
     try:
