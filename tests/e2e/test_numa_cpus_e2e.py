@@ -6,7 +6,10 @@ This machine has one NUMA node, so the NUMA → CPU map comes from the test's in
 (the same root the plan builder reads): the NIC's `device/numa_node` is 0 and node 0 is given
 only the last online CPU, a strict subset of the machine's CPUs (the rest form a fictitious
 node 1). The real cgroup cpuset is then set by runc to that CPU and memory node 0, which exist.
-The multi-NUMA proof on real topology belongs to the VM lab and the real kubelet lab.
+On a real multi-NUMA topology (Debian's kernel under qemu, two NUMA nodes, a virtio NIC on
+each) the same path is proven from the kernel's own sysfs by tests/vm/test_numa_cpus.py (plan,
+CreateContainer hook, a cgroup v2 cpuset on a real process) and tests/vm/test_kubelet_numa.py
+(examples/lab/nic-numa-cpus.yaml under the real kubelet, scheduler and containerd's NRI).
 """
 
 from __future__ import annotations

@@ -34,6 +34,12 @@ TOPOLOGY = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-kubelet test last: the cluster it starts and stops (containerd's CNI bridge,
+    cgroups) must not be the ground the link-level tests stand on."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/vm/test_kubelet_numa.py"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _in_vm() -> None:
     if os.environ.get("KND_IN_VM") != "1":

@@ -3,8 +3,9 @@ host under its pod-side name. Here knd must find it by identity and restore its 
 state; on the machine's own kernel only veths exist, which die with their netns.
 
 Covered: StopPodSandbox arriving after the netns is gone (detach with the netns unopenable) and
-every attach fault point rolling a real NIC back. Not covered here: noticing the hand-back with
-no StopPodSandbox at all (issue 15's restorer; no such component on this branch).
+every attach fault point rolling a real NIC back. The hand-back with no StopPodSandbox at all,
+noticed by knd's restorer through netlink events, and a fault at each restore step of it:
+test_handback.py.
 """
 
 from __future__ import annotations
