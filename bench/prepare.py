@@ -4,7 +4,9 @@ The full path as kubelet sees it: the kubelet emulator calls `v1.DRAPlugin/NodeP
 over a unix socket; knd GETs the claim from the API server emulator (HTTP on loopback, through the
 knd.kube.connection), resolves configs, locates each device and captures its host state
 (netlink + sysfs: the real NetnsPlanBuilder, on 8 veth NICs created for the run; run as root),
-builds the AttachPlans and commits them to SQLite (WAL, synchronous=FULL) before answering.
+builds the AttachPlans, writes each device's pending-restore record and commits the claim to
+SQLite (WAL, synchronous=FULL) before answering, as the daemon's engine does. The emulated
+kubelet keeps one gRPC connection to the plugin, as kubelet does.
 `--placeholder` measures without host capture (no root needed). Every iteration uses a new
 claim (no idempotent shortcut); unprepare runs between iterations, untimed.
 
@@ -29,6 +31,7 @@ from pyroute2 import IPRoute
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.netns_plans import NetnsPlanBuilder
 from knd.driver.prepare import PrepareEngine
+from knd.driver.restore_records import RestoreRecords, records_dir_for
 from knd.driver.store import StateStore
 from knd.kube.connection import connect_url
 from knd.kubelet.plugin import KubeletPlugin
@@ -121,7 +124,14 @@ def main() -> None:
     store = StateStore(work / "state.db")
     api = KubeClaimApi(connect_url(api_server.url), DRIVER)
     builder = NetnsPlanBuilder() if real else None
-    engine = PrepareEngine(driver=DRIVER, store=store, reader=api, events=api, plan_builder=builder)
+    engine = PrepareEngine(
+        driver=DRIVER,
+        store=store,
+        reader=api,
+        events=api,
+        plan_builder=builder,
+        records=RestoreRecords(records_dir_for(store.path)),
+    )
     print(f"plan builder: {'NetnsPlanBuilder (host capture on veths)' if real else 'placeholder'}")
     plugin = KubeletPlugin(DRIVER, engine, work / "kubelet")
     plugin.start()

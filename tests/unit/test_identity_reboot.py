@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from knd.api.config import decode
 from knd.driver.reconcile import REBOOT_LOST_REASON, recapture_after_reboot
 from knd.driver.restore_records import RestoreRecord, RestoreRecords
@@ -133,4 +135,32 @@ def test_after_a_reboot_a_missing_device_is_reported_not_replayed(tmp_path: Path
     assert seen == [("dev-a", REBOOT_LOST_REASON)]
     assert "not on this node after the reboot" in report.errors[0] and PERM in report.errors[0]
     assert store.all_plans() == before
+    store.close()
+
+
+@pytest.mark.parametrize("loss", ["missing", "torn"])
+def test_after_a_reboot_a_record_lost_with_the_power_is_written_again(
+    tmp_path: Path, loss: str
+) -> None:
+    """Records are not fsync'd: a power loss may take one (or leave it empty) while the
+    fsync'd store keeps the claim. The reboot path writes it again from the store, so the
+    device never moves without one."""
+    store, records, _ = _stored(tmp_path, host(perm_mac=PERM))
+    path = records._path("node", "dev-a")
+    if loss == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(b"")
+    links = [LinkFacts(31, "ens9", "02:00:00:00:00:07", perm_mac=PERM)]
+    report = recapture_after_reboot(
+        store, records, lambda name: host(name=name, ifindex=31, perm_mac=PERM), lambda: links
+    )
+    assert report.recaptured == ["dev-a: ens9"] and not report.errors
+    record = records.get("node", "dev-a")
+    (row,) = store.all_plans()
+    assert record is not None
+    assert (record.claim_uid, record.namespace, record.name, record.pod_uid) == (
+        "c-1", "ns", "c1", "pod-1",
+    )  # fmt: skip
+    assert dict(record.plan) == dict(row.plan) and not record.released
     store.close()

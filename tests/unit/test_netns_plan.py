@@ -281,3 +281,6 @@ def test_roundtrip_property(mtu: int | None, name: str, n_addr: int) -> None:
     plan = build({"interface": iface})
     assert AttachPlan.from_json(plan.to_json()) == plan
     assert dataclasses.asdict(AttachPlan.from_json(plan.to_json())) == dataclasses.asdict(plan)
+    # what prepare stores (to_dict, no JSON round trip) is what the JSON round trip gives
+    assert plan.to_dict() == json.loads(plan.to_json())
+    assert json.dumps(plan.to_dict(), sort_keys=True, separators=(",", ":")) == plan.to_json()

@@ -3,13 +3,16 @@ hand from the kernel uapi constants; and the RDMA request/response path over a f
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
 from knd.netns import rdma
-from knd.netns.errors import NetnsError, RdmaUnavailableError
+from knd.netns.errors import NetnsError, NetnsOpenError, RdmaUnavailableError
+from knd.netns.nsfd import check_netns_fd, open_netns
 from knd.netns.plan import Route
 from knd.netns.rawlink import (
     decode_ack,
@@ -217,3 +220,27 @@ def test_decode_ack() -> None:
     assert decode_ack(ok, 4) == 0
     assert decode_ack(bad, 5) == 17
     assert decode_ack(ok, 99) == -1
+
+
+def test_a_netns_fd_is_checked_before_the_worker_starts(tmp_path: Path) -> None:
+    """Attach starts the pod netns worker without waiting for it, so a path that is not a
+    network namespace must fail before any host-side step: one ioctl on the fd."""
+
+    plain = tmp_path / "not-a-netns"
+    plain.write_text("x")
+    fd = open_netns(str(plain))
+    try:
+        with pytest.raises(NetnsOpenError, match="not a namespace"):
+            check_netns_fd(fd, str(plain))
+    finally:
+        os.close(fd)
+    for path, ok in (("/proc/self/ns/net", True), ("/proc/self/ns/mnt", False)):
+        fd = open_netns(path)
+        try:
+            if ok:
+                check_netns_fd(fd, path)
+            else:
+                with pytest.raises(NetnsOpenError, match="not a network namespace"):
+                    check_netns_fd(fd, path)
+        finally:
+            os.close(fd)

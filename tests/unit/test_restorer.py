@@ -26,7 +26,12 @@ from knd.driver.metrics import DriverMetrics
 from knd.driver.prepare import PrepareEngine
 from knd.driver.reconcile import RECONCILE_FAILED_REASON, rebuild_from_records, reconcile
 from knd.driver.restore_records import RestoreRecord, RestoreRecords
-from knd.driver.restorer import HANDED_BACK_REASON, RESTORE_FAILED_REASON, Restorer
+from knd.driver.restorer import (
+    DEVICE_LOST_REASON,
+    HANDED_BACK_REASON,
+    RESTORE_FAILED_REASON,
+    Restorer,
+)
 from knd.driver.retry import Backoff
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.kubelet.types import ClaimRef
@@ -60,6 +65,8 @@ class Kernel:
         self.fail: dict[str, list[str]] = {}
         self.calls: list[tuple[str, str | None]] = []
         self.links: list[LinkFacts] = []
+        #: devices found nowhere (destroyed, or not handed back yet)
+        self.gone: set[str] = set()
         self.lock = threading.Lock()
 
     def detach(self, plans: Sequence[AttachPlan], netns: str | None) -> list[Detached]:
@@ -68,7 +75,9 @@ class Kernel:
             for p in plans:
                 self.calls.append((p.device, netns))
                 steps = self.fail.get(p.device) or []
-                if steps:
+                if p.device in self.gone:
+                    out.append(Detached(p.device, "gone"))
+                elif steps:
                     step = steps.pop(0)
                     out.append(Detached(p.device, "returned", (f"{step}: injected failure",)))
                 else:
@@ -169,6 +178,67 @@ def test_failed_stop_is_retried_with_backoff_until_home(
     assert [(d, r) for d, r, _ in reports.seen] == [("dev-a", RESTORE_FAILED_REASON)]
     assert step in reports.seen[0][2]
     assert records.get("node", "dev-a") is not None
+
+
+def test_a_virtual_device_destroyed_with_its_netns_is_lost_once_never_retried(
+    store: StateStore, tmp_path: Path
+) -> None:
+    """A veth (no permanent MAC, no PCI address) found nowhere was destroyed with its netns:
+    one report, one count, no retry loop; its record goes at unprepare, without a problem."""
+    records = RestoreRecords(tmp_path / "records")
+    kernel, reports = Kernel(), Reports()
+    plans = {"dev-a": make_plan("dev-a", "eth1", "02:00:00:00:00:0a")}
+    rows = prepare(store, records, plans)
+    store.record_attach(POD, NETNS)
+    restorer, metrics = restorer_for(store, records, kernel, reports)
+    engine = PrepareEngine(
+        driver="dra.net", store=store, reader=None, events=None,  # type: ignore[arg-type]
+        records=records, restorer=restorer,
+    )  # fmt: skip
+    kernel.gone.add("dev-a")
+    try:
+        results = restorer.return_pod(POD, [(rows[0], plans["dev-a"])], NETNS)
+        assert results[0].outcome == "gone" and not results[0].home
+        assert not restorer.is_pending("node", "dev-a")
+        time.sleep(0.2)  # four times the backoff cap: a retry would have run by now
+        assert kernel.calls == [("dev-a", NETNS)]
+        assert records.get("node", "dev-a") is not None  # the claim is still prepared
+        assert engine.unprepare([ClaimRef("ns", "c-1", "c-1")]) == {"c-1": ""}
+        assert records.get("node", "dev-a") is None
+        assert not restorer.is_pending("node", "dev-a")
+    finally:
+        restorer.stop()
+    assert counter(metrics, "stop", "lost") == 1
+    assert counter(metrics, "stop", "gone") == 0
+    assert metrics.registry.get_sample_value("knd_driver_restore_pending") == 0
+    assert [(d, r) for d, r, _ in reports.seen] == [("dev-a", DEVICE_LOST_REASON)]
+    assert "destroyed by the kernel" in reports.seen[0][2]
+
+
+def test_a_physical_nic_found_nowhere_is_retried_until_the_kernel_returns_it(
+    store: StateStore, tmp_path: Path
+) -> None:
+    """A NIC with a permanent MAC may still come back (hand-back, re-plug): never lost."""
+    records = RestoreRecords(tmp_path / "records")
+    kernel, reports = Kernel(), Reports()
+    plan = make_plan("dev-a", "eth1", "02:00:00:00:00:0a", perm_mac="0c:42:a1:00:00:0a")
+    rows = prepare(store, records, {"dev-a": plan})
+    store.record_attach(POD, NETNS)
+    restorer, metrics = restorer_for(store, records, kernel, reports)
+    kernel.gone.add("dev-a")
+    try:
+        restorer.return_pod(POD, [(rows[0], plan)], NETNS)
+        assert restorer.is_pending("node", "dev-a")
+        assert wait_for(lambda: len(kernel.calls) >= 3)  # retried
+        with kernel.lock:
+            kernel.gone.discard("dev-a")  # the kernel handed it back
+        assert wait_for(lambda: not restorer.is_pending("node", "dev-a"))
+    finally:
+        restorer.stop()
+    assert counter(metrics, "stop", "gone") == 1
+    assert counter(metrics, "retry", "home") == 1
+    assert counter(metrics, "stop", "lost") + counter(metrics, "retry", "lost") == 0
+    assert [(d, r) for d, r, _ in reports.seen] == [("dev-a", RESTORE_FAILED_REASON)]
 
 
 def test_unprepare_brings_an_away_device_home_before_dropping_its_record(

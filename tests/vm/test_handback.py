@@ -29,6 +29,7 @@ import knd.netns.detach as detach_mod
 from knd.driver.metrics import DriverMetrics
 from knd.driver.restore_records import RestoreRecord, RestoreRecords
 from knd.driver.restorer import HANDED_BACK_REASON, RESTORE_FAILED_REASON, Restorer
+from knd.driver.retry import Backoff
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.host.netlink_events import NetlinkEvents
 from knd.netns.attach import attach
@@ -233,9 +234,7 @@ def _run_handback(
         sh("ip", "link", "add", "eth9", "type", "dummy")
     metrics = DriverMetrics()
     reports = Reports()
-    restorer = Restorer(
-        store, records, metrics=metrics, report=reports, backoff_initial_s=0.1, backoff_max_s=0.5
-    )
+    restorer = Restorer(store, records, metrics=metrics, report=reports, backoff=Backoff(0.1, 0.5))
     events = NetlinkEvents(restorer.poke)  # the daemon's wiring (knd.driver.daemon)
     restorer.start()
     events.start()

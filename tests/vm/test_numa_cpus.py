@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from knd.driver.hooks import NetworkHooks
+from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
+from knd.driver.metrics import DriverMetrics
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.host.numa import format_cpulist, parse_cpulist
 from knd.nri.types import ContainerInfo, PodInfo
@@ -104,7 +105,7 @@ def test_create_container_narrows_to_the_nics_node(
     p = plan(nic, ALIGN)
     pod = _hooks_with_pod(store, [(p.device, json.loads(p.to_json()))])
     cpus = format_cpulist(online()) if given == "all" else ""
-    adjust = NetworkHooks(store=store, status=None).create_container(
+    adjust = _hooks(store).create_container(
         pod, ContainerInfo("c", "sb1", "main", cpus=cpus, mems="")
     )
     assert adjust is not None
@@ -117,7 +118,7 @@ def test_two_nics_on_two_nodes_widen_the_target_never_the_container(
 ) -> None:
     plans = [plan(n, {**ALIGN, "interface": {"name": f"eth{n.numa + 8}"}}) for n in vnics]
     pod = _hooks_with_pod(store, [(p.device, json.loads(p.to_json())) for p in plans])
-    hooks = NetworkHooks(store=store, status=None)
+    hooks = _hooks(store)
     both = hooks.create_container(pod, ContainerInfo("c", "sb1", "main"))
     assert both is not None and both.cpus is not None
     assert parse_cpulist(both.cpus) == tuple(sorted(node_cpus(0) + node_cpus(1)))
@@ -133,7 +134,7 @@ def test_a_cpuset_the_kubelet_pinned_is_left_alone(
     p = plan(nic, ALIGN)
     pod = _hooks_with_pod(store, [(p.device, json.loads(p.to_json()))])
     pinned = ContainerInfo("c", "sb1", "main", cpus=format_cpulist(node_cpus(0)), mems="0")
-    assert NetworkHooks(store=store, status=None).create_container(pod, pinned) is None
+    assert _hooks(store).create_container(pod, pinned) is None
 
 
 @pytest.fixture
@@ -168,9 +169,7 @@ def test_the_narrowed_cpuset_confines_a_real_process_to_the_nics_node(
     nic = next(n for n in vnics if n.numa == 1)
     p = plan(nic, ALIGN)
     pod = _hooks_with_pod(store, [(p.device, json.loads(p.to_json()))])
-    adjust = NetworkHooks(store=store, status=None).create_container(
-        pod, ContainerInfo("c", "sb1", "main")
-    )
+    adjust = _hooks(store).create_container(pod, ContainerInfo("c", "sb1", "main"))
     assert adjust is not None and adjust.cpus is not None and adjust.mems is not None
     (cpuset_cgroup / "cpuset.cpus").write_text(adjust.cpus)
     (cpuset_cgroup / "cpuset.mems").write_text(adjust.mems)
@@ -183,3 +182,10 @@ def test_the_narrowed_cpuset_confines_a_real_process_to_the_nics_node(
     finally:
         proc.kill()
         proc.wait()
+
+
+def _hooks(store: StateStore) -> NetworkHooks:
+    """The hooks with null collaborators: CreateContainer's CPU narrowing needs none."""
+    return NetworkHooks(
+        store=store, status=NullStatus(), metrics=DriverMetrics(), leases=NullLeases()
+    )

@@ -10,8 +10,9 @@ Runs inside NodePrepareResources (45 s budget; typically a few ms plus up to 5 s
    RDMA-only device, an SR-IOV VF MTU above its PF's MTU (DraNet's check), a device that now
    carries the default route or one of the node's addresses (knd.netns.uplink);
 3. capture the host state (knd.netns.capture, from one host snapshot per prepare call: see
-   `batch`), run DHCP when `interface.dhcp` is set (on the
-   host interface, without configuring the host), and build the AttachPlan (knd.netns.builder);
+   `batch`; the engine starts it with `prefetch` while the claim GET is in flight), run DHCP
+   when `interface.dhcp` is set (on the host interface, without configuring the host), and
+   build the AttachPlan (knd.netns.builder);
 4. with `numa.alignCpus`, record the device's NUMA node and its CPUs in the plan's `placement`
    (knd.host.numa; used at CreateContainer by knd.driver.numa_cpus);
 5. return `plan.to_json()`, which the engine persists before answering the kubelet.
@@ -28,11 +29,11 @@ unprepare). RDMA char devices are handed over; the RDMA device itself never move
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,10 @@ def numa_placement(
     return CpuPlacement(nodes=(node,), cpus=cpus, online_cpus=online, on_no_overlap=on_no_overlap)
 
 
+def _take_snapshot() -> HostSnapshot:
+    return HostSnapshot.take()
+
+
 class NetnsPlanBuilder:
     """`PlanBuilder` for `PrepareEngine`: see the module docstring."""
 
@@ -184,6 +189,8 @@ class NetnsPlanBuilder:
     ) -> None:
         self.node_addresses = node_addresses
         self._local = threading.local()
+        self._prefetcher: ThreadPoolExecutor | None = None
+        self._prefetcher_lock = threading.Lock()
         self.ipam = ipam
         self.locator = locator or SysfsDeviceLocator(sysfs_root)
         self.rdma_mode = rdma_mode
@@ -262,27 +269,48 @@ class NetnsPlanBuilder:
                 SysfsRoot(Path(self.sysfs_root)), loc, config.numa.on_no_overlap or "error"
             )
             plan = dataclasses.replace(plan, placement=placement)
-        encoded: dict[str, Any] = json.loads(plan.to_json())
-        return encoded
+        return plan.to_dict()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
         """One host snapshot for every device built inside (one prepare call); per thread."""
         outer = getattr(self._local, "snapshot", None)
+        outer_pending = getattr(self._local, "pending", None)
         batching = getattr(self._local, "batching", False)
         self._local.snapshot = None  # taken on first use
+        self._local.pending = None
         self._local.batching = True
         try:
             yield
         finally:
             self._local.snapshot = outer
+            self._local.pending = outer_pending
             self._local.batching = batching
+
+    def prefetch(self) -> None:
+        """Start taking this batch's host snapshot on a worker thread: the engine calls this
+        just before it waits for the API server's answer, so the netlink dumps overlap that
+        round trip instead of following it. Nothing outside a batch, nothing twice; the worker
+        threads never change namespace, so the snapshot is the host's."""
+        if not getattr(self._local, "batching", False):
+            return
+        if self._local.snapshot is not None or self._local.pending is not None:
+            return
+        with self._prefetcher_lock:
+            if self._prefetcher is None:
+                self._prefetcher = ThreadPoolExecutor(4, thread_name_prefix="knd-snapshot")
+            self._local.pending = self._prefetcher.submit(_take_snapshot)
 
     def _snapshot(self) -> HostSnapshot:
         snap: HostSnapshot | None = getattr(self._local, "snapshot", None)
         if snap is None:
+            pending: Future[HostSnapshot] | None = getattr(self._local, "pending", None)
             try:
-                snap = HostSnapshot.take()
+                if pending is not None:
+                    self._local.pending = None
+                    snap = pending.result()
+                else:
+                    snap = HostSnapshot.take()
             except OSError as exc:
                 raise NetnsError(f"cannot read the host's links and routes: {exc}") from exc
             if getattr(self._local, "batching", False):

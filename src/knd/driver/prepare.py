@@ -169,6 +169,9 @@ class PrepareEngine:
             return _result_from_json(stored.result)
         claim: Claim | None = None
         try:
+            prefetch = getattr(self.plan_builder, "prefetch", None)
+            if prefetch is not None:
+                prefetch()  # the host snapshot overlaps the GET (NetnsPlanBuilder.prefetch)
             claim = self.reader.get(ref.namespace, ref.name)
             return self._prepare_fetched(ref, claim)
         except Exception as exc:  # ClaimError, or a bug: fail this claim only

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from knd.driver.claim_api import ClaimReader
 from knd.driver.errors import ClaimNotFoundError
 from knd.driver.metrics import DriverMetrics
-from knd.driver.restore_records import RestoreRecord, RestoreRecords
+from knd.driver.restore_records import RecordError, RestoreRecord, RestoreRecords
 from knd.driver.restorer import ReportFn, Restorer, parse_plan
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
 from knd.netns.errors import NetnsError
@@ -56,6 +56,8 @@ class ReconcileReport:
     rebuilt: list[str] = field(default_factory=list)
     #: devices of claims gone from the API server, brought home from their records
     released: list[str] = field(default_factory=list)
+    #: virtual devices destroyed with their pod's netns (nothing to restore; not retried)
+    lost: list[str] = field(default_factory=list)
 
 
 def rebuild_from_records(
@@ -144,6 +146,39 @@ def rebuild_from_records(
     return out
 
 
+def _rewrite_record(
+    store: StateStore, records: RestoreRecords, row: PlanRecord, plan: dict[str, object]
+) -> None:
+    """The device's pending-restore record with its new plan. Records are not fsync'd
+    (knd.driver.restore_records), so a power loss may have lost or torn one while the store,
+    which is, kept the claim: it is written again from the store before any attach."""
+    try:
+        old = records.get(row.pool, row.device)
+    except (OSError, RecordError) as exc:
+        log.warning(
+            "after a reboot: restore record of %s unreadable (%s); rewritten", row.device, exc
+        )
+        old = None
+    if old is None:
+        claim = store.claim(row.claim_uid)
+        if claim is None:
+            return
+        old = RestoreRecord(
+            claim_uid=claim.uid,
+            namespace=claim.namespace,
+            name=claim.name,
+            pod_uid=row.pod_uid,
+            pool=row.pool,
+            device=row.device,
+            request=row.request,
+            plan=plan,
+            profile=row.profile,
+            prepared_at=claim.prepared_at,
+            result=claim.result,
+        )
+    records.write(dataclasses.replace(old, plan=plan))
+
+
 def recapture_after_reboot(
     store: StateStore,
     records: RestoreRecords | None,
@@ -156,7 +191,8 @@ def recapture_after_reboot(
     """The boot id changed: every stored plan's host state is from the previous boot (ifindex,
     maybe the name, addresses and routes). Find each device again by identity (permanent MAC,
     PCI address; else its name and MAC) and capture its host state anew; the pod side of the
-    plan is kept. A device that cannot be found is reported (log, claim `Ready=False`, reason
+    plan is kept, and its pending-restore record is written again (from the store when the
+    power loss took it). A device that cannot be found is reported (log, claim `Ready=False`, reason
     `NetworkDeviceNotFoundAfterReboot`) and its old host state is never replayed: its plan's
     host side is only ever used to find it. Never raises."""
     out = out if out is not None else ReconcileReport()
@@ -197,10 +233,8 @@ def recapture_after_reboot(
             new = dataclasses.replace(plan, host=host)
             encoded = json.loads(new.to_json())
             store.update_plan(record.claim_uid, record.pool, record.device, encoded)
-            if records is not None:
-                old = records.get(record.pool, record.device)
-                if old is not None:
-                    records.write(dataclasses.replace(old, plan=encoded))
+            if records is not None and new.sub is None:
+                _rewrite_record(store, records, record, encoded)
             out.recaptured.append(f"{record.device}: {name}")
         except Exception as exc:
             out.errors.append(f"device {record.device}: recapture after reboot failed: {exc}")
@@ -263,7 +297,10 @@ def reconcile(
             pairs = _parsed(pod_uid, records, error)
             for result in restorer.restore_vanished(pod_uid, pairs):
                 out.restored.append(f"{result.device}: {result.outcome}")
-                if not result.home:
+                pool = records[0].pool if records else ""
+                if not result.home and restorer.is_lost(pool, result.device):
+                    out.lost.append(result.device)  # terminal, reported once by the restorer
+                elif not result.home:
                     out.errors.append(
                         f"pod {pod_uid}: device {result.device} not home yet ({result.outcome}); "
                         "retried with backoff"

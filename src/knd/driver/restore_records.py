@@ -12,13 +12,22 @@ a restart never puts that claim back into the store), and removed once the devic
 after the unprepare (knd.driver.restorer). A device whose record exists may be away from the host.
 
 Layout: `<dir>/<sha256(pool/device)[:32]>.json`, 0600 in a 0700 directory; written to a
-temporary file and renamed (atomic: a reader sees the old record or the new one). Not fsync'd,
-on purpose: a record guards against knd's death and the store's loss, which the page cache
-survives; a power loss returns every physical NIC to the host at boot, where the reboot path
-captures host state anew (knd.driver.reconcile). Skipping the two fsyncs keeps ~6 ms off each
-prepare. Reads are bounded (`MAX_RECORD_BYTES` per file, `MAX_RECORDS` files); a record that
-cannot be read or decoded is reported by `load()` (never raised), so one bad file cannot hide
-the others. Budget: one write ≈ 0.1 ms, at prepare time only.
+temporary file and renamed (atomic: a reader sees the old record or the new one).
+
+Durability: not fsync'd, on purpose. What a record must survive is knd's death (a kill, a
+crash, an OOM) and the loss of the store file; the page cache survives both, and the rename
+makes each write atomic against a process crash. A power loss is different: it may drop or
+tear (0 bytes) the records written in the last seconds. It needs no fsync either, because
+(1) the NICs are not away any more: the kernel's netns are gone after the reboot and every
+physical NIC is back in the host, where the reboot path captures its host state anew; and
+(2) the store, which is fsync'd (it must be as durable as the kubelet's own checkpoint: see
+knd.driver.store), still holds every prepared claim, and the reboot path writes each device's
+record again from it (knd.driver.reconcile.recapture_after_reboot) before any attach can
+move the device. The remaining window is a power loss and the loss of the store file
+together. Skipping them keeps two fsyncs per device (the file, the directory) off each
+prepare. Reads are bounded (`MAX_RECORD_BYTES` per file, `MAX_RECORDS`
+files); a record that cannot be read or decoded is reported by `load()` (never raised), so
+one bad file cannot hide the others. Budget: one write ≈ 0.1-0.5 ms, at prepare time only.
 """
 
 from __future__ import annotations

@@ -11,7 +11,15 @@ Paths (docs/operations.md, "Bringing devices home"):
   restored under its host name;
 * a failed restore of any path is retried after the `backoff` policy's delay
   (`knd.driver.retry`: 1 s doubling to 60 s, forever: a NIC is never given up on) on the
-  restorer's thread;
+  restorer's thread; the error is logged on the first failure and then on attempts 2, 4, 8, ...
+  (not every minute);
+* one terminal state: a device found nowhere (`gone`) that has no identity the kernel could
+  hand back (no permanent MAC, no PCI address: a veth, macvlan or dummy, which the kernel
+  destroys with its netns instead of returning it) is `lost`: counted once per path
+  (`knd_driver_restores_total{result="lost"}`), logged and reported on its claim once (reason
+  `NetworkDeviceLost`), never retried, and its pending-restore record is dropped once its claim
+  is unprepared (nothing is left to restore). A physical NIC that is `gone` is retried: the
+  kernel may still hand it back, or it may be plugged in again;
 * daemon restart (`sweep`): devices of pods whose netns vanished while knd was down.
 One lock serialises every move of this restorer with the NRI attach (`lock`), so a device is
 never restored while an attach or detach of it runs.
@@ -52,6 +60,7 @@ DetachFn = Callable[[Sequence[AttachPlan], str | None], list[Detached]]
 ReportFn = Callable[[PlanRecord, str, str], None]
 HANDED_BACK_REASON = "NetworkDeviceReturnedToHost"
 RESTORE_FAILED_REASON = "NetworkDeviceRestoreFailed"
+DEVICE_LOST_REASON = "NetworkDeviceLost"
 
 
 @dataclass
@@ -82,6 +91,13 @@ def _in_host(plan: AttachPlan, links: list[LinkFacts]) -> bool:
     pod_name = plan.pod.name if plan.pod is not None else None
     pod_mac = plan.pod.mac if plan.pod is not None else None
     return match_link(links, plan.host, pod_name, pod_mac) is not None
+
+
+def _vanishes_with_netns(plan: AttachPlan) -> bool:
+    """A device the kernel deletes with its netns rather than handing it back: a virtual
+    device (random MAC: no permanent MAC; no PCI parent). Such a device that is found nowhere
+    will never be found again."""
+    return plan.host is not None and not plan.host.perm_mac and not plan.host.pci_address
 
 
 def _key(record: PlanRecord) -> tuple[str, str]:
@@ -128,6 +144,8 @@ class Restorer:
         self._away: dict[tuple[str, str], _Away] = {}
         #: (pod UID, device) brought home since the pod's last attach.
         self._home: set[tuple[str, str]] = set()
+        #: (pool, device) found lost (a virtual device destroyed with its netns), reported once.
+        self._lost: set[tuple[str, str]] = set()
         self._poked = False
         self._plan_cache: dict[tuple[str, str], tuple[str, AttachPlan]] = {}
         self._stop = False
@@ -162,6 +180,11 @@ class Restorer:
         with self._cond:
             return (pool, device) in self._away
 
+    def is_lost(self, pool: str, device: str) -> bool:
+        """The device reached the terminal `lost` state (see the module docstring)."""
+        with self._cond:
+            return (pool, device) in self._lost
+
     def pending(self) -> list[str]:
         """`pool/device: last error` of every device waiting for a retry."""
         with self._cond:
@@ -174,6 +197,7 @@ class Restorer:
             for r in records:
                 self._home.discard((pod_uid, r.device))
                 self._away.pop(_key(r), None)
+                self._lost.discard(_key(r))
         self._set_gauge()
 
     def return_pod(
@@ -228,7 +252,9 @@ class Restorer:
             self._drop_record(record)
         if maybe_away:
             for result in self._bring_home(maybe_away, netns, "unprepare", released=True):
-                if not result.home:
+                with self._cond:
+                    lost = (group[0][0].pool, result.device) in self._lost
+                if not result.home and not lost:
                     self._mark_released(group[0][0].pool, result.device)
                     problems.append(
                         f"{result.device}: not home yet ({result.outcome}: "
@@ -284,7 +310,10 @@ class Restorer:
         released: bool,
         attempt: int = 0,
     ) -> None:
-        """Record one device's outcome: home, or scheduled for a retry."""
+        """Record one device's outcome: home, lost (terminal), or scheduled for a retry."""
+        if result.outcome == "gone" and not result.errors and _vanishes_with_netns(plan):
+            self._settle_lost(record, path, released=released)
+            return
         self._count(path, "home" if result.home else result.outcome)
         if result.home:
             with self._cond:
@@ -313,12 +342,15 @@ class Restorer:
                 released=released or (previous is not None and previous.released),
             )
             self._cond.notify_all()
-        log.error(
-            "%s: device %s/%s is not home (%s); retrying in %.1f s",
+        noisy = attempt & (attempt - 1) == 0  # the first failure, then attempts 1, 2, 4, 8, ...
+        log.log(
+            logging.ERROR if noisy else logging.DEBUG,
+            "%s: device %s/%s is not home (%s); retry %d in %.1f s",
             path,
             record.pool,
             record.device,
             error,
+            attempt + 1,
             delay,
             extra={"device": record.device},
         )
@@ -330,6 +362,26 @@ class Restorer:
                 "knd retries with backoff",
             )
         self.start()
+
+    def _settle_lost(self, record: PlanRecord, path: str, *, released: bool) -> None:
+        """The terminal state (see the module docstring): no retry, one report."""
+        self._count(path, "lost")
+        with self._cond:
+            away = self._away.pop(_key(record), None)
+            first = _key(record) not in self._lost
+            self._lost.add(_key(record))
+        if released or (away is not None and away.released):
+            self._drop_record(record)
+        if not first:
+            log.info("%s: device %s/%s is still lost", path, record.pool, record.device)
+            return
+        message = (
+            f"device {record.device} no longer exists: a virtual device (no permanent MAC, no "
+            "PCI address) is destroyed by the kernel with its pod's network namespace and "
+            "cannot come back; nothing to restore, knd does not retry"
+        )
+        log.error("%s: %s", path, message, extra={"device": record.device})
+        self._report(record, DEVICE_LOST_REASON, message)
 
     def _mark_released(self, pool: str, device: str) -> None:
         """The claim is unprepared but the device is not home: its record must never bring
@@ -516,4 +568,10 @@ class Restorer:
                 self.metrics.restore_pending.set(len(self._away))
 
 
-__all__ = ["HANDED_BACK_REASON", "RESTORE_FAILED_REASON", "Restorer", "parse_plan"]
+__all__ = [
+    "DEVICE_LOST_REASON",
+    "HANDED_BACK_REASON",
+    "RESTORE_FAILED_REASON",
+    "Restorer",
+    "parse_plan",
+]

@@ -10,6 +10,11 @@ Does what kubelet's plugin watcher and DRA manager do on the wire, with the same
 3. calls NodePrepareResources / NodeUnprepareResources (45 s timeout) in the chosen or an
    explicitly requested version, and opens the NodeWatchResources health stream.
 
+Like kubelet's DRA plugin client, the DRA calls reuse one gRPC connection per registered
+endpoint (dialled on first use); a new registration of the endpoint, `forget`, `stop` or a call
+that fails with UNAVAILABLE drops it, so the next call dials afresh. (Dialling per call would add
+a connection set-up that kubelet does not pay to every prepare measured through the emulator.)
+
 The watcher polls the directory (every 50 ms) instead of using inotify; that is the only
 liberty taken.
 """
@@ -57,6 +62,7 @@ class KubeletEmulator:
     plugins: dict[str, RegisteredPlugin] = field(default_factory=dict)
     attempts: int = 0
     _seen: dict[Path, float] = field(default_factory=dict)
+    _channels: dict[str, grpc.Channel] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -111,6 +117,7 @@ class KubeletEmulator:
             if not error and self.refuse_with:
                 error = self.refuse_with
             if not error:
+                self._drop_channel(info.endpoint or str(path))
                 with self._cond:
                     self.plugins[info.name] = RegisteredPlugin(
                         info.name,
@@ -139,6 +146,10 @@ class KubeletEmulator:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        with self._cond:
+            endpoints = list(self._channels)
+        for endpoint in endpoints:
+            self._drop_channel(endpoint)
 
     def forget(self, driver: str) -> None:
         """Drop a registration (as kubelet does when the registration socket disappears)."""
@@ -146,6 +157,37 @@ class KubeletEmulator:
             plugin = self.plugins.pop(driver, None)
             if plugin is not None:
                 self._seen.pop(plugin.socket, None)
+        if plugin is not None:
+            self._drop_channel(plugin.endpoint)
+
+    def _channel(self, endpoint: str) -> grpc.Channel:
+        with self._cond:
+            channel = self._channels.get(endpoint)
+            if channel is None:
+                channel = grpc.insecure_channel(f"unix://{endpoint}")
+                self._channels[endpoint] = channel
+            return channel
+
+    def _drop_channel(self, endpoint: str) -> None:
+        with self._cond:
+            channel = self._channels.pop(endpoint, None)
+        if channel is not None:
+            channel.close()
+
+    def _unary(
+        self, endpoint: str, method: str, pb_in: Any, pb_out: Any, request: Any, timeout: float
+    ) -> Any:
+        call = self._channel(endpoint).unary_unary(
+            method,
+            request_serializer=pb_in.SerializeToString,
+            response_deserializer=pb_out.FromString,
+        )
+        try:
+            return call(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self._drop_channel(endpoint)
+            raise
 
     def wait_registered(self, driver: str, timeout: float = 10.0) -> RegisteredPlugin:
         deadline = time.monotonic() + timeout
@@ -184,13 +226,14 @@ class KubeletEmulator:
         request = pb.NodePrepareResourcesRequest(
             claims=[pb.Claim(namespace=ns, uid=uid, name=name) for ns, uid, name in claims]
         )
-        with grpc.insecure_channel(f"unix://{endpoint}") as channel:
-            call = channel.unary_unary(
-                wire.method(service, wire.PREPARE),
-                request_serializer=pb.NodePrepareResourcesRequest.SerializeToString,
-                response_deserializer=pb.NodePrepareResourcesResponse.FromString,
-            )
-            return call(request, timeout=timeout)
+        return self._unary(
+            endpoint,
+            wire.method(service, wire.PREPARE),
+            pb.NodePrepareResourcesRequest,
+            pb.NodePrepareResourcesResponse,
+            request,
+            timeout,
+        )
 
     def unprepare(
         self,
@@ -203,13 +246,14 @@ class KubeletEmulator:
         request = pb.NodeUnprepareResourcesRequest(
             claims=[pb.Claim(namespace=ns, uid=uid, name=name) for ns, uid, name in claims]
         )
-        with grpc.insecure_channel(f"unix://{endpoint}") as channel:
-            call = channel.unary_unary(
-                wire.method(service, wire.UNPREPARE),
-                request_serializer=pb.NodeUnprepareResourcesRequest.SerializeToString,
-                response_deserializer=pb.NodeUnprepareResourcesResponse.FromString,
-            )
-            return call(request, timeout=timeout)
+        return self._unary(
+            endpoint,
+            wire.method(service, wire.UNPREPARE),
+            pb.NodeUnprepareResourcesRequest,
+            pb.NodeUnprepareResourcesResponse,
+            request,
+            timeout,
+        )
 
     def watch_health(
         self, driver: str, timeout: float = 60

@@ -51,7 +51,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from knd.netns import ebpf, rdma, sysctl
 from knd.netns.errors import AttachError, NetnsError, PlanError
 from knd.netns.ethtool_apply import apply_features
-from knd.netns.nsfd import NetnsWorker, open_host_netns, open_netns
+from knd.netns.nsfd import NetnsWorker, check_netns_fd, open_host_netns, open_netns
 from knd.netns.plan import AttachPlan, HostSide, PodSide, SubInterface, check_plan
 from knd.netns.privflags import apply_private_flags
 from knd.netns.rawlink import (
@@ -124,7 +124,6 @@ class PodSession:
     pod_fd: int
     host_fd: int
     worker: NetnsWorker
-    pod_link: LinkSocket
     host_link: LinkSocket
     _own_host_fd: bool = False
     undo: list[_Undo] = field(default_factory=list)
@@ -155,27 +154,34 @@ class PodSession:
         own = host_fd is None
         hfd = open_host_netns() if host_fd is None else host_fd
         try:
-            worker = NetnsWorker(pod_fd, name="knd-attach")
+            check_netns_fd(pod_fd, netns_path)  # what the worker would find, before any change
+            # The worker enters the pod netns and opens its socket while the caller does the
+            # host-side steps (lookup, down): the first `pod_link` use waits for it.
+            worker = NetnsWorker(pod_fd, name="knd-attach", init=LinkSocket, wait=False)
         except BaseException:
             os.close(pod_fd)
             if own:
                 os.close(hfd)
             raise
         return cls(
-            pod_fd=pod_fd,
-            host_fd=hfd,
-            worker=worker,
-            pod_link=worker.call(LinkSocket),
-            host_link=LinkSocket(),
-            _own_host_fd=own,
+            pod_fd=pod_fd, host_fd=hfd, worker=worker, host_link=LinkSocket(), _own_host_fd=own
         )
+
+    @property
+    def pod_link(self) -> LinkSocket:
+        """The raw socket in the pod netns (opened by the worker as it entered the netns)."""
+        link: LinkSocket = self.worker.initial
+        return link
+
+    def _close_pod_link(self) -> None:
+        self.pod_link.close()
 
     def close(self) -> None:
         for closer in (
             *(ipr.close for ipr in (self._pod_ipr, self._host_ipr) if ipr is not None),
-            self.pod_link.close,
+            self._close_pod_link,  # its property raises if the worker never entered the netns
             self.host_link.close,
-            self.worker.close,
+            lambda: self.worker.close(wait=False),  # it ends by itself; the hook need not wait
         ):
             with contextlib.suppress(Exception):
                 closer()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
 import os
 import queue
 import threading
@@ -62,6 +63,19 @@ def open_host_netns() -> int:
     return open_netns(HOST_NETNS_PATH)
 
 
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h (Linux 4.11)
+
+
+def check_netns_fd(fd: int, path: str) -> None:
+    """Raise NetnsOpenError unless `fd` is a network namespace (one ioctl, no thread)."""
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError as exc:
+        raise NetnsOpenError(f"{path!r} is not a namespace: {exc.strerror}") from exc
+    if kind != CLONE_NEWNET:
+        raise NetnsOpenError(f"{path!r} is not a network namespace")
+
+
 def netns_inode(fd: int) -> int:
     """The inode number identifying the netns behind `fd` (equal inodes = same netns)."""
     return os.fstat(fd).st_ino
@@ -87,26 +101,59 @@ class NetnsWorker:
     The worker dups the fd it is given; the caller keeps ownership of its own.
     """
 
-    def __init__(self, netns_fd: int, name: str = "knd-netns") -> None:
+    def __init__(
+        self,
+        netns_fd: int,
+        name: str = "knd-netns",
+        init: Callable[[], Any] | None = None,
+        *,
+        wait: bool = True,
+    ) -> None:
+        """`init`, when given, runs in the netns as the thread starts; its result is
+        `initial` (one hand-off fewer than a first `call`). With `wait=False` the constructor
+        returns at once and the thread starts while the caller does other work: entering the
+        netns, or `init`, fails at the first `call` or `initial` instead of here."""
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._ready: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue[tuple[BaseException | None, Any]] = queue.SimpleQueue()
+        self._started = False
+        self._initial: Any = None
         fd = os.dup(netns_fd)
-        self._thread = threading.Thread(target=self._run, args=(fd,), name=name, daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(fd, init), name=name, daemon=True)
         self._thread.start()
-        error = self._ready.get()
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
+        """Wait until the thread is in the netns (and `init` ran); raise what failed."""
+        if self._started:
+            return
+        error, initial = self._ready.get()
         if error is not None:
+            self._ready.put((error, None))  # every later caller sees the same failure
             self._thread.join()
             raise error
+        self._started, self._initial = True, initial
 
-    def _run(self, fd: int) -> None:
+    @property
+    def initial(self) -> Any:
+        """What `init` returned (None without one)."""
+        self.ready()
+        return self._initial
+
+    def _run(self, fd: int, init: Callable[[], Any] | None) -> None:
         try:
             setns(fd)
         except NetnsOpenError as exc:
-            self._ready.put(exc)
+            self._ready.put((exc, None))
             return
         finally:
             os.close(fd)
-        self._ready.put(None)
+        try:
+            initial = init() if init is not None else None
+        except BaseException as exc:  # handed to the constructor
+            self._ready.put((exc, None))
+            return
+        self._ready.put((None, initial))
         while True:
             item = self._requests.get()
             if item is _STOP:
@@ -119,6 +166,7 @@ class NetnsWorker:
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` inside the netns and return its result (exceptions propagate)."""
+        self.ready()
         reply: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
         self._requests.put((fn, args, reply))
         ok, value = reply.get()
@@ -126,11 +174,13 @@ class NetnsWorker:
             raise value
         return value  # type: ignore[no-any-return]
 
-    def close(self) -> None:
-        """Stop the thread (idempotent)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the thread (idempotent). `wait=False` returns without joining it: the thread
+        ends by itself after the requests already queued (a hot path need not wait for it)."""
         if self._thread.is_alive():
             self._requests.put(_STOP)
-            self._thread.join()
+            if wait:
+                self._thread.join()
 
     def __enter__(self) -> NetnsWorker:
         return self

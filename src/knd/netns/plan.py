@@ -223,6 +223,11 @@ class AttachPlan:
         """Canonical JSON (sorted keys, compact)."""
         return json.dumps(_encode(self), sort_keys=True, separators=(",", ":"))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-shaped value `to_json` writes (equal to `json.loads(plan.to_json())`)."""
+        encoded: dict[str, Any] = _encode(self)
+        return encoded
+
     @classmethod
     def from_json(cls, text: str | bytes) -> AttachPlan:
         """Strictly decode and check a plan; PlanError on any problem."""
@@ -241,9 +246,18 @@ class AttachPlan:
 T = TypeVar("T")
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _encode(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if value is None or isinstance(value, str | int | float):
+        return value
+    kind = type(value)
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: _encode(getattr(value, name)) for name in names}
     if isinstance(value, tuple | list):
         return [_encode(v) for v in value]
     return value

@@ -200,40 +200,61 @@ class LinkFacts:
 def _mac_text(payload: bytes) -> str | None:
     if not payload or not any(payload):
         return None
-    return ":".join(f"{b:02x}" for b in payload)
+    return payload.hex(":")
 
 
 def _facts(data: bytes, offset: int, length: int) -> LinkFacts:
     """Decode the RTM_NEWLINK message at `offset` (`length` bytes)."""
-    index, flags = struct.unpack_from("=iI", data, offset + 16 + 4)
+    return link_facts(data[offset + 16 : offset + length])
+
+
+def link_facts(payload: bytes) -> LinkFacts:
+    """Decode one RTM_NEWLINK payload (ifinfomsg + attributes, after the nlmsghdr)."""
+    index, flags = struct.unpack_from("=iI", payload, 4)
     name, mac, perm, parent, sizes = "", None, None, None, []
     mtu: int | None = None
     alias: str | None = None
-    pos = offset + 16 + 16  # nlmsghdr + ifinfomsg
-    while pos + 4 <= offset + length:
-        alen, atype = struct.unpack_from("=HH", data, pos)
+    pos = 16  # ifinfomsg
+    end = len(payload)
+    while pos + 4 <= end:
+        alen, atype = struct.unpack_from("=HH", payload, pos)
         if alen < 4:
             break
-        payload = data[pos + 4 : pos + alen]
+        value = payload[pos + 4 : pos + alen]
         atype &= 0x3FFF
         if atype == IFLA_IFNAME:
-            name = payload.split(b"\0", 1)[0].decode("ascii", "replace")
-        elif atype == IFLA_ADDRESS and payload:
-            mac = ":".join(f"{b:02x}" for b in payload)
+            name = value.split(b"\0", 1)[0].decode("ascii", "replace")
+        elif atype == IFLA_ADDRESS and value:
+            mac = value.hex(":")
         elif atype == IFLA_PERM_ADDRESS:
-            perm = _mac_text(payload)
+            perm = _mac_text(value)
         elif atype == IFLA_PARENT_DEV_NAME:
-            parent = payload.split(b"\0", 1)[0].decode("ascii", "replace") or None
-        elif atype == IFLA_MTU and len(payload) >= 4:
-            (mtu,) = struct.unpack_from("=I", payload)
+            parent = value.split(b"\0", 1)[0].decode("ascii", "replace") or None
+        elif atype == IFLA_MTU and len(value) >= 4:
+            (mtu,) = struct.unpack_from("=I", value)
         elif atype == IFLA_IFALIAS:
-            alias = payload.split(b"\0", 1)[0].decode("utf-8", "replace") or None
-        elif atype in SIZE_ATTRS and len(payload) >= 4:
-            sizes.append((atype, struct.unpack_from("=I", payload)[0]))
+            alias = value.split(b"\0", 1)[0].decode("utf-8", "replace") or None
+        elif atype in SIZE_ATTRS and len(value) >= 4:
+            sizes.append((atype, struct.unpack_from("=I", value)[0]))
         pos += (alen + 3) & ~3
     return LinkFacts(
         int(index), name, mac, tuple(sorted(sizes)), perm, parent, mtu, bool(flags & IFF_UP), alias
     )
+
+
+def link_name(payload: bytes) -> str:
+    """Only the IFLA_IFNAME of one RTM_NEWLINK payload ("" if absent): the kernel puts it
+    first, so this stops after one attribute where `link_facts` walks them all."""
+    pos = 16
+    end = len(payload)
+    while pos + 4 <= end:
+        alen, atype = struct.unpack_from("=HH", payload, pos)
+        if alen < 4:
+            break
+        if atype & 0x3FFF == IFLA_IFNAME:
+            return payload[pos + 4 : pos + alen].split(b"\0", 1)[0].decode("ascii", "replace")
+        pos += (alen + 3) & ~3
+    return ""
 
 
 def decode_link(data: bytes, seq: int) -> tuple[bool, LinkFacts | None]:

@@ -49,6 +49,29 @@ def test_pragmas_mode_and_reopen(tmp_path: Path) -> None:
     s2.close()
 
 
+def test_hook_writes_skip_the_fsync_and_prepared_state_keeps_it(tmp_path: Path) -> None:
+    """Boot-scoped hook writes commit with synchronous=NORMAL (still atomic, in the WAL), the
+    prepared state with FULL; the connection is back to FULL after each hook write, also
+    after one that failed. Watched through SQLite's trace of the statements it runs."""
+    s = StateStore(tmp_path / "knd.db")
+    seen: list[str] = []
+    s._db.set_trace_callback(seen.append)
+    _save(s)
+    assert not any("synchronous" in q for q in seen)  # FULL, the connection's setting
+    seen.clear()
+    s.record_attach("p1", "/var/run/netns/cni-1", 5.0, "note")
+    assert seen[0] == "PRAGMA synchronous=NORMAL" and seen[-1] == "PRAGMA synchronous=FULL"
+    assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with pytest.raises(sqlite3.OperationalError), s._tx(durable=False) as db:
+        db.execute("UPDATE no_such_table SET x = 1")
+    assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    s.close()
+    again = StateStore(tmp_path / "knd.db")  # what a restart after a kill finds
+    pod = again.pod("p1")
+    assert pod is not None and (pod.netns, pod.attach_note) == ("/var/run/netns/cni-1", "note")
+    again.close()
+
+
 def test_device_held_once_and_delete_is_idempotent(tmp_path: Path) -> None:
     s = StateStore(tmp_path / "knd.db")
     _save(s, "c1", "eth1")
