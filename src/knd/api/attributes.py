@@ -72,6 +72,16 @@ CLOUD_ATTRIBUTES: Final[tuple[str, ...]] = (
     "oke.dra.net/gpuMemoryFabricId",
     "alibaba.dra.net/instanceType",
     "alibaba.dra.net/erdma",
+    "coreweave.dra.net/leafSwitch",
+    "coreweave.dra.net/fabric",
+    "coreweave.dra.net/superpod",
+    "coreweave.dra.net/leafgroup",
+    "coreweave.dra.net/leafgroupName",
+    "coreweave.dra.net/rack",
+    "coreweave.dra.net/fabricFlavor",
+    "coreweave.dra.net/instanceType",
+    "coreweave.dra.net/speedExpected",
+    "coreweave.dra.net/speedCurrent",
 )
 GCE_IP_ALIASES: Final = "gce.dra.net/ipAliases"
 

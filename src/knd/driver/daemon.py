@@ -53,6 +53,7 @@ from knd.driver.store import PlanRecord, StateStore
 from knd.host.netlink import LiveNetlink
 from knd.host.netlink_events import NetlinkEvents
 from knd.host.sysfs import SysfsRoot
+from knd.inventory.cloud.coreweave import labels_of
 from knd.inventory.discover import Options as InventoryOptions
 from knd.inventory.filter import AdminFilter
 from knd.inventory.rescan import Rescanner
@@ -176,7 +177,10 @@ class Daemon:
         # Cloud + profile providers (knd.driver.providers): nothing is contacted until the
         # "cloud" step; cloud attributes join each scan through `enrich`.
         self.providers: Providers = build_providers(
-            opts, SysfsRoot(Path(sysfs_root)), self._read_configmap
+            opts,
+            SysfsRoot(Path(sysfs_root)),
+            self._read_configmap,
+            lambda: labels_of(slices.get_node(opts.node_name)),
         )
         self._inventory = Inventory(
             sysfs=SysfsRoot(Path(sysfs_root)),

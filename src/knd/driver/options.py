@@ -143,7 +143,7 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
         ("--cloud-provider-hint",),
         {
             "default": "",
-            "help": "cloud provider: GCE, AWS, AZURE, OKE, ALIBABA, webhook, NONE "
+            "help": "cloud provider: GCE, AWS, AZURE, OKE, ALIBABA, CKS, webhook, NONE "
             "(default: detect; off a cloud detection costs under a second)",
         },
     ),
