@@ -255,7 +255,7 @@ def _labels_file(path: Path) -> Callable[[], Mapping[str, str]]:
     """A reader of `--node-labels`: `metadata.labels` of a Node object, or a plain label map."""
 
     def read() -> Mapping[str, str]:
-        from knd.api.documents import parse_documents  # YAML: kept out of the daemon's imports
+        from knd.api.documents import parse_documents  # noqa: PLC0415 (YAML: not in the daemon)
 
         try:
             data = read_bounded(path, LABELS_FILE_LIMIT, pipe_idle_s=5.0)
