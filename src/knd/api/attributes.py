@@ -40,6 +40,9 @@ VIRTUAL: Final = _d("virtual")
 RDMA: Final = _d("rdma")
 RDMA_DEVICE: Final = _d("rdmaDevice")
 LINK_SPEED: Final = _d("linkSpeed")
+#: Consumable capacity (KEP-5075) of a shareable device: how many claims may hold a sub-interface
+#: of it (`--device-shares`). A capacity, not an attribute; it counts against the 32 per device.
+SHARES: Final = _d("shares")
 
 STD_PCIE_ROOT: Final = f"{STANDARD_DOMAIN}/pcieRoot"
 STD_NUMA_NODE: Final = f"{STANDARD_DOMAIN}/numaNode"

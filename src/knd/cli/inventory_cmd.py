@@ -82,6 +82,12 @@ def register(sub: Any) -> None:
         default=5.0,
         help="seconds to wait for the cloud metadata (default 5)",
     )
+    p.add_argument(
+        "--device-shares",
+        type=int,
+        default=0,
+        help="publish devices with a netdev as shareable by N claims, as knd driver does",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log warnings to stderr")
     p.set_defaults(handler=run)
 
@@ -123,7 +129,11 @@ def run(args: argparse.Namespace) -> int:
         sysfs=sysfs,
         netlink=None if offline else LiveNetlink(),
         admin_filter=admin_filter,
-        options=Options(move_ib_interfaces=args.move_ib_interfaces, enrich=cloud.enrich),
+        options=Options(
+            move_ib_interfaces=args.move_ib_interfaces,
+            enrich=cloud.enrich,
+            shares=max(0, args.device_shares),
+        ),
         pci_ids_path=args.pci_ids,
     )
     try:

@@ -48,7 +48,7 @@ from knd.driver.reconcile import (
 from knd.driver.restore_records import RestoreRecords, records_dir_for
 from knd.driver.restorer import Restorer
 from knd.driver.snapshots import DeviceSnapshots, merge, snapshot_of
-from knd.driver.status_writer import Condition, DeviceStatus, StatusWriter
+from knd.driver.status_writer import Condition, DeviceStatus, StatusWriter, with_share_ids
 from knd.driver.store import PlanRecord, StateStore
 from knd.host.netlink import LiveNetlink
 from knd.host.netlink_events import NetlinkEvents
@@ -190,6 +190,7 @@ class Daemon:
                 move_ib_interfaces=opts.move_ib_interfaces,
                 list_numa=opts.feature_gates.list_type_attributes,
                 enrich=self.providers.cloud.enrich,
+                shares=opts.device_shares,
             ),
         )
         self._publish_failures = 0
@@ -262,16 +263,15 @@ class Daemon:
         claim = self.store.claim(record.claim_uid)
         if claim is None:
             return
+        status = DeviceStatus(
+            pool=record.pool,
+            device=record.device,
+            conditions=(Condition("Ready", False, reason, message),),
+        )
         self._status_writer().submit(
             claim.namespace,
             claim.name,
-            [
-                DeviceStatus(
-                    pool=record.pool,
-                    device=record.device,
-                    conditions=(Condition("Ready", False, reason, message),),
-                )
-            ],
+            with_share_ids([status], claim.result.get("devices") or []),
             uid=claim.uid,
         )
 
@@ -337,6 +337,7 @@ class Daemon:
             on_released=_release_dhcp_from_host,
             records=self.records,
             restorer=self.restorer,
+            max_shares=self.opts.device_shares,
         )
         # Link events poke the monitor (see _on_netlink_event); the poll is only a backstop.
         monitor = HealthMonitor(
@@ -468,8 +469,13 @@ class Daemon:
         if self.status is None or not meta.get("name"):
             return
         cond = Condition("Ready", False, "ProfileResolutionFailed", message)
+        allocation = (claim.get("status") or {}).get("allocation") or {}
+        results = (allocation.get("devices") or {}).get("results") or []
+        ours = [r for r in results if r.get("driver") == self.opts.driver_name]
         self.status.submit(
-            str(meta.get("namespace", "")), str(meta["name"]), [DeviceStatus(pool, device, (cond,))]
+            str(meta.get("namespace", "")),
+            str(meta["name"]),
+            with_share_ids([DeviceStatus(pool, device, (cond,))], ours),
         )
 
     def publish(self, result: ScanResult) -> None:
