@@ -43,6 +43,8 @@ LINK_SPEED: Final = _d("linkSpeed")
 #: Consumable capacity (KEP-5075) of a shareable device: how many claims may hold a sub-interface
 #: of it (`--device-shares`). A capacity, not an attribute; it counts against the 32 per device.
 SHARES: Final = _d("shares")
+#: Capacity names (not attributes: never in PRIORITY_ORDER, never dropped for the budget).
+CAPACITY_NAMES: Final[tuple[str, ...]] = (SHARES,)
 
 STD_PCIE_ROOT: Final = f"{STANDARD_DOMAIN}/pcieRoot"
 STD_NUMA_NODE: Final = f"{STANDARD_DOMAIN}/numaNode"
