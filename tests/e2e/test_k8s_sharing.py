@@ -116,7 +116,9 @@ def test_the_scheduler_admits_n_children_of_one_nic_and_holds_the_next(lab: Lab)
             lab.api.create(p)
         up = [running(lab, n) for n in names[:SHARES]]
         for i, p in enumerate(up):
-            assert f"inet 192.0.2.{21 + i}/24" in sh(lab, p, "ip", "-o", "addr", "show", "net1")
+            assert f"inet 192.0.2.{21 + i}/24" in sh(
+                lab, p, "ip", "-o", "addr", "show", "dev", "net1"
+            )
         shares = []
         for c in claims[:SHARES]:
             r = _result(lab, c)
@@ -129,10 +131,13 @@ def test_the_scheduler_admits_n_children_of_one_nic_and_holds_the_next(lab: Lab)
         lab.api.create(pods[SHARES])
         _wait(lambda: _unschedulable(lab, names[SHARES]), 60, "the N+1th pod Unschedulable")
         assert _result(lab, claims[SHARES]) is None
-        # One leaves: its share comes back and the waiting pod gets the NIC.
+        # One leaves (pod and claim): its share comes back and the waiting pod gets the NIC.
         lab.api.delete("Pod", names[0], "default")
+        lab.api.delete("ResourceClaim", claims[0], "default")
         last = running(lab, names[SHARES], timeout=180)
-        assert f"inet 192.0.2.{21 + SHARES}/24" in sh(lab, last, "ip", "-o", "addr", "show", "net1")
+        assert f"inet 192.0.2.{21 + SHARES}/24" in sh(
+            lab, last, "ip", "-o", "addr", "show", "dev", "net1"
+        )
         r = _result(lab, claims[SHARES])
         assert r is not None and r["shareID"] not in shares[1:]
     finally:
