@@ -56,7 +56,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(cfg, RestClient.from_kubeconfig(Path(state["kubeconfig"])), state)
     finally:
         print(log.getvalue())
-        logs = [cfg.state_dir / "driver.log"]
+        logs = [cfg.state_dir / "driver.log", cfg.state_dir / "gpu_driver.log"]
         logs += sorted((cfg.state_dir / "kubernetes" / "logs").glob("kube-*.log"))
         for path in logs:
             if path.exists():
