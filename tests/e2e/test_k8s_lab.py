@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyroute2 import IPRoute
+from pyroute2 import IPRoute, NetNS
 
 from knd.cli.main import main as knd_main
 from knd.lab import lab as labmod
@@ -472,6 +472,50 @@ def test_a_claim_recreated_under_the_same_name_gets_only_its_own_status(clean: L
     assert entry["networkData"]["interfaceName"] == "new6"
     again = lab.api.get("ResourceClaim", c, "default") or {}
     assert again["metadata"]["uid"] == created["metadata"]["uid"]
+
+
+def _pod_device_health(lab: Lab, name: str) -> dict[str, str]:
+    """resourceID → health from the pod's status, as the real kubelet reports it (KEP-4680)."""
+    p = lab.api.get("Pod", name, "default") or {}
+    out: dict[str, str] = {}
+    for cs in (p.get("status") or {}).get("containerStatuses") or []:
+        for claim in cs.get("allocatedResourcesStatus") or []:
+            for res in claim.get("resources") or []:
+                out[res["resourceID"]] = res.get("health", "")
+    return out
+
+
+def _set_fabric_peer(lab: Lab, i: int, up: bool) -> None:
+    with NetNS(lab.cfg.fabric) as ns:
+        (idx,) = ns.link_lookup(ifname=f"{PREFIX}p{i}")
+        ns.link("set", index=idx, state="up" if up else "down")
+
+
+def test_device_health_of_an_attached_nic_reaches_the_pods_status(clean: Lab) -> None:
+    """knd judges an attached NIC by its link inside the pod (the host no longer sees it) and
+    streams that to the real kubelet, which puts it in the pod's status: Healthy, Unhealthy
+    when the link's far end goes down, Healthy again when it comes back."""
+    lab, c, name = clean, uniq("hl"), uniq("p")
+    start(
+        lab, nic_claim(c, lab.nic(7), {"interface": {"name": "net7"}}), pod(lab, name, {"nic": c})
+    )
+    first = _wait(lambda: _pod_device_health(lab, name) or None, 90, "allocatedResourcesStatus")
+    (rid,) = first
+    assert rid.startswith("dra.net/") and first[rid] == "Healthy", first
+    try:
+        _set_fabric_peer(lab, 7, up=False)
+        _wait(
+            lambda: _pod_device_health(lab, name).get(rid) == "Unhealthy",
+            90,
+            "Unhealthy in the pod's status after the link's far end went down",
+        )
+    finally:
+        _set_fabric_peer(lab, 7, up=True)
+    _wait(
+        lambda: _pod_device_health(lab, name).get(rid) == "Healthy",
+        90,
+        "Healthy again once the far end is back",
+    )
 
 
 def test_resource_claim_template_turned_into_a_claim_by_the_controller(clean: Lab) -> None:

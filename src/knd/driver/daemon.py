@@ -341,7 +341,10 @@ class Daemon:
         )
         # Link events poke the monitor (see _on_netlink_event); the poll is only a backstop.
         monitor = HealthMonitor(
-            SysfsLinkProbe(self.health_targets, Path(self.sysfs_root)), poll_s=5.0
+            SysfsLinkProbe(
+                self.health_targets, Path(self.sysfs_root), attached=self.telemetry.link_state
+            ),
+            poll_s=5.0,
         )
         self._health_monitor = monitor
         self.kubelet = KubeletPlugin(
