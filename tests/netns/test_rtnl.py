@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from knd.host.netlink import AF_INET, AF_INET6, LiveNetlink
+from knd.host.netlink import AF_INET, AF_INET6, LiveNetlink, default_gateway
 from knd.host.rtnl import Rtnl
 
 pytestmark = pytest.mark.netns
@@ -90,3 +90,25 @@ def test_addresses_and_ecmp_default_routes(netns: str) -> None:
         (AF_INET, 50): {by_name["kia0"].index, by_name["kib0"].index},
         (AF_INET6, 7): {by_name["kia0"].index},
     }
+
+
+def test_route_gateways_single_and_ecmp(netns: str) -> None:
+    with Rtnl(netns) as rtnl:
+        index = {link.name: link.index for link in rtnl.links()}
+        v4 = [r for r in rtnl.routes(AF_INET) if r.dst_len == 0 and r.table == 254]
+        v6 = [r for r in rtnl.routes(AF_INET6) if r.dst_len == 0 and r.table == 254]
+    assert [r.gateways for r in v4] == [
+        {index["kia0"]: "192.0.2.254", index["kib0"]: "198.51.100.254"}
+    ]
+    assert [r.gateways for r in v6] == [{index["kia0"]: "2001:db8:1::fe"}]
+
+
+def test_default_gateway_per_interface_and_family(netns: str) -> None:
+    # Azure's IPv6 gateway is link-local: a second, lower-metric default via fe80:: on kib0.
+    ip(netns, "-6", "route", "add", "default", "via", "fe80::1234:5678:9abc", "dev", "kib0",
+       "metric", "3")  # fmt: skip
+    assert default_gateway("kia0", AF_INET6, netns) == "2001:db8:1::fe"
+    assert default_gateway("kib0", AF_INET6, netns) == "fe80::1234:5678:9abc"
+    assert default_gateway("kib0", AF_INET, netns) == "198.51.100.254"
+    assert default_gateway("kia1", AF_INET6, netns) == ""  # no default route through it
+    assert default_gateway("absent0", AF_INET6, netns) == ""

@@ -167,6 +167,65 @@ def test_azure_attributes_and_per_nic_policy_routing() -> None:
     assert inst.device_config(DeviceIds("eth7", mac="02:00:00:00:00:07")) is None
 
 
+def test_azure_ipv6_rule_and_route_when_the_host_has_an_ipv6_gateway_on_the_nic() -> None:
+    with MetadataServer(md.azure_routes()) as srv:
+        inst = azure.load(srv.url)
+    asked: list[str] = []
+
+    def gateways(ifname: str) -> str:
+        asked.append(ifname)
+        return {"eth2": "fe80::1234:5678:9abc", "eth1": "fe80::1"}.get(ifname, "")
+
+    inst.ipv6_gateway = gateways
+    assert inst.device_config(DeviceIds("eth2", mac="00:0d:3a:00:00:03")) == NetworkConfig(
+        rules=[
+            RuleConfig(source="10.144.133.128/26", table=102),
+            RuleConfig(source="fda0:ad0a:cdcb:2000::5/128", table=102),
+        ],
+        routes=[
+            RouteConfig(destination="0.0.0.0/0", gateway="10.144.133.129", table=102),
+            RouteConfig(destination="::/0", gateway="fe80::1234:5678:9abc", table=102),
+        ],
+    )
+    assert asked == ["eth2"]  # looked up by the device's interface name
+    # A gateway but no IPv6 address in IMDS: IPv4 only, and the host is not even asked.
+    v4_only = inst.device_config(DeviceIds("eth1", mac="00:0d:3a:00:00:02"))
+    assert v4_only is not None and v4_only.routes is not None
+    assert [r.destination for r in v4_only.routes] == ["0.0.0.0/0"]
+    assert asked == ["eth2"]
+    # An address but no IPv6 default route through the NIC on the host: IPv4 only.
+    inst.ipv6_gateway = lambda ifname: ""
+    no_gw = inst.device_config(DeviceIds("eth2", mac="00:0d:3a:00:00:03"))
+    assert no_gw is not None and no_gw.rules is not None and no_gw.routes is not None
+    assert [r.source for r in no_gw.rules] == ["10.144.133.128/26"]
+    assert [r.destination for r in no_gw.routes] == ["0.0.0.0/0"]
+
+
+def test_azure_ipv6_link_local_empty_or_garbage_address_and_ipv6_only_nic() -> None:
+    gw = "fe80::1"
+    for address in ("", "fe80::5", "not-an-address", "10.0.0.5"):
+        inst = azure.AzureInstance(
+            nics=[azure.Nic("000D3A000009", "10.0.0.0", "24", address)],
+            ipv6_gateway=lambda ifname: gw,
+        )
+        cfg = inst.device_config(DeviceIds("eth0", mac="00:0d:3a:00:00:09"))
+        assert cfg is not None and cfg.routes is not None, address
+        assert [r.destination for r in cfg.routes] == ["0.0.0.0/0"], address
+    # No usable IPv4 subnet: the IPv6 half still applies (DraNet does the same).
+    inst = azure.AzureInstance(
+        nics=[azure.Nic("000D3A000009", "", "", "2001:db8::7")], ipv6_gateway=lambda n: gw
+    )
+    assert inst.device_config(DeviceIds("eth0", mac="00:0d:3a:00:00:09")) == NetworkConfig(
+        rules=[RuleConfig(source="2001:db8::7/128", table=100)],
+        routes=[RouteConfig(destination="::/0", gateway=gw, table=100)],
+    )
+
+
+def test_azure_default_ipv6_gateway_lookup_never_raises() -> None:
+    # The real lookup on a name no host has: '' (no route), not an exception.
+    assert azure.host_ipv6_gateway("kn-absent-nic0") == ""
+
+
 def test_azure_subnet_that_is_not_a_network_base_gets_no_routing() -> None:
     inst = azure.AzureInstance(nics=[azure.Nic("000D3A000009", "10.0.0.5", "24")])
     assert inst.device_config(DeviceIds("eth0", mac="00:0d:3a:00:00:09")) is None

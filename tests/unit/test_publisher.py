@@ -164,3 +164,21 @@ def test_missing_node_fails(server: ApiServerEmulator, tmp_path: Path) -> None:
     with pytest.raises(PublishError):
         publisher(server, node="ghost").publish([])
     assert server.writes == 0
+
+
+def test_shareable_devices_are_stored_and_stable(
+    server: ApiServerEmulator, sriov_devices: list[Device]
+) -> None:
+    shared = [Device(d.name, d.attributes, shares=4) for d in sriov_devices[:3]]
+    pub = publisher(server)
+    assert pub.publish(shared).writes == 1
+    stored = server.slices()[0]["spec"]["devices"]
+    assert all(d["allowMultipleAllocations"] is True for d in stored)
+    assert {d["capacity"]["dra.net/shares"]["value"] for d in stored} == {"4"}
+    before = server.writes
+    assert pub.publish(shared).writes == 0 and server.writes == before  # no update loop
+    # Sharing turned off (a restart without --device-shares): one write, fields gone.
+    plain = [Device(d.name, d.attributes) for d in shared]
+    assert pub.publish(plain).writes == 1
+    stored = server.slices()[0]["spec"]["devices"]
+    assert all("allowMultipleAllocations" not in d and "capacity" not in d for d in stored)

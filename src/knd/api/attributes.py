@@ -40,6 +40,11 @@ VIRTUAL: Final = _d("virtual")
 RDMA: Final = _d("rdma")
 RDMA_DEVICE: Final = _d("rdmaDevice")
 LINK_SPEED: Final = _d("linkSpeed")
+#: Consumable capacity (KEP-5075) of a shareable device: how many claims may hold a sub-interface
+#: of it (`--device-shares`). A capacity, not an attribute; it counts against the 32 per device.
+SHARES: Final = _d("shares")
+#: Capacity names (not attributes: never in PRIORITY_ORDER, never dropped for the budget).
+CAPACITY_NAMES: Final[tuple[str, ...]] = (SHARES,)
 
 STD_PCIE_ROOT: Final = f"{STANDARD_DOMAIN}/pcieRoot"
 STD_NUMA_NODE: Final = f"{STANDARD_DOMAIN}/numaNode"
@@ -72,6 +77,16 @@ CLOUD_ATTRIBUTES: Final[tuple[str, ...]] = (
     "oke.dra.net/gpuMemoryFabricId",
     "alibaba.dra.net/instanceType",
     "alibaba.dra.net/erdma",
+    "coreweave.dra.net/leafSwitch",
+    "coreweave.dra.net/fabric",
+    "coreweave.dra.net/superpod",
+    "coreweave.dra.net/leafgroup",
+    "coreweave.dra.net/leafgroupName",
+    "coreweave.dra.net/rack",
+    "coreweave.dra.net/fabricFlavor",
+    "coreweave.dra.net/instanceType",
+    "coreweave.dra.net/speedExpected",
+    "coreweave.dra.net/speedCurrent",
 )
 GCE_IP_ALIASES: Final = "gce.dra.net/ipAliases"
 

@@ -13,6 +13,8 @@
 * cloud attributes (`gce.dra.net/*`, `azure.dra.net/*`, ...) are included when a cloud provider
   is hinted (`--cloud-provider-hint`) or detected (DMI identity, then a short metadata probe;
   `--cloud-provider-hint NONE` skips it); the table lists them per device below the devices.
+  CKS (CoreWeave) reads the Node's labels, here from `--node-labels FILE` (`kubectl get node
+  NAME -o yaml` output, or a plain label map; at most 1 MiB).
 Exit codes: 0 ok, 1 bad filter expression or netlink failure, 2 a `--sysfs-root` that is missing
 or not a sysfs tree (no `class/` and `devices/`).
 """
@@ -24,19 +26,24 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from knd.api import attributes as attr
 from knd.cli import output
+from knd.host.files import read_bounded
 from knd.host.netlink import LiveNetlink, NetlinkError
 from knd.host.sysfs import SysfsRoot, sysfs_tree_problem
 from knd.inventory.cloud.base import HINT_NONE, canonical_hint
+from knd.inventory.cloud.coreweave import labels_of
 from knd.inventory.cloud.state import CloudState
 from knd.inventory.discover import Options
 from knd.inventory.filter import DEFAULT_FILTER, AdminFilter, FilterError
 from knd.inventory.scanner import Inventory, ScanResult
 from knd.inventory.slices import assign, node_owner, slice_object
+
+LABELS_FILE_LIMIT = 1 << 20
 
 
 def register(sub: Any) -> None:
@@ -60,15 +67,26 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--cloud-provider-hint",
         default="",
-        help="GCE, AWS, AZURE, OKE, ALIBABA, webhook or NONE (default: detect)",
+        help="GCE, AWS, AZURE, OKE, ALIBABA, CKS, webhook or NONE (default: detect)",
     )
     p.add_argument("--cloud-metadata-endpoint", default="", help="metadata server base URL")
     p.add_argument("--webhook-url", default="", help="provider webhook (http(s):// or unix://)")
+    p.add_argument(
+        "--node-labels",
+        type=Path,
+        help="the Node's labels for CKS: a Node object or a label map (JSON/YAML file)",
+    )
     p.add_argument(
         "--cloud-wait",
         type=float,
         default=5.0,
         help="seconds to wait for the cloud metadata (default 5)",
+    )
+    p.add_argument(
+        "--device-shares",
+        type=int,
+        default=0,
+        help="publish devices with a netdev as shareable by N claims, as knd driver does",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log warnings to stderr")
     p.set_defaults(handler=run)
@@ -98,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         sysfs=sysfs,
         endpoint_override=args.cloud_metadata_endpoint,
         webhook_url=args.webhook_url,
+        node_labels=_labels_file(args.node_labels) if args.node_labels else None,
     )
     cloud.start(wait=args.cloud_wait)
     cloud.stop()  # one scan: no background retries
@@ -110,7 +129,11 @@ def run(args: argparse.Namespace) -> int:
         sysfs=sysfs,
         netlink=None if offline else LiveNetlink(),
         admin_filter=admin_filter,
-        options=Options(move_ib_interfaces=args.move_ib_interfaces, enrich=cloud.enrich),
+        options=Options(
+            move_ib_interfaces=args.move_ib_interfaces,
+            enrich=cloud.enrich,
+            shares=max(0, args.device_shares),
+        ),
         pci_ids_path=args.pci_ids,
     )
     try:
@@ -236,3 +259,27 @@ def table(result: ScanResult, wide: bool = False, cloud: str = "") -> str:
     for warning in result.discovery.warnings + result.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
+
+
+def _labels_file(path: Path) -> Callable[[], Mapping[str, str]]:
+    """A reader of `--node-labels`: `metadata.labels` of a Node object, or a plain label map."""
+
+    def read() -> Mapping[str, str]:
+        from knd.api.documents import parse_documents  # noqa: PLC0415 (YAML: not in the daemon)
+
+        try:
+            data = read_bounded(path, LABELS_FILE_LIMIT, pipe_idle_s=5.0)
+        except OSError as exc:
+            raise ValueError(f"--node-labels {path}: {exc}") from None
+        docs = parse_documents(data, str(path))
+        doc = docs[0] if len(docs) == 1 else None
+        if not isinstance(doc, dict):
+            raise ValueError(f"--node-labels {path}: want one Node object or one label map")
+        if "metadata" in doc:
+            try:
+                return labels_of(doc)
+            except ValueError as exc:
+                raise ValueError(f"--node-labels {path}: {exc}") from None
+        return {str(k): v for k, v in doc.items() if isinstance(v, str)}
+
+    return read

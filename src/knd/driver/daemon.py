@@ -48,11 +48,12 @@ from knd.driver.reconcile import (
 from knd.driver.restore_records import RestoreRecords, records_dir_for
 from knd.driver.restorer import Restorer
 from knd.driver.snapshots import DeviceSnapshots, merge, snapshot_of
-from knd.driver.status_writer import Condition, DeviceStatus, StatusWriter
+from knd.driver.status_writer import Condition, DeviceStatus, StatusWriter, with_share_ids
 from knd.driver.store import PlanRecord, StateStore
 from knd.host.netlink import LiveNetlink
 from knd.host.netlink_events import NetlinkEvents
 from knd.host.sysfs import SysfsRoot
+from knd.inventory.cloud.coreweave import labels_of
 from knd.inventory.discover import Options as InventoryOptions
 from knd.inventory.filter import AdminFilter
 from knd.inventory.rescan import Rescanner
@@ -176,7 +177,10 @@ class Daemon:
         # Cloud + profile providers (knd.driver.providers): nothing is contacted until the
         # "cloud" step; cloud attributes join each scan through `enrich`.
         self.providers: Providers = build_providers(
-            opts, SysfsRoot(Path(sysfs_root)), self._read_configmap
+            opts,
+            SysfsRoot(Path(sysfs_root)),
+            self._read_configmap,
+            lambda: labels_of(slices.get_node(opts.node_name)),
         )
         self._inventory = Inventory(
             sysfs=SysfsRoot(Path(sysfs_root)),
@@ -186,6 +190,7 @@ class Daemon:
                 move_ib_interfaces=opts.move_ib_interfaces,
                 list_numa=opts.feature_gates.list_type_attributes,
                 enrich=self.providers.cloud.enrich,
+                shares=opts.device_shares,
             ),
         )
         self._publish_failures = 0
@@ -261,16 +266,15 @@ class Daemon:
         claim = self.store.claim(record.claim_uid)
         if claim is None:
             return
+        status = DeviceStatus(
+            pool=record.pool,
+            device=record.device,
+            conditions=(Condition("Ready", False, reason, message),),
+        )
         self._status_writer().submit(
             claim.namespace,
             claim.name,
-            [
-                DeviceStatus(
-                    pool=record.pool,
-                    device=record.device,
-                    conditions=(Condition("Ready", False, reason, message),),
-                )
-            ],
+            with_share_ids([status], claim.result.get("devices") or []),
             uid=claim.uid,
         )
 
@@ -334,6 +338,7 @@ class Daemon:
             on_released=_release_dhcp_from_host,
             records=self.records,
             restorer=self.restorer,
+            max_shares=self.opts.device_shares,
         )
         # Link events poke the monitor (see _on_netlink_event); the poll is only a backstop.
         monitor = HealthMonitor(
@@ -468,8 +473,13 @@ class Daemon:
         if self.status is None or not meta.get("name"):
             return
         cond = Condition("Ready", False, "ProfileResolutionFailed", message)
+        allocation = (claim.get("status") or {}).get("allocation") or {}
+        results = (allocation.get("devices") or {}).get("results") or []
+        ours = [r for r in results if r.get("driver") == self.opts.driver_name]
         self.status.submit(
-            str(meta.get("namespace", "")), str(meta["name"]), [DeviceStatus(pool, device, (cond,))]
+            str(meta.get("namespace", "")),
+            str(meta["name"]),
+            with_share_ids([DeviceStatus(pool, device, (cond,))], ours),
         )
 
     def publish(self, result: ScanResult) -> None:

@@ -57,7 +57,12 @@ from knd.driver.metrics import DriverMetrics
 from knd.driver.nic_telemetry import NicTelemetry, nics_of
 from knd.driver.numa_cpus import NoOverlapError, narrow
 from knd.driver.restorer import Restorer
-from knd.driver.status_writer import Condition, DeviceStatus, NetworkData
+from knd.driver.status_writer import (
+    Condition,
+    DeviceStatus,
+    NetworkData,
+    with_share_ids,
+)
 from knd.driver.store import PlanRecord, StateStore
 from knd.netns.attach import Attached, attach
 from knd.netns.detach import Detached, detach
@@ -249,7 +254,8 @@ class NetworkHooks:
         for claim_uid, entries in by_claim.items():
             claim = self.store.claim(claim_uid)
             if claim is not None:
-                self.status.submit(claim.namespace, claim.name, entries, uid=claim.uid)
+                shared = with_share_ids(entries, claim.result.get("devices") or [])
+                self.status.submit(claim.namespace, claim.name, shared, uid=claim.uid)
 
     # -- hooks ----------------------------------------------------------------------------
     def run_pod_sandbox(self, pod: PodInfo) -> None:

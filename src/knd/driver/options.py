@@ -56,6 +56,11 @@ class DaemonOptions:
     ipam_configmap: str = ""
     #: Retry delays of status writes, restores and publishing (data, not flags).
     retry: RetryPolicies = field(default_factory=RetryPolicies)
+    # -- sharing (knd's): the share count published as consumable capacity; 0 = off --
+    device_shares: int = 0
+
+
+MAX_DEVICE_SHARES = 4096
 
 
 class OptionsError(ValueError):
@@ -147,7 +152,7 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
         ("--cloud-provider-hint",),
         {
             "default": "",
-            "help": "cloud provider: GCE, AWS, AZURE, OKE, ALIBABA, webhook, NONE "
+            "help": "cloud provider: GCE, AWS, AZURE, OKE, ALIBABA, CKS, webhook, NONE "
             "(default: detect; off a cloud detection costs under a second)",
         },
     ),
@@ -179,6 +184,16 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, object]]] = [
     (
         ("--ipam-configmap",),
         {"default": "", "help": "NAMESPACE/NAME of a ConfigMap with more IPAM profiles"},
+    ),
+    (
+        ("--device-shares",),
+        {
+            "type": int,
+            "default": 0,
+            "help": "publish each device that has a netdev as shareable by this many "
+            "subInterface claims (DRA consumable capacity dra.net/shares, KEP-5075); "
+            "0 (default): one claim per device, as DraNet",
+        },
     ),
 ]
 
@@ -256,6 +271,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         verbosity=int(values["verbosity"]),  # type: ignore[call-overload]
         feature_gates=values["feature_gates"],  # type: ignore[arg-type]
         **_provider_values(values),
+        device_shares=int(values["device_shares"]),  # type: ignore[call-overload]
     )
     validate(opts)
     return opts
@@ -277,6 +293,8 @@ def validate(opts: DaemonOptions) -> None:
         problems.append(f"--bind-address must be HOST:PORT or :PORT, got {opts.bind_address!r}")
     del host
     problems += _provider_problems(opts)
+    if not 0 <= opts.device_shares <= MAX_DEVICE_SHARES:
+        problems.append(f"--device-shares must be 0..{MAX_DEVICE_SHARES}, got {opts.device_shares}")
     if problems:
         raise OptionsError("; ".join(problems))
 

@@ -13,7 +13,11 @@ so concurrent calls for the same claim serialize and different claims do not blo
    naming exactly one core `pods` consumer.
 3. Take the allocation results whose `driver` is ours (a GPU driver's results are ignored).
 4. Refuse a device that the store holds for another claim that still exists in the API server
-   (an entry whose claim is gone or was replaced is stale and is released).
+   (an entry whose claim is gone or was replaced is stale and is released). Sub-interface
+   claims share a device; with `max_shares` set (`--device-shares`, the share count published
+   as consumable capacity) at most that many claims hold children of one device: the next one
+   is refused, checked again under one lock right before the store write so two concurrent
+   prepares cannot both take the last share.
 5. Resolve config per request (class + claim configs, merged, validated), apply a profile,
    build the plan (injected `PlanBuilder`).
 6. Persist claim, pod, devices and plans in one transaction, then answer.
@@ -128,6 +132,7 @@ class PrepareEngine:
         device_configs: Callable[[str], NetworkConfig | None] | None = None,
         on_device_error: Callable[[Claim, str, str, str], None] | None = None,
         on_ipam_release: Callable[[str, str], None] | None = None,
+        max_shares: int = 0,
     ) -> None:
         self.records = records
         self.restorer = restorer
@@ -151,6 +156,9 @@ class PrepareEngine:
         # of sub-interfaces. Must not raise.
         self.on_ipam_release = on_ipam_release
         self._locks = _KeyedLocks()
+        # Sub-interface claims per device (0: no limit, the device is not published shareable).
+        self.max_shares = max_shares
+        self._share_lock = threading.Lock()
 
     # -- prepare -----------------------------------------------------------------------------
     def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareResult]:
@@ -253,6 +261,13 @@ class PrepareEngine:
                 "a network device serves one claim at a time"
             )
         if shared:
+            if self.max_shares > 0:
+                live = [
+                    s
+                    for s in self.store.device_sharers(pool, device)
+                    if s.uid != ref.uid and self._live(s)
+                ]
+                self._refuse_over_shares(pool, device, live)
             return
         for sharer in self.store.device_sharers(pool, device):
             if sharer.uid != ref.uid and self._live(sharer):
@@ -261,6 +276,26 @@ class PrepareEngine:
                     f"{sharer.name}, UID {sharer.uid}); it cannot be moved into a pod while it "
                     "has children: ask for a subInterface too, or wait until they are gone"
                 )
+
+    def _refuse_over_shares(self, pool: str, device: str, holders: Sequence[ClaimRecord]) -> None:
+        if len(holders) < self.max_shares:
+            return
+        names = ", ".join(f"{h.namespace}/{h.name}" for h in holders[:4])
+        raise ClaimError(
+            f"device {pool}/{device} already has sub-interfaces for {len(holders)} claims "
+            f"({names}), its share count (--device-shares {self.max_shares}); the scheduler "
+            "should not have allocated it again: kubelet will retry once one is gone"
+        )
+
+    def _check_shares_before_save(self, ref: ClaimRef, plans: Sequence[PlanRecord]) -> None:
+        """The share count again, from the store only (the caller holds `_share_lock`)."""
+        if self.max_shares <= 0:
+            return
+        for p in plans:
+            if p.plan.get("sub") is None:
+                continue
+            others = [s for s in self.store.device_sharers(p.pool, p.device) if s.uid != ref.uid]
+            self._refuse_over_shares(p.pool, p.device, others)
 
     def _live(self, holder: ClaimRecord) -> bool:
         """True when `holder` still exists in the API server; else its state is released."""
@@ -301,11 +336,18 @@ class PrepareEngine:
         pod_uid = str(consumer.get("uid", ""))
         plans: list[PlanRecord] = []
         devices: list[PreparedDevice] = []
+        seen: set[tuple[str, str]] = set()
         for i, r in enumerate(self._our_results(allocation)):
             pool, device, request = str(r.get("pool")), str(r.get("device")), r.get("request")
             label = f"{pool}/{device} (status.allocation.devices.results[{i}])"
             if not request:
                 raise ClaimError(f"allocation result for device {label} has no request")
+            if (pool, device) in seen:  # two shares of one shareable device in one claim
+                raise ClaimError(
+                    f"device {label} is allocated to this claim twice; {self.driver} gives a "
+                    "claim one interface per device: ask for it once"
+                )
+            seen.add((pool, device))
             if self.pool is not None and pool != self.pool:
                 raise ClaimError(
                     f"device {label} belongs to pool {pool!r}, not to this node's pool "
@@ -360,11 +402,13 @@ class PrepareEngine:
             )
             written = self._write_records(claim_record, plans)
             try:
-                self.store.save_prepared(
-                    claim_record,
-                    PodRecord(pod_uid, ref.namespace, str(consumer.get("name", ""))),
-                    plans,
-                )
+                with self._share_lock:
+                    self._check_shares_before_save(ref, plans)
+                    self.store.save_prepared(
+                        claim_record,
+                        PodRecord(pod_uid, ref.namespace, str(consumer.get("name", ""))),
+                        plans,
+                    )
             except BaseException:
                 for done in written:
                     self._forget_record(done)

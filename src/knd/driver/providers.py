@@ -26,6 +26,7 @@ from knd.driver.plan import ProfileProvider
 from knd.driver.profiles import LocalProfiles, WebhookProfiles, owner_key
 from knd.host.sysfs import SysfsRoot
 from knd.inventory.cloud.base import HINT_WEBHOOK, canonical_hint
+from knd.inventory.cloud.coreweave import NodeLabels
 from knd.inventory.cloud.state import CloudState
 from knd.inventory.cloud.webhook import WebhookClient
 
@@ -65,6 +66,7 @@ def build(
     opts: DaemonOptions,
     sysfs: SysfsRoot,
     read_configmap: ConfigMapReader | None = None,
+    node_labels: NodeLabels | None = None,
 ) -> Providers:
     hint = canonical_hint(opts.cloud_provider_hint)
     cloud = CloudState(
@@ -72,6 +74,7 @@ def build(
         sysfs=sysfs,
         endpoint_override=opts.cloud_metadata_endpoint,
         webhook_url=opts.webhook_url,
+        node_labels=node_labels,
     )
     ipam = LocalIpam(ipam_path(opts.state_path))
     kind = opts.profile_provider

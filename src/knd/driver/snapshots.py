@@ -37,7 +37,8 @@ def _decode(raw: str) -> Device | None:
         attrs: dict[str, AttrValue] = {}
         for key, value in dict(data["attributes"]).items():
             attrs[str(key)] = tuple(value) if isinstance(value, list) else value
-        return Device(str(data["name"]), attrs)
+        shares = data.get("shares", 0)
+        return Device(str(data["name"]), attrs, shares if type(shares) is int else 0)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -52,7 +53,10 @@ class DeviceSnapshots:
         """Remember these devices for `claim_uid`; returns how many."""
         n = 0
         for dev in devices:
-            value = json.dumps({"name": dev.name, "attributes": dict(dev.attributes)})
+            snap: dict[str, Any] = {"name": dev.name, "attributes": dict(dev.attributes)}
+            if dev.shares:
+                snap["shares"] = dev.shares
+            value = json.dumps(snap)
             self.store.put_meta(f"{PREFIX}{claim_uid}/{dev.name}", value)
             n += 1
         return n
@@ -88,7 +92,7 @@ def merge(live: Sequence[Device], snapshots: Sequence[Device]) -> list[Device]:
             continue
         attrs: dict[str, Any] = dict(snap.attributes)
         attrs.update(current.attributes)
-        merged[snap.name] = Device(snap.name, attrs)
+        merged[snap.name] = Device(snap.name, attrs, current.shares or snap.shares)
     return [merged[name] for name in sorted(merged)]
 
 

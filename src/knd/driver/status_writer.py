@@ -26,8 +26,8 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from knd.api import limits
@@ -60,6 +60,25 @@ class DeviceStatus:
     conditions: tuple[Condition, ...] = ()
     network: NetworkData | None = None
     share_id: str | None = None
+
+
+def with_share_ids(
+    statuses: Sequence[DeviceStatus], devices: Iterable[Mapping[str, Any]]
+) -> list[DeviceStatus]:
+    """`statuses` with the `shareID` of their device filled in from `devices` (a prepare
+    result's or an allocation's entries: `pool`, `device`, `shareID`). A shared device's entry
+    must carry the share it was allocated as: the API server keys `status.devices` by it."""
+    ids: dict[tuple[str, str], str] = {}
+    for d in devices:
+        share = d.get("shareID")
+        if isinstance(share, str) and share:
+            ids.setdefault((str(d.get("pool")), str(d.get("device"))), share)
+    return [
+        s
+        if s.share_id is not None or (s.pool, s.device) not in ids
+        else replace(s, share_id=ids[(s.pool, s.device)])
+        for s in statuses
+    ]
 
 
 def _now() -> str:

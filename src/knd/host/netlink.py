@@ -178,3 +178,26 @@ class LiveNetlink:
 def _ip_key(cidr: str) -> tuple[int, int]:
     iface = ipaddress.ip_interface(cidr)
     return int(iface.ip), iface.network.prefixlen
+
+
+def default_gateway(ifname: str, family: int, netns: str | None = None) -> str:
+    """The gateway of a main-table default route that leaves through `ifname` ('' when none).
+
+    Two raw dumps (links, routes of `family`); several candidates: the lowest metric wins.
+    Raises NetlinkError when a dump fails. Time budget: a few ms.
+    """
+    try:
+        with Rtnl(netns) as rtnl:
+            index = next((lk.index for lk in rtnl.links() if lk.name == ifname), None)
+            if index is None:
+                return ""
+            best: tuple[int, str] | None = None
+            for r in rtnl.routes(family):
+                if r.dst_len != 0 or r.rtype != RTN_UNICAST or r.table != RT_TABLE_MAIN:
+                    continue
+                gateway = r.gateways.get(index, "")
+                if gateway and (best is None or r.metric < best[0]):
+                    best = (r.metric, gateway)
+            return best[1] if best else ""
+    except Exception as exc:
+        raise NetlinkError(f"default route of {ifname}: {exc}") from exc

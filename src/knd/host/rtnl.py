@@ -41,7 +41,7 @@ CLONE_NEWNET = 0x40000000
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_INFO_KIND = 16, 18, 20, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 6, 9, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
 TCA_KIND = 1
 OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
 
@@ -77,6 +77,14 @@ def _u32(payload: memoryview) -> int:
     return int(_U32.unpack_from(payload)[0])
 
 
+def _inet(family: int, payload: memoryview) -> str:
+    """An address attribute as text; '' when its length does not fit the family."""
+    size = 4 if family == socket.AF_INET else 16
+    if len(payload) != size or family not in (socket.AF_INET, socket.AF_INET6):
+        return ""
+    return socket.inet_ntop(family, bytes(payload))
+
+
 @dataclass(slots=True)
 class RawLink:
     index: int
@@ -108,6 +116,8 @@ class RawRoute:
     rtype: int
     metric: int
     oifs: list[int] = field(default_factory=list)
+    #: output link index → next-hop gateway (only hops that have one).
+    gateways: dict[int, str] = field(default_factory=dict)
 
 
 def enter_netns(name: str) -> None:
@@ -259,23 +269,39 @@ class Rtnl:
         for msg, h in self._dump(RTM_GETROUTE, body, RTM_NEWROUTE):
             fam, dst_len, _s, _tos, table, _proto, _scope, rtype, _fl = _RTMSG.unpack_from(msg, h)
             r = RawRoute(fam, dst_len, table, rtype, 0)
+            gateway = ""
             for kind, p in _attrs(msg, h + _RTMSG.size, len(msg)):
                 if kind == RTA_TABLE:
                     r.table = _u32(p)
                 elif kind == RTA_OIF:
                     r.oifs.append(_u32(p))
+                elif kind == RTA_GATEWAY:
+                    gateway = _inet(fam, p)
                 elif kind == RTA_PRIORITY:
                     r.metric = _u32(p)
                 elif kind == RTA_MULTIPATH:
-                    off = 0
-                    while off + _RTNEXTHOP.size <= len(p):
-                        length, _f, _hops, ifindex = _RTNEXTHOP.unpack_from(p, off)
-                        if length < _RTNEXTHOP.size:
-                            break
-                        r.oifs.append(ifindex)
-                        off += (length + 3) & ~3
+                    self._hops(fam, p, r)
+            if gateway and len(r.oifs) == 1:
+                r.gateways[r.oifs[0]] = gateway
             out.append(r)
         return out
+
+    @staticmethod
+    def _hops(family: int, p: memoryview, r: RawRoute) -> None:
+        """The next hops of an ECMP route: struct rtnexthop, each followed by its attributes."""
+        off = 0
+        while off + _RTNEXTHOP.size <= len(p):
+            length, _f, _hops, ifindex = _RTNEXTHOP.unpack_from(p, off)
+            if length < _RTNEXTHOP.size:
+                break
+            r.oifs.append(ifindex)
+            end = min(off + length, len(p))
+            for kind, q in _attrs(p, off + _RTNEXTHOP.size, end):
+                if kind == RTA_GATEWAY:
+                    gateway = _inet(family, q)
+                    if gateway:
+                        r.gateways[ifindex] = gateway
+            off += (length + 3) & ~3
 
     def qdisc_kinds(self) -> list[tuple[int, str]]:
         out = []

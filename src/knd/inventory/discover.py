@@ -56,6 +56,9 @@ class Options:
     list_numa: bool = False
     skip_names: frozenset[str] = SKIP_NAMES
     enrich: Enricher | None = None
+    #: `--device-shares`: devices with a netdev (a sub-interface parent) are published shareable
+    #: by this many claims (consumable capacity; one of the 32 attribute+capacity slots)
+    shares: int = 0
 
 
 @dataclass(slots=True)
@@ -395,9 +398,10 @@ def _finish(drafts: _Drafts, opts: Options, result: Discovery) -> None:
         if opts.enrich is not None:
             for name, value in opts.enrich(d.name, d.attrs).items():
                 d.attrs.setdefault(name, value)
-        attrs, warnings = fit(d.name, d.attrs)
+        shares = opts.shares if opts.shares > 0 and attr.IF_NAME in d.attrs else 0
+        attrs, warnings = fit(d.name, d.attrs, capacities=1 if shares else 0)
         result.warnings.extend(warnings)
-        result.devices.append(Device(d.name, attrs))
+        result.devices.append(Device(d.name, attrs, shares))
 
 
 def discover(

@@ -3,7 +3,11 @@
 `Device.wire()` is the `resource.k8s.io/v1` Device JSON (`{"name": …, "attributes": {qualified
 name: {"string"|"int"|"bool": value}}}`, or `{"ints": [...]}` for an int list — the
 list-typed `resource.kubernetes.io/numaNode` under the `DRAListTypeAttributes` gate), the form
-ResourceSlices carry and `knd inventory -o json` prints.
+ResourceSlices carry and `knd inventory -o json` prints. A device with `shares > 0` is published
+shareable (DRA consumable capacity, KEP-5075): `allowMultipleAllocations: true` and the capacity
+`dra.net/shares` = shares, each allocation consuming 1 unless its request asks for more
+(`requestPolicy`: default 1, whole numbers from 1); the scheduler then gives it to at most
+`shares` claims at once, and a claim that wants the whole device asks for all of them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from knd.api import attributes as attr
 
 AttrValue = bool | int | str | tuple[int, ...]
 
@@ -43,13 +49,28 @@ class Device:
 
     name: str
     attributes: Mapping[str, AttrValue]
+    #: consumable share count (0: not shareable, one claim at a time, as DraNet publishes)
+    shares: int = 0
 
     def get(self, attribute: str) -> AttrValue | None:
         return self.attributes.get(attribute)
 
     def wire(self) -> dict[str, Any]:
         attrs = {k: wire_value(self.attributes[k]) for k in sorted(self.attributes)}
-        return {"name": self.name, "attributes": attrs}
+        out: dict[str, Any] = {"name": self.name, "attributes": attrs}
+        if self.shares > 0:
+            out["allowMultipleAllocations"] = True
+            out["capacity"] = {attr.SHARES: share_capacity(self.shares)}
+        return out
+
+
+def share_capacity(shares: int) -> dict[str, Any]:
+    """The `dra.net/shares` DeviceCapacity: `shares` in all, 1 per allocation by default, whole
+    numbers only (`step` 1; the API requires min + step <= value, so not with 1 share)."""
+    valid: dict[str, str] = {"min": "1"}
+    if shares >= 2:
+        valid["step"] = "1"
+    return {"value": str(shares), "requestPolicy": {"default": "1", "validRange": valid}}
 
 
 @dataclass(frozen=True, slots=True)

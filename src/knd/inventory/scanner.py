@@ -74,7 +74,7 @@ def with_list_numa(devices: list[Device], peers: dict[int, tuple[int, ...]]) -> 
         if isinstance(node, int) and not isinstance(node, bool):
             attrs = dict(dev.attributes)
             attrs[attr.STD_NUMA_NODE] = peers.get(node, (node,))
-            out.append(Device(dev.name, attrs))
+            out.append(Device(dev.name, attrs, dev.shares))
         else:
             out.append(dev)
     return out

@@ -8,9 +8,11 @@ the NIC at index i of `/metadata/instance/network` gets routing table 100+i, a r
 `from <subnet>/<prefix> lookup 100+i` and a default route in that table via the subnet's first
 address (Azure's gateway). That keeps replies from a secondary NIC's address leaving by that
 NIC once it is in the pod. A subnet whose address is not the network base is skipped with a
-warning. (DraNet also adds an IPv6 rule/route when the host has an IPv6 default gateway on the
-NIC; knd does not yet: IPv6 on Azure secondary NICs is rare and knd's scan does not keep the
-gateway.)
+warning. IPv6, as DraNet does it: when the NIC's first IMDS IPv6 address is set and not
+link-local, and the host's main table has an IPv6 default route through the NIC (looked up by
+the interface name when the config is asked for, i.e. at prepare, while the NIC is still in the
+host; a local netlink read, never the metadata server), the same table gets a rule
+`from <address>/128` and `::/0 via <that gateway>` (Azure's is link-local, `fe80::1234:5678:9abc`).
 
 Requests carry `Metadata: true`. Endpoint: `--cloud-metadata-endpoint`, else `IMDS_ENDPOINT`
 (the variable Azure's identity SDKs read).
@@ -20,10 +22,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from knd.api.config import NetworkConfig, RouteConfig, RuleConfig
+from knd.host.netlink import AF_INET6, NetlinkError, default_gateway
 from knd.inventory.cloud.base import (
     HINT_AZURE,
     LINK_LOCAL,
@@ -57,6 +61,16 @@ class Nic:
     mac: str
     subnet_address: str = ""
     subnet_prefix: str = ""
+    ipv6_address: str = ""
+
+
+def host_ipv6_gateway(ifname: str) -> str:
+    """The host's main-table IPv6 default gateway through `ifname`; '' when none or unreadable."""
+    try:
+        return default_gateway(ifname, AF_INET6)
+    except NetlinkError as exc:
+        log.warning("Azure: no IPv6 gateway for %s: %s", ifname, exc)
+        return ""
 
 
 @dataclass(slots=True)
@@ -67,6 +81,8 @@ class AzureInstance:
     interconnect_subgroup_id: str = ""
     nics: list[Nic] = field(default_factory=list)
     name: str = HINT_AZURE
+    #: interface name → its IPv6 default gateway ('' when none); tests inject a table.
+    ipv6_gateway: Callable[[str], str] = host_ipv6_gateway
 
     def attributes(self, ids: DeviceIds) -> dict[str, AttrValue]:
         pairs = (
@@ -83,7 +99,7 @@ class AzureInstance:
         want = normalize_mac(ids.mac)
         for index, nic in enumerate(self.nics):
             if normalize_mac(nic.mac) == want:
-                return _routing(index, nic)
+                return _routing(index, nic, lambda: self.ipv6_gateway(ids.name))
         return None
 
 
@@ -97,21 +113,45 @@ def first_address(address: str, prefix: str) -> str:
     return str(net.network_address + 1)
 
 
-def _routing(index: int, nic: Nic) -> NetworkConfig | None:
-    if not nic.subnet_address:
-        return None
+def _routing(index: int, nic: Nic, ipv6_gateway: Callable[[], str]) -> NetworkConfig | None:
     table = TABLE_BASE + index
-    try:
-        gateway = first_address(nic.subnet_address, nic.subnet_prefix)
-    except ValueError as exc:
-        log.warning(
-            "Azure: NIC %s subnet %s/%s: %s", nic.mac, nic.subnet_address, nic.subnet_prefix, exc
-        )
+    rules: list[RuleConfig] = []
+    routes: list[RouteConfig] = []
+    if nic.subnet_address:
+        try:
+            gateway = first_address(nic.subnet_address, nic.subnet_prefix)
+        except ValueError as exc:
+            log.warning(
+                "Azure: NIC %s subnet %s/%s: %s",
+                nic.mac,
+                nic.subnet_address,
+                nic.subnet_prefix,
+                exc,
+            )
+        else:
+            source = f"{nic.subnet_address}/{nic.subnet_prefix}"
+            rules.append(RuleConfig(source=source, table=table))
+            routes.append(RouteConfig(destination="0.0.0.0/0", gateway=gateway, table=table))
+    address = _global_ipv6(nic.ipv6_address)
+    if address:
+        gateway6 = ipv6_gateway()
+        if gateway6:
+            rules.append(RuleConfig(source=f"{address}/128", table=table))
+            routes.append(RouteConfig(destination="::/0", gateway=gateway6, table=table))
+    if not rules and not routes:
         return None
-    return NetworkConfig(
-        rules=[RuleConfig(source=f"{nic.subnet_address}/{nic.subnet_prefix}", table=table)],
-        routes=[RouteConfig(destination="0.0.0.0/0", gateway=gateway, table=table)],
-    )
+    return NetworkConfig(rules=rules, routes=routes)
+
+
+def _global_ipv6(text: str) -> str:
+    """`text` when it is an IPv6 address that is not link-local; else ''."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return ""
+    if addr.version != 6 or addr.is_link_local:
+        return ""
+    return str(addr)
 
 
 def base_url(override: str = "") -> str:
@@ -134,11 +174,15 @@ def _nics(data: Any) -> list[Nic]:
         ipv4 = item.get("ipv4") if isinstance(item, dict) else None
         subnets = ipv4.get("subnet") if isinstance(ipv4, dict) else None
         first = subnets[0] if isinstance(subnets, list) and subnets else {}
+        ipv6 = item.get("ipv6") if isinstance(item, dict) else None
+        addrs6 = ipv6.get("ipAddress") if isinstance(ipv6, dict) else None
+        first6 = addrs6[0] if isinstance(addrs6, list) and addrs6 else {}
         nics.append(
             Nic(
                 text_field(item, "macAddress"),
                 text_field(first, "address"),
                 text_field(first, "prefix"),
+                text_field(first6, "privateIpAddress"),
             )
         )
     return nics

@@ -25,10 +25,20 @@ HINT_AWS = "AWS"
 HINT_AZURE = "AZURE"
 HINT_OKE = "OKE"
 HINT_ALIBABA = "ALIBABA"
+HINT_CKS = "CKS"
 HINT_WEBHOOK = "webhook"
 HINT_NONE = "NONE"
 #: DraNet's `--cloud-provider-hint` values (an empty hint means: detect).
-HINTS = (HINT_GCE, HINT_AWS, HINT_AZURE, HINT_OKE, HINT_ALIBABA, HINT_WEBHOOK, HINT_NONE)
+HINTS = (
+    HINT_GCE,
+    HINT_AWS,
+    HINT_AZURE,
+    HINT_OKE,
+    HINT_ALIBABA,
+    HINT_CKS,
+    HINT_WEBHOOK,
+    HINT_NONE,
+)
 
 #: Metadata server address every provider but GCE and Alibaba listens on.
 LINK_LOCAL = "http://169.254.169.254"

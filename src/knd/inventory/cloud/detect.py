@@ -5,9 +5,10 @@ Detection (no hint, or an empty one), in this order:
 2. the DMI identity in sysfs (`class/dmi/id/{sys_vendor,product_name,chassis_asset_tag}`):
    free, offline, and what the clouds document for telling their VMs apart;
 3. otherwise every metadata server is probed at once, each with `probe_timeout` (0.3 s by
-   default), and the first that answers in DraNet's order (GCE, AWS, AZURE, OKE, ALIBABA, then
-   the webhook's `/health`) wins. Off a cloud this costs at most one probe timeout (DraNet probes
-   one after another with several seconds each).
+   default), and the first that answers in DraNet's order (GCE, AWS, AZURE, OKE, ALIBABA, CKS
+   — the Node's `cks.coreweave.com/cluster` label, when the caller can read the Node's labels —
+   then the webhook's `/health`) wins. Off a cloud this costs at most one probe timeout (DraNet
+   probes one after another with several seconds each).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import threading
 from collections.abc import Callable, Mapping
 
 from knd.host.sysfs import SysfsRoot
-from knd.inventory.cloud import alibaba, aws, azure, gce, oke
+from knd.inventory.cloud import alibaba, aws, azure, coreweave, gce, oke
 from knd.inventory.cloud.base import (
     HINT_ALIBABA,
     HINT_AWS,
     HINT_AZURE,
+    HINT_CKS,
     HINT_GCE,
     HINT_NONE,
     HINT_OKE,
@@ -64,6 +66,7 @@ def detect(
     webhook_url: str = "",
     probe_timeout: float = PROBE_TIMEOUT,
     environ: Mapping[str, str] | None = None,
+    node_labels: coreweave.NodeLabels | None = None,
 ) -> str:
     """The detected provider hint, or NONE (see the module docstring). Bounded by about
     `probe_timeout` plus thread start-up."""
@@ -81,6 +84,8 @@ def detect(
         (HINT_OKE, lambda: oke.probe(endpoint_override, probe_timeout)),
         (HINT_ALIBABA, lambda: alibaba.probe(endpoint_override, probe_timeout)),
     ]
+    if node_labels is not None:
+        probes.append((HINT_CKS, lambda: coreweave.probe(node_labels)))
     if webhook_url:
         probes.append((HINT_WEBHOOK, lambda: _webhook_up(webhook_url, probe_timeout)))
     answers: dict[str, bool] = {}
@@ -120,6 +125,7 @@ def load(
     endpoint_override: str = "",
     webhook_url: str = "",
     timeout: float = 2.0,
+    node_labels: coreweave.NodeLabels | None = None,
 ) -> CloudInstance | None:
     """Build the provider `hint` names (None for NONE, or a webhook without cloudProvider).
 
@@ -134,6 +140,8 @@ def load(
         return oke.load(endpoint_override, timeout)
     if hint == HINT_ALIBABA:
         return alibaba.load(endpoint_override, timeout, sysfs)
+    if hint == HINT_CKS:
+        return coreweave.load(node_labels, sysfs)
     if hint == HINT_WEBHOOK:
         if not webhook_url:
             raise CloudError("--cloud-provider-hint=webhook needs --webhook-url")

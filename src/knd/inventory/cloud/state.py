@@ -24,6 +24,7 @@ from knd.api.config import NetworkConfig
 from knd.host.sysfs import SysfsRoot
 from knd.inventory.cloud import detect as detection
 from knd.inventory.cloud.base import HINT_NONE, AttrValue, CloudError, CloudInstance, DeviceIds
+from knd.inventory.cloud.coreweave import NodeLabels
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class CloudState:
         webhook_url: str = "",
         on_ready: Callable[[], None] | None = None,
         request_timeout: float = 2.0,
+        node_labels: NodeLabels | None = None,
     ) -> None:
         self.hint = hint
         self.sysfs = sysfs or SysfsRoot()
@@ -48,6 +50,7 @@ class CloudState:
         self.webhook_url = webhook_url
         self.on_ready = on_ready
         self.request_timeout = request_timeout
+        self.node_labels = node_labels
         self.provider = HINT_NONE
         self.last_error = ""
         self._instance: CloudInstance | None = None
@@ -64,7 +67,7 @@ class CloudState:
     def start(self, wait: float = 3.0) -> None:
         """Detect and load; returns within about `wait` s (+ detection) either way."""
         self.provider = self.hint or detection.detect(
-            self.sysfs, self.endpoint_override, self.webhook_url
+            self.sysfs, self.endpoint_override, self.webhook_url, node_labels=self.node_labels
         )
         log.info("cloud provider: %s (%s)", self.provider, "hinted" if self.hint else "detected")
         if self.provider == HINT_NONE:
@@ -89,6 +92,7 @@ class CloudState:
                     self.endpoint_override,
                     self.webhook_url,
                     self.request_timeout,
+                    self.node_labels,
                 )
             except CloudError as exc:
                 self.last_error = str(exc)
