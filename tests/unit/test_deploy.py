@@ -36,6 +36,8 @@ def test_every_rendered_object_matches_the_kubernetes_schema(
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "DeviceClass",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
@@ -131,6 +133,18 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
         ),
     }
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in role["rules"])
+    # in its own namespace: get on its own DaemonSet only (the uninstall check at shutdown)
+    (ns_role,) = by_kind(rendered, "Role")
+    assert ns_role["metadata"]["namespace"] == "kube-system"
+    assert ns_role["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": ["knd"],
+         "verbs": ["get"]}
+    ]  # fmt: skip
+    (binding,) = by_kind(rendered, "RoleBinding")
+    assert binding["roleRef"]["name"] == "knd" and binding["subjects"][0]["name"] == "knd"
+    (ds,) = by_kind(rendered, "DaemonSet")
+    env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "KND_DAEMONSET", "value": "kube-system/knd"} in env
 
 
 def test_device_classes_select_our_driver(rendered: list[dict[str, Any]]) -> None:
