@@ -44,6 +44,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="knd's API server emulator and lab controller instead of real Kubernetes",
     )
+    u.add_argument(
+        "--knd-as",
+        choices=["process", "pod"],
+        default="process",
+        help="pod: import .local/image/knd-oci.tar and `helm install` the chart (DaemonSet)",
+    )
     u.set_defaults(handler=_up)
     lsub.add_parser("down", help="stop the lab and clean up (idempotent)").set_defaults(
         handler=_down
@@ -63,6 +69,10 @@ def register(sub: Any) -> None:
 def _cfg(args: argparse.Namespace) -> LabConfig:
     lab = _lab()
     kw: dict[str, Any] = {"emulated": bool(getattr(args, "emulated", False))}
+    if getattr(args, "knd_as", "process") == "pod":
+        if kw["emulated"]:
+            raise SystemExit("knd lab up: --knd-as pod needs real Kubernetes (not --emulated)")
+        kw["knd_as"] = "pod"
     if args.state_dir:
         kw["state_dir"] = args.state_dir
     cfg: LabConfig = lab.LabConfig(**kw)

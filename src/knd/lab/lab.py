@@ -65,6 +65,9 @@ class LabConfig:
     fabric: str = "knd-lab-fabric"
     metrics_port: int = 0  # 0 = pick a free port
     emulated: bool = False  # True: the API server emulator + lab controller instead of k8s
+    #: "process": `knd driver` as a process of the lab; "pod": the chart's DaemonSet pod,
+    #: installed by helm from the image archive (real Kubernetes only; knd.lab.helm)
+    knd_as: str = "process"
 
     @property
     def nics(self) -> lab_node.LabNics:
@@ -392,6 +395,10 @@ def down(cfg: LabConfig, out: TextIO = sys.stdout) -> None:
         (cfg.state_dir / name).unlink(missing_ok=True)
     if (cfg.state_dir / "sys").exists():
         lab_node._rmtree(cfg.state_dir / "sys")
+    (cfg.state_dir / "helm-values.json").unlink(missing_ok=True)
+    for sub in ("knd-pod", "helm"):  # knd as a pod: its state dir on the "host", helm's dirs
+        if (cfg.state_dir / sub).exists():
+            lab_node._rmtree(cfg.state_dir / sub)
     print("[lab] down", file=out)
 
 
@@ -606,7 +613,8 @@ def status(cfg: LabConfig, out: TextIO = sys.stdout) -> bool:
 def status_json(cfg: LabConfig) -> dict[str, Any]:
     """The lab's state for scripts: `up`, `mode`, and for a real lab `kubeconfig` (admin),
     `kubernetesVersion`, `apiserver`, `node`, `kubeletRootDir`, `driverKubeconfig`, `metrics`,
-    `runtime` (containerd's info)."""
+    `runtime` (containerd's info), `kndAs` (`process` or `pod`; with `pod`, `helm`: release,
+    namespace, image, values file, pod)."""
     state = read_state(cfg)
     if state is None:
         return {"up": False}
@@ -625,4 +633,7 @@ def status_json(cfg: LabConfig) -> dict[str, Any]:
         out["kubernetesVersion"] = state.get("kubernetesVersion")
         out["driverKubeconfig"] = state.get("driver_kubeconfig")
         out["kubernetes"] = state.get("kubernetes")
+        out["kndAs"] = state.get("knd_as", "process")
+        if state.get("helm"):
+            out["helm"] = state["helm"]
     return out
