@@ -141,22 +141,27 @@ def archive_digest(archive: Path = ARCHIVE) -> str:
 
 
 def import_image(runtime: dict[str, Any], ref: str, archive: Path = ARCHIVE) -> str:
-    """Import the archive into containerd's k8s.io namespace under `ref`; returns `ref`."""
+    """Import the archive into containerd's k8s.io namespace under `ref`; returns `ref`.
+
+    `ctr images import` also names the image after the archive's ref annotation with its
+    default prefix (`import-<date>:knd`); the CRI normalizes that to `docker.io/library/...`,
+    does not find it, and fails every container of the image ("failed to get image"). That
+    extra name is removed, so `ref` is the image's only name."""
     if not archive.exists():
         raise HelmError(f"{archive} not built: run `scripts/image build`")
-    _run(
-        [runtime["ctr"], "-a", runtime["socket"], "-n", "k8s.io", "images", "import",
-         "--index-name", ref, str(archive)],
-        timeout=300,
-    )  # fmt: skip
+    ctr = [runtime["ctr"], "-a", runtime["socket"], "-n", "k8s.io"]
+    _run([*ctr, "images", "import", "--index-name", ref, str(archive)], timeout=300)
+    extra = [n for n in _run([*ctr, "images", "ls", "-q"]).split() if n.startswith("import-")]
+    if extra:
+        _run([*ctr, "images", "rm", *extra])
     return ref
 
 
 def _mountpoints() -> set[str]:
-    out = set()
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        out.add(line.split()[4].encode().decode("unicode_escape"))
-    return out
+    from knd.host.procfs import ProcRoot  # noqa: PLC0415
+
+    text = ProcRoot().read("self", "mountinfo", limit=16 << 20) or ""
+    return {line.split()[4].encode().decode("unicode_escape") for line in text.splitlines()}
 
 
 def share_mounts(path: Path) -> None:
