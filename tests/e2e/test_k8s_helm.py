@@ -142,8 +142,9 @@ def delete_workload(lab: Lab) -> None:
 # -- the chart against the real API server ----------------------------------------------------
 def test_rendered_chart_passes_the_real_apiservers_strict_validation(lab: Lab) -> None:
     """`helm template` (the built helm, --kube-version of the lab) of the defaults and of the lab's
-    values with every knob on: each object is sent to kube-apiserver 1.37.2 as a server-side dry
-    run with `fieldValidation=Strict` (unknown or duplicate fields are errors)."""
+    values with every knob on: each object goes to kube-apiserver 1.37.2 as a server-side apply
+    dry run with `fieldValidation=Strict` (unknown or duplicate fields are errors); apply, not
+    create, because the release's objects already exist."""
     h = helm(lab)
     version = lab.api.call("GET", "/version")["gitVersion"].lstrip("v")
     knobs = Path(lab.state["helm"]["values"]).parent / "knobs.json"
@@ -156,33 +157,44 @@ def test_rendered_chart_passes_the_real_apiservers_strict_validation(lab: Lab) -
             }
         )
     )
+    checked: set[str] = set()
     for extra in ([], ["-f", lab.state["helm"]["values"], "-f", str(knobs)]):
         text = h(
             "template", "knd", str(labhelm.CHART), "-n", "kube-system",
             "--kube-version", version, *extra,
         )  # fmt: skip
         docs = [d for d in yaml.safe_load_all(text) if d]
-        assert {"DaemonSet", "ClusterRole", "DeviceClass"} <= {d["kind"] for d in docs}
+        assert {"DaemonSet", "ClusterRole", "Role", "DeviceClass"} <= {d["kind"] for d in docs}
         if extra:
             assert "Service" in {d["kind"] for d in docs}
         for doc in docs:
             prefix, plural, namespaced = KINDS[doc["kind"]]
-            ns = (
-                f"/namespaces/{doc['metadata'].get('namespace', 'kube-system')}"
-                if namespaced
-                else ""
+            ns = doc["metadata"].get("namespace", "kube-system")
+            ns = f"/namespaces/{ns}" if namespaced else ""
+            name = doc["metadata"]["name"]
+            lab.api.call(
+                "PATCH",
+                f"{prefix}{ns}/{plural}/{name}?dryRun=All&fieldValidation=Strict"
+                "&fieldManager=knd-e2e&force=true",
+                doc,
+                "application/apply-patch+yaml",
             )
-            lab.api.call("POST", f"{prefix}{ns}/{plural}?dryRun=All&fieldValidation=Strict", doc)
-    # ... and the check has teeth: an unknown field is refused by the same call
+            checked.add(doc["kind"])
+    assert "DaemonSet" in checked and "ValidatingAdmissionPolicy" in checked
+    # ... and the check has teeth: an unknown field is refused by the same kind of call
     (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    ds["metadata"]["name"] = "knd-e2e-unknown-field"
     ds["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
     with pytest.raises(RestError) as err:
         lab.api.call(
-            "POST",
-            "/apis/apps/v1/namespaces/kube-system/daemonsets?dryRun=All&fieldValidation=Strict",
+            "PATCH",
+            "/apis/apps/v1/namespaces/kube-system/daemonsets/knd-e2e-unknown-field"
+            "?dryRun=All&fieldValidation=Strict&fieldManager=knd-e2e",
             ds,
+            "application/apply-patch+yaml",
         )
-    assert err.value.code == 400 and "livenessProbes" in str(err.value)
+    assert err.value.code in (400, 422) and "livenessProbes" in str(err.value), err.value
+    assert lab.api.get("DaemonSet", "knd-e2e-unknown-field", "kube-system") is None
 
 
 # -- knd as the DaemonSet pod -----------------------------------------------------------------
