@@ -71,7 +71,10 @@ def test_state_removed_when_nothing_needs_it(tmp_path: Path) -> None:
     state, records = _state(tmp_path)
     other = state.parent / "not-ours.txt"
     other.write_text("kept")
-    out = uninstall.remove_state(state, records, prepared_claims=0)
+    ipam = state.parent / "ipam.db"
+    ipam.write_bytes(b"x")
+    Path(f"{ipam}-wal").write_bytes(b"x")
+    out = uninstall.remove_state(state, records, prepared_claims=0, companions=[ipam])
     assert out.kept == ""
     assert sorted(p.name for p in state.parent.iterdir()) == ["not-ours.txt"]
     assert str(state) in out.removed and str(records) in out.removed

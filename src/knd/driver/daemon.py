@@ -38,7 +38,7 @@ from knd.driver.nic_telemetry import NicTelemetry
 from knd.driver.node_addresses import NodeAddresses
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
-from knd.driver.providers import Providers
+from knd.driver.providers import Providers, ipam_path
 from knd.driver.providers import build as build_providers
 from knd.driver.reconcile import (
     ReconcileReport,
@@ -290,7 +290,9 @@ class Daemon:
         if not uninstall.daemonset_deleted(self.api, uninstall.daemonset_ref()):
             return
         state = Path(self.opts.state_path)
-        done = uninstall.remove_state(state, records_dir_for(state), self._claims_at_close)
+        done = uninstall.remove_state(
+            state, records_dir_for(state), self._claims_at_close, companions=[ipam_path(state)]
+        )
         if done.kept:
             log.warning("uninstalled: state %s kept for %s (docs/uninstall.md)", state, done.kept)
         else:

@@ -8,7 +8,8 @@ variable at all (a process run outside the chart) means "keep everything", becau
 and an upgrade must find the state again.
 
 On an uninstall `remove_state` deletes the SQLite state (`state.db` and its `-wal`, `-shm`,
-`-journal` files) and the empty restore-record directory beside it, but only when nothing in it
+`-journal` files), the node-local IPAM database beside it (`ipam.db`, same suffixes) and the
+empty restore-record directory, but only when nothing in it
 is still needed: no prepared claim (no pod holds a NIC through knd) and no pending restore
 record. Otherwise the state stays, so a later install finds those pods' NICs and gives them back
 with their host configuration (docs/uninstall.md). The kubelet plugin and registration sockets
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,20 +74,24 @@ class Removal:
     kept: str = ""  # why the state stayed ("" when it was removed)
 
 
-def remove_state(state_path: Path, records_dir: Path, prepared_claims: int) -> Removal:
-    """Delete the state files when no claim is prepared and no restore record is pending."""
+def remove_state(
+    state_path: Path, records_dir: Path, prepared_claims: int, companions: Sequence[Path] = ()
+) -> Removal:
+    """Delete the state files (and the `companions` databases beside it, e.g. the node-local
+    IPAM's) when no claim is prepared and no restore record is pending."""
     out = Removal()
     records = [p for p in records_dir.iterdir()] if records_dir.is_dir() else []
     if prepared_claims or records:
         out.kept = f"{prepared_claims} prepared claim(s), {len(records)} restore record(s)"
         return out
-    for suffix in STATE_SUFFIXES:
-        path = Path(f"{state_path}{suffix}")
-        try:
-            path.unlink()
-            out.removed.append(str(path))
-        except FileNotFoundError:
-            pass
+    for db in (state_path, *companions):
+        for suffix in STATE_SUFFIXES:
+            path = Path(f"{db}{suffix}")
+            try:
+                path.unlink()
+                out.removed.append(str(path))
+            except FileNotFoundError:
+                pass
     try:
         records_dir.rmdir()
         out.removed.append(str(records_dir))
