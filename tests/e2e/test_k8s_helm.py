@@ -230,6 +230,12 @@ def test_knd_runs_as_the_privileged_daemonset_pod_with_its_mounts(lab: Lab) -> N
     slices = [s for s in lab.api.list("ResourceSlice") if s["spec"]["driver"] == "dra.net"]
     managers = {m["manager"] for s in slices for m in s["metadata"].get("managedFields") or []}
     assert managers, slices
+    # knd's token may read its own DaemonSet (the uninstall check) and no other
+    ds_path = "/apis/apps/v1/namespaces/kube-system/daemonsets/"
+    assert lab.knd_api.call("GET", ds_path + "knd")["metadata"]["name"] == "knd"
+    with pytest.raises(RestError) as denied:
+        lab.knd_api.call("GET", ds_path + "some-other-daemonset")
+    assert denied.value.code == 403
     # liveness probe on /healthz, as the chart renders it by default
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
