@@ -133,6 +133,7 @@ def test_json_call_with_query_body_and_auth(http_server: tuple[str, Recorder]) -
     assert seen.headers["Content-Type"] == APPLY_PATCH_TYPE
     assert seen.headers["Authorization"] == "Bearer abc"
     assert json.loads(seen.body) == {"spec": {"n": 1}}
+    assert seen.body == b'{"spec":{"n":1}}'  # canonical JSON (docs/lab.md)
 
 
 def test_errors_carry_status_and_the_status_message(http_server: tuple[str, Recorder]) -> None:
@@ -455,3 +456,15 @@ def test_kubeconfig_without_the_kubernetes_extra_is_a_clear_error(
     path = _kubeconfig(tmp_path, {"server": "https://127.0.0.1:1"}, {"token": "t"})
     with pytest.raises(CredentialsError, match=r"knd\[kubeconfig\]"):
         connect_kubeconfig(path)
+
+
+def test_bodies_are_sent_as_canonical_json_the_way_go_writes_a_map() -> None:
+    """Sorted keys, no spaces, UTF-8, Go's HTML escapes: what kube-apiserver re-encodes opaque
+    parameters to on every patch (a claim stored otherwise cannot get its status written)."""
+    from knd.kube.connection import canonical_json
+
+    body = {"b": 1, "a": {"z": "<x&y>", "é": [1, 2]}, "u": "\u2028"}
+    assert canonical_json(body) == (
+        '{"a":{"z":"\\u003cx\\u0026y\\u003e","é":[1,2]},"b":1,"u":"\\u2028"}'.encode()
+    )
+    assert json.loads(canonical_json(body)) == body

@@ -14,7 +14,7 @@ from prometheus_client.exposition import generate_latest
 from knd.cli.top_cmd import parse_sample, rates
 from knd.driver.nic_telemetry import NicTelemetry, TrackedNic, nics_of
 from knd.host.rdma_counters import read_rdma_counters
-from knd.netns.linkstats import IFLA_STATS64, LinkStats, decode_stats
+from knd.netns.linkstats import IFLA_CARRIER, IFLA_OPERSTATE, IFLA_STATS64, LinkStats, decode_stats
 from knd.netns.plan import AttachPlan, HostSide, PodSide, RdmaPlan
 from knd.netns.rawlink import IFLA_IFNAME, NLMSG_ERROR, RTM_NEWLINK
 
@@ -29,6 +29,17 @@ def _newlink(seq: int, name: str, counters: tuple[int, ...]) -> bytes:
     body += _attr(IFLA_IFNAME, name.encode() + b"\0")
     body += _attr(IFLA_STATS64, struct.pack("=24Q", *counters, *([0] * (24 - len(counters)))))
     return struct.pack("=IHHII", 16 + len(body), RTM_NEWLINK, 0, seq, 0) + body
+
+
+def test_decode_stats_reads_operstate_and_carrier_for_device_health() -> None:
+    data = _newlink(5, "net1", (1, 2, 3, 4, 5, 6, 7, 8))
+    extra = _attr(IFLA_OPERSTATE, bytes([3])) + _attr(IFLA_CARRIER, bytes([0]))
+    length = struct.unpack_from("=I", data)[0] + len(extra)
+    data = struct.pack("=I", length) + data[4:] + extra
+    _, stats = decode_stats(data, 5)
+    assert stats is not None
+    assert (stats.operstate, stats.carrier) == ("lowerlayerdown", False)
+    assert stats.rx_packets == 1 and stats.tx_dropped == 8
 
 
 def test_decode_stats_reads_stats64_in_kernel_order() -> None:

@@ -63,6 +63,22 @@ def _permanent(exc: ApiError) -> bool:
     return 400 <= exc.status < 500 and exc.status != 429
 
 
+RAW_PARAMETERS_QUIRK = (
+    "the API server keeps the claim's opaque config parameters byte for byte as they were "
+    "created, re-encodes them as canonical JSON (compact, keys sorted) on every patch, and "
+    "refuses every status patch when the two differ (the claim or its template was created "
+    "by a client that does not send canonical JSON); re-create it with canonical JSON (kubectl "
+    "sends that) to get its status.devices written"
+)
+
+
+def _explain(exc: ApiError) -> str:
+    """The API server's message, plus the remedy when it is the raw-parameters quirk."""
+    if exc.status == 422 and "status.allocation" in exc.message and "modified" in exc.message:
+        return f"{exc}: {RAW_PARAMETERS_QUIRK}"
+    return str(exc)
+
+
 def _claim_path(namespace: str, name: str) -> str:
     return f"/apis/resource.k8s.io/v1/namespaces/{quote(namespace)}/resourceclaims/{quote(name)}"
 
@@ -116,7 +132,9 @@ class KubeClaimApi:
             )
         except ApiError as exc:
             if _permanent(exc):
-                raise PermanentError(f"applying status of {namespace}/{name}: {exc}") from exc
+                raise PermanentError(
+                    f"applying status of {namespace}/{name}: {_explain(exc)}"
+                ) from exc
             raise TransientError(f"applying status of {namespace}/{name}: {exc}") from exc
 
     def warning(self, claim: Claim, reason: str, message: str) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from knd.driver import uninstall
 from knd.driver.claim_api import KubeClaimApi
-from knd.driver.events import ClaimEvents, EventSink
+from knd.driver.events import CLAIM_STATUS_REFUSED, ClaimEvents, EventSink, ObjectRef
 from knd.driver.health import HealthServer, HealthState
 from knd.driver.hooks import NetworkHooks, attach_pause_from_env
 from knd.driver.leases import LeaseKeeper, release_from_host
@@ -249,8 +249,16 @@ class Daemon:
                 driver=self.opts.driver_name,
                 max_attempts=64,
                 on_retry=self.metrics.status_write_retries.inc,
+                on_refused=self._status_refused,
             )
         return self.status
+
+    def _status_refused(self, namespace: str, name: str, uid: str | None, message: str) -> None:
+        """A Warning Event on the claim whose status the API server refused for good, so
+        `kubectl describe resourceclaim` says why `status.devices` is missing. Never raises
+        (the sink only enqueues)."""
+        ref = ObjectRef.claim(namespace, name, uid or "")
+        self.events.warning(ref, CLAIM_STATUS_REFUSED, message)
 
     def _report_device(self, record: PlanRecord, reason: str, message: str) -> None:
         """`Ready=False` on the claim of one device (restore trouble, start-up errors)."""
@@ -353,7 +361,10 @@ class Daemon:
         )
         # Link events poke the monitor (see _on_netlink_event); the poll is only a backstop.
         monitor = HealthMonitor(
-            SysfsLinkProbe(self.health_targets, Path(self.sysfs_root)), poll_s=5.0
+            SysfsLinkProbe(
+                self.health_targets, Path(self.sysfs_root), attached=self.telemetry.link_state
+            ),
+            poll_s=5.0,
         )
         self._health_monitor = monitor
         self.kubelet = KubeletPlugin(

@@ -32,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from knd.host.rdma_counters import read_rdma_counters
+from knd.kubelet.health_probe import PodLinkState
 from knd.netns.errors import NetnsError
 from knd.netns.linkstats import LinkStats, LinkStatsReader
 from knd.netns.nsfd import open_netns
@@ -62,6 +63,7 @@ class TrackedNic:
     device: str
     ifname: str | None  # in the pod netns; None for an RDMA-only device
     rdma_device: str | None  # host-visible RDMA device (shared mode), else None
+    rdma_moved: bool = False  # its RDMA device moved into the pod's netns (exclusive mode)
 
 
 @dataclass
@@ -90,10 +92,11 @@ def nics_of(entries: Iterable[tuple[str, AttachPlan]]) -> tuple[TrackedNic, ...]
         rdma_device = None
         if plan.rdma is not None and plan.rdma.link and not plan.rdma.move_link:
             rdma_device = plan.rdma.link
+        moved = plan.rdma is not None and bool(plan.rdma.link) and plan.rdma.move_link
         ifname = plan.pod.name if plan.pod is not None else None
         if ifname is None and rdma_device is None:
             continue
-        out.append(TrackedNic(claim, plan.device, ifname, rdma_device))
+        out.append(TrackedNic(claim, plan.device, ifname, rdma_device, moved))
     return tuple(out)
 
 
@@ -148,6 +151,28 @@ class NicTelemetry(Collector):
     def close(self) -> None:
         for uid in self.tracked():
             self.forget(uid)
+
+    def link_state(self, device: str) -> PodLinkState | None:
+        """Device health's view of an attached NIC (knd.kubelet.health_probe.AttachedLinks):
+        its link read inside the pod that holds it, over the pod's held socket; None when no
+        tracked pod holds `device` (or it has no netdev). Never raises: a failed read is
+        reported as the link not found (UNHEALTHY, with the pod named)."""
+        with self._guard:
+            found = [(p, t) for p in self._pods.values() for t in p.nics if t.device == device]
+        if not found:
+            return None
+        pod, nic = found[0]
+        if nic.ifname is None:
+            return None
+        where = f"pod {pod.namespace}/{pod.name}"
+        try:
+            stats = self._read(pod, nic.ifname)
+        except (OSError, NetnsError) as exc:
+            log.debug("health: %s %s: %s", where, nic.ifname, exc)
+            stats = None
+        if stats is None:
+            return PodLinkState(where, nic.ifname, None, None, nic.rdma_moved)
+        return PodLinkState(where, nic.ifname, stats.operstate, stats.carrier, nic.rdma_moved)
 
     # -- scrape side ----------------------------------------------------------------------
     def describe(self) -> list[CounterMetricFamily]:

@@ -133,9 +133,12 @@ class StatusWriter:
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
         on_retry: Callable[[], None] | None = None,
+        on_refused: Callable[[str, str, str | None, str], None] | None = None,
     ) -> None:
         self.applier = applier
         self.on_retry = on_retry
+        # (namespace, name, uid, message) of an apply refused for good; must not raise
+        self.on_refused = on_refused
         self.retries = 0
         self.driver = driver
         self.max_claims = max_claims
@@ -219,6 +222,7 @@ class StatusWriter:
                 body = list(pending.entries.values())
                 self._busy += 1
             ok = permanent = False
+            refusal = ""
             try:
                 if pending.uid:
                     self.applier.apply_devices(
@@ -229,6 +233,7 @@ class StatusWriter:
                 ok = True
             except PermanentError as exc:
                 permanent = True
+                refusal = str(exc)
                 log.error("status apply for %s refused, not retried: %s", key, exc)
             except Exception as exc:
                 log.warning("status apply for %s failed: %s", key, exc)
@@ -244,6 +249,8 @@ class StatusWriter:
                     elif permanent:
                         self.failed += 1
                         del self._pending[key]
+                        if self.on_refused is not None:
+                            self.on_refused(pending.namespace, pending.name, pending.uid, refusal)
                     else:
                         pending.attempt += 1
                         if pending.attempt >= self.max_attempts:

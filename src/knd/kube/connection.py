@@ -64,6 +64,27 @@ _STALE_CONNECTION = (
 )
 
 
+_GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def canonical_json(body: Any) -> bytes:
+    """`body` as Go's encoding/json writes a decoded map: compact, keys sorted, UTF-8, with
+    `<`, `>`, `&`, U+2028 and U+2029 escaped.
+
+    Why it matters: kube-apiserver (1.37.2 tested) stores an opaque config's `parameters` (a
+    RawExtension) byte for byte as the client sent them, but every patch of the object
+    (server-side apply, merge or JSON patch) re-encodes them in this canonical form. For a
+    claim whose stored bytes differ, the scheduler's copy in `status.allocation` then
+    "changes", and every status patch is refused with 422 (docs/lab.md). kubectl sends this
+    form; knd does too, so whatever knd creates (the lab, `knd lab apply`) stays patchable.
+    Floats are written as Python writes them (`1.0`, where Go writes `1`): claim parameters
+    carry integers and strings."""
+    text = json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text.translate(_GO_ESCAPES).encode()
+
+
 class CredentialsError(ValueError):
     """The credentials named cannot be used (missing file, no server, unknown scheme)."""
 
@@ -169,7 +190,7 @@ class ApiConnection:
         headers = {"Accept": JSON_TYPE, "User-Agent": "knd"}
         payload = None
         if body is not None:
-            payload = json.dumps(body).encode()
+            payload = canonical_json(body)
             headers["Content-Type"] = content_type
         if self._auth is not None:
             value = self._auth()

@@ -4,7 +4,8 @@
 `netns_fd` (one `NetnsWorker` call when the reader is built; a socket keeps the netns it was
 made in, so every later read runs on the caller's thread: no thread and no subprocess per
 read). `read(ifname)` sends one RTM_GETLINK by name (knd.netns.rawlink's request) and decodes
-the kernel's `struct rtnl_link_stats64` answer; None when there is no such link in that netns.
+the kernel's `struct rtnl_link_stats64` answer, with the link's operstate and carrier (device
+health of an attached NIC reads them); None when there is no such link in that netns.
 Cost: one request/answer, ~50 µs. Bounded: one receive of at most 64 KiB per answer, attribute
 lengths checked against the message.
 """
@@ -21,7 +22,11 @@ from dataclasses import dataclass
 from knd.netns.nsfd import NetnsWorker
 from knd.netns.rawlink import IFLA_IFNAME, NLMSG_ERROR, RTM_NEWLINK, encode_getlink
 
+IFLA_OPERSTATE = 16  # u8, IF_OPER_* (linux/if.h)
 IFLA_STATS64 = 23
+IFLA_CARRIER = 33  # u8
+#: IF_OPER_* as sysfs writes them in `operstate`.
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
 READ_TIMEOUT = 1.0  # seconds: a scrape never hangs on a lost answer
 _RECV_MAX = 65536
 #: The first eight u64 of `struct rtnl_link_stats64` (linux/if_link.h), in order.
@@ -43,6 +48,8 @@ class LinkStats:
     tx_errors: int
     rx_dropped: int
     tx_dropped: int
+    operstate: str | None = None  # sysfs's word for IFLA_OPERSTATE; None when not sent
+    carrier: bool | None = None  # IFLA_CARRIER; None when not sent
 
 
 def decode_stats(data: bytes, seq: int) -> tuple[bool, LinkStats | None]:
@@ -61,6 +68,8 @@ def decode_stats(data: bytes, seq: int) -> tuple[bool, LinkStats | None]:
             raise OSError(-code, os.strerror(-code))
         if mseq == seq and kind == RTM_NEWLINK:
             name, counters = "", None
+            oper: str | None = None
+            carrier: bool | None = None
             pos, end = offset + 32, offset + length  # nlmsghdr + ifinfomsg
             while pos + 4 <= end:
                 alen, atype = struct.unpack_from("=HH", data, pos)
@@ -72,10 +81,18 @@ def decode_stats(data: bytes, seq: int) -> tuple[bool, LinkStats | None]:
                     name = raw.decode("ascii", "replace")
                 elif atype == IFLA_STATS64 and alen - 4 >= _STATS64_HEAD.size:
                     counters = _STATS64_HEAD.unpack_from(data, pos + 4)
+                elif atype == IFLA_OPERSTATE and alen >= 5:
+                    code = data[pos + 4]
+                    oper = OPERSTATES[code] if code < len(OPERSTATES) else "unknown"
+                elif atype == IFLA_CARRIER and alen >= 5:
+                    carrier = data[pos + 4] != 0
                 pos += (alen + 3) & ~3
             if counters is None:
                 return True, None
-            return True, LinkStats(name, *counters)
+            rx_p, tx_p, rx_b, tx_b, rx_e, tx_e, rx_d, tx_d = counters
+            return True, LinkStats(
+                name, rx_p, tx_p, rx_b, tx_b, rx_e, tx_e, rx_d, tx_d, oper, carrier
+            )
         offset += (length + 3) & ~3
     return False, None
 

@@ -166,3 +166,44 @@ def test_a_pod_whose_netns_is_gone_is_skipped(lab: Lab) -> None:
     assert _scrape(registry) == {}
     telemetry.close()
     assert telemetry.tracked() == []
+
+
+def test_health_of_an_attached_nic_is_its_link_inside_the_pod(lab: Lab, store: StateStore) -> None:
+    """Device health for a NIC in a pod: the host's sysfs no longer has it, the pod's netns
+    does. Healthy while its far end is up; operstate down without carrier when the
+    far end goes down (read by one RTM_GETLINK in the pod's netns); absent after the pod."""
+    from knd.kubelet.health_probe import HealthTarget, SysfsLinkProbe
+
+    nic = lab.nic()
+    plan = plan_for(nic, {"interface": {"name": "net1"}}, pod_uid=POD_UID)
+    store.save_prepared(
+        ClaimRecord("claim-uid-1", "team-a", "fast-nic", POD_UID, time.time(), {}),
+        PodRecord(POD_UID, "team-a", "trainer-0"),
+        [PlanRecord("claim-uid-1", "node", nic.name, "nic", POD_UID, json.loads(plan.to_json()))],
+    )
+    telemetry = NicTelemetry()
+    hooks = NetworkHooks(store=store, status=None, telemetry=telemetry)
+    _, pod_path = lab.netns()
+    pod = PodInfo(id="sb", uid=POD_UID, name="trainer-0", namespace="team-a", netns=pod_path)
+    probe = SysfsLinkProbe(
+        lambda: [HealthTarget("node", nic.name, nic.name)], attached=telemetry.link_state
+    )
+    hooks.run_pod_sandbox(pod)
+    try:
+        state = telemetry.link_state(nic.name)
+        assert state is not None
+        assert (state.ifname, state.operstate, state.carrier) == ("net1", "up", True)
+        assert [(s.healthy, s.message) for s in probe.snapshot()] == [
+            (True, "link up, carrier present")
+        ]
+        sh("ip", "-n", nic.wire_ns, "link", "set", "dev", nic.peer, "down")
+        state = telemetry.link_state(nic.name)
+        assert state is not None and state.carrier is False
+        assert state.operstate == "down"  # a veth whose peer is down (the kernel's word)
+        ((healthy, message),) = [(s.healthy, s.message) for s in probe.snapshot()]
+        assert healthy is False
+        assert message == "netdev net1 in pod team-a/trainer-0 operstate down"
+        sh("ip", "-n", nic.wire_ns, "link", "set", "dev", nic.peer, "up")
+    finally:
+        hooks.stop_pod_sandbox(pod)
+    assert telemetry.link_state(nic.name) is None

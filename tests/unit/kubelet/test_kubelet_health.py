@@ -10,7 +10,7 @@ from kubelet_claims import DRIVER
 from knd._proto.kubelet import health_v1alpha1_pb2 as hpb
 from knd.driver.prepare import PrepareEngine
 from knd.kubelet.health import HealthMonitor
-from knd.kubelet.health_probe import HealthTarget, SysfsLinkProbe
+from knd.kubelet.health_probe import HealthTarget, PodLinkState, SysfsLinkProbe
 from knd.kubelet.plugin import KubeletPlugin
 from knd.lab.kubelet import KubeletEmulator
 
@@ -51,6 +51,41 @@ def test_probe_verdicts(tmp_path: Path) -> None:
         "e": (False, "RDMA device mlx5_9 not present"),
         "f": (False, "invalid interface name '../../etc'"),
         "g": (None, "no netdev or RDMA device"),
+    }
+
+
+def test_an_attached_device_is_judged_by_its_link_inside_the_pod(tmp_path: Path) -> None:
+    """The host's sysfs no longer shows a NIC moved into a pod; its health comes from the link
+    in the pod's netns by the same rules, never "not present" for being where it should be."""
+    (tmp_path / "class" / "infiniband" / "mlx5_0").mkdir(parents=True)
+    _netdev(tmp_path, "host0", "up", "1")
+    in_pods = {
+        "a": PodLinkState("pod ns/p1", "net1", "up", True),
+        "b": PodLinkState("pod ns/p2", "net2", "lowerlayerdown", False),
+        "c": PodLinkState("pod ns/p3", "net3", "up", False),
+        "d": PodLinkState("pod ns/p4", "net4", None, None),
+        "e": PodLinkState("pod ns/p5", "net5", "up", True, rdma_moved=True),
+        "i": PodLinkState("pod ns/p6", "net6", "up", True),
+    }
+    targets = [
+        HealthTarget("p", "a", "ens1"),
+        HealthTarget("p", "b", "ens2"),
+        HealthTarget("p", "c", "ens3"),
+        HealthTarget("p", "d", "ens4"),
+        HealthTarget("p", "e", "ens5", "mlx5_7"),  # its RDMA device left with it
+        HealthTarget("p", "h", "host0", "mlx5_0"),  # not attached: the host's sysfs
+        HealthTarget("p", "i"),  # the host's rescan no longer names its netdev
+    ]
+    probe = SysfsLinkProbe(lambda: targets, tmp_path, attached=in_pods.get)
+    got = {s.device: (s.healthy, s.message) for s in probe.snapshot()}
+    assert got == {
+        "a": (True, "link up, carrier present"),
+        "b": (False, "netdev net2 in pod ns/p2 operstate lowerlayerdown"),
+        "c": (False, "netdev net3 in pod ns/p3 has no carrier"),
+        "d": (False, "netdev net4 in pod ns/p4 not present"),
+        "e": (True, "link up, carrier present"),
+        "h": (True, "link up, carrier present"),
+        "i": (True, "link up, carrier present"),
     }
 
 

@@ -267,3 +267,49 @@ def test_forget_drops_a_claims_entries_even_while_its_apply_is_in_flight() -> No
         assert writer.known_claims() == 0, "a forgotten claim is not kept after its apply"
     finally:
         writer.close()
+
+
+class _Refusing:
+    """An ApiConnection stand-in answering every request with kube-apiserver 1.37's 422 for a
+    claim whose stored opaque parameters are not compact JSON (seen on the real server)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        from knd.kube.errors import ApiError
+
+        self.calls += 1
+        raise ApiError(
+            422,
+            'ResourceClaim.resource.k8s.io "c" is invalid: status.allocation: '
+            "Invalid value: null: field cannot be modified once set",
+        )
+
+
+def test_a_refused_status_is_reported_once_with_the_remedy_and_not_retried() -> None:
+    conn = _Refusing()
+    refused: list[tuple[str, str, str | None, str]] = []
+    writer = StatusWriter(
+        applier=KubeClaimApi(conn, component=DRIVER),  # type: ignore[arg-type]
+        driver=DRIVER,
+        backoff_initial_s=0.01,
+        on_refused=lambda *a: refused.append(a),
+    )
+    try:
+        writer.submit("ns1", "c", [_ready("eth1", "10.1.0.1/16")], uid="u-1")
+        assert writer.flush()
+        assert conn.calls == 1 and writer.failed == 1
+        ((ns, name, uid, message),) = refused
+        assert (ns, name, uid) == ("ns1", "c", "u-1")
+        assert "status.allocation" in message and "canonical JSON" in message
+    finally:
+        writer.close()
+
+
+def test_other_refusals_carry_the_servers_message_only() -> None:
+    from knd.driver.claim_api import RAW_PARAMETERS_QUIRK, _explain
+    from knd.kube.errors import ApiError
+
+    assert RAW_PARAMETERS_QUIRK not in _explain(ApiError(422, "spec.devices: Invalid value"))
+    assert RAW_PARAMETERS_QUIRK not in _explain(ApiError(403, "forbidden"))
