@@ -172,6 +172,9 @@ def test_values_change_the_render_and_are_schema_checked() -> None:
     (ds,) = by_kind(docs, "DaemonSet")
     args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--driver-name=nic.example.com" in args and "--filter=" in args
+    # without the chart's RBAC the daemon cannot read its DaemonSet: no uninstall cleanup
+    env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "KND_DAEMONSET" not in {e["name"] for e in env}
     import helm_python
 
     for bad in (

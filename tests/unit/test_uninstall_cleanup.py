@@ -33,7 +33,9 @@ REF = ("kube-system", "knd")
         (for_status(404, 'daemonsets.apps "knd" not found'), True),
         ({"metadata": {"name": "knd", "deletionTimestamp": "2026-11-30T20:00:00Z"}}, True),
         ({"metadata": {"name": "knd"}}, False),  # an upgrade or a restart: keep everything
-        (for_status(403, "forbidden"), False),
+        (for_status(401, "Unauthorized"), True),  # the release's ServiceAccount was deleted
+        (for_status(403, "forbidden"), True),  # ... or its Role
+        (for_status(429, "too many requests"), False),
         (for_status(500, "etcd down"), False),
         (TimeoutError("timed out"), False),
         (ConnectionRefusedError(111, "refused"), False),

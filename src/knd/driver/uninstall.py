@@ -1,11 +1,14 @@
 """What knd leaves on the node when it is uninstalled (`helm uninstall`, the DaemonSet deleted).
 
 A stopping daemon cannot tell an uninstall from a restart by the signal: both are a SIGTERM.
-The chart names the daemon's DaemonSet in `KND_DAEMONSET` (`namespace/name`); at the end of a
-shutdown `daemonset_deleted` asks the API server for it. Only an answer that it is gone (404)
-or being deleted (`deletionTimestamp`) counts as an uninstall; an error, a timeout (3 s) or no
-variable at all (a process run outside the chart) means "keep everything", because a restart
-and an upgrade must find the state again.
+The chart names the daemon's DaemonSet in `KND_DAEMONSET` (`namespace/name`, only when the
+chart creates the RBAC that lets the daemon read it); at the end of a shutdown
+`daemonset_deleted` asks the API server for it. An uninstall is an answer that it is gone (404)
+or being deleted (`deletionTimestamp`), or that the release's own credentials are gone: `helm
+uninstall` deletes the ServiceAccount (the pod's token then answers 401) and the Role that
+allowed the read (403) along with the DaemonSet, usually before the pod has finished stopping.
+Any other error, a timeout (3 s) or no variable at all (a process run outside the chart) means
+"keep everything", because a restart and an upgrade must find the state again.
 
 On an uninstall `remove_state` deletes the SQLite state (`state.db` and its `-wal`, `-shm`,
 `-journal` files), the node-local IPAM database beside it (`ipam.db`, same suffixes) and the
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 DAEMONSET_ENV = "KND_DAEMONSET"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 CHECK_TIMEOUT_S = 3.0
+#: 404: the DaemonSet is gone; 401/403: the release's ServiceAccount or Role is (module docstring)
+GONE = (401, 403, 404)
 STATE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
@@ -58,7 +63,8 @@ def daemonset_deleted(api: Any, ref: tuple[str, str] | None) -> bool:
             "GET", f"/apis/apps/v1/namespaces/{ns}/daemonsets/{name}", timeout_s=CHECK_TIMEOUT_S
         )
     except ApiError as exc:
-        if exc.status == 404:
+        if exc.status in GONE:
+            log.info("DaemonSet %s/%s: %s: uninstalled", ns, name, exc.status)
             return True
         log.info("DaemonSet %s/%s not checked (%s): state kept", ns, name, exc)
         return False
