@@ -143,17 +143,22 @@ def archive_digest(archive: Path = ARCHIVE) -> str:
 def import_image(runtime: dict[str, Any], ref: str, archive: Path = ARCHIVE) -> str:
     """Import the archive into containerd's k8s.io namespace under `ref`; returns `ref`.
 
-    `ctr images import` also names the image after the archive's ref annotation with its
-    default prefix (`import-<date>:knd`); the CRI normalizes that to `docker.io/library/...`,
-    does not find it, and fails every container of the image ("failed to get image"). That
-    extra name is removed, so `ref` is the image's only name."""
+    `ctr images import` also names the image after the archive's ref annotation (`knd`),
+    prefixed by `--base-name`; its default prefix (`import-<date>:knd`) is a name the CRI
+    normalizes to `docker.io/library/import-<date>:knd`, does not find, and then fails every
+    container of the image ("failed to get image"). So the prefix is the repository of `ref`
+    (`localhost/knd:knd`, a name that normalizes to itself)."""
     if not archive.exists():
         raise HelmError(f"{archive} not built: run `scripts/image build`")
     ctr = [runtime["ctr"], "-a", runtime["socket"], "-n", "k8s.io"]
-    _run([*ctr, "images", "import", "--index-name", ref, str(archive)], timeout=300)
-    extra = [n for n in _run([*ctr, "images", "ls", "-q"]).split() if n.startswith("import-")]
-    if extra:
-        _run([*ctr, "images", "rm", *extra])
+    repo = ref.rsplit(":", 1)[0]
+    _run(
+        [*ctr, "images", "import", "--base-name", repo, "--index-name", ref, str(archive)],
+        timeout=300,
+    )
+    names = _run([*ctr, "images", "ls", "-q"]).split()
+    if ref not in names:
+        raise HelmError(f"ctr imported {archive} but no image {ref}: {names}")
     return ref
 
 
