@@ -279,7 +279,8 @@ def install_knd_pod(
         runtime = state["runtime"]
         tag = "lab-" + helm.archive_digest().split(":", 1)[1][:12]
         ref = helm.import_image(runtime, f"{helm.IMAGE_REPOSITORY}:{tag}")
-        helm.share_mounts(helm.netns_dir(runtime))
+        for path in (helm.netns_dir(runtime), *helm.HOST_TO_CONTAINER):
+            helm.share_mounts(path)
         values = helm.lab_values(
             image_ref=ref,
             kubelet_root=k8s["kubelet_root"],

@@ -177,6 +177,12 @@ def share_mounts(path: Path) -> None:
     _run(["mount", "--make-shared", str(path)])
 
 
+#: The chart's hostPath volumes mounted `HostToContainer`: the runtime refuses such a mount
+#: unless its host path is on a shared or slave mount ("is mounted on /dev but it is not a
+#: shared or slave mount"); a systemd node's are, this lab host's `/` and `/dev` are private.
+HOST_TO_CONTAINER = (Path("/var/run/netns"), Path("/dev/infiniband"), Path("/sys/fs/bpf"))
+
+
 def netns_dir(runtime: dict[str, Any]) -> Path:
     """Where the lab's containerd bind-mounts pod network namespaces
     (`netns_mounts_under_state_dir`: below the CRI plugin's state dir)."""
