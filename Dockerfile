@@ -7,9 +7,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/knd
-COPY requirements.runtime.lock ./
-RUN pip install --no-cache-dir --no-deps -r requirements.runtime.lock
-COPY pyproject.toml README.md ./
+# The wheels the daemon imports, as `scripts/image build` picks them from the lock: not the
+# `kubernetes` client (an extra, for --kubeconfig only) nor the CEL package's CLI dependencies.
+COPY requirements.runtime.lock pyproject.toml ./
+COPY scripts/image ./scripts/image
+RUN python3 scripts/image packages > /tmp/wheels.txt \
+ && pip install --no-cache-dir --no-deps -r /tmp/wheels.txt && rm -rf scripts /tmp/wheels.txt
+COPY README.md ./
 COPY src ./src
 RUN pip install --no-cache-dir --no-deps . && rm -rf /opt/knd/src \
  && ln -s "$(command -v knd)" /dranet

@@ -3,6 +3,8 @@ validated against the published Kubernetes 1.34-1.37 schemas (kubernetes-validat
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ def test_every_rendered_object_matches_the_kubernetes_schema(
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "DeviceClass",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
@@ -129,6 +133,18 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
         ),
     }
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in role["rules"])
+    # in its own namespace: get on its own DaemonSet only (the uninstall check at shutdown)
+    (ns_role,) = by_kind(rendered, "Role")
+    assert ns_role["metadata"]["namespace"] == "kube-system"
+    assert ns_role["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": ["knd"],
+         "verbs": ["get"]}
+    ]  # fmt: skip
+    (binding,) = by_kind(rendered, "RoleBinding")
+    assert binding["roleRef"]["name"] == "knd" and binding["subjects"][0]["name"] == "knd"
+    (ds,) = by_kind(rendered, "DaemonSet")
+    env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "KND_DAEMONSET", "value": "kube-system/knd"} in env
 
 
 def test_device_classes_select_our_driver(rendered: list[dict[str, Any]]) -> None:
@@ -156,6 +172,9 @@ def test_values_change_the_render_and_are_schema_checked() -> None:
     (ds,) = by_kind(docs, "DaemonSet")
     args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--driver-name=nic.example.com" in args and "--filter=" in args
+    # without the chart's RBAC the daemon cannot read its DaemonSet: no uninstall cleanup
+    env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "KND_DAEMONSET" not in {e["name"] for e in env}
     import helm_python
 
     for bad in (
@@ -172,9 +191,54 @@ def test_values_change_the_render_and_are_schema_checked() -> None:
         {"metricsPort": 0},
         {"metricsPath": "healthz"},
         {"validatingAdmissionPolicy": {"create": "yes"}},
+        {"updateStrategy": {"type": "Recreate"}},
+        {"livenessProbe": {"periodSeconds": 0}},
+        {"metricsService": {"create": True, "port": 70000}},
+        {"extraArgs": ["not-a-flag"]},
+        {"extraEnv": [{"value": "no name"}]},
     ):
         with pytest.raises(helm_python.HelmValuesError):
             render_chart(bad)
+
+
+def test_probe_strategy_and_metrics_service_knobs() -> None:
+    """Defaults: RollingUpdate one node at a time, a /healthz liveness probe, no Service."""
+    (ds,) = by_kind(render_chart(), "DaemonSet")
+    c = ds["spec"]["template"]["spec"]["containers"][0]
+    assert ds["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1},
+    }
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9177}
+    assert c["livenessProbe"]["failureThreshold"] == 3
+    docs = render_chart(
+        {
+            "updateStrategy": {"type": "OnDelete"},
+            "livenessProbe": {"enabled": False},
+            "metricsService": {"create": True, "annotations": {"prometheus.io/scrape": "true"}},
+            "metricsPort": 9300,
+            "extraArgs": ["--nri-plugin-index=12", "--filter=x == 1"],
+            "extraEnv": [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"}],
+        }
+    )
+    (ds,) = by_kind(docs, "DaemonSet")
+    c = ds["spec"]["template"]["spec"]["containers"][0]
+    assert ds["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    assert "livenessProbe" not in c
+    assert c["args"][-2:] == ["--nri-plugin-index=12", "--filter=x == 1"]
+    opts = parse_daemon_args([a.replace("$(NODE_NAME)", "n") for a in c["args"][1:]], {})
+    assert opts.filter == "x == 1" and opts.nri_plugin_index == "12"  # the later flag wins
+    assert {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"} in c["env"]
+    (svc,) = by_kind(docs, "Service")
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 9177, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert svc["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
+    for version in K8S_VERSIONS:
+        for doc in docs:
+            kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_dockerfile_pins_its_inputs() -> None:
@@ -184,6 +248,15 @@ def test_dockerfile_pins_its_inputs() -> None:
     assert "requirements.runtime.lock" in text
     lock = (REPO / "requirements.runtime.lock").read_text()
     assert "pyroute2==" in lock and "pytest" not in lock and "helm-python-sdk" not in lock
+    # It installs what `scripts/image build` installs: the lock less the `kubernetes` extra.
+    assert "scripts/image packages" in text and "-r requirements.runtime.lock" not in text
+    wheels = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "image"), "packages"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    names = {w.split("==")[0] for w in wheels}
+    assert "pyroute2" in names and "grpcio" in names
+    assert "kubernetes==" in lock and "kubernetes" not in names and "urllib3" not in names
 
 
 # ---- DraNet's chart values ----------------------------------------------------------------------
@@ -301,7 +374,12 @@ def test_name_overrides_name_every_object(values: dict[str, Any], fullname: str)
 
 def test_chart_metadata_notes_readme_and_helmignore() -> None:
     chart = yaml.safe_load((REPO / "deploy/helm/knd/Chart.yaml").read_text())
-    assert chart["home"].startswith("https://") and chart["maintainers"][0]["name"]
+    assert chart["maintainers"][0]["name"]
+    # No placeholder or invented address: an address, when one is added, is a real https URL.
+    text = (REPO / "deploy/helm/knd/Chart.yaml").read_text()
+    assert ".invalid" not in text and "example." not in text
+    for url in [chart.get("home"), *chart.get("sources", [])]:
+        assert url is None or url.startswith("https://"), url
     base = REPO / "deploy/helm/knd"
     assert ".git/" in (base / ".helmignore").read_text().split()
     readme = (base / "README.md").read_text()

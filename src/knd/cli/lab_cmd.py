@@ -50,6 +50,12 @@ def register(sub: Any) -> None:
         default="2",
         help="the project-local containerd the kubelet runs on (scripts/runtime; default 2)",
     )
+    u.add_argument(
+        "--knd-as",
+        choices=["process", "pod"],
+        default="process",
+        help="pod: import .local/image/knd-oci.tar and `helm install` the chart (DaemonSet)",
+    )
     u.set_defaults(handler=_up)
     lsub.add_parser("down", help="stop the lab and clean up (idempotent)").set_defaults(
         handler=_down
@@ -71,6 +77,10 @@ def _cfg(args: argparse.Namespace) -> LabConfig:
     kw: dict[str, Any] = {"emulated": bool(getattr(args, "emulated", False))}
     if getattr(args, "containerd", None):
         kw["containerd"] = args.containerd
+    if getattr(args, "knd_as", "process") == "pod":
+        if kw["emulated"]:
+            raise SystemExit("knd lab up: --knd-as pod needs real Kubernetes (not --emulated)")
+        kw["knd_as"] = "pod"
     if args.state_dir:
         kw["state_dir"] = args.state_dir
     cfg: LabConfig = lab.LabConfig(**kw)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from knd.driver import uninstall
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.events import CLAIM_STATUS_REFUSED, ClaimEvents, EventSink, ObjectRef
 from knd.driver.health import HealthServer, HealthState
@@ -37,7 +38,7 @@ from knd.driver.nic_telemetry import NicTelemetry
 from knd.driver.node_addresses import NodeAddresses
 from knd.driver.options import DaemonOptions
 from knd.driver.prepare import PrepareEngine
-from knd.driver.providers import Providers
+from knd.driver.providers import Providers, ipam_path
 from knd.driver.providers import build as build_providers
 from knd.driver.reconcile import (
     ReconcileReport,
@@ -92,6 +93,10 @@ class Step:
     def stop(self) -> None:
         if self.on_stop is not None:
             self.on_stop()
+
+
+def _nothing() -> None:
+    return None
 
 
 def build_hooks(
@@ -201,9 +206,12 @@ class Daemon:
         self.providers.cloud.on_ready = self._rescan.request  # cloud loaded late: rescan
         self._events: NetlinkEvents | None = None
         self._health_monitor: HealthMonitor | None = None
+        self._claims_at_close: int | None = None
         self.lifecycle = Lifecycle(
             [
                 Step("metrics", self._start_server, self._stop_server),
+                # stops after the store closed: an uninstall leaves no state (knd.driver.uninstall)
+                Step("uninstall", _nothing, self._forget_if_uninstalled),
                 Step("store", self._open_store, self._close_store),
                 Step("reconcile", self._reconcile),
                 Step("cloud", self.providers.start, self.providers.stop),
@@ -286,7 +294,24 @@ class Daemon:
             self.status.flush(5.0)
             self.status.close()
         if self.store is not None:
+            self._claims_at_close = len(self.store.claims())
             self.store.close()
+
+    def _forget_if_uninstalled(self) -> None:
+        """The DaemonSet is gone (an uninstall, not a restart): remove the state files unless a
+        pod still holds a NIC through knd (knd.driver.uninstall; sockets go on every stop)."""
+        if self._claims_at_close is None:
+            return  # the store never opened or did not close cleanly: touch nothing
+        if not uninstall.daemonset_deleted(self.api, uninstall.daemonset_ref()):
+            return
+        state = Path(self.opts.state_path)
+        done = uninstall.remove_state(
+            state, records_dir_for(state), self._claims_at_close, companions=[ipam_path(state)]
+        )
+        if done.kept:
+            log.warning("uninstalled: state %s kept for %s (docs/uninstall.md)", state, done.kept)
+        else:
+            log.info("uninstalled: removed %s", ", ".join(done.removed) or "nothing")
 
     def _reconcile(self) -> None:
         """Start-up reconciliation (knd.driver.reconcile); never raises."""

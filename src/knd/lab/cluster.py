@@ -16,6 +16,12 @@
 6. the stand-in GPU DRA driver (knd.lab.gpu_driver, admin credentials) and `knd driver`
    (`--kubeconfig`, the kubelet's root dir, containerd's NRI socket);
 
+or, with `knd_as="pod"` (`knd lab up --knd-as pod`), instead of 4-6's chart objects and
+process: the image archive imported into containerd and the chart `helm install`ed
+(knd.lab.helm), so knd is the DaemonSet's privileged pod under the real kubelet, with the
+chart's RBAC, admission policy and DeviceClasses; step 5's token is still made (tests use knd's
+credentials from it);
+
 and returns when the Node is Ready and both drivers' ResourceSlices are published. `down` deletes
 the pods through the API (the kubelet tears them down: NodeUnprepareResources, NRI), stops the
 drivers, the cluster and containerd, and removes NICs and state; it tolerates anything gone.
@@ -47,6 +53,13 @@ INSTALL_YAML = REPO / "deploy" / "install.yaml"
 KND_SA = ("kube-system", "knd")
 TOKEN_SECONDS = 7 * 24 * 3600
 MARKERS = {"driver": "driver", "gpu_driver": "knd.lab.gpu_driver"}
+
+
+def markers(state: dict[str, Any]) -> dict[str, str]:
+    """The lab's own processes (knd is none of them when it runs as a pod)."""
+    if state.get("knd_as") == "pod":
+        return {"gpu_driver": MARKERS["gpu_driver"]}
+    return MARKERS
 
 
 class ClusterError(RuntimeError):
@@ -197,11 +210,11 @@ def up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...], lab: Any) -> d
         file=out,
     )
     api = RestClient.from_kubeconfig(Path(k8s["kubeconfig"]))
-    for obj in [*chart_objects(), gpu_device_class()]:
+    as_pod = cfg.knd_as == "pod"
+    for obj in [*([] if as_pod else chart_objects()), gpu_device_class()]:
         create_or_keep(api, obj)
-    driver_kcfg = cfg.state_dir / "knd.kubeconfig"
-    service_account_kubeconfig(api, k8s, cfg.node, driver_kcfg)
     metrics_port = cfg.metrics_port or lab._free_port()
+    driver_kcfg = cfg.state_dir / "knd.kubeconfig"
     state.update(
         {
             "kubeconfig": k8s["kubeconfig"],
@@ -217,19 +230,27 @@ def up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...], lab: Any) -> d
             "audit_log": k8s.get("audit_log"),
         }
     )
+    if as_pod:
+        state["knd_as"] = "pod"
+        lab._write_state(cfg, state)  # a failed install is still uninstalled by `down`
+        state["helm"] = install_knd_pod(cfg, state, k8s, metrics_port, driver_args, lab, out)
+        lab._write_state(cfg, state)
+    service_account_kubeconfig(api, k8s, cfg.node, driver_kcfg)
     py = sys.executable
     state["pids"]["gpu_driver"] = lab._spawn(
         cfg, "gpu_driver",
         [py, "-m", "knd.lab.gpu_driver", "--kubeconfig", k8s["kubeconfig"],
          "--node", cfg.node, "--kubelet-root", k8s["kubelet_root"]],
     )  # fmt: skip
-    state["pids"]["driver"] = lab._spawn(cfg, "driver", driver_argv(state, cfg, lab.LAB_FILTER))
+    if not as_pod:
+        argv = driver_argv(state, cfg, lab.LAB_FILTER)
+        state["pids"]["driver"] = lab._spawn(cfg, "driver", argv)
     lab._write_state(cfg, state)
     lab._wait(
         "knd's ResourceSlice (8 NICs)",
         lambda: slice_devices(api, lab.DRIVER) >= 8,
         90,
-        cfg.state_dir / "driver.log",
+        None if as_pod else cfg.state_dir / "driver.log",
     )
     lab._wait(
         "the GPU driver's ResourceSlice",
@@ -237,14 +258,90 @@ def up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...], lab: Any) -> d
         30,
         cfg.state_dir / "gpu_driver.log",
     )
-    print(f"[lab] knd driver published 8 NICs; metrics {state['metrics']}/metrics", file=out)
+    where = "pod " + state["helm"]["pod"] if as_pod else "driver"
+    print(f"[lab] knd {where} published 8 NICs; metrics {state['metrics']}/metrics", file=out)
     print(f"[lab] kubeconfig {k8s['kubeconfig']}", file=out)
     print(f"[lab] up in {time.monotonic() - t0:.1f} s (state {cfg.state_dir})", file=out)
     return state
 
 
+def install_knd_pod(
+    cfg: LabConfig,
+    state: dict[str, Any],
+    k8s: dict[str, Any],
+    metrics_port: int,
+    driver_args: tuple[str, ...],
+    lab: Any,
+    out: TextIO,
+) -> dict[str, Any]:
+    """Import the image, `helm install` the chart with the lab's values, wait for the pod."""
+    from knd.lab import helm  # noqa: PLC0415
+
+    try:
+        runtime = state["runtime"]
+        tag = "lab-" + helm.archive_digest().split(":", 1)[1][:12]
+        ref = helm.import_image(runtime, f"{helm.IMAGE_REPOSITORY}:{tag}")
+        for path in (helm.netns_dir(runtime), *helm.HOST_TO_CONTAINER):
+            helm.share_mounts(path)
+        values = helm.lab_values(
+            image_ref=ref,
+            kubelet_root=k8s["kubelet_root"],
+            runtime=runtime,
+            sysfs=state["sysfs"],
+            state_path=cfg.state_dir / "knd-pod" / "state.db",
+            apiserver=k8s["server"],
+            metrics_port=metrics_port,
+            filter_expr=lab.LAB_FILTER,
+            driver_args=driver_args,
+        )
+        values_file = cfg.state_dir / "helm-values.json"
+        values_file.write_text(json.dumps(values, indent=1) + "\n")
+        h = helm.Helm(Path(k8s["kubeconfig"]), cfg.state_dir / "helm")
+        t0 = time.monotonic()
+        api = RestClient.from_kubeconfig(Path(k8s["kubeconfig"]))
+        try:
+            h.install(values_file)
+        except helm.HelmError as exc:
+            why = helm.diagnose(api, Path(state["kubernetes_dir"]) / "run" / "pod-logs")
+            raise helm.HelmError(f"{exc}\n{why}") from exc
+        pod = helm.ready_pod(api)
+    except (helm.HelmError, OSError, KeyError, RestError) as exc:
+        raise ClusterError(f"knd as a pod: {exc}") from exc
+    if pod is None:
+        raise ClusterError("knd as a pod: helm install returned but no knd pod is Ready")
+    name = pod["metadata"]["name"]
+    print(
+        f"[lab] image {ref} imported; helm install {helm.RELEASE} ({h.bin}):"
+        f" pod {helm.NAMESPACE}/{name} Ready in {time.monotonic() - t0:.1f} s",
+        file=out,
+    )
+    return {
+        "binary": h.bin,
+        "home": str(cfg.state_dir / "helm"),
+        "release": helm.RELEASE,
+        "namespace": helm.NAMESPACE,
+        "values": str(values_file),
+        "image": ref,
+        "pod": name,
+        "state_path": values["statePath"],
+    }
+
+
+def uninstall_knd_pod(state: dict[str, Any], out: TextIO) -> None:
+    """`helm uninstall` the lab's release, if it is still deployed."""
+    from knd.lab import helm  # noqa: PLC0415
+
+    info = state.get("helm") or {}
+    try:
+        h = helm.Helm(Path(state["kubeconfig"]), Path(info["home"]), Path(info["binary"]))
+        if h.deployed():
+            h.uninstall()
+    except (helm.HelmError, KeyError, OSError) as exc:
+        print(f"[lab] helm uninstall: {exc}", file=out)
+
+
 def is_up(state: dict[str, Any], lab: Any) -> bool:
-    if not all(lab._alive(state["pids"].get(n), m) for n, m in MARKERS.items()):
+    if not all(lab._alive(state["pids"].get(n), m) for n, m in markers(state).items()):
         return False
     try:
         st = json.loads(
@@ -257,14 +354,18 @@ def is_up(state: dict[str, Any], lab: Any) -> bool:
 
 
 def delete_pods(state: dict[str, Any], timeout: float = 60.0) -> None:
-    """Delete every pod through the API and wait for the kubelet to finish them."""
+    """Delete every pod through the API and wait for the kubelet to finish them (knd's own
+    DaemonSet pod stays: it must unprepare the others; `helm uninstall` removes it after)."""
+
+    def workload() -> list[JSON]:
+        return [p for p in api.list("Pod") if p["metadata"]["namespace"] != "kube-system"]
+
     try:
         api = RestClient.from_kubeconfig(Path(state["kubeconfig"]))
-        pods = api.list("Pod")
-        for p in pods:
+        for p in workload() if state.get("knd_as") == "pod" else api.list("Pod"):
             api.delete("Pod", p["metadata"]["name"], p["metadata"]["namespace"])
         deadline = time.monotonic() + timeout
-        while api.list("Pod") and time.monotonic() < deadline:
+        while workload() and time.monotonic() < deadline:
             time.sleep(0.5)
     except (RestError, KeyError, OSError):
         return
@@ -275,6 +376,8 @@ def down(cfg: LabConfig, state: dict[str, Any], out: TextIO, lab: Any) -> None:
     pids = state.get("pids") or {}
     if state.get("kubeconfig") and is_up(state, lab):
         delete_pods(state)
+        if state.get("knd_as") == "pod":
+            uninstall_knd_pod(state, out)
     lab._kill(pids.get("driver"), MARKERS["driver"])
     lab._kill(pids.get("gpu_driver"), MARKERS["gpu_driver"])
     k8s_dir = state.get("kubernetes_dir")
@@ -347,7 +450,11 @@ def prepare_pod(doc: JSON, node: str, image: str) -> JSON:
 
 def status_lines(state: dict[str, Any], lab: Any) -> list[str]:
     lines = []
-    for name, marker in MARKERS.items():
+    if state.get("knd_as") == "pod":
+        h = state.get("helm") or {}
+        pod = f"{h.get('namespace')}/{h.get('pod')}"
+        lines.append(f"knd         pod {pod} (helm, {h.get('image')})")
+    for name, marker in markers(state).items():
         pid = state["pids"].get(name)
         lines.append(
             f"{name:11} pid {pid}: {'running' if lab._alive(pid, marker) else 'NOT RUNNING'}"

@@ -68,6 +68,9 @@ class LabConfig:
     containerd: str = RUNTIME_VERSION  # scripts/runtime's version key: "2" or "1.7" (real lab)
     #: Real lab only: the API server's audit policy (knd.lab.audit); the log is `audit_log`.
     audit_policy: Path | None = None
+    #: "process": `knd driver` as a process of the lab; "pod": the chart's DaemonSet pod,
+    #: installed by helm from the image archive (real Kubernetes only; knd.lab.helm)
+    knd_as: str = "process"
 
     @property
     def nics(self) -> lab_node.LabNics:
@@ -395,6 +398,10 @@ def down(cfg: LabConfig, out: TextIO = sys.stdout) -> None:
         (cfg.state_dir / name).unlink(missing_ok=True)
     if (cfg.state_dir / "sys").exists():
         lab_node._rmtree(cfg.state_dir / "sys")
+    (cfg.state_dir / "helm-values.json").unlink(missing_ok=True)
+    for sub in ("knd-pod", "helm"):  # knd as a pod: its state dir on the "host", helm's dirs
+        if (cfg.state_dir / sub).exists():
+            lab_node._rmtree(cfg.state_dir / sub)
     print("[lab] down", file=out)
 
 
@@ -609,7 +616,8 @@ def status(cfg: LabConfig, out: TextIO = sys.stdout) -> bool:
 def status_json(cfg: LabConfig) -> dict[str, Any]:
     """The lab's state for scripts: `up`, `mode`, and for a real lab `kubeconfig` (admin),
     `kubernetesVersion`, `apiserver`, `node`, `kubeletRootDir`, `driverKubeconfig`, `metrics`,
-    `runtime` (containerd's info)."""
+    `runtime` (containerd's info), `kndAs` (`process` or `pod`; with `pod`, `helm`: release,
+    namespace, image, values file, pod)."""
     state = read_state(cfg)
     if state is None:
         return {"up": False}
@@ -628,4 +636,7 @@ def status_json(cfg: LabConfig) -> dict[str, Any]:
         out["kubernetesVersion"] = state.get("kubernetesVersion")
         out["driverKubeconfig"] = state.get("driver_kubeconfig")
         out["kubernetes"] = state.get("kubernetes")
+        out["kndAs"] = state.get("knd_as", "process")
+        if state.get("helm"):
+            out["helm"] = state["helm"]
     return out

@@ -38,6 +38,8 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "ResourceClaim": ("/apis/resource.k8s.io/v1", "resourceclaims", True),
     "ResourceClaimTemplate": ("/apis/resource.k8s.io/v1", "resourceclaimtemplates", True),
     "Pod": ("/api/v1", "pods", True),
+    "Service": ("/api/v1", "services", True),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
     "Node": ("/api/v1", "nodes", False),
     "Event": ("/api/v1", "events", True),
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
