@@ -68,7 +68,6 @@ RECIPES: dict[str, str] = {
     "bash scripts/lab-demo": "tests/e2e/test_readme_lab_demo.py",
     "bash scripts/setup && .venv/bin/knd inventory": "test_knd_inventory_runs_on_this_machine",
     "knd lab up": "tests/e2e/test_lab.py (the lab fixture)",
-    "knd lab up --knd-as pod": "tests/e2e/test_k8s_helm.py (the lab fixture: knd_as='pod')",
     TEST_COMMAND: "test_ci_runs_the_readme_test_command",
     "bash scripts/vm test": "test_ci_runs_the_readme_test_command (its last step)",
     "python3 scripts/image build": "tests/e2e/test_image.py (imports and runs the built image)",

@@ -170,8 +170,11 @@ def _mountpoints() -> set[str]:
 
 
 def share_mounts(path: Path) -> None:
-    """`path` becomes its own shared mount (idempotent); see the module docstring."""
+    """`path` becomes its own shared mount (idempotent); see the module docstring. The path is
+    resolved first (`/var/run` is a link to `/run`): binding a mount point again on itself
+    stacks a second mount, and `ip netns del` then fails with EBUSY on every netns below it."""
     path.mkdir(parents=True, exist_ok=True)
+    path = path.resolve()
     if str(path) not in _mountpoints():
         _run(["mount", "--bind", str(path), str(path)])
     _run(["mount", "--make-shared", str(path)])
