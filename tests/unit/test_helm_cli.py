@@ -2,7 +2,8 @@
 helm.sh/helm/v4 Go module): `helm lint --strict`, and `helm template` for Kubernetes 1.34 and
 1.37 validated against those versions' OpenAPI schemas (kubernetes-validate, strict: unknown
 fields are errors). A server-side check against the real 1.37.2 kube-apiserver waits for
-`knd lab up --knd-as pod` (docs/lab.md). Skips (reason printed) only when helm is not built; CI builds it."""
+`knd lab up --knd-as pod` (docs/lab.md). Skips (reason printed) only when helm is not built;
+CI builds it."""
 
 from __future__ import annotations
 
