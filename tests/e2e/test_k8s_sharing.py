@@ -56,7 +56,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         print(f"SKIP e2e: {reason}")
         pytest.skip(reason)
     cfg = labmod.LabConfig(
-        state_dir=tmp_path_factory.mktemp("k8s-share") / "state",
+        # a short name: the kubelet's sockets below it must fit in 107 bytes
+        state_dir=tmp_path_factory.mktemp("ks") / "state",
         nic_prefix=PREFIX,
         fabric=f"kks-fabric-{os.getpid()}",
     )

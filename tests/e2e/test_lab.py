@@ -53,13 +53,13 @@ class Lab:
         return f"{PREFIX}{i}"
 
 
-@pytest.fixture(scope="module")
 def must(obj: dict[str, Any] | None) -> dict[str, Any]:
     """An object the test knows exists (the emulator's `get` answers None when absent)."""
     assert obj is not None
     return obj
 
 
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     reason = _skip_reason()
     if reason:
