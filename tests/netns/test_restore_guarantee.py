@@ -250,14 +250,23 @@ def test_unprepare_reaches_a_netns_whose_mount_is_gone_through_the_fd_knd_holds(
         pyroute2_netns.remove(name)  # the runtime's teardown: mount gone, netns held by knd
         assert not os.path.exists(path)
         lab.namespaces.remove(name)
-        restorer = Restorer(store, records, held_netns=telemetry.take_netns)
-        fds = _open_fds()
+        taken: list[int | None] = []
+
+        def take(pod_uid: str) -> int | None:
+            taken.append(telemetry.take_netns(pod_uid))
+            return taken[-1]
+
+        restorer = Restorer(store, records, held_netns=take)
         try:
             assert restorer.release([row]) == []
         finally:
             restorer.stop()
         assert host_state(nic.name, n) == before
-        assert telemetry.tracked() == [] and _open_fds() == fds - 1  # the held fd is closed
+        assert telemetry.tracked() == []
+        ((fd,),) = [taken]
+        assert fd is not None
+        with pytest.raises(OSError):
+            os.fstat(fd)  # the held fd was closed by the restorer
         assert not restorer.is_pending("node", plan.device)
     finally:
         drop_rule(n)
