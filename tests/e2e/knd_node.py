@@ -9,7 +9,6 @@ gRPC and NRI ttrpc wire. Observations come from outside the daemon only: its std
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -34,6 +33,7 @@ from knd.api.names import interface_device_name
 from knd.lab.apiserver import CLAIMS, ApiServerEmulator
 from knd.lab.cri import CriClient, PodSpec
 from knd.lab.kubelet import KubeletEmulator
+from tests.links import delete_links
 
 KND = str(Path(sys.executable).parent / "knd")
 DRIVER = "dra.net"
@@ -403,11 +403,7 @@ POD_STATE = {"mtu": POD_MTU, "up": True, "addrs": [POD_ADDR]}
 
 
 def delete_nic(nic: Nic) -> None:
-    with IPRoute() as ipr:
-        for name in (nic.host, nic.peer):
-            for i in ipr.link_lookup(ifname=name):
-                with contextlib.suppress(Exception):  # its pair may be gone already
-                    ipr.link("del", index=i)
+    delete_links(nic.host, nic.peer)
 
 
 def leftovers(kroot: Path) -> list[str]:

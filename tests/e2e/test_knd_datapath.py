@@ -42,6 +42,7 @@ from knd.lab.cri import CriClient, PodSpec
 from knd.lab.kubelet import KubeletEmulator
 from knd.nri.plugin import NriPlugin, PluginConfig
 from tests.e2e.conftest import runtime_cmd
+from tests.links import delete_links
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "kubelet"))
 from kubelet_claims import DRIVER, POOL, claim, opaque
@@ -139,10 +140,7 @@ def nic(node: Node) -> Iterator[str]:
     try:
         yield host
     finally:
-        with IPRoute() as ipr:
-            for name in (host, peer):
-                for i in ipr.link_lookup(ifname=name):
-                    ipr.link("del", index=i)
+        delete_links(host, peer)
 
 
 def _host(name: str) -> dict[str, Any] | None:

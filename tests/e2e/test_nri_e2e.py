@@ -7,7 +7,6 @@ knd.nri: registration, Configure mask, Synchronize, event delivery on both runti
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import re
@@ -20,7 +19,6 @@ from typing import Any
 import grpc
 import pytest
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from knd.lab.cri import CriClient, PodSpec
 from knd.nri.plugin import NriPlugin, PluginConfig
@@ -33,6 +31,7 @@ from tests.e2e.standin import (
     NIC_ANNOTATION,
     StandInHandler,
 )
+from tests.links import delete_links
 
 pytestmark = pytest.mark.e2e
 
@@ -56,14 +55,7 @@ def veth() -> Iterator[Veth]:
     try:
         yield v
     finally:
-        with IPRoute() as ipr:
-            for name in (v.host, v.peer):
-                for idx in ipr.link_lookup(ifname=name):
-                    try:
-                        ipr.link("del", index=idx)
-                    except NetlinkError as exc:  # the peer goes with the host end, maybe
-                        if exc.code != errno.ENODEV:  # between our lookup and our delete
-                            raise
+        delete_links(v.host, v.peer)
 
 
 @pytest.fixture
