@@ -196,6 +196,11 @@ def test_values_change_the_render_and_are_schema_checked() -> None:
         {"metricsService": {"create": True, "port": 70000}},
         {"extraArgs": ["not-a-flag"]},
         {"extraEnv": [{"value": "no name"}]},
+        {"args": {"deviceShares": 5000}},
+        {"args": {"deviceShares": -1}},
+        {"args": {"ipamConfigMap": "no-namespace"}},
+        {"args": {"ipamConfigMap": "../etc/x"}},
+        {"args": {"profileProvider": "dhcp"}},
     ):
         with pytest.raises(helm_python.HelmValuesError):
             render_chart(bad)
@@ -348,6 +353,48 @@ def test_args_left_out_are_not_passed() -> None:
     flags = {a.split("=", 1)[0] for a in c["args"]}
     assert not flags & {"--filter", "--inventory-min-poll-interval", "--move-ib-interfaces"}
     assert "--cloud-provider-hint" not in flags and "--feature-gates" not in flags
+
+
+def test_knd_only_values_reach_the_daemon_and_rbac_grants_one_configmap() -> None:
+    """IPAM, device shares and the metadata endpoint: flags the daemon accepts, and for
+    `ipamConfigMap` a Role with get on that one ConfigMap in its namespace, bound to knd."""
+    values = {
+        "args": {
+            "profileProvider": "local",
+            "ipamRanges": "rdma=10.9.0.0/24:10.9.0.10-10.9.0.99",
+            "ipamConfigMap": "net-ops/knd-ipam",
+            "deviceShares": 8,
+            "cloudMetadataEndpoint": "http://169.254.169.254",
+        }
+    }
+    docs = render_chart(values)
+    args = _container(docs)["args"]
+    opts = parse_daemon_args([a.replace("$(NODE_NAME)", "n1") for a in args[1:]], {})
+    assert (opts.profile_provider, opts.device_shares) == ("local", 8)
+    assert opts.ipam_ranges == "rdma=10.9.0.0/24:10.9.0.10-10.9.0.99"
+    assert opts.ipam_configmap == "net-ops/knd-ipam"
+    assert opts.cloud_metadata_endpoint == "http://169.254.169.254"
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")}
+    assert roles["net-ops"]["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["knd-ipam"],
+         "verbs": ["get"]}
+    ]  # fmt: skip
+    (binding,) = [
+        b for b in by_kind(docs, "RoleBinding") if b["metadata"]["namespace"] == "net-ops"
+    ]
+    assert binding["roleRef"]["name"] == roles["net-ops"]["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "knd", "namespace": "kube-system"}
+    ]
+    for version in K8S_VERSIONS:
+        for doc in docs:
+            kubernetes_validate.validate(doc, version, strict=True)
+    # left out: no flag, no extra Role
+    plain = render_chart({})
+    assert not {a.split("=", 1)[0] for a in _container(plain)["args"]} & {
+        "--ipam-ranges", "--ipam-configmap", "--device-shares", "--cloud-metadata-endpoint"
+    }  # fmt: skip
+    assert [r["metadata"]["namespace"] for r in by_kind(plain, "Role")] == ["kube-system"]
 
 
 @pytest.mark.parametrize(
