@@ -4,7 +4,8 @@ knd runs with `--device-shares 2`: its slice publishes every lab NIC with
 `allowMultipleAllocations` and the consumable capacity `dra.net/shares` = 2 (KEP-5075). Three
 pods each claim a macvlan child of the same NIC. The real scheduler allocates the first two
 (one share each, distinct shareIDs) and leaves the third Unschedulable; deleting one pod frees
-its share and the third is scheduled and gets its child. Everything is read from the real API
+its share and the third is scheduled and gets its child. `knd explain --lab` (knd's allocator)
+must reach the scheduler's verdicts over the same API objects, and say which capacity is short. Everything is read from the real API
 server (slices, claims, pods) or inside the pods (CRI exec), never from knd's memory.
 
 Own lab (one per module): knd's flag differs from test_k8s_lab's. Skips as that module does.
@@ -13,14 +14,17 @@ Own lab (one per module): knd's flag differs from test_k8s_lab's. Skips as that 
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pyroute2 import IPRoute
 
+from knd.cli.main import main as knd_main
 from knd.lab import lab as labmod
 from knd.lab.restapi import RestClient
 from tests.e2e.k8s_support import (
@@ -108,7 +112,22 @@ def test_the_real_api_server_stores_the_share_count(lab: Lab) -> None:
     assert len(dev["attributes"]) + len(dev["capacity"]) <= 32
 
 
-def test_the_scheduler_admits_n_children_of_one_nic_and_holds_the_next(lab: Lab) -> None:
+def _explain(lab: Lab, claim_name: str, tmp_path: Path) -> tuple[int, str]:
+    """`knd explain --lab -v` on the claim as the API server has it (exit status, output)."""
+    doc = lab.api.get("ResourceClaim", claim_name, "default")
+    path = tmp_path / f"{claim_name}.json"
+    path.write_text(json.dumps(doc))
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = knd_main(
+            ["explain", str(path), "--lab", "--lab-state-dir", str(lab.cfg.state_dir), "-v"]
+        )
+    return rc, buf.getvalue()
+
+
+def test_the_scheduler_admits_n_children_of_one_nic_and_holds_the_next(
+    lab: Lab, tmp_path: Path
+) -> None:
     nic = lab.nic(0)
     names, claims, pods = [], [], []
     for i in range(SHARES + 1):
@@ -138,10 +157,13 @@ def test_the_scheduler_admits_n_children_of_one_nic_and_holds_the_next(lab: Lab)
             shares.append(r["shareID"])
         assert len(set(shares)) == SHARES  # one share each
         assert _on_host(nic)  # the parent never leaves the host
-        # The N+1th: the real scheduler does not allocate the NIC a third time.
+        # The N+1th: the real scheduler does not allocate the NIC a third time, and knd
+        # explain (knd's allocator, over the same API objects) agrees, saying why.
         lab.api.create(pods[SHARES])
         _wait(lambda: _unschedulable(lab, names[SHARES]), 60, "the N+1th pod Unschedulable")
         assert _result(lab, claims[SHARES]) is None
+        rc, out = _explain(lab, claims[SHARES], tmp_path)
+        assert rc == 1 and f"capacity dra.net/shares: 1 needed, 0 of {SHARES} left" in out, out
         # One leaves (pod and claim): its share comes back and the waiting pod gets the NIC.
         lab.api.delete("Pod", names[0], "default")
         lab.api.delete("ResourceClaim", claims[0], "default")
@@ -151,6 +173,15 @@ def test_the_scheduler_admits_n_children_of_one_nic_and_holds_the_next(lab: Lab)
         )
         r = _result(lab, claims[SHARES])
         assert r is not None and r["shareID"] not in shares[1:]
+        # full again: a claim that asks for both shares is refused by both allocators
+        greedy = uniq("greedy")
+        greedy_claim = nic_claim(greedy, nic, None)
+        exact = greedy_claim["spec"]["devices"]["requests"][0]["exactly"]
+        exact["capacity"] = {"requests": {"dra.net/shares": str(SHARES)}}
+        lab.api.create(greedy_claim)
+        claims.append(greedy)
+        rc, out = _explain(lab, greedy, tmp_path)
+        assert rc == 1 and f"{SHARES} needed, 0 of {SHARES} left" in out, out
     finally:
         for n in names:
             lab.api.delete("Pod", n, "default")

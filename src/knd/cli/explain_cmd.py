@@ -28,6 +28,7 @@ from knd.cli.config_cmd import UsageError, expand_paths, load_documents
 
 if TYPE_CHECKING:
     from knd.lab.allocator import Allocator
+    from knd.lab.capacity import Consumed
 
 # The knd.lab modules are imported by the functions that use them: every `knd` command,
 # the node daemon included, imports this module to register its parser.
@@ -99,14 +100,16 @@ def explain_claim(
     verbose: bool,
     out: TextIO,
     in_use: frozenset[tuple[str, str, str]] = frozenset(),
+    consumed: Consumed | None = None,
 ) -> bool:
-    """Print the explanation of one claim; True when it is allocatable."""
+    """Print the explanation of one claim; True when it is allocatable. `in_use` and
+    `consumed`: what other claims hold (devices, and capacity of shareable ones)."""
     from knd.lab.allocator import AllocationError, Explanation  # noqa: PLC0415
     from knd.lab.celenv import SelectorError  # noqa: PLC0415
 
     print(f"== {object_name(doc)}", file=out)
     try:
-        allocation, exp = allocator.allocate(_claim_spec(doc), in_use)
+        allocation, exp = allocator.allocate(_claim_spec(doc), in_use, consumed)
     except AllocationError as exc:
         exp = exc.args[1] if len(exc.args) > 1 else Explanation(blocker=str(exc))
         allocation = None
@@ -148,6 +151,7 @@ def explain_claim(
 def run_explain(args: argparse.Namespace) -> int:
     """Handler of `knd explain`."""
     from knd.lab.allocator import AllocationError, Allocator  # noqa: PLC0415
+    from knd.lab.capacity import consumed_by  # noqa: PLC0415
     from knd.lab.celenv import SelectorError  # noqa: PLC0415
     from knd.lab.lab import LabError  # noqa: PLC0415
     from knd.lab.restapi import RestError  # noqa: PLC0415
@@ -160,10 +164,13 @@ def run_explain(args: argparse.Namespace) -> int:
         print(f"knd explain: {exc}", file=sys.stderr)
         return EXIT_USAGE
     in_use: frozenset[tuple[str, str, str]] = frozenset()
+    consumed: Consumed = {}
     node = args.node
     if args.lab:
         try:
-            lab_docs, in_use, lab_node = _from_lab(args.lab_state_dir, docs)
+            lab_docs, held, lab_node = _from_lab(args.lab_state_dir, docs)
+            in_use = frozenset((str(r["driver"]), str(r["pool"]), str(r["device"])) for r in held)
+            consumed = consumed_by(held)
         except (LabError, RestError) as exc:
             print(f"knd explain: --lab: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -188,7 +195,7 @@ def run_explain(args: argparse.Namespace) -> int:
             item = copy.deepcopy(doc)
             annotations = item.setdefault("metadata", {}).setdefault("annotations", {})
             try:
-                allocation, _ = allocator.allocate(_claim_spec(doc), in_use)
+                allocation, _ = allocator.allocate(_claim_spec(doc), in_use, consumed)
                 item["status"] = {"allocation": allocation}
                 annotations[RESULT_ANNOTATION] = "allocatable"
             except (AllocationError, SelectorError) as exc:
@@ -198,15 +205,17 @@ def run_explain(args: argparse.Namespace) -> int:
             items.append(item)
         sys.stdout.write(output.dumps(output.as_list(items), args.output))
         return EXIT_OK if ok else EXIT_UNSATISFIABLE
-    results = [explain_claim(allocator, doc, args.verbose, sys.stdout, in_use) for doc in claims]
+    results = [
+        explain_claim(allocator, doc, args.verbose, sys.stdout, in_use, consumed) for doc in claims
+    ]
     return EXIT_OK if all(results) else EXIT_UNSATISFIABLE
 
 
 def _from_lab(
     state_dir: Path | None, docs: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], frozenset[tuple[str, str, str]], str]:
-    """Slices and DeviceClasses of the running lab, the devices its other claims hold, and the
-    lab node. Claims named in `docs` do not count as holding their own devices."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """Slices and DeviceClasses of the running lab, the allocation results its other claims
+    hold, and the lab node. Claims named in `docs` do not count as holding their own devices."""
     from knd.lab.lab import LabConfig, client, read_state  # noqa: PLC0415
 
     cfg = LabConfig(state_dir=state_dir) if state_dir else LabConfig()
@@ -217,17 +226,16 @@ def _from_lab(
         return (str(meta.get("namespace") or "default"), str(meta.get("name")))
 
     mine = {key(d) for d in docs if d.get("kind") == "ResourceClaim"}
-    in_use = set()
+    held: list[dict[str, Any]] = []
     for c in api.list("ResourceClaim"):
         if key(c) in mine:
             continue
         allocation = (c.get("status") or {}).get("allocation") or {}
-        for r in (allocation.get("devices") or {}).get("results") or []:
-            in_use.add((str(r["driver"]), str(r["pool"]), str(r["device"])))
+        held.extend((allocation.get("devices") or {}).get("results") or [])
     state = read_state(cfg) or {}
     objs = api.list("ResourceSlice") + api.list("DeviceClass")
     for o in objs:
         o.setdefault(
             "kind", "ResourceSlice" if "driver" in (o.get("spec") or {}) else "DeviceClass"
         )
-    return objs, frozenset(in_use), str(state.get("node", "knd-lab"))
+    return objs, held, str(state.get("node", "knd-lab"))

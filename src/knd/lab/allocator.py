@@ -12,9 +12,13 @@ What it does, as kube-scheduler's DRA plugin does for `resource.k8s.io/v1` claim
 * result: `status.allocation` (`devices.results`, `devices.config` with class configs first as
   `FromClass`, then claim configs as `FromClaim`, and a nodeSelector for the node).
 
+* consumable capacity (KEP-5075, knd.lab.capacity): a device with `allowMultipleAllocations`
+  stays a candidate while its capacities have room for the request (other claims'
+  `consumedCapacity` counted), and its result carries `consumedCapacity` and a `shareID`.
+
 What it does not do (docs/lab.md): admin access, device taints and tolerations, partitionable
-devices / counters, consumable capacity, binding conditions, prioritised scoring across nodes,
-multi-node pools.
+devices / counters, binding conditions, prioritised scoring across nodes, multi-node pools;
+one claim never gets the same shareable device twice.
 
 Every decision is recorded in an `Explanation` so `knd explain` can show, per request, which
 devices each selector kept or dropped and why, and which constraint blocked allocation.
@@ -22,11 +26,15 @@ devices each selector kept or dropped and why, and which constraint blocked allo
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from knd.lab.capacity import Consumed, consumption
 from knd.lab.celenv import DeviceSelector, SelectorError, SliceDevice
+from knd.lab.quantity import render
 
 
 class AllocationError(Exception):
@@ -51,6 +59,8 @@ class RequestExplanation:
     mode: str
     count: int
     verdicts: list[DeviceVerdict] = field(default_factory=list)
+    #: What this request would consume of each kept shareable device.
+    consumption: dict[tuple[str, str, str], dict[str, Decimal]] = field(default_factory=dict)
 
     @property
     def candidates(self) -> list[SliceDevice]:
@@ -99,6 +109,7 @@ def devices_from_slices(slices: Iterable[Mapping[str, Any]], node: str | None) -
                     name=str(dev.get("name")),
                     attributes=dev.get("attributes") or {},
                     capacity=dev.get("capacity") or {},
+                    multiple_allocations=bool(dev.get("allowMultipleAllocations")),
                 )
             )
     return out
@@ -117,6 +128,7 @@ def _selectors(obj: Mapping[str, Any] | None) -> list[DeviceSelector]:
 class _Slot:
     request: str
     candidates: list[SliceDevice]
+    consumption: Mapping[tuple[str, str, str], Mapping[str, Decimal]] = field(default_factory=dict)
 
 
 class Allocator:
@@ -141,7 +153,11 @@ class Allocator:
 
     # -- request evaluation -------------------------------------------------------------
     def _explain_request(
-        self, name: str, exact: Mapping[str, Any], in_use: set[tuple[str, str, str]]
+        self,
+        name: str,
+        exact: Mapping[str, Any],
+        in_use: set[tuple[str, str, str]],
+        consumed: Consumed,
     ) -> RequestExplanation:
         class_name = str(exact.get("deviceClassName", ""))
         mode = str(exact.get("allocationMode") or "ExactCount")
@@ -156,7 +172,7 @@ class Allocator:
         ]
         for device in self.devices:
             verdict = DeviceVerdict(device, True, "all selectors true")
-            if device.key in in_use:
+            if device.key in in_use and not device.multiple_allocations:
                 verdict = DeviceVerdict(device, False, "already allocated to another claim")
             else:
                 for label, selectors in stages:
@@ -164,6 +180,12 @@ class Allocator:
                     if failed:
                         verdict = DeviceVerdict(device, False, f"{label} {failed}")
                         break
+            if verdict.kept:
+                misfit, use = consumption(device, exact, consumed)
+                if misfit:
+                    verdict = DeviceVerdict(device, False, misfit)
+                elif use:
+                    req.consumption[device.key] = use
             req.verdicts.append(verdict)
         return req
 
@@ -178,10 +200,15 @@ class Allocator:
 
     # -- search -----------------------------------------------------------------------
     def allocate(
-        self, claim: Mapping[str, Any], in_use: Iterable[tuple[str, str, str]] = ()
+        self,
+        claim: Mapping[str, Any],
+        in_use: Iterable[tuple[str, str, str]] = (),
+        consumed: Consumed | None = None,
     ) -> tuple[dict[str, Any], Explanation]:
         """Allocate `claim` (a ResourceClaim or its `spec`); returns (status.allocation,
-        explanation). Raises AllocationError (its explanation in `.args[1]`)."""
+        explanation). `in_use`: devices other claims hold; `consumed`: the capacity they
+        consume of shareable ones (knd.lab.capacity.consumed_by). Raises AllocationError (its
+        explanation in `.args[1]`)."""
         spec = claim.get("spec", claim) if "devices" not in claim else claim
         devices_spec = (spec or {}).get("devices") or {}
         used = set(in_use)
@@ -198,14 +225,16 @@ class Allocator:
                 alternatives = [(name, request.get("exactly") or {})]
             chosen = None
             for alt_name, exact in alternatives:
-                req = self._explain_request(alt_name, exact, used)
+                req = self._explain_request(alt_name, exact, used, consumed or {})
                 explanation.requests.append(req)
                 if req.mode == "All":
                     if req.candidates:
-                        chosen = [_Slot(alt_name, [d]) for d in req.candidates]
+                        chosen = [_Slot(alt_name, [d], req.consumption) for d in req.candidates]
                         break
                 elif len(req.candidates) >= req.count:
-                    chosen = [_Slot(alt_name, req.candidates) for _ in range(req.count)]
+                    chosen = [
+                        _Slot(alt_name, req.candidates, req.consumption) for _ in range(req.count)
+                    ]
                     break
             if chosen is None:
                 last = explanation.requests[-1]
@@ -220,7 +249,8 @@ class Allocator:
         if picked is None:
             raise AllocationError(explanation.blocker, explanation)
         explanation.allocated = picked
-        return self._allocation(spec, picked), explanation
+        uses = {slot.request: slot.consumption for slot in slots}
+        return self._allocation(spec, picked, uses), explanation
 
     def _search(
         self, slots: list[_Slot], constraints: list[Mapping[str, Any]], explanation: Explanation
@@ -281,11 +311,25 @@ class Allocator:
         return None
 
     def _allocation(
-        self, spec: Mapping[str, Any], picked: list[tuple[str, SliceDevice]]
+        self,
+        spec: Mapping[str, Any],
+        picked: list[tuple[str, SliceDevice]],
+        uses: Mapping[str, Mapping[tuple[str, str, str], Mapping[str, Decimal]]],
     ) -> dict[str, Any]:
-        results = [
-            {"request": r, "driver": d.driver, "pool": d.pool, "device": d.name} for r, d in picked
-        ]
+        results: list[dict[str, Any]] = []
+        for r, d in picked:
+            result: dict[str, Any] = {
+                "request": r,
+                "driver": d.driver,
+                "pool": d.pool,
+                "device": d.name,
+            }
+            if d.multiple_allocations:
+                # As kube-scheduler: each allocation of a shareable device is one share.
+                result["shareID"] = str(uuid.uuid4())
+                taken = uses.get(r, {}).get(d.key) or {}
+                result["consumedCapacity"] = {n: render(v) for n, v in sorted(taken.items())}
+            results.append(result)
         config: list[dict[str, Any]] = []
         devices_spec = spec.get("devices") or {}
         for request in devices_spec.get("requests") or []:

@@ -49,6 +49,8 @@ class SliceDevice:
     name: str
     attributes: Mapping[str, Any] = field(default_factory=dict)
     capacity: Mapping[str, Any] = field(default_factory=dict)
+    #: `allowMultipleAllocations` (consumable capacity, KEP-5075): several claims may hold it.
+    multiple_allocations: bool = False
 
     @property
     def key(self) -> tuple[str, str, str]:
