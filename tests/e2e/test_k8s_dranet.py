@@ -332,11 +332,23 @@ def test_vrf_enslaves_the_nic_or_the_sandbox_fails_cleanly(clean: Lab) -> None:
 
 # -- knd itself --------------------------------------------------------------------------------
 def test_metrics_endpoint(lab: Lab) -> None:
+    """knd's /metrics: its process metrics, and the published-device gauges (knd's own and
+    DraNet's name) equal to the dra.net devices in the real API server's slices."""
     with urllib.request.urlopen(lab.state["metrics"] + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
     assert "process_start_time_seconds" in text
-    published = re.search(r"^published_devices(?:\{[^}]*\})? (\S+)$", text, re.M)
-    assert published and float(published.group(1)) >= 8, text[-2000:]
+    in_api = sum(
+        len(s["spec"].get("devices") or [])
+        for s in lab.api.list("ResourceSlice")
+        if s["spec"]["driver"] == "dra.net"
+    )
+    assert in_api == 8
+    for pattern in (
+        r"^knd_driver_published_devices (\S+)$",
+        r'^dranet_driver_published_devices_total\{feature="total"\} (\S+)$',
+    ):
+        found = re.search(pattern, text, re.M)
+        assert found and float(found.group(1)) == in_api, (pattern, text[-2000:])
 
 
 def _unprepares(lab: Lab) -> int:
