@@ -1,7 +1,7 @@
 """The README's first command, `bash scripts/lab-demo`, run as written (root, the project-local
 containerd): the lab comes up, the aligned GPU+NIC pod runs, the unsatisfiable claim is
-explained, and everything is taken down. Its own lab directory and NIC names, so it never meets
-the lab of tests/e2e/test_lab.py."""
+explained, and everything is taken down. Its own lab directory and the default NIC names, so it
+never meets the labs of tests/e2e/test_k8s_*.py."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_lab_demo_runs_as_written(lab_dir: Path) -> None:
     )
     out = proc.stdout
     if proc.returncode != 0:
-        for log in ("driver", "controller", "apiserver"):
+        for log in ("driver", "gpu_driver"):
             path = lab_dir / "lab" / f"{log}.log"
             if path.exists():
                 print(f"--- {log}.log (tail)\n" + "\n".join(path.read_text().splitlines()[-30:]))

@@ -67,7 +67,7 @@ TEST_COMMAND = (
 RECIPES: dict[str, str] = {
     "bash scripts/lab-demo": "tests/e2e/test_readme_lab_demo.py",
     "bash scripts/setup && .venv/bin/knd inventory": "test_knd_inventory_runs_on_this_machine",
-    "knd lab up": "tests/e2e/test_lab.py (the lab fixture)",
+    "knd lab up": "tests/e2e/test_k8s_lab.py (the lab fixture of tests/e2e/k8s_support.py)",
     TEST_COMMAND: "test_ci_runs_the_readme_test_command",
     "bash scripts/vm test": "test_ci_runs_the_readme_test_command (its last step)",
     "python3 scripts/image build": "tests/e2e/test_image.py (imports and runs the built image)",
@@ -83,7 +83,7 @@ RECIPES: dict[str, str] = {
         "test_explain_recipes_run_as_written"
     ),
     "knd inventory": "test_knd_inventory_runs_on_this_machine",
-    "knd driver": "tests/e2e/test_lab.py (the lab runs the real `knd driver`)",
+    "knd driver": "tests/e2e/test_k8s_lab.py (the lab runs the real `knd driver`)",
     "bash scripts/lock": "test_maintenance_scripts_parse (needs uv and the registry to run)",
     "bash scripts/fuzz [N]": "test_long_run_script_collects_its_targets",
     "knd plan -n NS CLAIM": (

@@ -1,5 +1,5 @@
 """`knd lab up|down|status|apply|delete`: a whole DRA node on this machine (docs/lab.md): real
-Kubernetes (scripts/kubernetes) around knd, or `up --emulated` on knd's own emulators.
+Kubernetes (scripts/kubernetes) and the project-local containerd around knd.
 
 Exit status: 0 success, 1 a lab operation failed (or pods did not all run), 2 usage.
 """
@@ -40,11 +40,6 @@ def register(sub: Any) -> None:
     lsub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     u = lsub.add_parser("up", help="start the lab (idempotent)")
     u.add_argument(
-        "--emulated",
-        action="store_true",
-        help="knd's API server emulator and lab controller instead of real Kubernetes",
-    )
-    u.add_argument(
         "--containerd",
         choices=["2", "1.7"],
         default="2",
@@ -74,12 +69,10 @@ def register(sub: Any) -> None:
 
 def _cfg(args: argparse.Namespace) -> LabConfig:
     lab = _lab()
-    kw: dict[str, Any] = {"emulated": bool(getattr(args, "emulated", False))}
+    kw: dict[str, Any] = {}
     if getattr(args, "containerd", None):
         kw["containerd"] = args.containerd
     if getattr(args, "knd_as", "process") == "pod":
-        if kw["emulated"]:
-            raise SystemExit("knd lab up: --knd-as pod needs real Kubernetes (not --emulated)")
         kw["knd_as"] = "pod"
     if args.state_dir:
         kw["state_dir"] = args.state_dir

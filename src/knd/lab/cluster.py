@@ -181,9 +181,7 @@ def up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...], lab: Any) -> d
     cfg.state_dir.chmod(0o700)
     t0 = time.monotonic()
     if installed() is None:
-        raise ClusterError(
-            "Kubernetes is not built: run `scripts/kubernetes install` (or --emulated)"
-        )
+        raise ClusterError("Kubernetes is not built: run `scripts/kubernetes install`")
     nics = cfg.nics
     lab_node.ensure_nics(nics)
     sysfs = lab_node.write_sysfs(cfg.state_dir / "sys", nics)

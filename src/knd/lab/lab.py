@@ -1,22 +1,11 @@
 """`knd lab` mechanics: bring the lab node up and down, apply manifests, report status.
 
-Two modes. The default runs real Kubernetes around knd (knd.lab.cluster: upstream etcd,
-kube-apiserver, controller-manager, scheduler and kubelet from `scripts/kubernetes`). The
-emulated mode (`LabConfig(emulated=True)`, `knd lab up --emulated`) is the older lab on knd's own
-emulators, kept for the tests that drive it; its `up` starts, as background processes tracked by
-PID in the state dir (default `.local/lab/` of the checkout, `$KND_LAB_DIR` to override; 0700):
-
-1. the lab NICs (knd.lab.node) and the GPU node's sysfs fixture (`sys/`);
-2. the API server emulator (`python -m knd.lab.serve`, 127.0.0.1, URL in `apiserver.url`);
-3. containerd 2 (scripts/runtime start; its own PIDs, stopped by scripts/runtime stop);
-4. the knd daemon (`knd driver --apiserver URL --sysfs-root sys --filter <pcieRoot present>`),
-   state, kubelet root and NRI socket under the state dir / runtime;
-5. the lab controller (knd.lab.controller: scheduler + kubelet emulator over CRI);
-
-and waits until the 8 NICs are published and the driver is registered. Every step is
-idempotent: `up` on a running lab reports it and does nothing; `down` stops what runs (the
-controller first, which tears its pods down in kubelet order, then the driver, the API server,
-containerd) and removes NICs and state, tolerating anything already gone.
+The lab is real Kubernetes around knd (knd.lab.cluster: upstream etcd, kube-apiserver,
+controller-manager, scheduler and kubelet from `scripts/kubernetes`, the project-local
+containerd, knd as a process or as the chart's pod), tracked by PID in the state dir (default
+`.local/lab/` of the checkout, `$KND_LAB_DIR` to override; 0700). Every step is idempotent:
+`up` on a running lab reports it and does nothing; `down` stops what runs and removes NICs and
+state, tolerating anything already gone.
 """
 
 from __future__ import annotations
@@ -64,12 +53,11 @@ class LabConfig:
     nic_prefix: str = "klab"
     fabric: str = "knd-lab-fabric"
     metrics_port: int = 0  # 0 = pick a free port
-    emulated: bool = False  # True: the API server emulator + lab controller instead of k8s
-    containerd: str = RUNTIME_VERSION  # scripts/runtime's version key: "2" or "1.7" (real lab)
-    #: Real lab only: the API server's audit policy (knd.lab.audit); the log is `audit_log`.
+    containerd: str = RUNTIME_VERSION  # scripts/runtime's version key: "2" or "1.7"
+    #: The API server's audit policy (knd.lab.audit); the log is `audit_log`.
     audit_policy: Path | None = None
     #: "process": `knd driver` as a process of the lab; "pod": the chart's DaemonSet pod,
-    #: installed by helm from the image archive (real Kubernetes only; knd.lab.helm)
+    #: installed by helm from the image archive (knd.lab.helm)
     knd_as: str = "process"
 
     @property
@@ -162,12 +150,11 @@ def is_up(cfg: LabConfig) -> bool:
     state = read_state(cfg)
     if state is None:
         return False
-    if _real(state):
-        return bool(_cluster().is_up(state, sys.modules[__name__]))
-    return all(_alive(state["pids"].get(n), m) for n, m in _MARKERS.items())
+    return _real(state) and bool(_cluster().is_up(state, sys.modules[__name__]))
 
 
-_MARKERS = {"apiserver": "knd.lab.serve", "driver": "driver", "controller": "knd.lab.controller"}
+#: The command-line marker of knd's process (`knd driver`), checked before it is signalled.
+DRIVER_MARKER = "driver"
 
 
 #: The longest socket path below the state dir, and the kernel's limit (sun_path less its NUL).
@@ -197,119 +184,16 @@ def up(
         return running
     down(cfg, out=io.StringIO())  # leftovers of a crashed lab
     try:
-        if not cfg.emulated:
-            cluster = _cluster()
-            try:
-                state: dict[str, Any] = cluster.up(cfg, out, driver_args, sys.modules[__name__])
-            except cluster.ClusterError as exc:
-                raise LabError(str(exc)) from exc
-            _write_state(cfg, state)
-            return state
-        return _up(cfg, out, driver_args)
+        cluster = _cluster()
+        try:
+            state: dict[str, Any] = cluster.up(cfg, out, driver_args, sys.modules[__name__])
+        except cluster.ClusterError as exc:
+            raise LabError(str(exc)) from exc
+        _write_state(cfg, state)
+        return state
     except BaseException:
         down(cfg, out=io.StringIO())  # a failed start leaves nothing behind (logs stay)
         raise
-
-
-def _up(cfg: LabConfig, out: TextIO, driver_args: tuple[str, ...]) -> dict[str, Any]:
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(cfg.state_dir, 0o700)
-    t0 = time.monotonic()
-    nics = cfg.nics
-    lab_node.ensure_nics(nics)
-    sysfs = lab_node.write_sysfs(cfg.state_dir / "sys", nics)
-    print(
-        f"[lab] {len(nics.names)} NICs {nics.names[0]}..{nics.names[-1]}"
-        f" (fabric netns {nics.fabric})",
-        file=out,
-    )
-    url_file = cfg.state_dir / "apiserver.url"
-    url_file.unlink(missing_ok=True)
-    py = sys.executable
-    pids: dict[str, int] = {}
-    pids["apiserver"] = _spawn(
-        cfg,
-        "apiserver",
-        [py, "-m", "knd.lab.serve", "--node", cfg.node, "--url-file", str(url_file)],
-    )
-    _write_state(cfg, {"pids": pids})  # so that a failure below can still stop it
-    _wait("API server emulator", url_file.exists, 30, cfg.state_dir / "apiserver.log")
-    url = url_file.read_text().strip()
-    print(f"[lab] API server emulator {url}", file=out)
-    _write_state(cfg, {"pids": pids, "runtime": {"socket": ""}})
-    info = json.loads(runtime("start", "--version", RUNTIME_VERSION).splitlines()[-1])
-    _write_state(cfg, {"pids": pids, "runtime": info})
-    print(f"[lab] containerd {info['package']} ({info['socket']})", file=out)
-    metrics_port = cfg.metrics_port or _free_port()
-    kroot = cfg.state_dir / "kubelet"
-    kroot.mkdir(exist_ok=True)
-    pids["driver"] = _spawn(
-        cfg,
-        "driver",
-        [
-            py, "-m", "knd.cli.main", "driver",
-            "--apiserver", url,
-            "--sysfs-root", str(sysfs),
-            "--hostname-override", cfg.node,
-            "--filter", LAB_FILTER,
-            "--kubelet-root-dir", str(kroot),
-            "--state-path", str(cfg.state_dir / "knd.db"),
-            "--bind-address", f"127.0.0.1:{metrics_port}",
-            "--nri-socket", info["nri_socket"],
-            "--nri-plugin-index", "10",
-            *driver_args,
-        ],
-    )  # fmt: skip
-    _write_state(cfg, {"pids": pids, "runtime": info})
-    ready = cfg.state_dir / "controller.ready"
-    ready.unlink(missing_ok=True)
-    pids["controller"] = _spawn(
-        cfg,
-        "controller",
-        [
-            py, "-m", "knd.lab.controller",
-            "--apiserver", url,
-            "--cri-socket", info["socket"],
-            "--image", info["busybox_image"],
-            "--kubelet-root", str(kroot),
-            "--node", cfg.node,
-            "--nic-prefix", cfg.nic_prefix,
-            "--fabric", cfg.fabric,
-            "--ready-file", str(ready),
-        ],
-    )  # fmt: skip
-    state = {
-        "apiserver": url,
-        "runtime": info,
-        "metrics": f"http://127.0.0.1:{metrics_port}",
-        "pids": pids,
-        "node": cfg.node,
-        "kubelet_root": str(kroot),
-        "sysfs": str(sysfs),
-        "driver_args": list(driver_args),
-    }
-    _write_state(cfg, state)
-    api = RestClient(url)
-    _wait(
-        "knd's ResourceSlice (8 NICs)",
-        lambda: _nic_count(api) >= 8,
-        60,
-        cfg.state_dir / "driver.log",
-    )
-    _wait("lab controller", ready.exists, 30, cfg.state_dir / "controller.log")
-    print(f"[lab] knd driver published 8 NICs; metrics {state['metrics']}/metrics", file=out)
-    print(f"[lab] up in {time.monotonic() - t0:.1f} s (state {cfg.state_dir})", file=out)
-    return state
-
-
-def _nic_count(api: RestClient) -> int:
-    try:
-        slices = api.list("ResourceSlice")
-    except RestError:
-        return 0
-    return sum(
-        len(s["spec"].get("devices") or []) for s in slices if s["spec"].get("driver") == DRIVER
-    )
 
 
 def _kill(pid: int | None, marker: str, timeout: float = 20.0) -> None:
@@ -328,7 +212,7 @@ def stop_driver(cfg: LabConfig) -> None:
     """Stop only the knd daemon (fault tests: a driver restart)."""
     state = read_state(cfg)
     if state is not None:
-        _kill(state["pids"].get("driver"), _MARKERS["driver"])
+        _kill(state["pids"].get("driver"), DRIVER_MARKER)
 
 
 def start_driver(cfg: LabConfig) -> None:
@@ -336,30 +220,8 @@ def start_driver(cfg: LabConfig) -> None:
     state = read_state(cfg)
     if state is None:
         raise LabError("the lab is not up")
-    if _real(state):
-        argv = _cluster().driver_argv(state, cfg, LAB_FILTER)
-        state["pids"]["driver"] = _spawn(cfg, "driver", argv)
-        _write_state(cfg, state)
-        return
-    info = state["runtime"]
-    port = state["metrics"].rsplit(":", 1)[1]
-    state["pids"]["driver"] = _spawn(
-        cfg,
-        "driver",
-        [
-            sys.executable, "-m", "knd.cli.main", "driver",
-            "--apiserver", state["apiserver"],
-            "--sysfs-root", state["sysfs"],
-            "--hostname-override", state["node"],
-            "--filter", LAB_FILTER,
-            "--kubelet-root-dir", state["kubelet_root"],
-            "--state-path", str(cfg.state_dir / "knd.db"),
-            "--bind-address", f"127.0.0.1:{port}",
-            "--nri-socket", info["nri_socket"],
-            "--nri-plugin-index", "10",
-            *state.get("driver_args", []),
-        ],
-    )  # fmt: skip
+    argv = _cluster().driver_argv(state, cfg, LAB_FILTER)
+    state["pids"]["driver"] = _spawn(cfg, "driver", argv)
     _write_state(cfg, state)
 
 
@@ -369,28 +231,10 @@ def down(cfg: LabConfig, out: TextIO = sys.stdout) -> None:
     pids = state.get("pids") or {}
     if _real(state):
         _cluster().down(cfg, state, out, sys.modules[__name__])
-    _kill(pids.get("controller"), _MARKERS["controller"], 60)
-    _kill(pids.get("driver"), _MARKERS["driver"])
-    _kill(pids.get("apiserver"), _MARKERS["apiserver"])
-    if (state.get("runtime") or {}).get("socket") and not _real(state):
-        try:
-            from knd.lab.cri import CriClient  # noqa: PLC0415
-
-            cri = CriClient(state["runtime"]["socket"], timeout=10)
-            cri.remove_all_pods()
-            cri.close()
-        except Exception as exc:
-            print(f"[lab] pods: {exc}", file=out)
-    if state.get("runtime") and not _real(state):
-        try:
-            runtime("stop", "--version", RUNTIME_VERSION)
-        except LabError as exc:
-            print(f"[lab] {exc}", file=out)
+    _kill(pids.get("driver"), DRIVER_MARKER)
     lab_node.delete_nics(cfg.nics)
     for name in (
         "state.json",
-        "apiserver.url",
-        "controller.ready",
         "knd.db",
         "knd.db-wal",
         "knd.db-shm",
@@ -410,9 +254,7 @@ def client(cfg: LabConfig) -> RestClient:
     state = read_state(cfg)
     if state is None or not is_up(cfg):
         raise LabError("the lab is not up: run `knd lab up`")
-    if _real(state):
-        return RestClient.from_kubeconfig(Path(state["kubeconfig"]))
-    return RestClient(str(state["apiserver"]))
+    return RestClient.from_kubeconfig(Path(state["kubeconfig"]))
 
 
 # -- apply ----------------------------------------------------------------------------------
@@ -443,12 +285,12 @@ def apply(
     api: RestClient, docs: list[JSON], out: TextIO = sys.stdout, cfg: LabConfig | None = None
 ) -> list[JSON]:
     """Create each object (existing ones are left as they are); returns the pods. With the
-    `cfg` of a real lab, pods are adapted to it first (knd.lab.cluster.prepare_pod)."""
+    `cfg` of a running lab, pods are adapted to it first (knd.lab.cluster.prepare_pod)."""
     state = read_state(cfg) if cfg is not None else None
     pods = []
     for doc in docs:
         meta = doc.setdefault("metadata", {})
-        if doc["kind"] == "Pod" and state is not None and _real(state):
+        if doc["kind"] == "Pod" and state is not None:
             _cluster().prepare_pod(doc, state["node"], state["runtime"]["busybox_image"])
         label = f"{doc['kind']} {meta.get('name')}"
         try:
@@ -501,28 +343,16 @@ def pod_exec(
     cfg: LabConfig, pod: JSON, cmd: list[str], container: str | None = None
 ) -> tuple[int, str]:
     """ExecSync in one of the pod's containers (first by default): (exit code, stdout+stderr)."""
-    from knd.lab.controller import ANN_CONTAINERS  # noqa: PLC0415
     from knd.lab.cri import CriClient  # noqa: PLC0415
 
     state = read_state(cfg)
     if state is None:
         raise LabError("the lab is not up")
-    if _real(state):
-        cluster = _cluster()
-        try:
-            cid = cluster.container_id(pod, container)
-        except cluster.ClusterError as exc:
-            raise LabError(str(exc)) from exc
-        cri = CriClient(state["runtime"]["socket"])
-        try:
-            r = cri.exec_sync(cid, cmd)
-        finally:
-            cri.close()
-        return r.exit_code, r.stdout + r.stderr
-    containers = json.loads((pod["metadata"].get("annotations") or {}).get(ANN_CONTAINERS, "{}"))
-    if not containers:
-        raise LabError(f"pod {pod['metadata']['name']} has no running container")
-    cid = containers[container] if container else next(iter(containers.values()))
+    cluster = _cluster()
+    try:
+        cid = cluster.container_id(pod, container)
+    except cluster.ClusterError as exc:
+        raise LabError(str(exc)) from exc
     cri = CriClient(state["runtime"]["socket"])
     try:
         r = cri.exec_sync(cid, cmd)
@@ -573,14 +403,8 @@ def status(cfg: LabConfig, out: TextIO = sys.stdout) -> bool:
     if state is None:
         print("lab: down", file=out)
         return False
-    if _real(state):
-        for line in _cluster().status_lines(state, sys.modules[__name__]):
-            print(line, file=out)
-    else:
-        for name, marker in _MARKERS.items():
-            pid = state["pids"].get(name)
-            alive = "running" if _alive(pid, marker) else "NOT RUNNING"
-            print(f"{name:11} pid {pid}: {alive}", file=out)
+    for line in _cluster().status_lines(state, sys.modules[__name__]):
+        print(line, file=out)
     print(f"containerd  {state['runtime']['socket']}", file=out)
     if not is_up(cfg):
         return False
@@ -614,7 +438,7 @@ def status(cfg: LabConfig, out: TextIO = sys.stdout) -> bool:
 
 
 def status_json(cfg: LabConfig) -> dict[str, Any]:
-    """The lab's state for scripts: `up`, `mode`, and for a real lab `kubeconfig` (admin),
+    """The lab's state for scripts: `up`, `mode` (`real`), `kubeconfig` (admin),
     `kubernetesVersion`, `apiserver`, `node`, `kubeletRootDir`, `driverKubeconfig`, `metrics`,
     `runtime` (containerd's info), `kndAs` (`process` or `pod`; with `pod`, `helm`: release,
     namespace, image, values file, pod)."""
@@ -623,20 +447,19 @@ def status_json(cfg: LabConfig) -> dict[str, Any]:
         return {"up": False}
     out: dict[str, Any] = {
         "up": is_up(cfg),
-        "mode": "real" if _real(state) else "emulated",
+        "mode": "real",
         "apiserver": state.get("apiserver"),
         "node": state.get("node"),
         "metrics": state.get("metrics"),
         "kubeletRootDir": state.get("kubelet_root"),
         "runtime": state.get("runtime"),
         "stateDir": str(cfg.state_dir),
+        "kubeconfig": state.get("kubeconfig"),
+        "kubernetesVersion": state.get("kubernetesVersion"),
+        "driverKubeconfig": state.get("driver_kubeconfig"),
+        "kubernetes": state.get("kubernetes"),
+        "kndAs": state.get("knd_as", "process"),
     }
-    if _real(state):
-        out["kubeconfig"] = state.get("kubeconfig")
-        out["kubernetesVersion"] = state.get("kubernetesVersion")
-        out["driverKubeconfig"] = state.get("driver_kubeconfig")
-        out["kubernetes"] = state.get("kubernetes")
-        out["kndAs"] = state.get("knd_as", "process")
-        if state.get("helm"):
-            out["helm"] = state["helm"]
+    if state.get("helm"):
+        out["helm"] = state["helm"]
     return out

@@ -1,8 +1,9 @@
 """A small JSON client for the lab's API server: kinds, paths and watch.
 
-The lab's own processes (controller, `knd lab`, bench, tests) use it for plain REST calls
-against the emulator (a plain URL, no auth) or the real kube-apiserver (`from_kubeconfig`: the
-server, CA file and bearer token of a kubeconfig the lab wrote; no other auth method). The calls
+The lab's own processes (`knd lab`, `knd explain --lab`, the stand-in GPU driver, bench, tests)
+use it for plain REST calls against the real kube-apiserver (`from_kubeconfig`: the server, CA
+file and bearer token of a kubeconfig the lab wrote; no other auth method) or an API server
+emulator's plain URL (no auth). The calls
 go over the driver's own `knd.kube.connection` (watch streams over urllib). Errors raise
 `RestError` carrying the HTTP code and the Kubernetes Status message.
 """
