@@ -5,8 +5,9 @@ knd runs with `--device-shares 2`: its slice publishes every lab NIC with
 pods each claim a macvlan child of the same NIC. The real scheduler allocates the first two
 (one share each, distinct shareIDs) and leaves the third Unschedulable; deleting one pod frees
 its share and the third is scheduled and gets its child. `knd explain --lab` (knd's allocator)
-must reach the scheduler's verdicts over the same API objects, and say which capacity is short. Everything is read from the real API
-server (slices, claims, pods) or inside the pods (CRI exec), never from knd's memory.
+must reach the scheduler's verdicts over the same API objects, and say which capacity is short.
+Everything is read from the real API server (slices, claims, pods) or inside the pods (CRI
+exec), never from knd's memory.
 
 Own lab (one per module): knd's flag differs from test_k8s_lab's. Skips as that module does.
 """
