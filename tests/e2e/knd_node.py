@@ -34,8 +34,10 @@ from knd.lab.apiserver import CLAIMS, ApiServerEmulator
 from knd.lab.cri import CriClient, PodSpec
 from knd.lab.kubelet import KubeletEmulator
 from tests.links import delete_links
+from tests.step_faults import PauseBefore
 
 KND = str(Path(sys.executable).parent / "knd")
+ROOT = Path(__file__).resolve().parents[2]
 DRIVER = "dra.net"
 NODE = "knd-fault-node"
 HOST_ADDR = "10.98.0.1/24"
@@ -66,13 +68,29 @@ def free_port() -> int:
 class DaemonProcess:
     """One `knd driver` process; its combined output is kept in memory and in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        pause: PauseBefore | None = None,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
         self.lines: list[str] = []
         self._cond = threading.Condition()
+        command = [KND, "driver"]
+        if pause is not None:  # the same daemon through the test's entry point (knd_paused)
+            command = [
+                sys.executable,
+                "-m",
+                "tests.e2e.knd_paused",
+                str(pause.step),
+                str(pause.seconds),
+            ]
+            env = {**env, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [KND, "driver", *args, "--bind-address", f"127.0.0.1:{self.port}"],
+            [*command, *args, "--bind-address", f"127.0.0.1:{self.port}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -179,6 +197,8 @@ class FaultNode:
     cri: CriClient = field(init=False)
     daemon: DaemonProcess | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: the attach pause of the running daemon (kill point (b)), or None
+    pause: PauseBefore | None = None
     starts: int = 0
 
     def __post_init__(self) -> None:
@@ -192,7 +212,13 @@ class FaultNode:
         self.nics: list[Nic] = []
 
     # -- the daemon ------------------------------------------------------------------------
-    def start_daemon(self, env: dict[str, str] | None = None, ready: bool = True) -> DaemonProcess:
+    def start_daemon(
+        self,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        pause: PauseBefore | None = None,
+    ) -> DaemonProcess:
+        """Start `knd driver` (with `pause`: one that pauses before an attach step)."""
         assert self.daemon is None or self.daemon.proc.poll() is not None
         self.kubelet.forget(DRIVER)
         args = [
@@ -220,8 +246,9 @@ class FaultNode:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("KND_")}
         full_env.update(env or {})
         self.env = dict(env or {})
+        self.pause = pause
         self.starts += 1
-        self.daemon = DaemonProcess(args, full_env, self.tmp / "daemon.log")
+        self.daemon = DaemonProcess(args, full_env, self.tmp / "daemon.log", pause)
         if ready:
             assert self.daemon.ready(), self.daemon.output()[-4000:]
             self.kubelet.wait_registered(DRIVER)

@@ -5,9 +5,10 @@ a pod's life and started again, on real containerd 2.x and 1.7 alike (20 runs pe
 Kill points, each observed from outside the daemon (docs/operations.md):
   (a) after NodePrepareResources answered, before RunPodSandbox — the runtime starts the pod
       without knd; the restarted knd heals it at NRI Synchronize;
-  (b) during attach — the daemon runs with the test-only `KND_FAULT_ATTACH_PAUSE` and is killed
-      when it logs the pause; the runs cycle through every attach step a veth goes through
-      (`lookup` … `neighbor`, knd.netns.attach.STEPS without `rdma`), so each step is a kill
+  (b) during attach — the daemon runs through the test's entry point (tests/e2e/knd_paused.py)
+      with a step observer that pauses before one attach step, and is killed when it logs the
+      pause; the runs cycle through every attach step a veth goes through (`lookup` …
+      `neighbor`, knd.netns.steps.STEPS without `rdma`), so each step is a kill
       point at least once per runtime: before `move` the NIC is in the host (maybe set down),
       from `pod-lookup` on it is in the pod, configured up to that step;
   (c) after attach (RunPodSandbox answered, NIC configured in the pod);
@@ -42,7 +43,7 @@ from typing import Any
 import grpc
 import pytest
 
-from knd.netns.attach import STEPS
+from knd.netns.steps import STEPS, AttachStep
 from tests.e2e.conftest import runtime_cmd
 from tests.e2e.knd_node import (
     HOST_STATE,
@@ -54,12 +55,13 @@ from tests.e2e.knd_node import (
     pod_nic,
     wait_for,
 )
+from tests.step_faults import PauseBefore
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RUNS = {"2": 20, "1.7": 20}
 #: The attach steps a veth stand-in goes through (no RDMA device to move).
-B_STEPS = tuple(s for s in STEPS if s != "rdma")
+B_STEPS = tuple(s for s in STEPS if s is not AttachStep.RDMA)
 #: Per kill point, the (sandbox, NIC) outcomes it may have; `{step}` stands for the step of (b).
 #: Both runtimes start a sandbox whose plugin died mid-call (observed on containerd 2.1.9 and
 #: 1.7.24), so the healing outcome is the expected one; the sandbox-failure branches stay
@@ -186,17 +188,17 @@ def point_a(node: FaultNode, i: int, n: int) -> tuple[str, str]:
     return sandbox, _finish(node, pod, nic_survives=True)
 
 
-def b_step(i: int) -> str:
+def b_step(i: int) -> AttachStep:
     """The attach step run `i` of kill point (b) is killed before (cycling through B_STEPS)."""
     return B_STEPS[i % len(B_STEPS)]
 
 
 def point_b(node: FaultNode, i: int, n: int) -> tuple[str, str]:
     step = b_step(i)
-    fault = {"KND_FAULT_ATTACH_PAUSE": f"{step}:0.5"}
-    if node.env != fault:
+    fault = PauseBefore(step, 0.5)
+    if node.pause != fault:
         node.kill_daemon()
-        node.start_daemon(fault)
+        node.start_daemon(pause=fault)
     daemon = node.daemon
     assert daemon is not None
     pod = node.new_pod()
@@ -211,7 +213,7 @@ def point_b(node: FaultNode, i: int, n: int) -> tuple[str, str]:
     runner.join(60)
     (error,) = result
     # Restarted with the same pause (0.5 s, inside the hook budget): heals and retries pause too.
-    node.start_daemon(fault)
+    node.start_daemon(pause=fault)
     if error is None:
         # containerd treats a plugin that dies mid-call as gone and starts the pod anyway:
         # the restarted knd finds it at Synchronize and completes the attach.
@@ -281,7 +283,7 @@ def test_kill_and_restart(runtime: dict[str, Any], fnode: FaultNode, point: str)
     if point == "b":
         covered = {b_step(i) for i in range(runs)}
         assert runs < len(B_STEPS) or covered == set(B_STEPS), sorted(set(B_STEPS) - covered)
-    if fnode.env:  # leave a daemon without fault injection for the next test
+    if fnode.pause is not None:  # leave a daemon without fault injection for the next test
         fnode.kill_daemon()
         fnode.start_daemon()
 

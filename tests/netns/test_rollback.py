@@ -8,9 +8,11 @@ import dataclasses
 
 import pytest
 
-from knd.netns.attach import STEPS, attach
+from knd.netns.attach import attach
 from knd.netns.errors import AttachError, PlanError
 from knd.netns.plan import AttachPlan, RdmaPlan, Route, Toggle
+from knd.netns.steps import STEPS, AttachStep
+from tests.step_faults import FailAt, InjectedFailureError, StepLog
 
 from .conftest import Lab, Nic, addrs, ipj, link, routes, sh
 from .helpers import drop_rule, give_host_state, plan_for
@@ -60,8 +62,8 @@ def _pod_links(pod: str) -> set[str]:
     return {x["ifname"] for x in ipj(pod, "link")} - {"lo"}
 
 
-@pytest.mark.parametrize("step", [s for s in STEPS if s != "rdma"])
-def test_failure_at_every_step_rolls_back_every_device(lab: Lab, step: str) -> None:
+@pytest.mark.parametrize("step", [s for s in STEPS if s is not AttachStep.RDMA])
+def test_failure_at_every_step_rolls_back_every_device(lab: Lab, step: AttachStep) -> None:
     nics = [lab.nic(), lab.nic()]
     for i, nic in enumerate(nics):
         give_host_state(nic, 50 + i)
@@ -70,9 +72,10 @@ def test_failure_at_every_step_rolls_back_every_device(lab: Lab, step: str) -> N
         plans = [plan_for(n, _config(60 + i)) for i, n in enumerate(nics)]
         pod, path = lab.netns()
         with pytest.raises(AttachError) as info:
-            attach(plans, path, inject_failure_at=f"{nics[1].name}:{step}")
+            attach(plans, path, observer=FailAt(step, nics[1].name))
         assert info.value.device == nics[1].name
         assert info.value.step == step
+        assert isinstance(info.value.cause, InjectedFailureError)
         assert info.value.rollback_errors == []
         assert _pod_links(pod) == set()
         assert [_snapshot(n) for n in nics] == before
@@ -89,10 +92,23 @@ def test_failure_on_first_device_leaves_second_untouched(lab: Lab) -> None:
     before = [_snapshot(n) for n in nics]
     pod, path = lab.netns()
     with pytest.raises(AttachError) as info:
-        attach(plans, path, inject_failure_at=f"{nics[0].name}:up")
+        attach(plans, path, observer=FailAt(AttachStep.UP, nics[0].name))
     assert info.value.step == "up"
     assert [_snapshot(n) for n in nics] == before
     assert _pod_links(pod) == set()
+
+
+def test_the_observer_sees_every_step_of_every_device_in_order(lab: Lab) -> None:
+    """A NIC without an RDMA device goes through STEPS but `rdma`, one device after the other;
+    watching changes nothing."""
+    nics = [lab.nic(), lab.nic()]
+    plans = [plan_for(n, _config(80 + i)) for i, n in enumerate(nics)]
+    pod, path = lab.netns()
+    steps = StepLog()
+    attached = attach(plans, path, observer=steps)
+    assert [a.device for a in attached] == [n.name for n in nics]
+    assert steps.seen == [(n.name, s) for n in nics for s in STEPS if s is not AttachStep.RDMA]
+    assert _pod_links(pod) == {"net80", "net81"}
 
 
 def test_rdma_unavailable_fails_the_device_cleanly(lab: Lab) -> None:

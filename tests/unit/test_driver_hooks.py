@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import knd.driver.hooks as hooks_mod
 from knd.api.config import decode
 from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
 from knd.driver.metrics import DriverMetrics
@@ -20,8 +21,10 @@ from knd.netns.detach import Detached
 from knd.netns.errors import AttachError
 from knd.netns.hoststate import HostState
 from knd.netns.plan import AttachPlan, CharDevice, HostSide
+from knd.netns.steps import StepObserver
 from knd.nri.errors import HookError
 from knd.nri.types import ContainerInfo, PodInfo
+from tests.step_faults import StepLog
 from tests.unit.fake_status import FakeStatus
 
 POD_UID = "0d9e7c1a-pod"
@@ -306,14 +309,54 @@ def test_host_network_pod_running_with_claims_is_reported_at_synchronize(
     assert "host network" in devices[0].conditions[0].message
 
 
-def test_attach_pause_from_env() -> None:
-    from knd.driver.hooks import attach_pause_from_env
+def test_the_step_observer_reaches_the_built_in_attach(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hooks hand their step observer, and the node's addresses as read now, to every
+    attach; none is the default."""
+    calls: list[tuple[list[str], str, object, frozenset[str]]] = []
 
-    assert attach_pause_from_env({}) is None
-    assert attach_pause_from_env({"KND_FAULT_ATTACH_PAUSE": "address:1.5"}) == ("address", 1.5)
-    for bad in ("address", "address:0", "move:x", ":3"):
-        with pytest.raises(ValueError, match="KND_FAULT_ATTACH_PAUSE"):
-            attach_pause_from_env({"KND_FAULT_ATTACH_PAUSE": bad})
+    def fake_attach(
+        plans: Sequence[AttachPlan],
+        netns: str,
+        *,
+        observer: StepObserver | None,
+        node_addresses: frozenset[str],
+    ) -> list[Attached]:
+        calls.append(([p.device for p in plans], netns, observer, node_addresses))
+        return [Attached(p.device, None, None, ()) for p in plans]
+
+    monkeypatch.setattr(hooks_mod, "attach", fake_attach)
+    observer, addresses = StepLog(), frozenset({"10.0.0.1"})
+    watched = NetworkHooks(
+        store=store,
+        status=NullStatus(),
+        metrics=DriverMetrics(),
+        leases=NullLeases(),
+        step_observer=observer,
+        node_addresses=lambda: addresses,
+    )
+    watched.run_pod_sandbox(pod())
+    plain = NetworkHooks(
+        store=store, status=NullStatus(), metrics=DriverMetrics(), leases=NullLeases()
+    )
+    plain.run_pod_sandbox(pod(netns="/var/run/netns/cni-2"))
+    assert calls == [
+        (["dev-a", "dev-b"], "/var/run/netns/cni-1", observer, addresses),
+        (["dev-a", "dev-b"], "/var/run/netns/cni-2", None, frozenset()),
+    ]
+
+
+def test_a_step_observer_needs_the_built_in_attach(store: StateStore) -> None:
+    with pytest.raises(ValueError, match="step_observer"):
+        NetworkHooks(
+            store=store,
+            status=NullStatus(),
+            metrics=DriverMetrics(),
+            leases=NullLeases(),
+            attach_fn=Recorder().attach,
+            step_observer=StepLog(),
+        )
 
 
 def test_synchronize_without_netns_keeps_an_attached_pod(store: StateStore) -> None:

@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
-from knd.netns.attach import STEPS, attach
+from knd.netns.attach import attach
 from knd.netns.detach import detach
 from knd.netns.errors import AttachError
+from knd.netns.steps import STEPS, AttachStep
+from tests.step_faults import FailAt
 
 from .conftest import Namespaces, PlanFn, VNic, ipj, sh
 
@@ -108,12 +110,12 @@ def test_every_attach_fault_point_rolls_a_real_nic_back(
 ) -> None:
     before = _host_state(nic)
     for step in STEPS:
-        if step == "rdma":
+        if step is AttachStep.RDMA:
             continue  # no RDMA device on this NIC: the step does not run (see test_rdma)
         p = plan(nic, {**CONFIG, "interface": {**CONFIG["interface"], "vrf": {"name": "red"}}})
         pod, path = netns()
         with pytest.raises(AttachError) as err:
-            attach([p], path, inject_failure_at=step)
+            attach([p], path, observer=FailAt(step))
         assert err.value.step == step and not err.value.rollback_errors, step
         assert _host_state(nic) == before, step
         assert [lk["ifname"] for lk in ipj(pod, "link")] == ["lo"], step

@@ -14,6 +14,7 @@ from knd.driver.options import OptionsError, add_arguments, resolve
 from knd.host.sysfs import sysfs_tree_problem
 from knd.inventory.filter import AdminFilter, FilterError
 from knd.kube.connection import CredentialsError, connect
+from knd.netns.steps import StepObserver
 
 log = logging.getLogger("knd.driver")
 
@@ -31,9 +32,12 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, step_observer: StepObserver | None = None) -> int:
     """Handler of `knd driver`: exit 0 after a clean shutdown, 2 on a bad flag (an admin filter
-    that does not compile or type-check included), 1 on any other fatal start-up error."""
+    that does not compile or type-check included), 1 on any other fatal start-up error.
+
+    `step_observer` (knd.netns.steps) is for a test's own entry point only (kill point (b) of
+    tests/e2e/test_restart_faults.py); `knd driver` never passes one."""
     try:
         opts = resolve(args)
         AdminFilter(opts.filter, opts.driver_name)  # checked before anything starts
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("knd driver starting: %s", opts)
     try:
         api = connect(apiserver=args.apiserver, kubeconfig=opts.kubeconfig)
-        daemon = Daemon(opts, api, args.sysfs_root)
+        daemon = Daemon(opts, api, args.sysfs_root, step_observer=step_observer)
         daemon.run()
     except FilterError as exc:
         log.error("invalid --filter: %s", exc)

@@ -29,7 +29,7 @@ from knd.driver import uninstall
 from knd.driver.claim_api import KubeClaimApi
 from knd.driver.events import CLAIM_STATUS_REFUSED, ClaimEvents, EventSink, ObjectRef
 from knd.driver.health import HealthServer, HealthState
-from knd.driver.hooks import NetworkHooks, NullStatus, StatusSink, attach_pause_from_env
+from knd.driver.hooks import NetworkHooks, NullStatus, StatusSink
 from knd.driver.leases import LeaseKeeper, release_from_host
 from knd.driver.lifecycle import Lifecycle
 from knd.driver.metrics import DriverMetrics
@@ -70,6 +70,7 @@ from knd.netns.capture import capture_host_state
 from knd.netns.errors import NetnsError
 from knd.netns.plan import AttachPlan, HostSide
 from knd.netns.rawlink import LinkFacts, LinkSocket
+from knd.netns.steps import StepObserver
 from knd.nri.plugin import NriPlugin, PluginConfig
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def build_hooks(
     restorer: Restorer,
     *,
     node_addresses: Callable[[], frozenset[str]] = frozenset,
-    attach_pause: tuple[str, float] | None = None,
+    step_observer: StepObserver | None = None,
     events: EventSink | None = None,
     telemetry: NicTelemetry | None = None,
 ) -> tuple[NetworkHooks, LeaseKeeper]:
@@ -118,7 +119,7 @@ def build_hooks(
         store=store,
         status=status,
         metrics=metrics,
-        attach_pause=attach_pause,
+        step_observer=step_observer,
         leases=leases,
         restorer=restorer,
         node_addresses=node_addresses,
@@ -148,8 +149,17 @@ def _host_links() -> list[LinkFacts]:
 class Daemon:
     """Builds and runs the whole node daemon from `DaemonOptions` and an API server connection."""
 
-    def __init__(self, opts: DaemonOptions, api: ApiConnection, sysfs_root: str = "/sys") -> None:
+    def __init__(
+        self,
+        opts: DaemonOptions,
+        api: ApiConnection,
+        sysfs_root: str = "/sys",
+        *,
+        step_observer: StepObserver | None = None,
+    ) -> None:
         self.opts = opts
+        #: tests only (knd.netns.steps): called before each step of every attach the hooks run
+        self.step_observer = step_observer
         self.api = api
         self.sysfs_root = sysfs_root
         self.metrics = DriverMetrics()
@@ -407,7 +417,7 @@ class Daemon:
             self.metrics,
             self.restorer,
             node_addresses=self.node_addresses.cached,
-            attach_pause=attach_pause_from_env(),  # test-only; None unless the env is set
+            step_observer=self.step_observer,
             events=self.events,
             telemetry=self.telemetry,
         )

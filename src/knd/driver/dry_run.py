@@ -8,7 +8,7 @@ capture only reads, no DHCP exchange runs (the builder gets a placeholder lease 
 says so), nothing is written to the node's state store (the engine gets an empty throwaway
 store), no Event is recorded. Budget: a few ms per device (one capture each).
 
-`plan_steps(plan)` lists, in the executor's order and with its step names (knd.netns.attach),
+`plan_steps(plan)` lists, in the executor's order and with its step names (knd.netns.steps),
 what attach would do with one plan: the netns move with the final name/MTU/MAC/sizes, sysctls,
 addresses, link up, ethtool toggles, eBPF detach, VRF, routes, rules, neighbours, RDMA, and
 what detach restores afterwards.

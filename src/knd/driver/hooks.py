@@ -36,10 +36,10 @@ Typical cost: ~20-30 ms per NIC, dominated by the kernel's netns move.
   re-queued from the plans (a status write lost with a killed daemon catches up).
 Pods with no plan are answered immediately (`noop`): knd costs them one indexed SQLite read.
 
-Fault injection (tests only, off by default): `KND_FAULT_ATTACH_PAUSE=STEP:SECONDS` in the
-daemon's environment makes every attach sleep before STEP (e.g. `move`, `address`) and log a
-warning first, so a fault test can SIGKILL the daemon at a known point of an attach
-(docs/operations.md, "Fault injection"). Read once when the hooks are built.
+Faults (tests only): `step_observer` (knd.netns.steps.StepObserver) is handed to every attach
+the hooks run, and is called before each attach step: a fault test pauses there to SIGKILL the
+daemon at a known point of an attach, or raises to fail that step (docs/operations.md, "Fault
+injection"). The daemon passes none; no environment variable or flag turns one on.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -69,6 +69,7 @@ from knd.netns.detach import Detached, detach
 from knd.netns.errors import AttachError, NetnsError
 from knd.netns.plan import AttachPlan
 from knd.netns.rawlink import LinkSocket
+from knd.netns.steps import StepObserver
 from knd.nri.errors import HookError
 from knd.nri.types import ContainerAdjust, ContainerInfo, DeviceNode, PodInfo
 
@@ -78,33 +79,10 @@ AttachFn = Callable[[Sequence[AttachPlan], str], list[Attached]]
 DetachFn = Callable[[Sequence[AttachPlan], str | None], list[Detached]]
 #: release(netns path, ifname, mac, address CIDR, server): one DHCPRELEASE from the pod netns.
 ReleaseFn = Callable[[str, str, str, str, str | None], None]
-#: Test-only environment variable: `STEP:SECONDS` pause before an attach step.
-FAULT_ATTACH_PAUSE_ENV = "KND_FAULT_ATTACH_PAUSE"
 HEALED_NOTE = "attached after a knd restart: the pod started while knd was not running"
 #: gRPC/ttrpc status codes the runtime understands.
 FAILED_PRECONDITION = 9
 INTERNAL = 13
-
-
-def _default_attach(plans: Sequence[AttachPlan], netns: str) -> list[Attached]:
-    return attach(plans, netns)
-
-
-def attach_pause_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, float] | None:
-    """The test-only attach pause (`KND_FAULT_ATTACH_PAUSE=STEP:SECONDS`), or None.
-
-    Raises ValueError for a malformed value (a typo must not silently disable a fault test)."""
-    raw = (os.environ if environ is None else environ).get(FAULT_ATTACH_PAUSE_ENV, "").strip()
-    if not raw:
-        return None
-    step, sep, seconds = raw.rpartition(":")
-    try:
-        value = float(seconds)
-    except ValueError:
-        value = -1.0
-    if not sep or not step or not 0 < value <= 60:
-        raise ValueError(f"{FAULT_ATTACH_PAUSE_ENV} must be STEP:SECONDS (0 < s <= 60): {raw!r}")
-    return step, value
 
 
 def _host_links() -> set[str]:
@@ -179,7 +157,9 @@ class NetworkHooks:
     """Implements knd.nri.handler.NriHandler over the store, knd.netns and the status writer.
 
     `status`, `metrics` and `leases` are required collaborators: a caller without a use for one
-    passes a null object (`NullStatus`, a throwaway `DriverMetrics`, `NullLeases`)."""
+    passes a null object (`NullStatus`, a throwaway `DriverMetrics`, `NullLeases`).
+    `attach_fn` replaces knd.netns.attach (unit tests without root); `step_observer` (tests
+    only, knd.netns.steps) watches the built-in attach and so cannot go with `attach_fn`."""
 
     def __init__(
         self,
@@ -188,10 +168,10 @@ class NetworkHooks:
         status: StatusSink,
         metrics: DriverMetrics,
         leases: LeaseTracker,
-        attach_fn: AttachFn = _default_attach,
+        attach_fn: AttachFn | None = None,
         detach_fn: DetachFn = detach,
         host_links: Callable[[], set[str]] = _host_links,
-        attach_pause: tuple[str, float] | None = None,
+        step_observer: StepObserver | None = None,
         events: EventSink | None = None,
         release_fn: ReleaseFn = release_in_netns,
         restorer: Restorer | None = None,
@@ -210,26 +190,21 @@ class NetworkHooks:
         self.telemetry = telemetry
         self.status = status
         self.metrics = metrics
-        self.attach_fn = attach_fn
         self.detach_fn = detach_fn
         self.host_links = host_links
         self.last_sync = SyncReport()
-        self.attach_pause = attach_pause
-        if attach_pause is not None:
-            if attach_fn is not _default_attach:
-                raise ValueError("attach_pause needs the default attach function")
-            log.warning(
-                "TEST-ONLY fault injection %s=%s:%s is on: every attach pauses before step %s",
-                FAULT_ATTACH_PAUSE_ENV,
-                attach_pause[0],
-                attach_pause[1],
-                attach_pause[0],
-            )
-        if attach_fn is _default_attach:
-            # The node's addresses as last read at prepare (never an API call here).
-            self.attach_fn = lambda plans, netns: attach(
-                plans, netns, pause_before=attach_pause, node_addresses=node_addresses()
-            )
+        if attach_fn is not None and step_observer is not None:
+            raise ValueError("step_observer observes the built-in attach only (attach_fn=None)")
+        self.step_observer = step_observer
+        self.node_addresses = node_addresses
+        self.attach_fn: AttachFn = attach_fn or self._attach_here
+
+    def _attach_here(self, plans: Sequence[AttachPlan], netns: str) -> list[Attached]:
+        """The built-in attach, refusing a device that carries one of the node's addresses as
+        last read at prepare (never an API call here)."""
+        return attach(
+            plans, netns, observer=self.step_observer, node_addresses=self.node_addresses()
+        )
 
     # -- helpers --------------------------------------------------------------------------
     def _plans(self, pod: PodInfo) -> list[tuple[PlanRecord, AttachPlan]]:
@@ -638,4 +613,4 @@ def _failed(record: PlanRecord, message: str) -> DeviceStatus:
     )
 
 
-__all__ = ["NetworkHooks", "SyncReport", "attach_pause_from_env"]
+__all__ = ["NetworkHooks", "SyncReport"]

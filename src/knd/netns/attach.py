@@ -4,7 +4,7 @@ Time budget: the whole NRI hook has 2 s; one NIC takes ~20 ms here (the netns mo
 costs the kernel ~15 ms). No discovery, no DHCP, no subprocess: only netlink, one set-link
 request for the move, and sysctl/ethtool work on a thread inside the pod netns.
 
-Per device, the steps are (names used in AttachError.step and for failure injection):
+Per device, the steps are (knd.netns.steps.AttachStep: AttachError.step, StepObserver.on_step):
     lookup   find the interface in the host by identity (or already in the pod: re-apply);
              refuse it if it now carries the default route or a node address
     down     set it down in the host
@@ -29,18 +29,16 @@ pushes an undo action; when any step of any device fails, the undo log runs back
 device already moved goes back to the host with its original name, MTU, MAC, addresses,
 routes, rules and neighbours, and AttachError(device, step, cause) is raised.
 
-Failure injection for tests is explicit: `inject_failure_at="step"` or `"device:step"`.
-Fault tests that kill the daemon mid-attach pass `pause_before=("step", seconds)`: the executor
-sleeps before that step (the daemon sets it only from the test-only `KND_FAULT_ATTACH_PAUSE`).
+Tests watch or disturb an attach only through `observer` (knd.netns.steps.StepObserver): it is
+called before each step of each device; an exception it raises fails that step as any other
+failure would (rollback, AttachError). The daemon passes none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,30 +67,8 @@ from knd.netns.rtnl import (
     iproute_in,
     link_index,
 )
+from knd.netns.steps import AttachStep, StepObserver
 from knd.netns.uplink import uplink_problem
-
-STEPS = (
-    "lookup",
-    "down",
-    "move",
-    "pod-lookup",
-    "sysctl",
-    "address",
-    "up",
-    "ethtool",
-    "ebpf",
-    "vrf",
-    "route",
-    "rule",
-    "neighbor",
-    "rdma",
-)
-
-log = logging.getLogger(__name__)
-
-
-class InjectedFailureError(NetnsError):
-    """Raised by the executor at the step named by `inject_failure_at` (tests only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +85,7 @@ class Attached:
 @dataclass
 class _Undo:
     device: str
-    step: str
+    step: AttachStep
     fn: Callable[[], list[str] | None]
 
 
@@ -239,35 +215,25 @@ class _Executor:
     def __init__(
         self,
         session: PodSession,
-        inject_failure_at: str | None,
-        pause_before: tuple[str, float] | None = None,
+        observer: StepObserver | None = None,
         node_addresses: frozenset[str] = frozenset(),
     ) -> None:
         self.s = session
-        self.inject = inject_failure_at
-        self.pause = pause_before
+        self.observer = observer
         self.node_addresses = node_addresses
 
     @contextlib.contextmanager
-    def step(self, device: str, name: str) -> Iterator[None]:
+    def step(self, device: str, name: AttachStep) -> Iterator[None]:
         try:
-            if self.pause is not None and self.pause[0] in (name, f"{device}:{name}"):
-                log.warning(
-                    "fault injection: pausing %.1f s before attach step %s of %s",
-                    self.pause[1],
-                    name,
-                    device,
-                )
-                time.sleep(self.pause[1])
-            if self.inject in (name, f"{device}:{name}"):
-                raise InjectedFailureError(f"injected failure at {device}:{name}")
+            if self.observer is not None:
+                self.observer.on_step(name, device)
             yield
         except AttachError:
             raise
         except Exception as exc:
             raise AttachError(device, name, exc) from exc
 
-    def push(self, device: str, step: str, fn: Callable[[], list[str] | None]) -> None:
+    def push(self, device: str, step: AttachStep, fn: Callable[[], list[str] | None]) -> None:
         self.s.undo.append(_Undo(device, step, fn))
 
     def rollback(self) -> list[str]:
@@ -290,7 +256,7 @@ class _Executor:
         s = self.s
         if plan.sub is not None:
             return self.run_child(plan)
-        with self.step(dev, "lookup"):
+        with self.step(dev, AttachStep.LOOKUP):
             hidx = find_host_link(s.host_link, host)
             already = hidx is None and _ours_in_pod(s, host, pod) is not None
             if hidx is None and not already:
@@ -301,18 +267,20 @@ class _Executor:
                     raise NetnsError(problem)
         if not already:
             assert hidx is not None
-            with self.step(dev, "down"):
+            with self.step(dev, AttachStep.DOWN):
                 s.host_link.setlink(hidx, up=False)
                 # Down flushes IPv6 addresses and the routes through the link: undo restores all.
                 self.push(
-                    dev, "down", lambda: restore_host(s.lazy_host_ipr, s.host_link, host, hidx)
+                    dev,
+                    AttachStep.DOWN,
+                    lambda: restore_host(s.lazy_host_ipr, s.host_link, host, hidx),
                 )
-            with self.step(dev, "move"):
+            with self.step(dev, AttachStep.MOVE):
                 if s.pod_link.index_of(pod.name) is not None:
                     raise NetnsError(f"the pod already has an interface named {pod.name}")
                 # The kernel may move the link and then fail the rename: undo covers both.
                 s.undo.pop()
-                self.push(dev, "move", lambda: return_to_host(s, host, pod))
+                self.push(dev, AttachStep.MOVE, lambda: return_to_host(s, host, pod))
                 s.host_link.setlink(
                     hidx,
                     netns_fd=s.pod_fd,
@@ -322,8 +290,8 @@ class _Executor:
                     u32=_size_attrs(pod),
                 )
         if already:  # re-apply: a failure from here on must still bring it home
-            self.push(dev, "move", lambda: return_to_host(s, host, pod))
-        with self.step(dev, "pod-lookup"):
+            self.push(dev, AttachStep.MOVE, lambda: return_to_host(s, host, pod))
+        with self.step(dev, AttachStep.POD_LOOKUP):
             pidx = s.pod_link.index_of(pod.name)
             if pidx is None:
                 raise NetnsError(f"{pod.name} not found in the pod after the move")
@@ -336,13 +304,13 @@ class _Executor:
         assert plan.host is not None and plan.pod is not None and plan.sub is not None
         dev, host, pod, sub = plan.device, plan.host, plan.pod, plan.sub
         s = self.s
-        with self.step(dev, "lookup"):
+        with self.step(dev, AttachStep.LOOKUP):
             parent = find_host_link(s.host_link, host)
             if parent is None:
                 raise NetnsError(
                     f"parent interface {host.name} is not in the host (moved into a pod?)"
                 )
-        with self.step(dev, "child"):
+        with self.step(dev, AttachStep.CHILD):
             pidx = s.pod_link.index_of(pod.name)
             if pidx is None:  # else: a re-apply, the child exists already
                 _add_child(s, parent, pod.name, plan.sub)
@@ -350,7 +318,7 @@ class _Executor:
                 if pidx is None:
                     raise NetnsError(f"{sub.kind} child {pod.name} vanished after creation")
                 index = pidx
-                self.push(dev, "child", lambda: _del_child(s, index))
+                self.push(dev, AttachStep.CHILD, lambda: _del_child(s, index))
         return self.configure(plan, pidx)
 
     def configure(self, plan: AttachPlan, pidx: int) -> Attached:
@@ -359,37 +327,37 @@ class _Executor:
         dev, host, pod = plan.device, plan.host, plan.pod
         s = self.s
         ebpf_detached: tuple[str, ...] = ()
-        with self.step(dev, "sysctl"):
+        with self.step(dev, AttachStep.SYSCTL):
             writes = [
                 (sysctl.interface_path(x.family, pod.name, x.key), x.value) for x in pod.sysctls
             ]
             if writes:
                 s.worker.call(_write_all, writes)
-        with self.step(dev, "address"):
+        with self.step(dev, AttachStep.ADDRESS):
             for cidr in pod.addresses:
                 s.pod_link.add_address(pidx, cidr)
-        with self.step(dev, "up"):
+        with self.step(dev, AttachStep.UP):
             s.pod_link.setlink(pidx, up=True)
-        with self.step(dev, "ethtool"):
+        with self.step(dev, AttachStep.ETHTOOL):
             if pod.features:
                 s.worker.call(apply_features, pod.name, pod.features)
             if pod.private_flags:
                 s.worker.call(apply_private_flags, pod.name, pod.private_flags)
-        with self.step(dev, "ebpf"):
+        with self.step(dev, AttachStep.EBPF):
             if pod.disable_ebpf:
                 ebpf_detached = ebpf.detach_tc_programs(s.pod_ipr, pidx)
                 ebpf_detached += s.worker.call(ebpf.detach_tcx_programs, pidx)
-        with self.step(dev, "vrf"):
+        with self.step(dev, AttachStep.VRF):
             if pod.vrf is not None:
                 self.vrf(dev, pod, pidx)
-        with self.step(dev, "route"):
+        with self.step(dev, AttachStep.ROUTE):
             for route in pod.routes:
                 s.pod_link.add_route(pidx, route)
-        with self.step(dev, "rule"):
+        with self.step(dev, AttachStep.RULE):
             for rule in pod.rules:
                 if add_rule(s.pod_ipr, rule):
-                    self.push(dev, "rule", lambda r=rule: del_rule(s.pod_ipr, r))  # type: ignore[misc]
-        with self.step(dev, "neighbor"):
+                    self.push(dev, AttachStep.RULE, lambda r=rule: del_rule(s.pod_ipr, r))  # type: ignore[misc]
+        with self.step(dev, AttachStep.NEIGHBOR):
             for neigh in pod.neighbors:
                 add_neighbor(s.pod_ipr, pidx, neigh)
         self.rdma(plan)
@@ -409,7 +377,7 @@ class _Executor:
             if vidx is None:
                 raise NetnsError(f"VRF {pod.vrf.name} vanished after creation")
             name = pod.vrf.name
-            self.push(dev, "vrf", lambda: s.pod_ipr.link("del", ifname=name) and None)
+            self.push(dev, AttachStep.VRF, lambda: s.pod_ipr.link("del", ifname=name) and None)
         s.pod_link.setlink(vidx, up=True)
         s.pod_ipr.link("set", index=pidx, master=vidx)
         s.worker.call(
@@ -424,9 +392,9 @@ class _Executor:
         if plan.rdma is None or not plan.rdma.move_link or plan.rdma.link is None:
             return
         link = plan.rdma.link
-        with self.step(plan.device, "rdma"):
+        with self.step(plan.device, AttachStep.RDMA):
             rdma.move_device(link, self.s.pod_fd)
-            self.push(plan.device, "rdma", lambda: rdma.move_device(link, self.s.host_fd))
+            self.push(plan.device, AttachStep.RDMA, lambda: rdma.move_device(link, self.s.host_fd))
 
 
 _IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
@@ -472,15 +440,15 @@ def attach(
     plans: Sequence[AttachPlan],
     netns_path: str,
     *,
-    inject_failure_at: str | None = None,
     host_netns_fd: int | None = None,
-    pause_before: tuple[str, float] | None = None,
+    observer: StepObserver | None = None,
     node_addresses: frozenset[str] = frozenset(),
 ) -> list[Attached]:
     """Attach every device of one pod into `netns_path`; all or nothing.
 
     A device found in the host that now carries the default route or one of
-    `node_addresses` is refused at the `lookup` step (knd.netns.uplink).
+    `node_addresses` is refused at the `lookup` step (knd.netns.uplink). `observer` (tests
+    only) is called before each step of each device (knd.netns.steps).
 
     Raises AttachError(device, step, cause) after rolling back every device of the pod;
     NetnsOpenError if the pod netns cannot be opened; PlanError for a malformed plan (nothing
@@ -492,7 +460,7 @@ def attach(
     if len(names) != len(set(names)):
         raise PlanError(f"two devices of the pod want the same interface name: {names}")
     session = PodSession.open(netns_path, host_netns_fd)
-    ex = _Executor(session, inject_failure_at, pause_before, node_addresses)
+    ex = _Executor(session, observer, node_addresses)
     try:
         results = []
         for plan in plans:

@@ -25,6 +25,7 @@ from knd.driver.store import StateStore
 from knd.kube.connection import connect_url
 from knd.kubelet.types import ClaimRef
 from knd.lab.apiserver import ApiServerEmulator
+from knd.netns.steps import STEPS, AttachStep
 from tests.netns.conftest import Lab, addrs, link, routes, sh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "kubelet"))
@@ -99,6 +100,8 @@ def test_plan_is_what_prepare_persists_and_changes_nothing(
     assert "203.0.113.0/24 via 192.0.2.254 table 254" in route_lines
     assert "198.51.100.0/24 via 192.0.2.1 table 254" in route_lines
     assert names[-1] == "detach"
+    order = [STEPS.index(AttachStep(n)) for n in names[:-1]]
+    assert order == sorted(order)  # the executor's step names (knd.netns.steps), in its order
 
     # Prepare with the same claim persists exactly the plan the dry run showed.
     stored = server.put_claim(obj)
