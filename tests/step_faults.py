@@ -1,6 +1,6 @@
-"""Test-side attach step observers (knd.netns.steps.StepObserver): the faults the product has no
-switch for. `FailAt` fails one step, `PauseBefore` sleeps before one (so a test can kill the
-daemon there), `StepLog` records every step it sees."""
+"""Test-side attach and restore step observers (knd.netns.steps.StepObserver): the faults the
+product has no switch for. `FailAt` fails one step, `PauseBefore` sleeps before one (so a test
+can kill the daemon there), `StepLog` records every step it sees."""
 
 from __future__ import annotations
 
@@ -8,23 +8,26 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from knd.netns.steps import AttachStep
+from knd.netns.steps import AttachStep, RestoreStep
+
+Step = AttachStep | RestoreStep
 
 log = logging.getLogger("knd.test.faults")
 
 
 class InjectedFailureError(Exception):
-    """What `FailAt` raises: the attach rolls back and raises AttachError with this cause."""
+    """What `FailAt` raises: an attach rolls back and raises AttachError with this cause; a
+    restore records the step as failed and goes on."""
 
 
 @dataclass(frozen=True)
 class FailAt:
     """Fails `step` (of `device` only, when given) by raising `InjectedFailureError`."""
 
-    step: AttachStep
+    step: Step
     device: str | None = None
 
-    def on_step(self, step: AttachStep, device: str) -> None:
+    def on_step(self, step: Step, device: str) -> None:
         if step is self.step and self.device in (None, device):
             raise InjectedFailureError(f"injected failure at {device}:{step}")
 
@@ -34,10 +37,10 @@ class PauseBefore:
     """Logs `fault injection: pausing S s before attach step STEP of DEVICE` at warning level,
     then sleeps `seconds` before `step` of every device."""
 
-    step: AttachStep
+    step: Step
     seconds: float
 
-    def on_step(self, step: AttachStep, device: str) -> None:
+    def on_step(self, step: Step, device: str) -> None:
         if step is self.step:
             log.warning(
                 "fault injection: pausing %.1f s before attach step %s of %s",
@@ -52,7 +55,7 @@ class PauseBefore:
 class StepLog:
     """Records `(device, step)` for every step, in call order."""
 
-    seen: list[tuple[str, AttachStep]] = field(default_factory=list)
+    seen: list[tuple[str, Step]] = field(default_factory=list)
 
-    def on_step(self, step: AttachStep, device: str) -> None:
+    def on_step(self, step: Step, device: str) -> None:
         self.seen.append((device, step))

@@ -35,6 +35,8 @@ from knd.host.netlink_events import NetlinkEvents
 from knd.netns.attach import attach
 from knd.netns.plan import AttachPlan
 from knd.netns.restore import restore_host
+from knd.netns.steps import RestoreStep
+from tests.step_faults import FailAt
 
 from .conftest import Namespaces, PlanFn, VNic, ipj, sh
 
@@ -225,7 +227,7 @@ def _run_handback(
         def faulty(*args: Any, **kwargs: Any) -> list[str]:
             if faults["left"]:
                 faults["left"] -= 1
-                kwargs["fail_step"] = fail_step
+                kwargs["observer"] = FailAt(RestoreStep(fail_step))
             return restore_host(*args, **kwargs)
 
         monkeypatch.setattr(detach_mod, "restore_host", faulty)

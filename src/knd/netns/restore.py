@@ -19,6 +19,7 @@ from knd.netns.plan import SIZE_FIELDS, HostSide
 from knd.netns.privflags import apply_private_flags
 from knd.netns.rawlink import SIZE_ATTRS, LinkFacts, LinkSocket
 from knd.netns.rtnl import add_neighbor, add_rule
+from knd.netns.steps import RestoreStep, StepObserver
 
 #: Returns a pyroute2 IPRoute in the host netns, opened on first use by the caller's session.
 IprSource = Callable[[], Any]
@@ -91,51 +92,55 @@ def match_link(
 
 
 def restore_host(
-    ipr: IprSource, lsock: LinkSocket, host: HostSide, index: int, fail_step: str | None = None
+    ipr: IprSource,
+    lsock: LinkSocket,
+    host: HostSide,
+    index: int,
+    observer: StepObserver | None = None,
 ) -> list[str]:
     """Restore name/MTU/MAC/sizes/ethtool/alias/admin state/addresses/routes/rules/neighbours
-    of `index`. `fail_step` (tests only) makes that step fail without doing its work."""
+    of `index`; returns one `"STEP: why"` per failed step (each step runs on its own).
+    `observer` (tests only; knd.netns.steps) is called before each step; raising fails it."""
     errors: list[str] = []
 
-    def attempt(step: str, fn: Any, *args: Any) -> None:
-        if step == fail_step:
-            errors.append(f"{step}: injected failure")
-            return
+    def attempt(step: RestoreStep, fn: Any, *args: Any) -> None:
         try:
+            if observer is not None:
+                observer.on_step(step, host.name)
             fn(*args)
         except Exception as exc:
             errors.append(f"{step}: {exc}")
 
     info = lsock.link(index)
     if info is not None and info.name != host.name:
-        attempt("rename", lambda: lsock.setlink(index, up=False))
-        attempt("rename", lambda: lsock.setlink(index, ifname=host.name))
+        attempt(RestoreStep.RENAME, lambda: lsock.setlink(index, up=False))
+        attempt(RestoreStep.RENAME, lambda: lsock.setlink(index, ifname=host.name))
     mac = mac_change(lsock.link(index), host.mac)
-    attempt("link", lambda: lsock.setlink(index, mtu=host.mtu, mac=mac))
+    attempt(RestoreStep.LINK, lambda: lsock.setlink(index, mtu=host.mtu, mac=mac))
     sizes = {
         kind: value
         for kind, name in zip(SIZE_ATTRS, SIZE_FIELDS, strict=True)
         if (value := getattr(host, name)) is not None
     }
     if sizes:
-        attempt("sizes", lambda: lsock.setlink(index, u32=sizes))
+        attempt(RestoreStep.SIZES, lambda: lsock.setlink(index, u32=sizes))
     if host.features or host.private_flags:
         current = lsock.link(index)
         ifname = current.name if current is not None else host.name
         if host.features:
-            attempt("ethtool", apply_features, ifname, host.features)
+            attempt(RestoreStep.ETHTOOL, apply_features, ifname, host.features)
         if host.private_flags:
-            attempt("private-flags", apply_private_flags, ifname, host.private_flags)
+            attempt(RestoreStep.PRIVATE_FLAGS, apply_private_flags, ifname, host.private_flags)
     if host.alias:
-        attempt("alias", lambda: lsock.setlink(index, alias=host.alias))
+        attempt(RestoreStep.ALIAS, lambda: lsock.setlink(index, alias=host.alias))
     for cidr in host.addresses:
-        attempt("address", lsock.add_address, index, cidr)
+        attempt(RestoreStep.ADDRESS, lsock.add_address, index, cidr)
     if host.up:
-        attempt("up", lambda: lsock.setlink(index, up=True))
+        attempt(RestoreStep.UP, lambda: lsock.setlink(index, up=True))
         for route in sorted(host.routes, key=lambda r: 0 if r.scope == 253 else 1):
-            attempt("route", lsock.add_route, index, route)
+            attempt(RestoreStep.ROUTE, lsock.add_route, index, route)
     for rule in host.rules:
-        attempt("rule", lambda r=rule: add_rule(ipr(), r))
+        attempt(RestoreStep.RULE, lambda r=rule: add_rule(ipr(), r))
     for neigh in host.neighbors:
-        attempt("neighbor", lambda n=neigh: add_neighbor(ipr(), index, n))
+        attempt(RestoreStep.NEIGHBOR, lambda n=neigh: add_neighbor(ipr(), index, n))
     return errors

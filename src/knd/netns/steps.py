@@ -1,4 +1,5 @@
-"""The named steps of attach (knd.netns.attach), and the optional observer called before each.
+"""The named steps of attach (knd.netns.attach) and of the host restore (knd.netns.restore),
+and the optional observer called before each.
 
 `AttachStep` is the one list of step names: `AttachError.step`, the `attach_failures` metric's
 label and `StepObserver.on_step` all carry one of its values (a `str` subclass, so it compares
@@ -45,8 +46,26 @@ class AttachStep(StrEnum):
 STEPS: Final[tuple[AttachStep, ...]] = tuple(s for s in AttachStep if s is not AttachStep.CHILD)
 
 
+class RestoreStep(StrEnum):
+    """One step of restoring a NIC's captured host state (knd.netns.restore.restore_host), in
+    order. A failed step is recorded (`"STEP: why"`) and the others still run."""
+
+    RENAME = "rename"
+    LINK = "link"
+    SIZES = "sizes"
+    ETHTOOL = "ethtool"
+    PRIVATE_FLAGS = "private-flags"
+    ALIAS = "alias"
+    ADDRESS = "address"
+    UP = "up"
+    ROUTE = "route"
+    RULE = "rule"
+    NEIGHBOR = "neighbor"
+
+
 class StepObserver(Protocol):
     """Called by the attach executor before each named step (see the module docstring)."""
 
-    def on_step(self, step: AttachStep, device: str) -> None:
-        """`step` of `device` (the plan's device name) is about to run; raising fails it."""
+    def on_step(self, step: AttachStep | RestoreStep, device: str) -> None:
+        """`step` of `device` (the plan's device name; for a restore step the host-side name)
+        is about to run; raising fails it."""
