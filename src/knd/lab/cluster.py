@@ -281,8 +281,12 @@ def install_knd_pod(
         runtime = state["runtime"]
         tag = "lab-" + helm.archive_digest().split(":", 1)[1][:12]
         ref = helm.import_image(runtime, f"{helm.IMAGE_REPOSITORY}:{tag}")
+        undos: list[Any] = state.setdefault("shared_mounts", [])
         for path in (helm.netns_dir(runtime), *helm.HOST_TO_CONTAINER):
-            helm.share_mounts(path)
+            undo = helm.share_mount(path)
+            if undo is not None:
+                undos.append(undo)
+                lab._write_state(cfg, state)  # recorded at once: `down` undoes it
         values = helm.lab_values(
             image_ref=ref,
             kubelet_root=k8s["kubelet_root"],
@@ -399,6 +403,11 @@ def down(cfg: LabConfig, state: dict[str, Any], out: TextIO, lab: Any) -> None:
             lab.runtime("stop", "--version", runtime_version(state, lab))
         except lab.LabError as exc:
             print(f"[lab] {exc}", file=out)
+    if state.get("shared_mounts"):  # knd as a pod: the HostToContainer paths made shared
+        from knd.lab import helm  # noqa: PLC0415
+
+        for why in helm.unshare_mounts(state["shared_mounts"]):
+            print(f"[lab] mount left: {why}", file=out)
     if k8s_dir:  # again: the kubelet's cgroups are empty only once containerd's pods are gone
         try:
             kubernetes("stop", "--state-dir", k8s_dir)
