@@ -19,6 +19,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -58,15 +59,17 @@ class HelmLab(Lab):
 
 def host_leftovers() -> dict[str, list[str]]:
     """What a lab could leave on the host: mount points, named netns, lab processes."""
-    ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=False)
+    # a zombie (stat Z: killed, not yet reaped by its parent) holds nothing but its pid
+    ps = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True, check=False)
     lab_procs = ("containerd", "kubelet", "kube-apiserver", "etcd", "knd driver", "gpu_driver")
+    procs = [line.strip().partition(" ") for line in ps.stdout.splitlines()]
     return {
         "mounts": sorted(labhelm._mounts()),
         "netns": sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else [],
         "procs": sorted(
-            a
-            for a in ps.stdout.splitlines()
-            if any(w in a for w in lab_procs) and "ps -eo" not in a
+            a.strip()
+            for st, _, a in procs
+            if not st.startswith("Z") and any(w in a for w in lab_procs) and "ps -eo" not in a
         ),
     }
 
@@ -276,3 +279,193 @@ def test_pod_with_a_knd_claim_gets_its_nic_from_knd_in_a_pod(lab: Lab) -> None:
     _wait(lambda: lab.api.get("Pod", name, "default") is None, 120, "pod deleted")
     _wait(lambda: lab.nic(0) in host_nics(lab), 60, f"{lab.nic(0)} back on the host")
     lab.api.delete("ResourceClaim", c, "default")
+
+
+# -- upgrade and rollback with pods running and starting ---------------------------------------
+class Churn:
+    """Pods with NICs created one after another while knd is replaced (`nics`), one more
+    (`gap_nic`) created the moment the old knd pod is seen terminating or gone, and a watcher
+    that records every pod seen Running without its NIC (it must be healed, not left so)."""
+
+    def __init__(self, lab: Lab, nics: list[int], tag: str, old_uid: str, gap_nic: int) -> None:
+        self.lab, self.nics, self.tag = lab, nics, tag
+        self.old_uid, self.gap_nic = old_uid, gap_nic
+        self.pods: dict[str, str] = {}  # pod name -> interface name inside
+        self.no_knd_ready: list[str] = []  # pods created while no knd pod was Ready
+        self.seen_without: set[str] = set()
+        self.errors: list[str] = []
+        self.exec_errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._create, daemon=True),
+            threading.Thread(target=self._gap, daemon=True),
+            threading.Thread(target=self._watch, daemon=True),
+        ]
+
+    def _one(self, api: RestClient, i: int) -> None:
+        c, name, ifname = uniq(f"{self.tag}c"), uniq(f"{self.tag}p"), f"net{i}"
+        try:
+            api.create(nic_claim(c, self.lab.nic(i), {"interface": {"name": ifname}}))
+            api.create(pod(self.lab, name, {"nic": c}))
+            self.pods[name] = ifname
+            if labhelm.ready_pod(api) is None:
+                self.no_knd_ready.append(name)
+        except RestError as exc:
+            self.errors.append(f"create {name}: {exc}")
+
+    def _gap(self) -> None:
+        api = RestClient.from_kubeconfig(Path(self.lab.state["kubeconfig"]))
+        while not self._stop.wait(0.1):
+            old = [p for p in labhelm.knd_pods(api) if p["metadata"]["uid"] == self.old_uid]
+            if not old or old[0]["metadata"].get("deletionTimestamp"):
+                self._one(api, self.gap_nic)
+                return
+
+    def __enter__(self) -> Churn:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+    def _create(self) -> None:
+        api = RestClient.from_kubeconfig(Path(self.lab.state["kubeconfig"]))
+        for n, i in enumerate(self.nics):
+            if self._stop.wait(1.5 if n else 0.2):
+                return
+            self._one(api, i)
+
+    def _watch(self) -> None:
+        api = RestClient.from_kubeconfig(Path(self.lab.state["kubeconfig"]))
+        while not self._stop.wait(0.3):
+            for name, ifname in list(self.pods.items()):
+                try:
+                    p = api.get("Pod", name, "default")
+                    phase = ((p or {}).get("status") or {}).get("phase")
+                    if p and phase == "Running" and not has_nic(self.lab, p, ifname):
+                        self.seen_without.add(name)
+                except Exception as exc:  # a pod changing under us: looked at again next round
+                    self.exec_errors.append(f"{name}: {exc!r}")
+
+
+def _replace_knd(lab: Lab, action: Any, tag: str, nics: list[int], gap_nic: int) -> dict[str, Any]:
+    """Run `action` (a helm upgrade/rollback) with a running pod holding NIC 7 and new pods
+    being created on `nics` and, as the old knd pod goes, on `gap_nic` (Churn); then check that
+    every pod has its NIC and nothing went unnoticed."""
+    keep_c, keep = uniq("keepc"), uniq("keep")
+    lab.api.create(
+        nic_claim(
+            keep_c, lab.nic(7), {"interface": {"name": "keep0", "addresses": ["192.0.2.77/24"]}}
+        )
+    )
+    lab.api.create(pod(lab, keep, {"nic": keep_c}))
+    kp = running(lab, keep)
+    old = knd_pod(lab)
+    t0 = time.monotonic()
+    with Churn(lab, nics, tag, old["metadata"]["uid"], gap_nic) as churn:
+        action()
+        new = knd_pod(lab)
+        _wait(lambda: len(churn.pods) == len(nics) + 1, 120, "every churn pod created")
+        for name in list(churn.pods):
+            running(lab, name, timeout=180)
+        time.sleep(1.0)  # one more round of the watcher over the now-running pods
+    took = time.monotonic() - t0
+    assert not churn.errors, churn.errors
+    assert new["metadata"]["uid"] != old["metadata"]["uid"], "knd's pod was not replaced"
+    # every pod runs with its NIC now (a pod seen without it was healed by the new knd)
+    for name, ifname in churn.pods.items():
+        p = lab.api.get("Pod", name, "default")
+        assert p is not None and has_nic(lab, p, ifname), (name, ifname)
+    healed = heals(lab)
+    assert len(churn.seen_without) <= healed, (
+        f"pods seen running without their NIC {sorted(churn.seen_without)}, but the new knd"
+        f" healed only {healed}"
+    )
+    # the pod that ran through the replacement kept its NIC and its address
+    assert "inet 192.0.2.77/24" in sh(lab, kp, "ip", "-o", "addr", "show", "dev", "keep0")
+    assert lab.api.get("Pod", keep, "default")["status"]["phase"] == "Running"  # type: ignore[index]
+    for i in [7, gap_nic, *nics]:
+        assert lab.nic(i) not in host_nics(lab)
+    delete_workload(lab)
+    _wait(lambda: host_nics(lab) == {lab.nic(i) for i in range(8)}, 90, "every NIC home")
+    print(f"exec errors while watching (pods changing): {churn.exec_errors[:5]}")
+    return {
+        "seconds": round(took, 1),
+        "seen_without": len(churn.seen_without),
+        "healed": healed,
+        "created_while_no_knd_ready": len(churn.no_knd_ready),
+        "new_pod": new,
+    }
+
+
+def test_helm_upgrade_to_a_new_image_with_pods_running_and_starting(lab: Lab) -> None:
+    h = helm(lab)
+    ref = labhelm.import_image(lab.state["runtime"], f"{labhelm.IMAGE_REPOSITORY}:upgrade-e2e")
+    values = lab.state["helm"]["values"]
+    out = _replace_knd(
+        lab,
+        lambda: h.upgrade(Path(values), "--set", "image.tag=upgrade-e2e"),
+        "up",
+        [1, 2, 3, 4],
+        5,
+    )
+    print(f"upgrade: {dict(out, new_pod=out['new_pod']['metadata']['name'])}")
+    assert out["new_pod"]["spec"]["containers"][0]["image"] == ref
+    hist = h.history()
+    assert [r["status"] for r in hist][-2:] == ["superseded", "deployed"]
+
+
+def test_helm_rollback_with_pods_running_and_starting(lab: Lab) -> None:
+    h = helm(lab)
+    first = h.history()[0]["revision"]
+    out = _replace_knd(lab, lambda: h.rollback(first), "rb", [2, 3, 5], 6)
+    print(f"rollback: {dict(out, new_pod=out['new_pod']['metadata']['name'])}")
+    assert out["new_pod"]["spec"]["containers"][0]["image"] == lab.state["helm"]["image"]
+    assert h.history()[-1]["status"] == "deployed"
+    assert "Rollback" in h.history()[-1].get("description", "")
+
+
+# -- uninstall (last: it removes knd) ---------------------------------------------------------
+def knd_sockets(lab: Lab) -> list[str]:
+    """knd's unix sockets on the node: the DRA service and the kubelet registration."""
+    root = Path(lab.state["kubelet_root"])
+    return sorted(str(p) for p in root.rglob("*") if p.is_socket() and "dra.net" in str(p))
+
+
+def test_helm_uninstall_leaves_no_sockets_or_state_and_running_pods_keep_their_nics(
+    lab: Lab,
+) -> None:
+    h = helm(lab)
+    values = Path(lab.state["helm"]["values"])
+    state_path = Path(lab.state["helm"]["state_path"])
+    assert knd_sockets(lab), "knd serves the kubelet before the uninstall"
+    # 1. a pod holds a NIC: the uninstall leaves the NIC in the pod, and the state it needs
+    c, name = uniq("unc"), uniq("unp")
+    params = {"interface": {"name": "u0", "addresses": ["192.0.2.66/24"]}}
+    lab.api.create(nic_claim(c, lab.nic(6), params))
+    lab.api.create(pod(lab, name, {"nic": c}))
+    p = running(lab, name)
+    h.uninstall()
+    _wait(lambda: not labhelm.knd_pods(lab.api), 120, "knd's pod gone")
+    assert lab.api.get("DaemonSet", "knd", "kube-system") is None
+    assert knd_sockets(lab) == []
+    assert state_path.is_file(), "the state of the pod holding a NIC was removed"
+    assert "inet 192.0.2.66/24" in sh(lab, p, "ip", "-o", "addr", "show", "dev", "u0")
+    assert lab.nic(6) not in host_nics(lab)
+    # 2. installed again, knd finds that pod in its state: deleting it gives the NIC back
+    h.install(values)
+    knd_pod(lab)
+    lab.api.delete("Pod", name, "default")
+    _wait(lambda: lab.api.get("Pod", name, "default") is None, 120, "pod deleted")
+    _wait(lambda: lab.nic(6) in host_nics(lab), 60, f"{lab.nic(6)} back on the host")
+    lab.api.delete("ResourceClaim", c, "default")
+    # 3. nothing holds a NIC: the uninstall removes the sockets and every state file
+    h.uninstall()
+    _wait(lambda: not labhelm.knd_pods(lab.api), 120, "knd's pod gone")
+    assert knd_sockets(lab) == []
+    left = sorted(str(x) for x in state_path.parent.rglob("*"))
+    assert left == [], f"state left on the node after uninstall: {left}"
+    assert host_nics(lab) == {lab.nic(i) for i in range(8)}
