@@ -17,10 +17,11 @@
    (`--kubeconfig`, the kubelet's root dir, containerd's NRI socket);
 
 or, with `knd_as="pod"` (`knd lab up --knd-as pod`), instead of 4-6's chart objects and
-process: the image archive imported into containerd and the chart `helm install`ed
-(knd.lab.helm), so knd is the DaemonSet's privileged pod under the real kubelet, with the
-chart's RBAC, admission policy and DeviceClasses; step 5's token is still made (tests use knd's
-credentials from it);
+process: the image archive imported into containerd, the chart's `HostToContainer` host paths
+made shared mount points (each change recorded in the state; `down` undoes it after containerd
+stopped) and the chart `helm install`ed (knd.lab.helm), so knd is the DaemonSet's privileged pod
+under the real kubelet, with the chart's RBAC, admission policy and DeviceClasses; step 5's
+token is still made (tests use knd's credentials from it);
 
 and returns when the Node is Ready and both drivers' ResourceSlices are published. `down` deletes
 the pods through the API (the kubelet tears them down: NodeUnprepareResources, NRI), stops the
