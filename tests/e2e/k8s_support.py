@@ -61,6 +61,19 @@ def _k8s_skip_reason() -> str | None:
     return "Kubernetes not built: run `scripts/kubernetes install`"
 
 
+def _pod_skip_reason() -> str | None:
+    """knd as the chart's pod also needs the helm binary and the image archive."""
+    from knd.lab import helm
+
+    try:
+        helm.binary()
+    except helm.HelmError as exc:
+        return str(exc)
+    if not helm.ARCHIVE.exists():
+        return f"{helm.ARCHIVE} not built: run `scripts/image build`"
+    return None
+
+
 @dataclass
 class Lab:
     cfg: labmod.LabConfig
@@ -76,12 +89,15 @@ class Lab:
         return RestClient.from_kubeconfig(Path(self.state["driver_kubeconfig"]))
 
 
-def lab_fixture(containerd: str = labmod.RUNTIME_VERSION) -> Callable[..., Iterator[Lab]]:
-    """A module-scoped `lab` fixture on containerd `containerd` ("2" or "1.7")."""
+def lab_fixture(
+    containerd: str = labmod.RUNTIME_VERSION, knd_as: str = "process"
+) -> Callable[..., Iterator[Lab]]:
+    """A module-scoped `lab` fixture on containerd `containerd` ("2" or "1.7"), with knd as a
+    process or (`knd_as="pod"`) as the chart's DaemonSet pod (knd.lab.helm)."""
 
     @pytest.fixture(scope="module")
     def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-        reason = _k8s_skip_reason()
+        reason = _k8s_skip_reason() or (_pod_skip_reason() if knd_as == "pod" else None)
         if reason:
             print(f"SKIP e2e: {reason}")
             pytest.skip(reason)
@@ -90,6 +106,7 @@ def lab_fixture(containerd: str = labmod.RUNTIME_VERSION) -> Callable[..., Itera
             nic_prefix=PREFIX,
             fabric=f"kk8-fabric-{os.getpid()}",
             containerd=containerd,
+            knd_as=knd_as,
         )
         log = io.StringIO()
         try:
@@ -99,6 +116,9 @@ def lab_fixture(containerd: str = labmod.RUNTIME_VERSION) -> Callable[..., Itera
             print(log.getvalue())
             logs = [cfg.state_dir / "driver.log", cfg.state_dir / "gpu_driver.log"]
             logs += sorted((cfg.state_dir / "kubernetes" / "logs").glob("*.log"))
+            logs += sorted(
+                (cfg.state_dir / "kubernetes").glob("run/pod-logs/kube-system_knd-*/*/*")
+            )  # knd as a pod
             for path in logs:
                 if path.exists():
                     tail = "\n".join(path.read_text(errors="replace").splitlines()[-25:])

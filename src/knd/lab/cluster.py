@@ -17,10 +17,11 @@
    (`--kubeconfig`, the kubelet's root dir, containerd's NRI socket);
 
 or, with `knd_as="pod"` (`knd lab up --knd-as pod`), instead of 4-6's chart objects and
-process: the image archive imported into containerd and the chart `helm install`ed
-(knd.lab.helm), so knd is the DaemonSet's privileged pod under the real kubelet, with the
-chart's RBAC, admission policy and DeviceClasses; step 5's token is still made (tests use knd's
-credentials from it);
+process: the image archive imported into containerd, the chart's `HostToContainer` host paths
+made shared mount points (each change recorded in the state; `down` undoes it after containerd
+stopped) and the chart `helm install`ed (knd.lab.helm), so knd is the DaemonSet's privileged pod
+under the real kubelet, with the chart's RBAC, admission policy and DeviceClasses; step 5's
+token is still made (tests use knd's credentials from it);
 
 and returns when the Node is Ready and both drivers' ResourceSlices are published. `down` deletes
 the pods through the API (the kubelet tears them down: NodeUnprepareResources, NRI), stops the
@@ -279,8 +280,12 @@ def install_knd_pod(
         runtime = state["runtime"]
         tag = "lab-" + helm.archive_digest().split(":", 1)[1][:12]
         ref = helm.import_image(runtime, f"{helm.IMAGE_REPOSITORY}:{tag}")
+        undos: list[Any] = state.setdefault("shared_mounts", [])
         for path in (helm.netns_dir(runtime), *helm.HOST_TO_CONTAINER):
-            helm.share_mounts(path)
+            undo = helm.share_mount(path)
+            if undo is not None:
+                undos.append(undo)
+                lab._write_state(cfg, state)  # recorded at once: `down` undoes it
         values = helm.lab_values(
             image_ref=ref,
             kubelet_root=k8s["kubelet_root"],
@@ -397,6 +402,11 @@ def down(cfg: LabConfig, state: dict[str, Any], out: TextIO, lab: Any) -> None:
             lab.runtime("stop", "--version", runtime_version(state, lab))
         except lab.LabError as exc:
             print(f"[lab] {exc}", file=out)
+    if state.get("shared_mounts"):  # knd as a pod: the HostToContainer paths made shared
+        from knd.lab import helm  # noqa: PLC0415
+
+        for why in helm.unshare_mounts(state["shared_mounts"]):
+            print(f"[lab] mount left: {why}", file=out)
     if k8s_dir:  # again: the kubelet's cgroups are empty only once containerd's pods are gone
         try:
             kubernetes("stop", "--state-dir", k8s_dir)

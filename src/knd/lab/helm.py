@@ -10,10 +10,11 @@ The pieces, each usable on its own (the e2e upgrade/rollback/uninstall tests dri
 * `import_image(runtime, archive, ref)`: `ctr -n k8s.io images import --index-name REF` of
   the OCI archive `scripts/image build` wrote, into the lab's containerd: the kubelet finds it
   with `imagePullPolicy: Never` (the lab has no registry).
-* `share_mounts(path)`: make a host directory a shared mount (bind on itself, `--make-shared`),
-  so mounts made below it later (containerd's pod netns bind mounts) propagate into a
-  container that mounts it with `mountPropagation: HostToContainer`. The lab's host has a
-  private `/`; a real node's is shared (systemd), where this is not needed.
+* `share_mount(path)` / `unshare_mounts(undos)`: make one host directory a shared mount point
+  (bind on itself, `--make-shared`) so that containerd accepts it for `mountPropagation:
+  HostToContainer` and mounts made below it later (containerd's pod netns bind mounts)
+  propagate into knd's container; and undo exactly that at `knd lab down`. The lab's host has
+  a private `/` and `/dev`; a real node's are shared (systemd), where this is not needed.
 * `lab_values(...)`: the chart values that fit the DaemonSet to the lab: the kubelet's root dir,
   containerd's NRI socket and netns dir, the lab's sysfs fixture, a state path under the lab's
   state dir, the API server on 127.0.0.1 (the lab runs no kube-proxy, so the `kubernetes`
@@ -162,27 +163,81 @@ def import_image(runtime: dict[str, Any], ref: str, archive: Path = ARCHIVE) -> 
     return ref
 
 
-def _mountpoints() -> set[str]:
+def _mounts() -> dict[str, str]:
+    """Mount point -> its optional fields ("shared:N", "master:N", or "" for private); the last
+    mount stacked on a path wins, as the kernel resolves it."""
     from knd.host.procfs import ProcRoot  # noqa: PLC0415
 
     text = ProcRoot().read("self", "mountinfo", limit=16 << 20) or ""
-    return {line.split()[4].encode().decode("unicode_escape") for line in text.splitlines()}
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 7 or "-" not in fields:
+            continue
+        point = fields[4].encode().decode("unicode_escape")
+        out[point] = " ".join(fields[6 : fields.index("-")])
+    return out
 
 
-def share_mounts(path: Path) -> None:
-    """`path` becomes its own shared mount (idempotent); see the module docstring. The path is
-    resolved first (`/var/run` is a link to `/run`): binding a mount point again on itself
-    stacks a second mount, and `ip netns del` then fails with EBUSY on every netns below it."""
-    path.mkdir(parents=True, exist_ok=True)
+def _propagating(optional: str) -> bool:
+    return "shared:" in optional or "master:" in optional
+
+
+def share_mount(path: Path) -> JSON | None:
+    """Make `path` a shared mount point, touching nothing else; returns what to undo (None when
+    it already propagates). Three cases, each undone by `unshare_mounts`:
+
+    * not a mount point (`/dev/infiniband` on the host's private `/dev`): bound on itself and
+      made shared -> `{"path", "umount": true}`;
+    * its own private mount point: made shared -> `{"path", "private": true}`;
+    * already shared or a slave (`/run/netns` after any `ip netns add`): left as it is.
+
+    A directory it had to create is removed again (`"rmdir": true`). The path is resolved first
+    (`/var/run` is a link to `/run`): binding a mount point again on itself would stack a second
+    mount, and `ip netns del` then fails with EBUSY on every netns below it."""
+    undo: JSON = {}
+    if not path.exists():
+        path.mkdir(parents=True)
+        undo["rmdir"] = True
     path = path.resolve()
-    if str(path) not in _mountpoints():
+    undo["path"] = str(path)
+    optional = _mounts().get(str(path))
+    if optional is None:
         _run(["mount", "--bind", str(path), str(path)])
-    _run(["mount", "--make-shared", str(path)])
+        undo["umount"] = True
+        _run(["mount", "--make-shared", str(path)])
+    elif not _propagating(optional):
+        _run(["mount", "--make-shared", str(path)])
+        undo["private"] = True
+    return undo if len(undo) > 1 else None
 
 
-#: The chart's hostPath volumes mounted `HostToContainer`: the runtime refuses such a mount
-#: unless its host path is on a shared or slave mount ("is mounted on /dev but it is not a
-#: shared or slave mount"); a systemd node's are, this lab host's `/` and `/dev` are private.
+def unshare_mounts(undos: list[JSON]) -> list[str]:
+    """Undo `share_mount` records, last first; returns what could not be undone (each also
+    tried lazily: a mount still referenced by a dying container detaches rather than stays)."""
+    left: list[str] = []
+    for undo in reversed(undos):
+        path = Path(undo["path"])
+        mounts = _mounts()
+        try:
+            if undo.get("umount") and str(path) in mounts:
+                out = subprocess.run(["umount", str(path)], capture_output=True, check=False)
+                if out.returncode != 0:
+                    _run(["umount", "-l", str(path)])
+            elif undo.get("private") and str(path) in mounts:
+                _run(["mount", "--make-private", str(path)])
+            if undo.get("rmdir") and path.is_dir() and str(path) not in _mounts():
+                path.rmdir()
+        except (HelmError, OSError) as exc:
+            left.append(f"{path}: {exc}")
+    return left
+
+
+#: The chart's hostPath volumes mounted `HostToContainer` (containerd refuses such a mount
+#: unless its host path is on a shared or slave mount: "is mounted on /dev but it is not a
+#: shared or slave mount"). A systemd node's `/` is shared; this lab host's `/` and `/dev` are
+#: private, so the lab makes exactly these mount points shared for its lifetime (`share_mount`)
+#: and undoes it at `knd lab down`, rather than changing the propagation of `/` or `/dev`.
 HOST_TO_CONTAINER = (Path("/var/run/netns"), Path("/dev/infiniband"), Path("/sys/fs/bpf"))
 
 
