@@ -6,6 +6,10 @@ ETHTOOL_GSSET_INFO / ETHTOOL_GSTRINGS on string set ETH_SS_FEATURES give the fea
 bit order; ETHTOOL_GFEATURES gives per 32-bit block the available/requested/active/never-changed
 masks; a feature's value is its `active` bit (what `ethtool -k` shows and pyroute2 reports as
 `enable`). Runs in the netns of the calling thread.
+
+The feature names are the kernel's own table (`netdev_features_strings`), the same for every
+device of the running kernel: they are read once per process and then reused while the
+kernel reports the same count (one GSSET_INFO and one GFEATURES ioctl per device after that).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import ctypes
 import errno
 import socket
 import struct
+import threading
 
 from knd.netns.plan import Toggle
 from knd.netns.privflags import ETH_GSTRING_LEN, ETHTOOL_GSSET_INFO, ETHTOOL_GSTRINGS, _ioctl
@@ -21,6 +26,10 @@ from knd.netns.privflags import ETH_GSTRING_LEN, ETHTOOL_GSSET_INFO, ETHTOOL_GST
 ETH_SS_FEATURES = 4
 ETHTOOL_GFEATURES = 0x3A
 MAX_FEATURES = 1024
+
+_cache_lock = threading.Lock()
+#: the kernel's feature names, by their count (see the module docstring)
+_cached_names: dict[int, tuple[str, ...]] = {}
 
 
 def _names(s: socket.socket, ifname: str) -> tuple[str, ...]:
@@ -34,14 +43,21 @@ def _names(s: socket.socket, ifname: str) -> tuple[str, ...]:
     count = min(count, MAX_FEATURES)
     if count == 0:
         return ()
+    with _cache_lock:
+        cached = _cached_names.get(count)
+    if cached is not None:
+        return cached
     strings = ctypes.create_string_buffer(12 + count * ETH_GSTRING_LEN)
     struct.pack_into("=III", strings, 0, ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count)
     _ioctl(s, ifname, strings)
     raw = strings.raw[12:]
-    return tuple(
+    names = tuple(
         raw[i * ETH_GSTRING_LEN : (i + 1) * ETH_GSTRING_LEN].split(b"\0", 1)[0].decode("ascii")
         for i in range(count)
     )
+    with _cache_lock:
+        _cached_names[count] = names
+    return names
 
 
 def feature_values(ifname: str) -> tuple[Toggle, ...]:
