@@ -6,9 +6,9 @@ a prepared AttachPlan (`knd.netns.attach.attach`); the baseline runs iproute2 in
 lines cannot switch netns). Runs are interleaved with a short pause between timed runs, and
 the order of the three timed runs of a round (knd, iproute2, the floor below) cycles through
 all six permutations, so no tool always takes the same place (the floor used to go last: in a
-side experiment alternating only knd and the bare move, the first timed move of a round was
-1.5-3 ms slower, as if it met the kernel's deferred clean-up of the previous round's
-namespaces). Per-position medians of knd and the floor are printed (about 13 samples each:
+side experiment alternating only knd and the bare move, the bare move was 1.7-3.0 ms slower
+when it went first in its round, as if it met the kernel's deferred clean-up of the previous
+round's namespaces). Per-position medians of knd and the floor are printed (about 13 samples each:
 too few to show that effect in one run of this bench).
 Also an 8-NIC pod vs a 1-NIC pod (the kernel serialises netns moves under the RTNL lock,
 ~15-25 ms each on the lab VM, so this ratio is bounded by the kernel); its three timed runs
