@@ -3,9 +3,16 @@
 Per NIC: set down, move into a pod netns + rename + MTU, 2 addresses, up, 2 routes. knd runs
 a prepared AttachPlan (`knd.netns.attach.attach`); the baseline runs iproute2 in batch mode (one
 `ip -batch` in the host for down+move+rename+MTU, one `ip -n <pod> -batch` for the rest: batch
-lines cannot switch netns). Runs are interleaved, the order alternating, with a short pause
-between timed runs. Also an 8-NIC pod vs a 1-NIC pod (the kernel serialises netns moves under
-the RTNL lock, ~15-25 ms each on the lab VM, so this ratio is bounded by the kernel).
+lines cannot switch netns). Runs are interleaved with a short pause between timed runs, and
+the order of the three timed runs of a round (knd, iproute2, the floor below) cycles through
+all six permutations, so no tool always takes the same place (the floor used to go last: in a
+side experiment alternating only knd and the bare move, the bare move was 1.7-3.0 ms slower
+when it went first in its round, as if it met the kernel's deferred clean-up of the previous
+round's namespaces). Per-position medians of knd and the floor are printed (about 13 samples each:
+too few to show that effect in one run of this bench).
+Also an 8-NIC pod vs a 1-NIC pod (the kernel serialises netns moves under the RTNL lock,
+~15-25 ms each on the lab VM, so this ratio is bounded by the kernel); its three timed runs
+cycle through the six orders the same way.
 
 The kernel's floor is measured in the same run: the bare netns move of a device of the same
 kind (one RTM_NEWLINK with IFLA_NET_NS_FD, in-process over raw netlink, socket and netns fd
@@ -22,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import secrets
 import statistics
 import subprocess
 import time
+from typing import Any
 
 from pyroute2 import IPRoute, netns
 
@@ -38,6 +47,9 @@ from knd.netns.capture import capture_host_state
 from knd.netns.detach import detach
 from knd.netns.plan import AttachPlan
 from knd.netns.rawlink import LinkSocket
+
+#: the orders of a round's three timed runs (cycled, so no run always goes first or last)
+ORDERS = tuple(itertools.permutations(range(3)))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -148,6 +160,8 @@ def main() -> None:
     knd_detach: list[float] = []
     ip_attach: list[float] = []
     floor: list[float] = []
+    knd_at: list[list[float]] = [[], [], []]  # by position in the round
+    floor_at: list[list[float]] = [[], [], []]
     try:
         for i in range(args.nics + 3):  # the first 3 rounds warm up and are discarded
             name, ns = env.veth(), env.netns()
@@ -163,22 +177,24 @@ def main() -> None:
                 t2 = time.perf_counter()
                 return (t1 - t0) * 1000, (t2 - t1) * 1000
 
-            settle()
-            if i % 2:  # alternate which tool goes first
-                ip_ms = run_iproute2(name2, ns2, i)
+            got: dict[int, Any] = {}
+            runs = (
+                run_knd,
+                lambda name2=name2, ns2=ns2, i=i: run_iproute2(name2, ns2, i),
+                lambda name3=name3, ns3=ns3: bare_moves([name3], ns3),
+            )
+            order = ORDERS[i % len(ORDERS)]
+            for which in order:
                 settle()
-                a_ms, d_ms = run_knd()
-            else:
-                a_ms, d_ms = run_knd()
-                settle()
-                ip_ms = run_iproute2(name2, ns2, i)
-            settle()
-            floor_ms = bare_moves([name3], ns3)
+                got[which] = runs[which]()
+            (a_ms, d_ms), ip_ms, floor_ms = got[0], got[1], got[2]
             if i >= 3:
                 knd_attach.append(a_ms)
                 knd_detach.append(d_ms)
                 ip_attach.append(ip_ms)
                 floor.append(floor_ms)
+                knd_at[order.index(0)].append(a_ms)
+                floor_at[order.index(2)].append(floor_ms)
             env.cleanup()
 
         one: list[float] = []
@@ -189,16 +205,22 @@ def main() -> None:
             plan1 = plan_for(env.veth(), 300 + r, 0)
             plans = [plan_for(env.veth(), 100 + r, k) for k in range(8)]
             bare = [env.veth() for _ in range(8)]
-            settle()
-            t0 = time.perf_counter()
-            attach([plan1], f"/run/netns/{ns}")
-            one_ms = (time.perf_counter() - t0) * 1000
-            settle()
-            t0 = time.perf_counter()
-            attach(plans, f"/run/netns/{ns8}")
-            eight_ms = (time.perf_counter() - t0) * 1000
-            settle()
-            floor8_ms = bare_moves(bare, nsf)
+
+            def timed_attach(p: list[AttachPlan], where: str) -> float:
+                t0 = time.perf_counter()
+                attach(p, f"/run/netns/{where}")
+                return (time.perf_counter() - t0) * 1000
+
+            pod_runs = (
+                lambda plan1=plan1, ns=ns: timed_attach([plan1], ns),
+                lambda plans=plans, ns8=ns8: timed_attach(plans, ns8),
+                lambda bare=bare, nsf=nsf: bare_moves(bare, nsf),
+            )
+            took: dict[int, float] = {}
+            for which in ORDERS[r % len(ORDERS)]:
+                settle()
+                took[which] = pod_runs[which]()
+            one_ms, eight_ms, floor8_ms = took[0], took[1], took[2]
             if r > 0:
                 one.append(one_ms)
                 eight.append(eight_ms)
@@ -220,6 +242,13 @@ def main() -> None:
     print(f"1-NIC pod p50 {o50:.2f} ms; 8-NIC pod p50 {e50:.2f} ms; ratio {e50 / o50:.2f}")
     print(f"kernel floor: bare move p50 {f50:.2f} ms; knd/floor {a50 / f50:.2f}")
     print(f"kernel floor: eight bare moves p50 {f8:.2f} ms; knd 8-NIC/floor {e50 / f8:.2f}")
+    for pos, label in enumerate(("first", "second", "third")):
+        if knd_at[pos] and floor_at[pos]:
+            k50, fl50 = statistics.median(knd_at[pos]), statistics.median(floor_at[pos])
+            print(
+                f"  {label} in its round: knd p50 {k50:.2f} ms (n={len(knd_at[pos])}), "
+                f"bare move p50 {fl50:.2f} ms (n={len(floor_at[pos])}), ratio {k50 / fl50:.2f}"
+            )
     result = {
         "attach_p50_ms": round(a50, 3),
         "attach_p99_ms": round(a99, 3),

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from pathlib import Path
 
 import pytest
 
 from knd.api.config import decode
 from knd.driver.netns_plans import DeviceLocation, NetnsPlanBuilder
+from knd.netns import capture, ethtool_read
 from knd.netns.ethtool_read import feature_values
 from knd.netns.snapshot import HostSnapshot
 
@@ -70,6 +72,37 @@ def test_ethtool_features_over_ioctl_match_ethtool_k(lab: Lab) -> None:
     assert {k: got[k] for k in common} == {k: shown[k] for k in common}
 
 
+@pytest.mark.skipif(shutil.which("ethtool") is None, reason="ethtool (the CLI) is not installed")
+def test_ethtool_feature_names_remembered_values_read_per_call(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's feature-name table is read once per process; values are read every call,
+    and a remembered table whose block count the kernel does not confirm is read again."""
+    nic = lab.nic()
+    monkeypatch.setattr(ethtool_read, "_tables", {})
+    first = feature_values(nic.name)  # reads the names
+    assert None in ethtool_read._tables
+    table = ethtool_read._tables[None]
+    names_read: list[str] = []
+    real_read = ethtool_read._read_names
+
+    def counting(s: object, ifname: str) -> tuple[str, ...]:
+        names_read.append(ifname)
+        return real_read(s, ifname)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ethtool_read, "_read_names", counting)
+    assert feature_values(nic.name) == first and names_read == []
+    gro = dict((t.name, t.enable) for t in first)["rx-gro"]
+    sh("ethtool", "-K", nic.name, "gro", "off" if gro else "on")
+    toggled = dict((t.name, t.enable) for t in feature_values(nic.name))
+    assert toggled["rx-gro"] is (not gro) and names_read == []
+    # a table the kernel does not confirm (another block count) is replaced by a fresh read
+    stale = ethtool_read._table_of((*table.names, *[f"x{i}" for i in range(40)]))
+    monkeypatch.setattr(ethtool_read, "_tables", {None: stale})
+    assert dict((t.name, t.enable) for t in feature_values(nic.name)) == toggled
+    assert names_read == [nic.name] and ethtool_read._tables[None] == table
+
+
 def test_one_snapshot_per_prepare_call(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     nics = [lab.nic() for _ in range(3)]
     taken: list[int] = []
@@ -93,3 +126,45 @@ def test_one_snapshot_per_prepare_call(lab: Lab, monkeypatch: pytest.MonkeyPatch
     assert [p["host"]["name"] for p in plans] == [nic.name for nic in nics]
     builder.build(nics[0].name, "uid", {}, "nic", cfg)  # outside a batch: its own snapshot
     assert len(taken) == 2
+
+
+def test_rdma_device_found_once_whichever_locator(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A soft-RoCE device layered on the NIC (fixture sysfs: its GID table names the NIC) ends
+    up in the plan whether the sysfs locator found it or capture had to look; with the sysfs
+    locator over the same root, capture does not read the GID tables again (nor when the
+    locator found none)."""
+    nic = lab.nic()
+    sysfs = tmp_path / "sys"
+    (sysfs / "class" / "net" / nic.name).mkdir(parents=True)
+    ndevs = sysfs / "class" / "infiniband" / "rxe0" / "ports" / "1" / "gid_attrs" / "ndevs"
+    ndevs.mkdir(parents=True)
+    (ndevs / "0").write_text(nic.name + "\n")
+    looked: list[str] = []
+    real = capture.rdma_link_of
+
+    def counting(ifname: str, sysfs_root: str = "/sys") -> str | None:
+        looked.append(ifname)
+        return real(ifname, sysfs_root)
+
+    monkeypatch.setattr(capture, "rdma_link_of", counting)
+    cfg = decode({})
+    by_sysfs = NetnsPlanBuilder(sysfs_root=str(sysfs), dev_root=str(tmp_path / "dev"))
+    assert by_sysfs.build(nic.name, "uid", {}, "nic", cfg)["rdma"]["link"] == "rxe0"
+    plain = lab.nic()  # no RDMA device: the locator found none, capture does not look again
+    (sysfs / "class" / "net" / plain.name).mkdir()
+    assert by_sysfs.build(plain.name, "uid", {}, "nic", cfg).get("rdma") is None
+    assert looked == []
+
+    class Locator:  # knows the interface, not its RDMA device
+        def locate(self, device: str) -> DeviceLocation:
+            return DeviceLocation(device, device, None)
+
+    other = NetnsPlanBuilder(
+        locator=Locator(),  # type: ignore[arg-type]
+        sysfs_root=str(sysfs),
+        dev_root=str(tmp_path / "dev"),
+    )
+    assert other.build(nic.name, "uid", {}, "nic", cfg)["rdma"]["link"] == "rxe0"
+    assert looked == [nic.name]

@@ -17,6 +17,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Final
@@ -194,8 +195,20 @@ def canonical_mac(value: str) -> str | None:
     return None if raw is None else ":".join(f"{b:02x}" for b in raw)
 
 
+#: Longest text `parse_cidr`/`parse_ip` remember (an IPv6 address with an IPv4 tail and a
+#: prefix is 49 characters); longer input is parsed (and refused) without being remembered.
+_CACHED_TEXT: Final = 64
+
+
 def parse_cidr(value: str) -> tuple[IPAddress, IPNetwork] | None:
-    """Parse `ip/prefix` (host bits allowed, as Go's net.ParseCIDR); None when invalid."""
+    """Parse `ip/prefix` (host bits allowed, as Go's net.ParseCIDR); None when invalid.
+    Answers are remembered (bounded): the same texts come back for every claim and plan."""
+    if type(value) is not str or len(value) > _CACHED_TEXT:
+        return _parse_cidr(value)
+    return _parse_cidr_cached(value)
+
+
+def _parse_cidr(value: str) -> tuple[IPAddress, IPNetwork] | None:
     if "/" not in value:
         return None
     try:
@@ -208,14 +221,27 @@ def parse_cidr(value: str) -> tuple[IPAddress, IPNetwork] | None:
     return iface.ip, iface.network
 
 
+_parse_cidr_cached = functools.lru_cache(maxsize=4096)(_parse_cidr)
+
+
 def parse_ip(value: str) -> IPAddress | None:
-    """Parse a bare IP address (no zone, no prefix); None when invalid."""
+    """Parse a bare IP address (no zone, no prefix); None when invalid (remembered, bounded,
+    as `parse_cidr`)."""
+    if type(value) is not str or len(value) > _CACHED_TEXT:
+        return _parse_ip(value)
+    return _parse_ip_cached(value)
+
+
+def _parse_ip(value: str) -> IPAddress | None:
     if "%" in value:
         return None
     try:
         return ipaddress.ip_address(value)
     except ValueError:
         return None
+
+
+_parse_ip_cached = functools.lru_cache(maxsize=4096)(_parse_ip)
 
 
 def canonical_address(value: str) -> str:

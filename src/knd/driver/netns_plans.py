@@ -193,6 +193,12 @@ class NetnsPlanBuilder:
         self._prefetcher_lock = threading.Lock()
         self.ipam = ipam
         self.locator = locator or SysfsDeviceLocator(sysfs_root)
+        # A sysfs locator over the same root already looked for the device's RDMA device the
+        # way capture would (its PCI function's `infiniband/`, then the RoCE GID tables):
+        # capture does not read those entries a second time.
+        self._locator_finds_rdma = type(self.locator) is SysfsDeviceLocator and (
+            self.locator.sysfs.root == Path(sysfs_root)
+        )
         self.rdma_mode = rdma_mode
         self.sysfs_root = sysfs_root
         self.dev_root = dev_root
@@ -240,6 +246,7 @@ class NetnsPlanBuilder:
                 rdma_link=loc.rdma_device,
                 sysfs_root=self.sysfs_root,
                 dev_root=self.dev_root,
+                find_rdma=not self._locator_finds_rdma,
             )
             # A sub-interface's parent stays in the host: only a device that moves is refused.
             moves = config.sub_interface is None

@@ -134,9 +134,13 @@ def capture_host_state(
     sysfs_root: str = "/sys",
     dev_root: str = "/dev",
     ethtool: bool = True,
+    find_rdma: bool = True,
 ) -> HostState:
     """Capture a netdev (`ifname`, from `snapshot`: pass one to capture several devices from
-    one set of dumps) and/or an RDMA-only device (`rdma_link`)."""
+    one set of dumps) and/or an RDMA-only device (`rdma_link`). Without `rdma_link`, the RDMA
+    device bound to `ifname` is looked up in sysfs (`rdma_link_of`) unless `find_rdma` is
+    False: the caller already looked the same way and found none (the prepare path, whose
+    device locator reads the same sysfs entries)."""
     host: HostSide | None = None
     features: tuple[Toggle, ...] = ()
     private: tuple[Toggle, ...] = ()
@@ -148,7 +152,7 @@ def capture_host_state(
                 private = flag_values(ifname)
             except OSError:
                 private = ()
-        if rdma_link is None:
+        if rdma_link is None and find_rdma:
             rdma_link = rdma_link_of(ifname, sysfs_root)
     chars = rdma_char_devices(rdma_link, sysfs_root, dev_root) if rdma_link else ()
     return HostState(

@@ -12,6 +12,7 @@ persisted plan may have been edited by hand. Format version: `PLAN_VERSION`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import json
 import re
@@ -332,18 +333,28 @@ def check_mac(mac: str, what: str) -> None:
     _check(bool(_MAC.fullmatch(mac)), f"{what}: invalid MAC {mac!r}")
 
 
-def _check_ip(value: str, what: str) -> int:
+@functools.lru_cache(maxsize=4096)
+def _version(value: str, cidr: bool) -> int | None:
+    """The IP version of an address (`cidr`: an interface `ip/prefix`), None when invalid;
+    remembered (bounded): a plan's addresses come back at every check."""
     try:
-        return ipaddress.ip_address(value).version
-    except ValueError as exc:
-        raise PlanError(f"{what}: invalid IP {value!r}") from exc
+        return (ipaddress.ip_interface(value) if cidr else ipaddress.ip_address(value)).version
+    except ValueError:
+        return None
+
+
+def _check_ip(value: str, what: str) -> int:
+    version = (_version if type(value) is str else _version.__wrapped__)(value, False)
+    if version is None:
+        raise PlanError(f"{what}: invalid IP {value!r}")
+    return version
 
 
 def _check_cidr(value: str, what: str) -> int:
-    try:
-        return ipaddress.ip_interface(value).version
-    except ValueError as exc:
-        raise PlanError(f"{what}: invalid CIDR {value!r}") from exc
+    version = (_version if type(value) is str else _version.__wrapped__)(value, True)
+    if version is None:
+        raise PlanError(f"{what}: invalid CIDR {value!r}")
+    return version
 
 
 def _check_table(table: int, what: str) -> None:
