@@ -33,7 +33,7 @@ from knd.api.names import interface_device_name
 from knd.lab.apiserver import CLAIMS, ApiServerEmulator
 from knd.lab.cri import CriClient, PodSpec
 from knd.lab.kubelet import KubeletEmulator
-from tests.links import delete_links
+from knd.netns.fabric import delete_host_links
 from tests.step_faults import PauseBefore
 
 KND = str(Path(sys.executable).parent / "knd")
@@ -430,7 +430,7 @@ POD_STATE = {"mtu": POD_MTU, "up": True, "addrs": [POD_ADDR]}
 
 
 def delete_nic(nic: Nic) -> None:
-    delete_links(nic.host, nic.peer)
+    delete_host_links((nic.host, nic.peer))
 
 
 def leftovers(kroot: Path) -> list[str]:

@@ -40,9 +40,9 @@ from knd.kubelet.plugin import KubeletPlugin
 from knd.lab.apiserver import ApiServerEmulator
 from knd.lab.cri import CriClient, PodSpec
 from knd.lab.kubelet import KubeletEmulator
+from knd.netns.fabric import delete_host_links
 from knd.nri.plugin import NriPlugin, PluginConfig
 from tests.e2e.conftest import runtime_cmd
-from tests.links import delete_links
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "kubelet"))
 from kubelet_claims import DRIVER, POOL, claim, opaque
@@ -140,7 +140,7 @@ def nic(node: Node) -> Iterator[str]:
     try:
         yield host
     finally:
-        delete_links(host, peer)
+        delete_host_links((host, peer))
 
 
 def _host(name: str) -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from knd.lab.cri import CriClient, PodSpec
+from knd.netns.fabric import delete_host_links
 from knd.nri.plugin import NriPlugin, PluginConfig
 from knd.nri.types import PodInfo
 from tests.e2e.conftest import runtime_cmd
@@ -31,7 +32,6 @@ from tests.e2e.standin import (
     NIC_ANNOTATION,
     StandInHandler,
 )
-from tests.links import delete_links
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +55,7 @@ def veth() -> Iterator[Veth]:
     try:
         yield v
     finally:
-        delete_links(v.host, v.peer)
+        delete_host_links((v.host, v.peer))
 
 
 @pytest.fixture
