@@ -1,28 +1,35 @@
 """Benchmark: NodePrepareResources latency for claims with 1 and 8 devices.
 
-The full path as kubelet sees it: the kubelet emulator calls `v1.DRAPlugin/NodePrepareResources`
-over a unix socket; knd GETs the claim from the API server emulator (HTTP on loopback, through the
+The full path as kubelet sees it, in three processes as on a node: the kubelet emulator (its own
+process, as kubelet is) calls `v1.DRAPlugin/NodePrepareResources` over a unix socket; knd (this
+process) GETs the claim from the API server emulator (its own process, on loopback, through
 knd.kube.connection), resolves configs, locates each device and captures its host state
 (netlink + sysfs: the real NetnsPlanBuilder, on 8 veth NICs created for the run; run as root),
 builds the AttachPlans, writes each device's pending-restore record and commits the claim to
 SQLite (WAL, synchronous=FULL) before answering, as the daemon's engine does. The emulated
-kubelet keeps one gRPC connection to the plugin, as kubelet does.
+kubelet keeps one gRPC connection to the plugin, as kubelet does, and times each call on its
+side. Until 2026-12 all three shared one interpreter, so the emulators' threads competed with
+knd's for one GIL (docs/kubelet.md, Benchmark).
 `--placeholder` measures without host capture (no root needed). Every iteration uses a new
 claim (no idempotent shortcut); unprepare runs between iterations, untimed.
 
-Baseline in the same run: one plain GET of the same claim through the same client (the API round
-trip prepare cannot avoid). Prints medians/p90 and ratios, then one line `RESULT {json}` with
-prepare_1_ms, prepare_8_ms (medians), get_claim_ms, and the ratios.
+Baseline in the same run: one plain GET of a claim of the same shape through knd's own client,
+from knd's process (the API round trip prepare cannot avoid). Prints medians/p90 and ratios,
+then one line `RESULT {json}` with prepare_1_ms, prepare_8_ms (medians), get_claim_ms, and the
+ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
 import uuid
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +117,42 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+KINDS = ("get", "1", "8")
+WARMUP = 5
+
+
+def serve_api(conn: Connection, rounds: int) -> None:
+    """Process A: the API server emulator with every round's claims created up front; sends
+    (url, {kind: [(namespace, uid, name), ...]}) and serves until the parent says stop."""
+    server = ApiServerEmulator().start()
+    refs: dict[str, list[tuple[str, str, str]]] = {kind: [] for kind in KINDS}
+    for _ in range(rounds):
+        for kind in KINDS:
+            meta = server.put_claim(make_claim(8 if kind == "8" else 1))["metadata"]
+            refs[kind].append((meta["namespace"], meta["uid"], meta["name"]))
+    conn.send((server.url, refs))
+    with contextlib.suppress(EOFError):
+        conn.recv()
+    server.stop()
+
+
+def run_kubelet(conn: Connection, kubelet_dir: str) -> None:
+    """Process B: the kubelet emulator; times NodePrepareResources for each claim the parent
+    sends (then unprepares it, untimed) and answers (ms, error)."""
+    kubelet = KubeletEmulator(Path(kubelet_dir)).start()
+    try:
+        kubelet.wait_registered(DRIVER)
+        conn.send("registered")
+        while (ref := conn.recv()) is not None:
+            t0 = time.perf_counter()
+            resp = kubelet.prepare(DRIVER, [ref])
+            elapsed = (time.perf_counter() - t0) * 1000
+            kubelet.unprepare(DRIVER, [ref])
+            conn.send((elapsed, resp.claims[ref[1]].error))
+    finally:
+        kubelet.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=60)
@@ -119,10 +162,14 @@ def main() -> None:
     if real:
         drop_nics()
         make_nics()
-    api_server = ApiServerEmulator().start()
+    spawn = multiprocessing.get_context("spawn")  # fresh interpreters: no forked threads
+    api_conn, api_child = spawn.Pipe()
+    api_proc = spawn.Process(target=serve_api, args=(api_child, args.iterations + WARMUP))
+    api_proc.start()
+    url, refs = api_conn.recv()
     work = Path(tempfile.mkdtemp(prefix="knd-bench-prepare-"))
     store = StateStore(work / "state.db")
-    api = KubeClaimApi(connect_url(api_server.url), DRIVER)
+    api = KubeClaimApi(connect_url(url), DRIVER)
     builder = NetnsPlanBuilder() if real else None
     engine = PrepareEngine(
         driver=DRIVER,
@@ -133,33 +180,36 @@ def main() -> None:
         records=RestoreRecords(records_dir_for(store.path)),
     )
     print(f"plan builder: {'NetnsPlanBuilder (host capture on veths)' if real else 'placeholder'}")
+    print("processes: kubelet emulator, knd (plugin + engine), API server emulator")
     plugin = KubeletPlugin(DRIVER, engine, work / "kubelet")
     plugin.start()
-    kubelet = KubeletEmulator(work / "kubelet").start()
-    kubelet.wait_registered(DRIVER)
-    samples: dict[str, list[float]] = {"get": [], "1": [], "8": []}
+    kubelet_conn, kubelet_child = spawn.Pipe()
+    kubelet_proc = spawn.Process(target=run_kubelet, args=(kubelet_child, str(work / "kubelet")))
+    kubelet_proc.start()
+    samples: dict[str, list[float]] = {kind: [] for kind in KINDS}
     try:
-        for i in range(args.iterations + 5):  # first 5 rounds warm up
-            for kind in ("get", "1", "8"):
-                obj = api_server.put_claim(make_claim(8 if kind == "8" else 1))
-                meta = obj["metadata"]
-                claim_ref = (meta["namespace"], meta["uid"], meta["name"])
-                t0 = time.perf_counter()
+        assert kubelet_conn.recv() == "registered"
+        for i in range(args.iterations + WARMUP):  # the first rounds warm up
+            for kind in KINDS:
+                namespace, uid, name = refs[kind][i]
                 if kind == "get":
-                    api.get(meta["namespace"], meta["name"])
+                    t0 = time.perf_counter()
+                    api.get(namespace, name)
+                    elapsed = (time.perf_counter() - t0) * 1000
                 else:
-                    resp = kubelet.prepare(DRIVER, [claim_ref])
-                elapsed = (time.perf_counter() - t0) * 1000
-                if kind != "get":
-                    assert resp.claims[meta["uid"]].error == "", resp
-                    kubelet.unprepare(DRIVER, [claim_ref])
-                if i >= 5:
+                    kubelet_conn.send((namespace, uid, name))
+                    elapsed, error = kubelet_conn.recv()
+                    assert error == "", error
+                if i >= WARMUP:
                     samples[kind].append(elapsed)
     finally:
-        kubelet.stop()
+        with contextlib.suppress(OSError):
+            kubelet_conn.send(None)
+        kubelet_proc.join(30)
+        api_conn.close()
+        api_proc.join(30)
         plugin.stop()
         store.close()
-        api_server.stop()
         if real:
             drop_nics()
     med = {k: statistics.median(v) for k, v in samples.items()}
