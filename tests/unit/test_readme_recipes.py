@@ -59,8 +59,7 @@ def readme_yaml_blocks() -> list[list[dict[str, Any]]]:
 #: The README's test command: `.ci/run` runs its steps, in order.
 TEST_COMMAND = (
     "bash scripts/system-deps && bash scripts/setup && python3 scripts/runtime install && "
-    "python3 scripts/image build && python3 scripts/kubernetes install && bash scripts/test && "
-    "bash scripts/vm test"
+    "python3 scripts/image build && python3 scripts/kubernetes install && bash scripts/test --vm"
 )
 
 #: README command → the test that proves it (in this module unless it names another file).
@@ -69,7 +68,7 @@ RECIPES: dict[str, str] = {
     "bash scripts/setup && .venv/bin/knd inventory": "test_knd_inventory_runs_on_this_machine",
     "knd lab up": "tests/e2e/test_k8s_lab.py (the lab fixture of tests/e2e/k8s_support.py)",
     TEST_COMMAND: "test_ci_runs_the_readme_test_command",
-    "bash scripts/vm test": "test_ci_runs_the_readme_test_command (its last step)",
+    "bash scripts/vm test": "test_ci_runs_the_readme_test_command (`scripts/test --vm` runs it)",
     "python3 scripts/image build": "tests/e2e/test_image.py (imports and runs the built image)",
     "pip install -e '.[test]'": "test_test_extra_exists",
     "docker build -t <registry>/knd:0.1.0 .": "tests/unit/test_deploy.py::test_dockerfile_pins",
