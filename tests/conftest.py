@@ -26,23 +26,13 @@ _MARK_BY_DIR = {
 collect_ignore = [] if os.environ.get("KND_IN_VM") == "1" else ["vm"]
 
 
-#: Tests that share the node (netns, veths, the project-local containerd, the real lab): under
-#: pytest-xdist (`scripts/test` runs `-n 2 --dist loadgroup`) they all run on one worker, in
-#: collection order, while the unit tests fill the other.
-_SERIAL_DIRS = ("netns", "e2e")
-SERIAL_GROUP = "node"
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test by its directory (tests/unit → unit, ...) so `-m` selection works, and
-    put the netns and e2e tests into one xdist group."""
+    """Mark every test by its directory (tests/unit → unit, ...) so `-m` selection works."""
     for item in items:
         parts = Path(str(item.fspath)).parts
         for name, mark in _MARK_BY_DIR.items():
             if name in parts:
                 item.add_marker(mark)
-        if any(name in parts for name in _SERIAL_DIRS):
-            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
 
 
 _FORBIDDEN_SKIP_MARKS = ("netns", "e2e")
