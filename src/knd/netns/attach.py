@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from knd.netns import ebpf, rdma, sysctl
 from knd.netns.errors import AttachError, NetnsError, PlanError
 from knd.netns.ethtool_apply import apply_features
-from knd.netns.nsfd import NetnsWorker, check_netns_fd, open_host_netns, open_netns
+from knd.netns.nsfd import NetnsWorker, check_netns_fd, open_host_netns, open_in, open_netns
 from knd.netns.plan import AttachPlan, HostSide, PodSide, SubInterface, check_plan
 from knd.netns.privflags import apply_private_flags
 from knd.netns.rawlink import (
@@ -91,20 +92,30 @@ class _Undo:
 
 @dataclass
 class PodSession:
-    """Sockets and the worker thread for one pod netns (host handles included).
+    """Sockets for one pod netns (host handles included), and a worker thread on demand.
 
-    The raw `pod_link`/`host_link` sockets serve the hot path; the pyroute2 handles
-    (`pod_ipr`, `host_ipr`) are opened on first use (rules, neighbours, VRF, eBPF, searches,
-    rollback and detach): each costs ~1.5 ms to open and close."""
+    The raw `pod_link`/`host_link` sockets serve the hot path (`pod_link` is opened inside the
+    pod netns by knd.netns.nsfd.open_in: no thread is started for it). The worker thread
+    (sysctls, ethtool, eBPF, pyroute2) and the pyroute2 handles (`pod_ipr`, `host_ipr`: rules,
+    neighbours, VRF, searches, rollback and detach) are started on first use: a worker ~0.14 ms,
+    each handle ~1.5 ms to open and close."""
 
     pod_fd: int
     host_fd: int
-    worker: NetnsWorker
+    pod_link: LinkSocket
     host_link: LinkSocket
     _own_host_fd: bool = False
     undo: list[_Undo] = field(default_factory=list)
+    _worker: NetnsWorker | None = None
     _pod_ipr: Any = None
     _host_ipr: Any = None
+
+    @property
+    def worker(self) -> NetnsWorker:
+        """A thread inside the pod netns (started on first use)."""
+        if self._worker is None:
+            self._worker = NetnsWorker(self.pod_fd, name="knd-attach")
+        return self._worker
 
     @property
     def pod_ipr(self) -> Any:
@@ -130,35 +141,25 @@ class PodSession:
         own = host_fd is None
         hfd = open_host_netns() if host_fd is None else host_fd
         try:
-            check_netns_fd(pod_fd, netns_path)  # what the worker would find, before any change
-            # The worker enters the pod netns and opens its socket while the caller does the
-            # host-side steps (lookup, down): the first `pod_link` use waits for it.
-            worker = NetnsWorker(pod_fd, name="knd-attach", init=LinkSocket, wait=False)
+            check_netns_fd(pod_fd, netns_path)  # before any change
+            pod_link = open_in(pod_fd, LinkSocket)
         except BaseException:
             os.close(pod_fd)
             if own:
                 os.close(hfd)
             raise
         return cls(
-            pod_fd=pod_fd, host_fd=hfd, worker=worker, host_link=LinkSocket(), _own_host_fd=own
+            pod_fd=pod_fd, host_fd=hfd, pod_link=pod_link, host_link=LinkSocket(), _own_host_fd=own
         )
 
-    @property
-    def pod_link(self) -> LinkSocket:
-        """The raw socket in the pod netns (opened by the worker as it entered the netns)."""
-        link: LinkSocket = self.worker.initial
-        return link
-
-    def _close_pod_link(self) -> None:
-        self.pod_link.close()
-
     def close(self) -> None:
-        for closer in (
-            *(ipr.close for ipr in (self._pod_ipr, self._host_ipr) if ipr is not None),
-            self._close_pod_link,  # its property raises if the worker never entered the netns
-            self.host_link.close,
-            lambda: self.worker.close(wait=False),  # it ends by itself; the hook need not wait
-        ):
+        closers: list[Callable[[], object]] = [
+            ipr.close for ipr in (self._pod_ipr, self._host_ipr) if ipr is not None
+        ]
+        closers += [self.pod_link.close, self.host_link.close]
+        if self._worker is not None:  # it ends by itself; the hook need not wait
+            closers.append(functools.partial(self._worker.close, wait=False))
+        for closer in closers:
             with contextlib.suppress(Exception):
                 closer()
         os.close(self.pod_fd)

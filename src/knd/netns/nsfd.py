@@ -6,6 +6,11 @@ thread that enters the target netns once and then executes submitted callables. 
 the netns they were created in, so the caller may use them afterwards from any thread. The
 worker thread is never returned to the host: it simply exits, which drops its reference.
 
+`open_in(fd, factory)` is the hot path's shortcut for a socket only: one long-lived thread
+enters the netns, runs the factory, and goes back to the host netns (~25 µs against ~140 µs
+to start a worker). The daemon's request threads never change netns themselves; the one that
+does runs nothing else, and if it could not go back it ends (the next call starts another).
+
 The host netns is the daemon's own (`/proc/self/ns/net`, i.e. the thread-group leader's):
 `/proc/1/ns/net` is not readable on every host. No subprocess, no fork.
 
@@ -91,6 +96,66 @@ def setns(fd: int) -> None:
 
 
 _STOP = object()
+
+
+class _Hopper:
+    """The one thread that opens sockets in other network namespaces (see `open_in`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def run(self, netns_fd: int, factory: Callable[[], T]) -> T:
+        reply: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._requests = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._loop,
+                    args=(self._requests, open_host_netns()),
+                    name="knd-hop",
+                    daemon=True,
+                )
+                self._thread.start()
+            self._requests.put((netns_fd, factory, reply))
+            ok, value = reply.get()
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _loop(requests: queue.SimpleQueue[Any], host_fd: int) -> None:
+        try:
+            while True:
+                fd, factory, reply = requests.get()
+                try:
+                    setns(fd)
+                except NetnsOpenError as exc:  # still in the host netns
+                    reply.put((False, exc))
+                    continue
+                try:
+                    result = (True, factory())
+                except BaseException as exc:  # handed to the caller
+                    result = (False, exc)
+                try:
+                    setns(host_fd)
+                except NetnsOpenError:
+                    reply.put(result)
+                    return  # stranded in a foreign netns: end; the next call starts a new one
+                reply.put(result)
+        finally:
+            os.close(host_fd)
+
+
+_HOPPER = _Hopper()
+
+
+def open_in(netns_fd: int, factory: Callable[[], T]) -> T:
+    """`factory()` (a socket constructor: quick, never blocking) run inside the netns behind
+    `netns_fd`, on the hop thread; returns its result or raises its exception (NetnsOpenError
+    if the netns cannot be entered). Calls are serialised; each takes ~25 µs."""
+    return _HOPPER.run(netns_fd, factory)
 
 
 class NetnsWorker:

@@ -1,0 +1,108 @@
+"""knd.netns.nsfd.open_in: a socket opened inside another netns by the hop thread, which goes
+back to the host netns after every call (and ends, to be replaced, if it ever cannot)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from knd.netns import nsfd
+from knd.netns.errors import NetnsOpenError
+from knd.netns.rawlink import LinkSocket
+
+from .conftest import Lab
+
+pytestmark = pytest.mark.netns
+
+
+def _own_netns() -> str:
+    """The netns of the calling thread (its inode as the kernel names it)."""
+    return os.readlink("/proc/thread-self/ns/net")
+
+
+@pytest.fixture
+def pod_fd(lab: Lab) -> Iterator[tuple[int, str]]:
+    """A fresh netns with one veth NIC in it: (fd, the NIC's name)."""
+    nic = lab.nic()
+    pod, path = lab.netns()
+    subprocess.run(["ip", "link", "set", nic.name, "netns", pod], check=True)
+    fd = nsfd.open_netns(path)
+    try:
+        yield fd, nic.name
+    finally:
+        os.close(fd)
+
+
+def test_the_socket_lives_in_the_pod_and_no_thread_stays_there(pod_fd: tuple[int, str]) -> None:
+    fd, nic = pod_fd
+    host = _own_netns()
+    pod = f"net:[{nsfd.netns_inode(fd)}]"
+    assert pod != host
+    sock = nsfd.open_in(fd, LinkSocket)
+    try:
+        assert sock.index_of(nic) is not None  # sees the pod's NIC ...
+        assert sock.index_of("lo") is not None
+    finally:
+        sock.close()
+    assert LinkSocket().index_of(nic) is None  # ... which the host does not have
+    # The factory ran in the pod; the hop thread and the caller are in the host afterwards.
+    assert nsfd.open_in(fd, _own_netns) == pod
+    assert _own_netns() == host
+    host_fd = nsfd.open_host_netns()
+    try:
+        assert nsfd.open_in(host_fd, _own_netns) == host
+    finally:
+        os.close(host_fd)
+
+
+def test_a_failing_factory_or_fd_leaves_the_hop_thread_in_the_host(
+    pod_fd: tuple[int, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    fd, _ = pod_fd
+    host = _own_netns()
+
+    def boom() -> None:
+        raise ValueError("factory failed")
+
+    with pytest.raises(ValueError, match="factory failed"):
+        nsfd.open_in(fd, boom)
+    not_a_netns = os.open(tmp_path_factory.mktemp("hop"), os.O_RDONLY)
+    try:
+        with pytest.raises(NetnsOpenError, match="setns failed"):
+            nsfd.open_in(not_a_netns, _own_netns)
+    finally:
+        os.close(not_a_netns)
+    host_fd = nsfd.open_host_netns()
+    try:
+        assert nsfd.open_in(host_fd, _own_netns) == host
+    finally:
+        os.close(host_fd)
+
+
+def test_a_hop_thread_that_cannot_go_home_ends_and_is_replaced(
+    pod_fd: tuple[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fd, _ = pod_fd
+    pod = f"net:[{nsfd.netns_inode(fd)}]"
+    real_setns = nsfd.setns
+    calls: list[int] = []
+
+    def setns_home_fails(target: int) -> None:
+        calls.append(target)
+        if len(calls) == 2:  # the way back of the first call
+            raise NetnsOpenError("setns failed: injected")
+        real_setns(target)
+
+    hopper = nsfd._Hopper()
+    monkeypatch.setattr(nsfd, "setns", setns_home_fails)
+    assert hopper.run(fd, _own_netns) == pod  # the result still reaches the caller
+    stranded = hopper._thread
+    assert stranded is not None
+    stranded.join(5)
+    assert not stranded.is_alive()  # it ended instead of serving from the pod's netns
+    assert hopper.run(fd, _own_netns) == pod
+    assert hopper._thread is not stranded and hopper._thread is not None  # a fresh thread
+    assert hopper._thread.is_alive()
