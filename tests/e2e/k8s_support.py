@@ -326,13 +326,16 @@ def kubelet_metrics(lab: Lab) -> str:
         return str(resp.read().decode())
 
 
-def dra_calls(metrics: str, driver: str, method: str) -> dict[str, int]:
-    """kubelet's dra_grpc_operations_duration_seconds_count per gRPC method path."""
+def dra_calls(metrics: str, driver: str, method: str, status: str | None = None) -> dict[str, int]:
+    """kubelet's dra_grpc_operations_duration_seconds_count per gRPC method path: the calls it
+    made, answered or not (`status`, e.g. "OK": only those that ended with that gRPC code)."""
     out: dict[str, int] = {}
     for line in metrics.splitlines():
         if not line.startswith("dra_grpc_operations_duration_seconds_count{"):
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if status is not None and labels.get("grpc_status_code") != status:
+            continue
         if labels.get("driver_name") == driver and labels["method_name"].endswith(method):
             out[labels["method_name"]] = out.get(labels["method_name"], 0) + int(
                 float(line.rsplit(" ", 1)[1])

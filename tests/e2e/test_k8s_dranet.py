@@ -290,8 +290,10 @@ def test_policy_routing_through_a_router_pod(clean: Lab) -> None:
     client = start(lab, pod(lab, uniq("client"), {"nic": left}))
     assert "lookup 100" in sh(lab, client, "ip", "rule")
     assert "inet 10.2.0.2/24" in sh(lab, server, "ip", "-o", "addr", "show", "dev", "net1")
-    out = sh(lab, client, "ping", "-c", "2", "-W", "3", "-I", "10.1.0.2", "10.2.0.2")
-    assert "2 packets received" in out, out
+    # Any reply proves the path (the first request may wait for two ARP resolutions).
+    out = sh(lab, client, "ping", "-c", "3", "-W", "3", "-I", "10.1.0.2", "10.2.0.2")
+    received = re.search(r"(\d+) packets received", out)
+    assert received is not None and int(received.group(1)) >= 1, out
 
 
 def _vrf_supported() -> bool:
@@ -352,7 +354,10 @@ def test_metrics_endpoint(lab: Lab) -> None:
 
 
 def _unprepares(lab: Lab) -> int:
-    return sum(dra_calls(kubelet_metrics(lab), "dra.net", "NodeUnprepareResources").values())
+    """NodeUnprepareResources calls that knd answered (the kubelet also counts the ones it
+    tried while knd was down: its socket refused them)."""
+    calls = dra_calls(kubelet_metrics(lab), "dra.net", "NodeUnprepareResources", status="OK")
+    return sum(calls.values())
 
 
 def test_knd_down_while_a_pod_is_deleted(clean: Lab) -> None:
