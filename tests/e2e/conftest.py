@@ -49,3 +49,35 @@ def runtime(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
         yield info
     finally:
         runtime_cmd("stop", "--version", version)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules on the default real lab run one after another (k8s_support.RUNNING keeps
+    that lab up across them): they move up to where the first of them is, in their own order;
+    every other test keeps its place."""
+    from tests.e2e.k8s_support import uses_default_lab
+
+    shared = [i for i in items if uses_default_lab(getattr(i, "module", None))]
+    if not shared:
+        return
+    first = items.index(shared[0])
+    rest = [i for i in items if not uses_default_lab(getattr(i, "module", None))]
+    items[:] = rest[:first] + shared + rest[first:]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_lab_at_a_time(request: pytest.FixtureRequest) -> None:
+    """A module that does not use the default lab finds no real lab up (it may start its own,
+    or the project-local containerd the lab runs on)."""
+    from tests.e2e.k8s_support import RUNNING, uses_default_lab
+
+    if not uses_default_lab(request.module):
+        RUNNING.down()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_lab_left() -> Iterator[None]:
+    yield
+    from tests.e2e.k8s_support import RUNNING
+
+    RUNNING.down()

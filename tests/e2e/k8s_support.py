@@ -4,8 +4,9 @@ pods, and readers of the real API server, the real kubelet (metrics, log) and th
 `lab_fixture(containerd)` makes a module-scoped lab (`knd lab up`: upstream etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler and kubelet, knd with the chart's RBAC, the stand-in GPU
 driver) on the project-local containerd of that version; the `clean` fixture ends each scenario
-with no pods, claims or templates and all 8 lab NICs back on the host. One lab per module (only
-one real lab at a time on a machine; start-up ~30-60 s on a busy 2-core machine).
+with no pods, claims or templates and all 8 lab NICs back on the host. Only one real lab is up
+at a time on a machine (start-up ~14 s, ~30-60 s on a busy 2-core machine): the default lab is
+shared by the modules that use it, run one after another; any other lab lives for its module.
 
 Skips (with the reason printed) only when not root or when the runtime or Kubernetes is not
 installed; CI installs both.
@@ -89,11 +90,69 @@ class Lab:
         return RestClient.from_kubeconfig(Path(self.state["driver_kubeconfig"]))
 
 
+class _Running:
+    """The one real lab up at a time (a machine has one project-local containerd per version and
+    one set of lab NICs): the default lab stays up across the modules that ask for it, and goes
+    down before a module needs another lab or the runtime itself (tests/e2e/conftest.py)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[str, str] | None = None
+        self.cfg: labmod.LabConfig | None = None  # set from `up` on, even if it failed
+        self.lab: Lab | None = None
+        self.log = io.StringIO()
+
+    def up(self, key: tuple[str, str], tmp: pytest.TempPathFactory) -> Lab:
+        if self.lab is not None and self.key == key:
+            return self.lab
+        self.down()
+        containerd, knd_as = key
+        cfg = labmod.LabConfig(
+            state_dir=tmp.mktemp("k8s") / "state",
+            nic_prefix=PREFIX,
+            fabric=f"kk8-fabric-{os.getpid()}",
+            containerd=containerd,
+            knd_as=knd_as,
+        )
+        self.key, self.cfg, self.log = key, cfg, io.StringIO()
+        try:
+            state = labmod.up(cfg, out=self.log)
+        except BaseException:
+            self.down()
+            raise
+        self.lab = Lab(cfg, RestClient.from_kubeconfig(Path(state["kubeconfig"])), state)
+        return self.lab
+
+    def down(self) -> None:
+        """Stop the lab that is up (if any), printing its start-up output and log tails."""
+        cfg, self.cfg, self.lab, self.key = self.cfg, None, None, None
+        if cfg is None:
+            return
+        print(self.log.getvalue())
+        logs = [cfg.state_dir / "driver.log", cfg.state_dir / "gpu_driver.log"]
+        logs += sorted((cfg.state_dir / "kubernetes" / "logs").glob("*.log"))
+        logs += sorted(
+            (cfg.state_dir / "kubernetes").glob("run/pod-logs/kube-system_knd-*/*/*")
+        )  # knd as a pod
+        for path in logs:
+            if path.exists():
+                tail = "\n".join(path.read_text(errors="replace").splitlines()[-25:])
+                print(f"--- {path.name} (tail)\n{tail}")
+        labmod.down(cfg, out=io.StringIO())
+
+
+RUNNING = _Running()
+#: The lab most modules use: containerd 2, knd as a process.
+DEFAULT_LAB = (labmod.RUNTIME_VERSION, "process")
+
+
 def lab_fixture(
     containerd: str = labmod.RUNTIME_VERSION, knd_as: str = "process"
 ) -> Callable[..., Iterator[Lab]]:
     """A module-scoped `lab` fixture on containerd `containerd` ("2" or "1.7"), with knd as a
-    process or (`knd_as="pod"`) as the chart's DaemonSet pod (knd.lab.helm)."""
+    process or (`knd_as="pod"`) as the chart's DaemonSet pod (knd.lab.helm). The default lab
+    outlives its module when the next module uses it too (tests/e2e/conftest.py orders those
+    modules together and stops it before any other); any other lab goes down with its module."""
+    key = (containerd, knd_as)
 
     @pytest.fixture(scope="module")
     def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
@@ -101,31 +160,17 @@ def lab_fixture(
         if reason:
             print(f"SKIP e2e: {reason}")
             pytest.skip(reason)
-        cfg = labmod.LabConfig(
-            state_dir=tmp_path_factory.mktemp("k8s") / "state",
-            nic_prefix=PREFIX,
-            fabric=f"kk8-fabric-{os.getpid()}",
-            containerd=containerd,
-            knd_as=knd_as,
-        )
-        log = io.StringIO()
-        try:
-            state = labmod.up(cfg, out=log)
-            yield Lab(cfg, RestClient.from_kubeconfig(Path(state["kubeconfig"])), state)
-        finally:
-            print(log.getvalue())
-            logs = [cfg.state_dir / "driver.log", cfg.state_dir / "gpu_driver.log"]
-            logs += sorted((cfg.state_dir / "kubernetes" / "logs").glob("*.log"))
-            logs += sorted(
-                (cfg.state_dir / "kubernetes").glob("run/pod-logs/kube-system_knd-*/*/*")
-            )  # knd as a pod
-            for path in logs:
-                if path.exists():
-                    tail = "\n".join(path.read_text(errors="replace").splitlines()[-25:])
-                    print(f"--- {path.name} (tail)\n{tail}")
-            labmod.down(cfg, out=io.StringIO())
+        yield RUNNING.up(key, tmp_path_factory)
+        if key != DEFAULT_LAB:
+            RUNNING.down()
 
+    lab.lab_key = key  # type: ignore[attr-defined]  # read by tests/e2e/conftest.py
     return lab
+
+
+def uses_default_lab(module: object) -> bool:
+    """Does this test module's `lab` fixture ask for the default lab?"""
+    return getattr(getattr(module, "lab", None), "lab_key", None) == DEFAULT_LAB
 
 
 def _wait(cond: Any, timeout: float = 60.0, what: str = "condition") -> Any:
