@@ -74,11 +74,24 @@ def test_lab_status_json_names_kubeconfig_and_version(lab: Lab) -> None:
 
 
 def test_slices_published_through_the_real_api(lab: Lab) -> None:
-    slices = lab.api.list("ResourceSlice")
+    def names(slices: list[dict[str, Any]]) -> set[str]:
+        """The published ifNames (a NIC still in a pod, or just back and not yet rescanned,
+        has none: the lab may have served another module's pods a moment ago)."""
+        return {
+            d["attributes"]["dra.net/ifName"]["string"]
+            for s in slices
+            if s["spec"]["driver"] == "dra.net"
+            for d in s["spec"]["devices"]
+            if "dra.net/ifName" in d["attributes"]
+        }
+
+    def published() -> list[dict[str, Any]] | None:
+        got: list[dict[str, Any]] = lab.api.list("ResourceSlice")
+        return got if {lab.nic(i) for i in range(8)} <= names(got) else None
+
+    slices = _wait(published, 60, "the 8 lab NICs published with their ifName")
     knd = [s for s in slices if s["spec"]["driver"] == "dra.net"]
     gpu = [s for s in slices if s["spec"]["driver"] == "gpu.nvidia.com"]
-    names = {d["attributes"]["dra.net/ifName"]["string"] for s in knd for d in s["spec"]["devices"]}
-    assert {lab.nic(i) for i in range(8)} <= names
     assert all(s["spec"]["nodeName"] == NODE for s in knd + gpu)
     roots = {
         d["attributes"]["resource.kubernetes.io/pcieRoot"]["string"]
