@@ -8,10 +8,8 @@ the order of the three timed runs of a round (knd, iproute2, the floor below) cy
 all six permutations, so no tool always takes the same place (the floor used to go last: in a
 side experiment alternating only knd and the bare move, the bare move was 1.7-3.0 ms slower
 when it went first in its round, as if it met the kernel's deferred clean-up of the previous
-round's namespaces). The namespaces and veths of the timed runs are therefore removed only
-after the last round of each part: their teardown is deferred work in the kernel (RCU grace
-periods under the RTNL lock) that used to land in the next round's timed moves, whichever tool
-that hit. Per-position medians of knd and the floor are printed (about 13 samples each).
+round's namespaces). Per-position medians of knd and the floor are printed (about 13 samples each:
+too few to show that effect in one run of this bench).
 Also an 8-NIC pod vs a 1-NIC pod (the kernel serialises netns moves under the RTNL lock,
 ~15-25 ms each on the lab VM, so this ratio is bounded by the kernel); its three timed runs
 cycle through the six orders the same way.
@@ -197,8 +195,7 @@ def main() -> None:
                 floor.append(floor_ms)
                 knd_at[order.index(0)].append(a_ms)
                 floor_at[order.index(2)].append(floor_ms)
-        env.cleanup()
-        time.sleep(1.0)  # the kernel tears the namespaces down in the background
+            env.cleanup()
 
         one: list[float] = []
         eight: list[float] = []
@@ -228,6 +225,7 @@ def main() -> None:
                 one.append(one_ms)
                 eight.append(eight_ms)
                 eight_floor.append(floor8_ms)
+            env.cleanup()
     finally:
         env.cleanup()
         env.ipr.close()
