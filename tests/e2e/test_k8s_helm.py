@@ -36,6 +36,7 @@ from knd.lab.restapi import KINDS, RestClient, RestError
 from tests.e2e.k8s_support import (
     Lab,
     _k8s_skip_reason,
+    _pod_skip_reason,
     _wait,
     kubelet_log,
     nic_claim,
@@ -75,16 +76,7 @@ def host_leftovers() -> dict[str, list[str]]:
 
 
 def _skip_reason() -> str | None:
-    reason = _k8s_skip_reason()
-    if reason:
-        return reason
-    try:
-        labhelm.binary()
-    except labhelm.HelmError as exc:
-        return str(exc)
-    if not labhelm.ARCHIVE.exists():
-        return f"{labhelm.ARCHIVE} not built: run `scripts/image build`"
-    return None
+    return _k8s_skip_reason() or _pod_skip_reason()
 
 
 @pytest.fixture(scope="module")

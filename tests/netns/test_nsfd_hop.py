@@ -23,6 +23,15 @@ def _own_netns() -> str:
     return os.readlink("/proc/thread-self/ns/net")
 
 
+def _hop_thread_netns() -> str:
+    """Where the hop thread stands between calls (entering the host netns is a no-op there)."""
+    host_fd = nsfd.open_host_netns()
+    try:
+        return nsfd.open_in(host_fd, _own_netns)
+    finally:
+        os.close(host_fd)
+
+
 @pytest.fixture
 def pod_fd(lab: Lab) -> Iterator[tuple[int, str]]:
     """A fresh netns with one veth NIC in it: (fd, the NIC's name)."""
@@ -51,11 +60,7 @@ def test_the_socket_lives_in_the_pod_and_no_thread_stays_there(pod_fd: tuple[int
     # The factory ran in the pod; the hop thread and the caller are in the host afterwards.
     assert nsfd.open_in(fd, _own_netns) == pod
     assert _own_netns() == host
-    host_fd = nsfd.open_host_netns()
-    try:
-        assert nsfd.open_in(host_fd, _own_netns) == host
-    finally:
-        os.close(host_fd)
+    assert _hop_thread_netns() == host
 
 
 def test_a_failing_factory_or_fd_leaves_the_hop_thread_in_the_host(
@@ -75,11 +80,7 @@ def test_a_failing_factory_or_fd_leaves_the_hop_thread_in_the_host(
             nsfd.open_in(not_a_netns, _own_netns)
     finally:
         os.close(not_a_netns)
-    host_fd = nsfd.open_host_netns()
-    try:
-        assert nsfd.open_in(host_fd, _own_netns) == host
-    finally:
-        os.close(host_fd)
+    assert _hop_thread_netns() == host
 
 
 def test_a_hop_thread_that_cannot_go_home_ends_and_is_replaced(
