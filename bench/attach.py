@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import secrets
 import statistics
 import subprocess
@@ -90,10 +91,24 @@ class Env:
         self.links.clear()
 
 
+#: the random part of each pause: a whole number of ticks at HZ 100, 250, 300 and 1000
+TICK_PHASE_S = 0.020
+_phase = random.Random(0x6B6E64)  # the same pauses in every run of the bench
+
+
 def settle() -> None:
     """Let the kernel finish deferred work (netns teardown takes the RTNL lock) between timed
-    runs, so neither tool pays for the previous round's cleanup."""
-    time.sleep(0.05)
+    runs, so neither tool pays for the previous round's cleanup; then wait a random extra
+    0-20 ms, so each timed run starts at a random phase of the kernel's tick.
+
+    A move ends on RCU grace periods, which follow the tick (4 ms at HZ 250). A run that
+    starts a fixed 50 ms after another run ended starts at the same phase of the tick every
+    time, and that phase favours a run that sends its move at once (the bare move) over one
+    that sends it ~1 ms later (knd after its lookup): measured without the random part, knd
+    took 22.4 ms after a bare move but 17.1 ms after anything else; a bare move sent after
+    1 ms of busy-waiting took 17.5 ms against 13.5 ms without it. With the random part both
+    cases cost what their extra work costs (+0.4 ms for that 1 ms of waiting)."""
+    time.sleep(0.05 + _phase.uniform(0.0, TICK_PHASE_S))
 
 
 def config(i: int, k: int) -> dict[str, object]:
@@ -150,7 +165,7 @@ def bare_moves(names: list[str], ns: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-n", "--nics", type=int, default=40, help="single-NIC runs per tool")
+    parser.add_argument("-n", "--nics", type=int, default=60, help="single-NIC runs per tool")
     parser.add_argument("--pods8", type=int, default=8, help="8-NIC pod runs")
     args = parser.parse_args()
     if os.geteuid() != 0:

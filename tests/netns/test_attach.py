@@ -231,3 +231,32 @@ def test_reattach_is_idempotent(lab: Lab) -> None:
     attach([plan], path)
     assert addrs(pod, "net1") == {"10.7.0.2/24"}
     assert any(r.get("dst") == "10.70.0.0/16" for r in routes(pod, "net1"))
+
+
+def test_attach_when_the_pod_already_uses_the_devices_ifindex(lab: Lab) -> None:
+    """The move asks to keep the host ifindex; a pod whose own interface holds it makes the
+    kernel refuse that (EBUSY, nothing moved), and knd moves again under a kernel-chosen
+    ifindex: the addresses land on the NIC, never on the pod's interface holding the index."""
+    nic = lab.nic()
+    plan = plan_for(nic, {"interface": {"name": "net1", "addresses": ["10.8.0.2/24"]}})
+    pod, path = lab.netns()
+    sh("ip", "-n", pod, "link", "add", "cni0", "index", str(nic.ifindex), "type", "veth",
+       "peer", "name", "cni0p")  # fmt: skip
+    attach([plan], path)
+    net1, cni0 = link(pod, "net1"), link(pod, "cni0")
+    assert cni0["ifindex"] == nic.ifindex
+    assert net1["ifindex"] != nic.ifindex
+    assert addrs(pod, "net1") == {"10.8.0.2/24"}
+    assert addrs(pod, "cni0") == set()
+    detach([plan], path)
+    assert link_absent(pod, "net1")
+    assert not link_absent(None, nic.name)  # home, under its own name
+
+
+def test_attach_keeps_the_ifindex_the_pod_has_free(lab: Lab) -> None:
+    nic = lab.nic()
+    plan = plan_for(nic, {"interface": {"name": "net1", "addresses": ["10.8.1.2/24"]}})
+    pod, path = lab.netns()
+    attach([plan], path)
+    assert link(pod, "net1")["ifindex"] == nic.ifindex
+    assert addrs(pod, "net1") == {"10.8.1.2/24"}

@@ -39,10 +39,20 @@ def _plan_in(ns: str, ifname: str) -> AttachPlan:
     return build_plan(ifname, "uid-1", decode({"interface": {"name": "net1"}}), state)
 
 
-def test_attach_refuses_a_device_that_now_carries_the_default_route(lab: Lab) -> None:
+@pytest.mark.parametrize(
+    "default_route",
+    [("-4", "default", "via", "10.9.0.1"), ("-6", "default", "via", "fd09::1")],
+    ids=["ipv4", "ipv6"],
+)
+def test_attach_refuses_a_device_that_now_carries_the_default_route(
+    lab: Lab, default_route: tuple[str, ...]
+) -> None:
     ns, a, _ = _uplink_netns(lab)
     plan = _plan_in(ns, a)  # prepared while it was an ordinary NIC
-    sh("ip", "-n", ns, "route", "add", "default", "via", "10.9.0.1", "dev", a)
+    family, *route = default_route
+    if family == "-6":  # a v6 default route needs its gateway on the link (no DAD wait)
+        sh("ip", "-n", ns, "addr", "add", "fd09::2/64", "dev", a, "nodad")
+    sh("ip", family, "-n", ns, "route", "add", *route, "dev", a)
     _, pod_path = lab.netns()
     host_fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
     try:

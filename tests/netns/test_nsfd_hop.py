@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -86,24 +87,60 @@ def test_a_failing_factory_or_fd_leaves_the_hop_thread_in_the_host(
 def test_a_hop_thread_that_cannot_go_home_ends_and_is_replaced(
     pod_fd: tuple[int, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The stranded thread still answers its caller, refuses what was queued behind it (never
+    lost, never served from the pod's netns), and the next request gets a fresh thread."""
     fd, _ = pod_fd
     pod = f"net:[{nsfd.netns_inode(fd)}]"
     real_setns = nsfd.setns
     calls: list[int] = []
+    stranded: list[threading.Thread] = []
+    queued = threading.Event()
 
     def setns_home_fails(target: int) -> None:
         calls.append(target)
-        if len(calls) == 2:  # the way back of the first call
+        if len(calls) == 2:  # the way back of the first request
+            stranded.append(threading.current_thread())
+            assert queued.wait(5)
             raise NetnsOpenError("setns failed: injected")
         real_setns(target)
 
     hopper = nsfd._Hopper()
     monkeypatch.setattr(nsfd, "setns", setns_home_fails)
-    assert hopper.run(fd, _own_netns) == pod  # the result still reaches the caller
-    stranded = hopper._thread
-    assert stranded is not None
-    stranded.join(5)
-    assert not stranded.is_alive()  # it ended instead of serving from the pod's netns
+    first = hopper.submit(fd, _own_netns)
+    behind = hopper.submit(fd, _own_netns)  # queued while the first one is away
+    queued.set()
+    assert first.result() == pod  # the result still reaches the caller
+    with pytest.raises(NetnsOpenError, match="could not return to the host netns"):
+        behind.result()
+    (thread,) = stranded
+    thread.join(5)
+    assert not thread.is_alive()  # it ended instead of serving from the pod's netns
     assert hopper.run(fd, _own_netns) == pod
-    assert hopper._thread is not stranded and hopper._thread is not None  # a fresh thread
+    assert hopper._thread is not thread and hopper._thread is not None  # a fresh thread
     assert hopper._thread.is_alive()
+    host_fd = nsfd.open_host_netns()
+    try:
+        assert hopper.run(host_fd, _own_netns) == _own_netns()  # and it stands in the host
+    finally:
+        os.close(host_fd)
+
+
+def test_a_background_request_overlaps_the_callers_work(pod_fd: tuple[int, str]) -> None:
+    """open_in_background returns before the socket exists; result() hands it over, and an
+    exception inside the netns reaches result(), on every call."""
+    fd, nic = pod_fd
+    pending = nsfd.open_in_background(fd, LinkSocket)
+    sock = pending.result()
+    try:
+        assert sock.index_of(nic) is not None
+        assert pending.result() is sock
+    finally:
+        sock.close()
+
+    def boom() -> None:
+        raise ValueError("factory failed")
+
+    failed = nsfd.open_in_background(fd, boom)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="factory failed"):
+            failed.result()

@@ -148,6 +148,11 @@ def test_setlink_golden() -> None:
         "0a00 0300 6574683939 00 0000"  # IFLA_IFNAME (3) = "eth99\0" + pad
         "0800 0400 e1100000"  # IFLA_MTU (4) = 4321
     )
+    pinned = encode_setlink(5, seq=1, netns_fd=7, new_ifindex=5)
+    assert pinned[32:] == h(
+        "0800 1c00 07000000"  # IFLA_NET_NS_FD (28) = 7
+        "0800 3100 05000000"  # IFLA_NEW_IFINDEX (49) = 5
+    )
     up = encode_setlink(2, seq=9, up=True, u32={63: 65536})
     assert up[16:32] == h("00 00 0000 02000000 01000000 01000000")
     assert up[32:] == h("0800 3f00 00000100")  # IFLA_GSO_IPV4_MAX_SIZE (63)

@@ -50,7 +50,14 @@ from pyroute2.netlink.exceptions import NetlinkError
 from knd.netns import ebpf, rdma, sysctl
 from knd.netns.errors import AttachError, NetnsError, PlanError
 from knd.netns.ethtool_apply import apply_features
-from knd.netns.nsfd import NetnsWorker, check_netns_fd, open_host_netns, open_in, open_netns
+from knd.netns.nsfd import (
+    NetnsWorker,
+    Pending,
+    check_netns_fd,
+    open_host_netns,
+    open_in_background,
+    open_netns,
+)
 from knd.netns.plan import AttachPlan, HostSide, PodSide, SubInterface, check_plan
 from knd.netns.privflags import apply_private_flags
 from knd.netns.rawlink import (
@@ -94,21 +101,29 @@ class _Undo:
 class PodSession:
     """Sockets for one pod netns (host handles included), and a worker thread on demand.
 
-    The raw `pod_link`/`host_link` sockets serve the hot path (`pod_link` is opened inside the
-    pod netns by knd.netns.nsfd.open_in: no thread is started for it). The worker thread
+    The raw `pod_link`/`host_link` sockets serve the hot path. `pod_link` is opened inside the
+    pod netns by knd.netns.nsfd.open_in_background when the session opens (no thread is
+    started for it) and collected on first use: the attach first uses it just before the
+    move, so the hop overlaps the host-side lookup. The worker thread
     (sysctls, ethtool, eBPF, pyroute2) and the pyroute2 handles (`pod_ipr`, `host_ipr`: rules,
     neighbours, VRF, searches, rollback and detach) are started on first use: a worker ~0.14 ms,
     each handle ~1.5 ms to open and close."""
 
     pod_fd: int
     host_fd: int
-    pod_link: LinkSocket
+    _pod_link: Pending[LinkSocket]
     host_link: LinkSocket
     _own_host_fd: bool = False
     undo: list[_Undo] = field(default_factory=list)
     _worker: NetnsWorker | None = None
     _pod_ipr: Any = None
     _host_ipr: Any = None
+
+    @property
+    def pod_link(self) -> LinkSocket:
+        """The raw netlink socket inside the pod netns (NetnsOpenError if it could not be
+        opened there)."""
+        return self._pod_link.result()
 
     @property
     def worker(self) -> NetnsWorker:
@@ -142,21 +157,33 @@ class PodSession:
         hfd = open_host_netns() if host_fd is None else host_fd
         try:
             check_netns_fd(pod_fd, netns_path)  # before any change
-            pod_link = open_in(pod_fd, LinkSocket)
+            pod_link = open_in_background(pod_fd, LinkSocket)
         except BaseException:
             os.close(pod_fd)
             if own:
                 os.close(hfd)
             raise
+        try:
+            host_link = LinkSocket()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                pod_link.result().close()
+            os.close(pod_fd)
+            if own:
+                os.close(hfd)
+            raise
         return cls(
-            pod_fd=pod_fd, host_fd=hfd, pod_link=pod_link, host_link=LinkSocket(), _own_host_fd=own
+            pod_fd=pod_fd, host_fd=hfd, _pod_link=pod_link, host_link=host_link, _own_host_fd=own
         )
+
+    def _close_pod_link(self) -> None:
+        self.pod_link.close()  # waits for the hop first (NetnsOpenError if it failed)
 
     def close(self) -> None:
         closers: list[Callable[[], object]] = [
             ipr.close for ipr in (self._pod_ipr, self._host_ipr) if ipr is not None
         ]
-        closers += [self.pod_link.close, self.host_link.close]
+        closers += [self._close_pod_link, self.host_link.close]
         if self._worker is not None:  # it ends by itself; the hook need not wait
             closers.append(functools.partial(self._worker.close, wait=False))
         for closer in closers:
@@ -266,6 +293,7 @@ class _Executor:
                 problem = uplink_problem(s.host_link, hidx, host.name, self.node_addresses)
                 if problem is not None:
                     raise NetnsError(problem)
+        moved_as: int | None = None
         if not already:
             assert hidx is not None
             with self.step(dev, AttachStep.DOWN):
@@ -282,23 +310,43 @@ class _Executor:
                 # The kernel may move the link and then fail the rename: undo covers both.
                 s.undo.pop()
                 self.push(dev, AttachStep.MOVE, lambda: return_to_host(s, host, pod))
-                s.host_link.setlink(
-                    hidx,
-                    netns_fd=s.pod_fd,
-                    ifname=pod.name,
-                    mtu=pod.mtu,
-                    mac=pod.mac,
-                    u32=_size_attrs(pod),
-                )
+                moved_as = self.move(hidx, pod)
         if already:  # re-apply: a failure from here on must still bring it home
             self.push(dev, AttachStep.MOVE, lambda: return_to_host(s, host, pod))
         with self.step(dev, AttachStep.POD_LOOKUP):
-            pidx = s.pod_link.index_of(pod.name)
+            pidx = moved_as
+            if pidx is None:
+                pidx = s.pod_link.index_of(pod.name)
             if pidx is None:
                 raise NetnsError(f"{pod.name} not found in the pod after the move")
             if already and (pod.mtu or pod.mac or _size_attrs(pod)):
                 s.pod_link.setlink(pidx, mtu=pod.mtu, mac=pod.mac, u32=_size_attrs(pod))
         return self.configure(plan, pidx)
+
+    def move(self, hidx: int, pod: PodSide) -> int | None:
+        """The move itself: one RTM_NEWLINK with the pod's netns fd, final name, MTU, MAC and
+        sizes. It asks to keep ifindex `hidx` (what the kernel does anyway when the pod has it
+        free), so the pod-side index is known without a lookup; when the pod uses that
+        ifindex (EBUSY, nothing changed yet) it moves again letting the kernel pick one, and
+        returns None (`pod-lookup` then finds it by name)."""
+        s = self.s
+        move = functools.partial(
+            s.host_link.setlink,
+            hidx,
+            netns_fd=s.pod_fd,
+            ifname=pod.name,
+            mtu=pod.mtu,
+            mac=pod.mac,
+            u32=_size_attrs(pod),
+        )
+        try:
+            move(new_ifindex=hidx)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or s.host_link.link(hidx) is None:
+                raise  # EBUSY from a later attribute (MAC, after the move): undo brings it home
+            move()
+            return None
+        return hidx
 
     def run_child(self, plan: AttachPlan) -> Attached:
         """A sub-interface: create the child in the pod, then configure it like a moved NIC."""

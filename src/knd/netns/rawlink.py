@@ -53,6 +53,7 @@ IFLA_IFNAME = 3
 IFLA_MTU = 4
 IFLA_IFALIAS = 20
 IFLA_NET_NS_FD = 28
+IFLA_NEW_IFINDEX = 49
 IFLA_GSO_MAX_SIZE = 41
 IFLA_GRO_MAX_SIZE = 58
 IFLA_GSO_IPV4_MAX_SIZE = 63
@@ -86,11 +87,15 @@ def encode_setlink(
     mtu: int | None = None,
     mac: str | None = None,
     netns_fd: int | None = None,
+    new_ifindex: int | None = None,
     alias: str | None = None,
     up: bool | None = None,
     u32: dict[int, int] | None = None,
 ) -> bytes:
-    """One RTM_NEWLINK request (NLM_F_REQUEST|NLM_F_ACK) for an existing link."""
+    """One RTM_NEWLINK request (NLM_F_REQUEST|NLM_F_ACK) for an existing link.
+
+    With `netns_fd`, `new_ifindex` is the ifindex the link must have in the target netns: the
+    kernel refuses the move with EBUSY, before changing anything, if that one is taken."""
     flags = change = 0
     if up is not None:
         change = IFF_UP
@@ -98,6 +103,8 @@ def encode_setlink(
     body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, flags, change)
     if netns_fd is not None:
         body += _attr(IFLA_NET_NS_FD, struct.pack("=I", netns_fd))
+        if new_ifindex is not None:
+            body += _attr(IFLA_NEW_IFINDEX, struct.pack("=i", new_ifindex))
     if ifname is not None:
         body += _attr(IFLA_IFNAME, ifname.encode() + b"\0")
     if mtu is not None:
@@ -374,9 +381,10 @@ class LinkSocket:
     def has_default_route(self, index: int) -> bool:
         """Whether an IPv4 or IPv6 default route of the main table leaves through `index`.
 
-        Two route dumps the kernel filters itself (NETLINK_GET_STRICT_CHK: table main,
-        RTA_OIF = index), so the answer is a handful of routes however big the table is. Opens
-        its own socket (strict checking stays off on this one)."""
+        One route dump of both families (AF_UNSPEC) that the kernel filters itself
+        (NETLINK_GET_STRICT_CHK: table main, RTA_OIF = index), so the answer is a handful of
+        routes however big the table is. Opens its own socket (strict checking stays off on
+        this one)."""
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         try:
             sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
@@ -384,14 +392,18 @@ class LinkSocket:
             sock.settimeout(ACK_TIMEOUT)
             strict = LinkSocket.__new__(LinkSocket)
             strict.sock = sock
-            for family in (socket.AF_INET, socket.AF_INET6):
-                body = struct.pack(
-                    "=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0
-                ) + _attr(RTA_OIF, struct.pack("=I", index))
-                for msg in strict.request_all(RTM_GETROUTE, NLM_F_DUMP, body, RTM_NEWROUTE):
-                    dst_len, table, rtype = msg[1], msg[4], msg[7]
-                    if dst_len == 0 and table == RT_TABLE_MAIN and rtype == RTN_UNICAST:
-                        return True
+            body = struct.pack(
+                "=BBBBBBBBI", socket.AF_UNSPEC, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0
+            ) + _attr(RTA_OIF, struct.pack("=I", index))
+            for msg in strict.request_all(RTM_GETROUTE, NLM_F_DUMP, body, RTM_NEWROUTE):
+                family, dst_len, table, rtype = msg[0], msg[1], msg[4], msg[7]
+                if (
+                    family in (socket.AF_INET, socket.AF_INET6)
+                    and dst_len == 0
+                    and table == RT_TABLE_MAIN
+                    and rtype == RTN_UNICAST
+                ):
+                    return True
             return False
         finally:
             sock.close()

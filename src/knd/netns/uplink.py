@@ -1,8 +1,8 @@
 """Refuse to move the node's own uplink: a device that carries the default route or one of the
 node's addresses (checked at prepare and again at attach, because routes and addresses move).
 
-Budget: two route dumps filtered by the kernel (main table, this device) and, when node
-addresses are known, one address dump: well under 1 ms.
+Budget: one route dump of both families filtered by the kernel (main table, this device)
+and, when node addresses are known, one address dump: well under 1 ms.
 """
 
 from __future__ import annotations
