@@ -3,12 +3,13 @@
 Per NIC: set down, move into a pod netns + rename + MTU, 2 addresses, up, 2 routes. knd runs
 a prepared AttachPlan (`knd.netns.attach.attach`); the baseline runs iproute2 in batch mode (one
 `ip -batch` in the host for down+move+rename+MTU, one `ip -n <pod> -batch` for the rest: batch
-lines cannot switch netns). Runs are interleaved with a short pause between timed runs, and
+lines cannot switch netns). Runs are interleaved with a pause between timed runs (50 ms plus
+a random 0-20 ms, so each run starts at a random phase of the kernel's tick: see `settle`), and
 the order of the three timed runs of a round (knd, iproute2, the floor below) cycles through
 all six permutations, so no tool always takes the same place (the floor used to go last: in a
 side experiment alternating only knd and the bare move, the bare move was 1.7-3.0 ms slower
 when it went first in its round, as if it met the kernel's deferred clean-up of the previous
-round's namespaces). Per-position medians of knd and the floor are printed (about 13 samples each:
+round's namespaces). Per-position medians of knd and the floor are printed (about 20 samples each:
 too few to show that effect in one run of this bench).
 Also an 8-NIC pod vs a 1-NIC pod (the kernel serialises netns moves under the RTNL lock,
 ~15-25 ms each on the lab VM, so this ratio is bounded by the kernel); its three timed runs
