@@ -1,5 +1,6 @@
 """knd.netns.nsfd.open_in: a socket opened inside another netns by the hop thread, which goes
-back to the host netns after every call (and ends, to be replaced, if it ever cannot)."""
+back to the host netns after every call (and ends, to be replaced, if it ever cannot); and
+what a detach does when the hop thread cannot enter the pod."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from collections.abc import Iterator
 import pytest
 
 from knd.netns import nsfd
+from knd.netns.attach import attach
+from knd.netns.detach import detach
 from knd.netns.errors import NetnsOpenError
 from knd.netns.rawlink import LinkSocket
 
-from .conftest import Lab
+from .conftest import Lab, link_absent
+from .helpers import plan_for
 
 pytestmark = pytest.mark.netns
 
@@ -144,3 +148,34 @@ def test_a_background_request_overlaps_the_callers_work(pod_fd: tuple[int, str])
     for _ in range(2):
         with pytest.raises(ValueError, match="factory failed"):
             failed.result()
+
+
+def test_detach_with_a_pod_the_hop_thread_cannot_enter_reports_and_can_retry(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod's socket is collected when the detach session opens: a pod netns the hop thread
+    cannot enter sends every device down the host-only path (here: `gone`, as the NIC is
+    still in the pod), never a traceback; the next detach, with the pod reachable, brings the
+    NIC home."""
+    nic = lab.nic()
+    plan = plan_for(nic, {"interface": {"name": "net1"}})
+    pod, path = lab.netns()
+    attach([plan], path)
+    host_fd = nsfd.open_host_netns()
+    host_ino = nsfd.netns_inode(host_fd)
+    os.close(host_fd)
+    real_setns = nsfd.setns
+
+    def only_home(target: int) -> None:
+        if nsfd.netns_inode(target) != host_ino:
+            raise NetnsOpenError("setns failed: injected")
+        real_setns(target)
+
+    monkeypatch.setattr(nsfd, "setns", only_home)
+    (first,) = detach([plan], path)
+    assert first.outcome == "gone" and not first.home
+    assert not link_absent(pod, "net1")  # untouched in the pod
+    monkeypatch.setattr(nsfd, "setns", real_setns)
+    (second,) = detach([plan], path)
+    assert second.outcome == "returned" and second.home, second
+    assert not link_absent(None, nic.name)

@@ -106,6 +106,21 @@ def _remove_child(session: PodSession | None, plan: AttachPlan) -> Detached:
     return Detached(plan.device, "removed")
 
 
+def _pod_session(netns_path: str, host_fd: int) -> PodSession | None:
+    """A session whose pod socket is open, or None when the pod netns cannot be entered (each
+    device then takes the host-only path)."""
+    try:
+        session = PodSession.open(netns_path, host_fd)
+    except NetnsOpenError:
+        return None
+    try:
+        session.pod_link  # noqa: B018 -- waits for the hop thread's socket
+    except NetnsOpenError:
+        session.close()
+        return None
+    return session
+
+
 def detach(plans: Sequence[AttachPlan], netns_path: str | None) -> list[Detached]:
     """Return every device of the pod to the host and restore its captured state.
 
@@ -127,8 +142,7 @@ def detach(plans: Sequence[AttachPlan], netns_path: str | None) -> list[Detached
     try:
         host_fd = open_host_netns()
         if netns_path is not None:
-            with contextlib.suppress(NetnsOpenError):
-                session = PodSession.open(netns_path, host_fd)
+            session = _pod_session(netns_path, host_fd)
         for plan in plans:
             try:
                 if plan.sub is not None:
