@@ -29,7 +29,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from knd.netns.errors import NetnsOpenError
 
@@ -99,6 +99,8 @@ def setns(fd: int) -> None:
 
 
 _STOP = object()
+#: The longest a caller waits for the hop thread (a socket takes ~25 µs; the NRI hook has 2 s).
+HOP_TIMEOUT_S = 2.0
 
 
 class Pending(Generic[T]):
@@ -115,15 +117,22 @@ class Pending(Generic[T]):
         self._reply.put((ok, value))
 
     def result(self) -> T:
-        """Wait for the answer (~25 µs after the request, unless the hop thread is busy):
-        the factory's result, or its exception (NetnsOpenError if the netns could not be
-        entered) raised again on every call."""
-        if self._outcome is None:
-            self._outcome = self._reply.get()
-        ok, value = self._outcome
+        """Wait for the answer (~25 µs after the request, unless the hop thread is busy; at
+        most HOP_TIMEOUT_S): the factory's result, or its exception (NetnsOpenError if the
+        netns could not be entered or the hop thread never answered) raised again on every
+        call."""
+        outcome: tuple[bool, Any] | None = self._outcome
+        if outcome is None:
+            try:
+                outcome = self._reply.get(timeout=HOP_TIMEOUT_S)
+            except queue.Empty:
+                late = NetnsOpenError(f"the hop thread did not answer within {HOP_TIMEOUT_S:g} s")
+                outcome = (False, late)
+            self._outcome = outcome
+        ok, value = outcome
         if not ok:
             raise value
-        return value  # type: ignore[no-any-return]
+        return cast(T, value)
 
 
 class _Hopper:
