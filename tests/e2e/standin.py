@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pyroute2 import IPRoute, NetNS
 
 from knd.nri.errors import HookError
-from knd.nri.types import ContainerAdjust, ContainerInfo, DeviceNode, PodInfo
+from knd.nri.types import ContainerAdjust, ContainerInfo, ContainerUpdate, DeviceNode, PodInfo
 
 NIC_ANNOTATION = "knd.test/nic"
 DEV_ANNOTATION = "knd.test/dev"
@@ -114,6 +114,9 @@ class StandInHandler:
             return ContainerAdjust(devices=(DEVICE, DEVICE))  # duplicate on purpose: de-duped
         return None
 
-    def synchronize(self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]) -> None:
+    def synchronize(
+        self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]
+    ) -> Sequence[ContainerUpdate]:
         with self.lock:
             self.synced.append((list(pods), list(containers)))
+        return ()

@@ -14,6 +14,7 @@ CreateContainer hook, a cgroup v2 cpuset on a real process) and tests/vm/test_ku
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,10 @@ from knd.api.names import interface_device_name
 from knd.host.numa import format_cpulist, online_cpus
 from knd.host.sysfs import SysfsRoot
 from knd.lab.cri import CriClient
-from tests.e2e.test_knd_datapath import Node, _prepare, _sh, cri, nic, node
+from knd.netns.steps import AttachStep
+from knd.nri.plugin import NriPlugin, PluginConfig
+from tests.e2e.test_knd_datapath import Node, _host, _prepare, _sh, _wait, cri, nic, node
+from tests.step_faults import PauseBefore
 
 __all__ = ["cri", "nic", "node"]  # fixtures used by this module
 
@@ -105,4 +109,123 @@ def test_no_overlap_fails_the_container_with_a_clear_error(
     cri.stop_pod(sid)
     cri.remove_pod(sid)
     meta = obj["metadata"]
+    node.kubelet.unprepare("dra.net", [(meta["namespace"], meta["uid"], meta["name"])])
+
+
+def _sleeper_cpus(cri: CriClient, cid: str, seconds: int) -> str:
+    """Cpus_allowed_list of the container's own running `busybox sleep SECONDS` (not of an
+    exec'd process; the pod's containers share one PID namespace, so found by its command)."""
+    script = (
+        "for d in /proc/[0-9]*; do "
+        f"[ \"$(tr '\\0' ' ' < $d/cmdline)\" = '/bin/busybox sleep {seconds} ' ] && "
+        "grep Cpus_allowed_list $d/status; done; true"
+    )
+    out = _sh(cri, cid, "sh", "-c", script).strip()
+    assert out.count("\n") == 0 and ":" in out, out
+    return out.split(":", 1)[1].strip()
+
+
+def _connect_again(node: Node, runtime: dict[str, Any]) -> None:
+    cfg = PluginConfig(
+        socket_path=runtime["nri_socket"],
+        name="dra.net",
+        index="20",
+        backoff_initial_s=0.05,
+        backoff_max_s=0.5,
+        use_env_socket=False,
+    )
+    node.plugin = NriPlugin(node.hooks, cfg)
+    node.plugin.start()
+    assert node.plugin.wait_synchronized(10), node.plugin.last_close_reason
+
+
+def test_a_container_created_without_knd_is_narrowed_at_synchronize(
+    runtime: dict[str, Any], node: Node, cri: CriClient, nic: str
+) -> None:
+    """The container misses CreateContainer (knd's plugin is away, as after a hook that
+    outlived the runtime's deadline); the reconnect's Synchronize narrows its live cpuset (its
+    running process, started on every CPU, then runs on the NIC node's CPUs only) and reports
+    the RDMA device it lacks. A container that had knd's CreateContainer is left alone: the
+    runtime's Synchronize lists its narrowed cpuset and its device node."""
+    online = _real_online()
+    want = (online[-1],)
+    _numa_fixture(node.sysfs, nic, format_cpulist(want), format_cpulist(online))
+    params = {"interface": {"name": "net1"}, "numa": {"alignCpus": True}}
+    obj, pod = _prepare(node, params, interface_device_name(nic))
+    sid = cri.run_pod(pod)
+    image = runtime["busybox_image"]
+    early = cri.create_container(sid, pod, "early", image, ["/bin/busybox", "sleep", "601"])
+    cri.start_container(early)
+    node.plugin.stop()
+    try:
+        late = cri.create_container(sid, pod, "late", image, ["/bin/busybox", "sleep", "602"])
+        cri.start_container(late)
+        assert _sleeper_cpus(cri, late, 602) == format_cpulist(online), "created without knd"
+    finally:
+        _connect_again(node, runtime)
+    prefix = f"container {{}} of pod {pod.namespace}/{pod.name}: "
+    (found,) = node.hooks.last_sync.missed_create
+    assert found.startswith(prefix.format("late")), found
+    assert f"-> {format_cpulist(want)}" in found and "/dev/infiniband/uverbs0 missing" in found
+    assert _sleeper_cpus(cri, late, 602) == format_cpulist(want)
+    assert _status_line(cri, late, "Cpus_allowed_list") == format_cpulist(want)
+    assert _sleeper_cpus(cri, early, 601) == format_cpulist(want)
+    for cid in (early, late):
+        cri.stop_container(cid)
+        cri.remove_container(cid)
+    cri.stop_pod(sid)
+    cri.remove_pod(sid)
+    meta = obj["metadata"]
+    node.kubelet.unprepare("dra.net", [(meta["namespace"], meta["uid"], meta["name"])])
+
+
+def test_a_run_pod_sandbox_past_the_runtimes_deadline_loses_nothing(
+    runtime: dict[str, Any], node: Node, cri: CriClient, nic: str
+) -> None:
+    """The attach pauses past containerd's 2 s request timeout: containerd goes on without
+    knd's answer and closes knd's connection. The attach still completes (the NIC is in the
+    pod, its claim Ready), knd counts the miss, reconnects, and the reconnect's Synchronize
+    neither moves the NIC again nor reports it failed; the pod's container is narrowed."""
+    online = _real_online()
+    want = (online[-1],)
+    _numa_fixture(node.sysfs, nic, format_cpulist(want), format_cpulist(online))
+    params = {"interface": {"name": "net1"}, "numa": {"alignCpus": True}}
+    obj, pod = _prepare(node, params, interface_device_name(nic))
+    budget_s = (node.plugin.runtime.request_timeout_ms or 2000) / 1000
+    plugin, registrations, missed = node.plugin, node.plugin.registrations, node.plugin.over_budget
+    node.hooks.step_observer = PauseBefore(AttachStep.MOVE, budget_s + 0.5)
+    try:
+        t0 = time.monotonic()
+        sid = cri.run_pod(pod)
+        ran_s = time.monotonic() - t0
+    finally:
+        node.hooks.step_observer = None
+    assert ran_s < budget_s + 0.5, f"containerd waited {ran_s:.2f} s: it did not time out"
+    assert _wait(lambda: plugin.over_budget == missed + 1, 10), "the miss was not counted"
+    assert _wait(lambda: plugin.registrations > registrations and plugin.connected, 10), (
+        plugin.last_close_reason
+    )
+    assert _host(nic) is None, "the NIC is in the pod"
+    assert node.hooks.last_sync.healed == [] and node.hooks.last_sync.heal_failed == []
+    meta = obj["metadata"]
+
+    def ready() -> list[str]:
+        got = node.api.claim(meta["namespace"], meta["name"]) or {}
+        return [
+            cond["status"]
+            for entry in (got.get("status") or {}).get("devices") or []
+            for cond in entry.get("conditions") or []
+            if cond["type"] == "Ready"
+        ]
+
+    assert _wait(lambda: ready() == ["True"]), ready()
+    cid = cri.create_container(
+        sid, pod, "main", runtime["busybox_image"], ["/bin/busybox", "sleep", "600"]
+    )
+    cri.start_container(cid)
+    assert _status_line(cri, cid, "Cpus_allowed_list") == format_cpulist(want)
+    cri.stop_container(cid)
+    cri.remove_container(cid)
+    cri.stop_pod(sid)
+    cri.remove_pod(sid)
     node.kubelet.unprepare("dra.net", [(meta["namespace"], meta["uid"], meta["name"])])

@@ -3,6 +3,7 @@ each hook executes, refuses, reports and never does (prune, fail the runtime on 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -12,6 +13,7 @@ import pytest
 
 import knd.driver.hooks as hooks_mod
 from knd.api.config import decode
+from knd.driver.events import ObjectRef
 from knd.driver.hooks import NetworkHooks, NullLeases, NullStatus
 from knd.driver.metrics import DriverMetrics
 from knd.driver.store import ClaimRecord, PlanRecord, PodRecord, StateStore
@@ -20,10 +22,10 @@ from knd.netns.builder import build_plan
 from knd.netns.detach import Detached
 from knd.netns.errors import AttachError
 from knd.netns.hoststate import HostState
-from knd.netns.plan import AttachPlan, CharDevice, HostSide
+from knd.netns.plan import AttachPlan, CharDevice, CpuPlacement, HostSide
 from knd.netns.steps import StepObserver
 from knd.nri.errors import HookError
-from knd.nri.types import ContainerInfo, PodInfo
+from knd.nri.types import ContainerInfo, ContainerUpdate, PodInfo
 from tests.step_faults import StepLog
 from tests.unit.fake_status import FakeStatus
 
@@ -238,6 +240,85 @@ def test_synchronize_heals_a_pod_that_started_while_knd_was_down(store: StateSto
     h.synchronize([pod(netns="/var/run/netns/cni-9")], [])
     assert len(rec.attached) == 1 and h.last_sync.healed == []
     assert store.plans_for_pod(POD_UID) and store.claim("claim-1") is not None
+
+
+def test_a_late_second_call_for_an_attached_sandbox_changes_nothing(store: StateStore) -> None:
+    """A RunPodSandbox that outlived the runtime's deadline finishes; the reconnect's
+    Synchronize (or a repeated RunPodSandbox) for the same netns must not move again or report
+    the devices as failed."""
+    rec, status, metrics = Recorder(), FakeStatus(), DriverMetrics()
+    h = hooks(store, rec, status, links={"lo"}, metrics=metrics)
+    h.run_pod_sandbox(pod(netns="/var/run/netns/cni-9"))
+    h.run_pod_sandbox(pod(netns="/var/run/netns/cni-9"))
+    h.synchronize([pod(netns="/var/run/netns/cni-9")], [])
+    assert len(rec.attached) == 1
+    assert h.last_sync.healed == [] and h.last_sync.heal_failed == []
+    ready = [
+        {c.type: c.status for c in d.conditions}["Ready"]
+        for _, _, devices in status.submitted
+        for d in devices
+    ]
+    assert ready and all(ready)
+    # Still on the host under its name: the record alone does not count as attached.
+    h.host_links = lambda: {"eth1", "lo"}
+    h.run_pod_sandbox(pod(netns="/var/run/netns/cni-9"))
+    assert len(rec.attached) == 2
+
+
+class Warnings:
+    """An EventSink stand-in: the Warning Events the hooks queue."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[str, str, str]] = []
+
+    def warning(self, ref: ObjectRef, reason: str, message: str) -> None:
+        self.queued.append((ref.name, reason, message))
+
+
+def test_synchronize_reports_a_container_that_missed_its_rdma_devices(
+    store: StateStore,
+) -> None:
+    rec, metrics, warnings = Recorder(), DriverMetrics(), Warnings()
+    h = hooks(store, rec, links={"lo"}, metrics=metrics)
+    h.events = warnings  # type: ignore[assignment]
+    h.run_pod_sandbox(pod(netns="/var/run/netns/cni-9"))
+    have = ContainerInfo("c1", "sb1", "main", 3, devices=tuple(d.path for d in CHARS))
+    missed = ContainerInfo("c2", "sb1", "side", 3, devices=("/dev/infiniband/rdma_cm",))
+    stranger = ContainerInfo("c3", "sb-other", "main", 3)
+    updates = h.synchronize([pod(netns="/var/run/netns/cni-9")], [have, missed, stranger])
+    assert updates == [], "device nodes cannot be added to a container that exists"
+    (message,) = h.last_sync.missed_create
+    assert "container side of pod ns/p1" in message and "/dev/infiniband/uverbs0" in message
+    assert [(name, reason) for name, reason, _ in warnings.queued] == [("p1", "RDMADevicesMissing")]
+    sample = metrics.registry.get_sample_value(
+        "knd_driver_sync_container_catchups_total", {"what": "devices_missing"}
+    )
+    assert sample == 1
+
+
+def test_synchronize_narrows_the_cpuset_of_a_container_that_missed_create(
+    tmp_path: Path,
+) -> None:
+    numa = CpuPlacement(nodes=(1,), cpus=(2, 3), online_cpus=(0, 1, 2, 3))
+    aligned = dataclasses.replace(plan("dev-a", "eth1"), placement=numa)
+    s = StateStore(tmp_path / "numa.db")
+    claim = ClaimRecord("claim-1", "ns", "c1", POD_UID, time.time(), {})
+    record = PlanRecord("claim-1", "node", "dev-a", "nic", POD_UID, json.loads(aligned.to_json()))
+    s.save_prepared(claim, PodRecord(POD_UID, "ns", "p1"), [record])
+    metrics = DriverMetrics()
+    try:
+        h = hooks(s, Recorder(), links={"lo"}, metrics=metrics)
+        h.run_pod_sandbox(pod(netns="/var/run/netns/cni-9"))
+        unpinned = ContainerInfo("c1", "sb1", "main", 3, cpus="0-3", mems="0-1")
+        narrowed = ContainerInfo("c2", "sb1", "side", 3, cpus="2-3", mems="1")
+        updates = h.synchronize([pod(netns="/var/run/netns/cni-9")], [unpinned, narrowed])
+        assert updates == [ContainerUpdate("c1", "2-3", "1")]
+        sample = metrics.registry.get_sample_value(
+            "knd_driver_sync_container_catchups_total", {"what": "cpuset"}
+        )
+        assert sample == 1
+    finally:
+        s.close()
 
 
 def test_a_second_restart_keeps_the_heal_note(store: StateStore) -> None:

@@ -15,7 +15,7 @@ from knd._proto import nri_pb2
 from knd.nri.errors import HookError
 from knd.nri.handler import NullHandler
 from knd.nri.plugin import NriPlugin, PluginConfig
-from knd.nri.types import ContainerAdjust, ContainerInfo, DeviceNode, PodInfo
+from knd.nri.types import ContainerAdjust, ContainerInfo, ContainerUpdate, DeviceNode, PodInfo
 from tests.unit.fake_runtime import FakeRuntime
 
 pytestmark = pytest.mark.unit
@@ -27,9 +27,12 @@ class Recorder(NullHandler):
         self.synced: list[tuple[list[PodInfo], list[ContainerInfo]]] = []
         self.fail_run = False
         self.fail_stop = False
+        self.run_delay_s = 0.0
+        self.updates: list[ContainerUpdate] = []
 
     def run_pod_sandbox(self, pod: PodInfo) -> None:
         self.calls.append(("run", pod))
+        time.sleep(self.run_delay_s)
         if self.fail_run:
             raise HookError("no such plan")
 
@@ -45,8 +48,11 @@ class Recorder(NullHandler):
         d = DeviceNode("/dev/infiniband/uverbs0", 231, 192)
         return ContainerAdjust((d, d, DeviceNode("/dev/infiniband/rdma_cm", 10, 58)))
 
-    def synchronize(self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]) -> None:
+    def synchronize(
+        self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]
+    ) -> Sequence[ContainerUpdate]:
         self.synced.append((list(pods), list(containers)))
+        return self.updates
 
 
 def pod(uid: str = "u1", netns: str | None = "/var/run/netns/cni-1") -> nri_pb2.PodSandbox:
@@ -198,6 +204,47 @@ def test_create_container_returns_deduplicated_char_devices(
         ("/dev/infiniband/uverbs0", "c", 231, 192, 0o666),
         ("/dev/infiniband/rdma_cm", "c", 10, 58, 0o666),
     ]
+
+
+def test_synchronize_answers_the_handlers_container_updates(
+    rt: FakeRuntime, plugin: NriPlugin, handler: Recorder
+) -> None:
+    handler.updates = [ContainerUpdate("c1", "4-7", "1"), ContainerUpdate("c2", cpus="2")]
+    rt.accept()
+    sid, _ = rt.recv_register()
+    rt.reply(2, sid)
+    rt.call("Configure", nri_pb2.ConfigureRequest(runtime_name="containerd"))
+    c = nri_pb2.Container(id="c1", pod_sandbox_id="sb-u1", name="w")
+    c.linux.devices.add(path="/dev/infiniband/uverbs0", type="c", major=231, minor=192)
+    c.linux.resources.cpu.cpus = "0-7"
+    resp = nri_pb2.SynchronizeResponse()
+    resp.ParseFromString(
+        rt.call("Synchronize", nri_pb2.SynchronizeRequest(pods=[pod()], containers=[c])).payload
+    )
+    got = [
+        (u.container_id, u.linux.resources.cpu.cpus, u.linux.resources.cpu.mems)
+        for u in resp.update
+    ]
+    assert got == [("c1", "4-7", "1"), ("c2", "2", "")]
+    ((_, (seen,)),) = handler.synced
+    assert (seen.cpus, seen.devices) == ("0-7", ("/dev/infiniband/uverbs0",))
+
+
+def test_a_hook_past_the_runtimes_timeout_is_logged_and_counted(
+    rt: FakeRuntime, plugin: NriPlugin, handler: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    rt.handshake(nri_pb2.ConfigureRequest(runtime_name="containerd", request_timeout=400))
+    handler.run_delay_s = 0.25  # past half of the 400 ms budget: a warning
+    assert rt.call("RunPodSandbox", nri_pb2.RunPodSandboxRequest(pod=pod("a"))).status.code == 0
+    assert plugin.over_budget == 0
+    handler.run_delay_s = 0.45  # past all of it: an error, counted
+    assert rt.call("RunPodSandbox", nri_pb2.RunPodSandboxRequest(pod=pod("b"))).status.code == 0
+    assert plugin.over_budget == 1
+    lines = [
+        (r.levelname, r.getMessage()) for r in caplog.records if "request timeout" in r.message
+    ]
+    assert [level for level, _ in lines] == ["WARNING", "ERROR"]
+    assert "RunPodSandbox for pod ns/p" in lines[1][1] and "0.40 s request timeout" in lines[1][1]
 
 
 def test_reconnects_after_runtime_restart(rt: FakeRuntime, plugin: NriPlugin) -> None:

@@ -153,7 +153,12 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         logs = RESULTS / "kubelet-node"
         with contextlib.suppress(OSError):
             logs.mkdir(parents=True, exist_ok=True)
-            for f in [n.state / "driver.log", *(n.state / "kubernetes" / "logs").glob("*.log")]:
+            runtime_log = [Path(n.runtime["log"])] if n.runtime.get("log") else []
+            for f in [
+                n.state / "driver.log",
+                *runtime_log,
+                *(n.state / "kubernetes" / "logs").glob("*.log"),
+            ]:
                 (logs / f.name).write_bytes(f.read_bytes()[-200_000:])
             (logs / "times.json").write_text(json.dumps(n.times) + "\n")
 

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: DraNet's reasons (pkg/driver): a netdev or an RDMA link device failed to move into the pod.
 NETWORK_ATTACH_FAILED = "NetworkDeviceAttachFailed"
 RDMA_ATTACH_FAILED = "RDMADeviceAttachFailed"
+#: knd only: a container runs without its RDMA char devices (it missed CreateContainer).
+RDMA_DEVICES_MISSING = "RDMADevicesMissing"
 #: knd's: the API server refused a claim's status.devices for good (a 4xx, not retried).
 CLAIM_STATUS_REFUSED = "ClaimStatusRefused"
 MAX_MESSAGE = 1024

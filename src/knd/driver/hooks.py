@@ -51,9 +51,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from knd.driver.events import NETWORK_ATTACH_FAILED, RDMA_ATTACH_FAILED, EventSink, ObjectRef
+from knd.driver.events import (
+    NETWORK_ATTACH_FAILED,
+    RDMA_ATTACH_FAILED,
+    RDMA_DEVICES_MISSING,
+    EventSink,
+    ObjectRef,
+)
 from knd.driver.leases import Tracked, release_in_netns
 from knd.driver.metrics import DriverMetrics
+from knd.driver.missed_containers import catch_up
 from knd.driver.nic_telemetry import NicTelemetry, nics_of
 from knd.driver.numa_cpus import NoOverlapError, narrow
 from knd.driver.restorer import Restorer
@@ -71,7 +78,7 @@ from knd.netns.plan import AttachPlan
 from knd.netns.rawlink import LinkSocket
 from knd.netns.steps import StepObserver
 from knd.nri.errors import HookError
-from knd.nri.types import ContainerAdjust, ContainerInfo, DeviceNode, PodInfo
+from knd.nri.types import ContainerAdjust, ContainerInfo, ContainerUpdate, DeviceNode, PodInfo
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +113,8 @@ class SyncReport:
     heal_failed: list[str] = field(default_factory=list)
     #: stopped sandboxes (netns gone) listed by the runtime: left alone
     stopped: list[str] = field(default_factory=list)
+    #: containers that never reached CreateContainer: what was caught up or is missing
+    missed_create: list[str] = field(default_factory=list)
 
 
 class StatusSink(Protocol):
@@ -242,8 +251,9 @@ class NetworkHooks:
 
     def _attach(
         self, pod: PodInfo, pairs: Sequence[tuple[PlanRecord, AttachPlan]], note: str = ""
-    ) -> None:
-        """Attach all plans of a pod or none; record the netns; queue claim status.
+    ) -> bool:
+        """Attach all plans of a pod or none; record the netns; queue claim status. False when
+        an earlier call had attached them into this netns already (nothing done).
 
         Raises HookError (after rollback, with a `Ready=False` status queued for attach errors).
         """
@@ -259,8 +269,11 @@ class NetworkHooks:
             raise HookError(message, FAILED_PRECONDITION)
         try:
             with self.restorer.lock:
+                if self._attached_already(pod, plans):
+                    return False
                 attached = self.attach_fn(plans, pod.netns)
                 self.restorer.note_attached(pod.uid, records)
+                self.store.record_attach(pod.uid, pod.netns, note=note or None)
         except AttachError as exc:
             self.metrics.attach_failures.labels(exc.step).inc()
             self.metrics.rollbacks.inc()
@@ -276,11 +289,33 @@ class NetworkHooks:
             message = f"{who}: {exc}" if not note else f"{who}: {note}; attaching failed: {exc}"
             self._queue_status(records, [_failed(r, message) for r in records])
             raise HookError(message, INTERNAL) from exc
-        self.store.record_attach(pod.uid, pod.netns, note=note or None)
         self.leases.track(pod.uid, pod.netns, plans)
         self._track_telemetry(pod, pod.netns, pairs)
         by_device = {a.device: a for a in attached}
         self._queue_status(records, [_ready(r, p, by_device.get(r.device), note) for r, p in pairs])
+        return True
+
+    def _attached_already(self, pod: PodInfo, plans: Sequence[AttachPlan]) -> bool:
+        """Whether an earlier call attached these plans into this very netns (call under the
+        restorer's lock, which that attach held until it was recorded). Two calls for one
+        sandbox meet when a hook outlived the runtime's deadline: the runtime dropped the
+        connection while the attach went on, and the reconnect's Synchronize finds the pod
+        before that attach was recorded. The second call must neither move again nor report
+        the first one's devices as failed. Costs one indexed read; a link dump only then."""
+        record = self.store.pod(pod.uid)
+        if record is None or record.netns != pod.netns:
+            return False
+        links = self.host_links()
+        if any(p.host is not None and p.sub is None and p.host.name in links for p in plans):
+            return False
+        log.info(
+            "pod %s/%s: its devices were attached into %s already (a repeated or late call)",
+            pod.namespace,
+            pod.name,
+            pod.netns,
+            extra={"pod": f"{pod.namespace}/{pod.name}"},
+        )
+        return True
 
     def _attach_event(self, pod: PodInfo, device: str, exc: Exception, rdma: bool) -> None:
         """Queue DraNet's Warning Event on the pod (aggregated by the sink; never blocks)."""
@@ -413,11 +448,15 @@ class NetworkHooks:
         if self.store.pod(pod.uid) is not None:
             self.store.set_netns(pod.uid, None)
 
-    def synchronize(self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]) -> None:
-        """Heal pods that started while knd was down (see module docstring); prunes nothing."""
-        del containers
+    def synchronize(
+        self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]
+    ) -> list[ContainerUpdate]:
+        """Heal pods that started while knd was down, then catch up the containers that missed
+        CreateContainer (see module docstring); prunes nothing. Returns the container updates
+        for the runtime."""
         report = SyncReport()
         links: set[str] | None = None
+        live: list[tuple[PodInfo, list[AttachPlan]]] = []
         for pod in pods:
             pairs = self._plans_quiet(pod)
             if not pairs:
@@ -429,6 +468,7 @@ class NetworkHooks:
                 # so there is nothing to heal and its claim is going away.
                 report.stopped.append(who)
                 continue
+            live.append((pod, [p for _, p in pairs]))
             if links is None:
                 links = self.host_links()
             on_host = [  # a sub-interface's parent always stays on the host
@@ -465,7 +505,8 @@ class NetworkHooks:
                 )
                 continue
             try:
-                self._attach(pod, pairs, HEALED_NOTE)
+                if not self._attach(pod, pairs, HEALED_NOTE):
+                    continue  # attached by a RunPodSandbox that outlived the runtime's deadline
             except HookError as exc:
                 report.heal_failed.append(f"{who}: {exc}")
                 self._count_heal("failed")
@@ -490,7 +531,39 @@ class NetworkHooks:
                 ", ".join(p.device for _, p in pairs),
                 extra={"pod": who},
             )
+        updates = self._catch_up_containers(live, containers, report)
         self.last_sync = report
+        return updates
+
+    def _catch_up_containers(
+        self,
+        live: Sequence[tuple[PodInfo, list[AttachPlan]]],
+        containers: Sequence[ContainerInfo],
+        report: SyncReport,
+    ) -> list[ContainerUpdate]:
+        """knd.driver.missed_containers for every live pod with plans: log, count and report
+        each finding; the CPU updates go back to the runtime."""
+        updates: list[ContainerUpdate] = []
+        for pod, plans in live:
+            who = f"{pod.namespace}/{pod.name}"
+            for finding in catch_up(pod, plans, containers):
+                report.missed_create.append(finding.message)
+                if finding.update is not None:
+                    updates.append(finding.update)
+                    self.metrics.sync_container_catchups.labels("cpuset").inc()
+                if finding.missing_devices:
+                    self.metrics.sync_container_catchups.labels("devices_missing").inc()
+                    if self.events is not None:
+                        self.events.warning(
+                            ObjectRef.pod(pod.namespace, pod.name, pod.uid),
+                            RDMA_DEVICES_MISSING,
+                            finding.message,
+                        )
+                # Caught up entirely: a warning; something left wrong: an error.
+                fixed = finding.update is not None and not finding.missing_devices
+                level = logging.WARNING if fixed else logging.ERROR
+                log.log(level, "synchronize: %s", finding.message, extra={"pod": who})
+        return updates
 
     def report_lease(self, lease: Tracked, valid: bool, reason: str, message: str) -> None:
         """LeaseKeeper observer: write the lease's state into the claim's status

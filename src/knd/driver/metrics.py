@@ -202,6 +202,16 @@ class DriverMetrics:
             subsystem=SUBSYSTEM,
             registry=reg,
         )
+        self.sync_container_catchups = Counter(
+            "sync_container_catchups",
+            "Containers found at NRI Synchronize that never reached knd's CreateContainer (a "
+            "hook past the runtime's deadline, or knd down), by what was done: cpuset "
+            "(narrowed now) or devices_missing (RDMA char devices cannot be added: reported)",
+            ["what"],
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=reg,
+        )
         self.dhcp_renewals = Counter(
             "dhcp_renewals",
             "DHCP lease renewals of attached devices, by result (ack/nak/error/expired)",

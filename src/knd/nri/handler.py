@@ -15,7 +15,11 @@ Semantics the transport applies (the failure policies are data: `knd.nri.routes.
 * stop_pod_sandbox / remove_pod_sandbox: must not fail the runtime: exceptions are logged,
   counted (timing error), and the call is answered with success.
 * synchronize: called once per connection with every pod and container the runtime has
-  (chunked requests already joined); exceptions are logged and answered with success.
+  (chunked requests already joined); the returned ContainerUpdates (CPU and memory nodes of
+  existing containers) are sent back in the response; exceptions are logged and answered with
+  success and no update. A hook that missed the runtime's deadline cost knd its connection,
+  and containers created before the reconnect never reached create_container: this is where
+  they are caught up.
 All hooks may repeat (same pod id) or arrive after a restart: they must be idempotent.
 """
 
@@ -24,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from knd.nri.types import ContainerAdjust, ContainerInfo, PodInfo
+from knd.nri.types import ContainerAdjust, ContainerInfo, ContainerUpdate, PodInfo
 
 
 class NriHandler(Protocol):
@@ -38,7 +42,9 @@ class NriHandler(Protocol):
         self, pod: PodInfo, container: ContainerInfo
     ) -> ContainerAdjust | None: ...
 
-    def synchronize(self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]) -> None: ...
+    def synchronize(
+        self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]
+    ) -> Sequence[ContainerUpdate]: ...
 
 
 class NullHandler:
@@ -56,5 +62,7 @@ class NullHandler:
     def create_container(self, pod: PodInfo, container: ContainerInfo) -> ContainerAdjust | None:
         return None
 
-    def synchronize(self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]) -> None:
-        return None
+    def synchronize(
+        self, pods: Sequence[PodInfo], containers: Sequence[ContainerInfo]
+    ) -> Sequence[ContainerUpdate]:
+        return ()

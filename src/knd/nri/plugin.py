@@ -28,7 +28,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -47,6 +48,7 @@ from knd.nri.types import (
     adjustment_to_pb,
     container_from_pb,
     pod_from_pb,
+    update_to_pb,
 )
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ PLUGIN_SERVICE = "nri.pkg.api.v1alpha1.Plugin"
 RUNTIME_SERVICE = "nri.pkg.api.v1alpha1.Runtime"
 DEFAULT_SOCKET = "/var/run/nri/nri.sock"
 ENV_SOCKET = "NRI_PLUGIN_SOCKET"
+#: NRI's DefaultPluginRequestTimeout, which applies when Configure sends 0 (containerd 1.7)
+DEFAULT_REQUEST_TIMEOUT_MS = 2000
 KND_NRI_VERSION = "v0.8.0"  # the NRI API level knd's proto restates (plus v0.12 methods)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.+-]+")
@@ -128,6 +132,7 @@ class NriPlugin:
         self._lock = threading.Lock()
         self.registrations = 0  # successful RegisterPlugin calls (one per connection)
         self.hook_errors = 0  # swallowed Stop/Remove/Synchronize errors
+        self.over_budget = 0  # hooks that took longer than the runtime's request timeout
         self.last_close_reason = ""
 
     # -- public ------------------------------------------------------------------------------
@@ -302,14 +307,17 @@ class NriPlugin:
             pods = [pod_from_pb(p) for p in s.sync_pods]
             containers = [container_from_pb(c) for c in s.sync_containers]
             s.sync_pods, s.sync_containers = [], []
+            resp = nri_pb2.SynchronizeResponse(more=False)
             try:
-                self.handler.synchronize(pods, containers)
+                updates = self.handler.synchronize(pods, containers)
+                resp.update.extend(update_to_pb(u) for u in updates)
             except Exception:  # routes.SYNCHRONIZE_FAILURE: log and succeed
                 ok[0] = False
                 self.hook_errors += 1
+                del resp.update[:]
                 log.exception("Synchronize handler failed (answered with success)")
             s.synchronized.set()
-            return Reply(nri_pb2.SynchronizeResponse(more=False).SerializeToString())
+            return Reply(resp.SerializeToString())
 
     def _shutdown(self, _payload: bytes) -> Reply:
         log.info("runtime asked the NRI plugin to shut down")
@@ -354,26 +362,60 @@ class NriPlugin:
     def _pod_event(self, spec: routes.EventRoute, pb_pod: nri_pb2.PodSandbox) -> Reply:
         assert spec.call is not None
         pod = pod_from_pb(pb_pod)
-        with self.timer.measure(spec.method) as ok:
+        what = f"pod {pod.namespace}/{pod.name}"
+        with self._budgeted(spec.method, what), self.timer.measure(spec.method) as ok:
             try:
                 spec.call(self.handler, pod)
             except Exception as e:
                 ok[0] = False
-                return self._failed(spec, e, f"pod {pod.namespace}/{pod.name}")
+                return self._failed(spec, e, what)
         return Reply()
 
     def _create_container(self, spec: routes.EventRoute, payload: bytes) -> Reply:
-        with self.timer.measure(spec.method) as ok:
-            req = _decode(nri_pb2.CreateContainerRequest, payload)
-            pod = pod_from_pb(req.pod)
-            container: ContainerInfo = container_from_pb(req.container)
+        req = _decode(nri_pb2.CreateContainerRequest, payload)
+        pod = pod_from_pb(req.pod)
+        container: ContainerInfo = container_from_pb(req.container)
+        what = f"container {container.name} of pod {pod.namespace}/{pod.name}"
+        with self._budgeted(spec.method, what), self.timer.measure(spec.method) as ok:
             try:
                 adjust = self.handler.create_container(pod, container)
             except Exception as e:
                 ok[0] = False
-                return self._failed(spec, e, f"{container.name} in pod {pod.namespace}/{pod.name}")
+                return self._failed(spec, e, what)
             resp = nri_pb2.CreateContainerResponse(adjust=adjustment_to_pb(adjust))
             return Reply(resp.SerializeToString())
+
+    @contextmanager
+    def _budgeted(self, method: str, what: str) -> Iterator[None]:
+        """Hold one hook to the runtime's request timeout. A hook past half of it is logged as
+        a warning; one past all of it as an error and counted (`over_budget`): the runtime
+        has then dropped the answer as if knd had said yes, and closes the connection (NRI's
+        adaptation treats a deadline as fatal), so what knd answers late never applies; the
+        reconnect's Synchronize catches up what it can (docs/nri.md, "Missed deadlines")."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - t0
+            budget = (self.runtime.request_timeout_ms or DEFAULT_REQUEST_TIMEOUT_MS) / 1000
+            if took > budget:
+                self.over_budget += 1
+                log.error(
+                    "NRI %s for %s took %.2f s, over the runtime's %.2f s request timeout: the "
+                    "runtime went on without knd's answer and closes knd's connection",
+                    method,
+                    what,
+                    took,
+                    budget,
+                )
+            elif took > budget / 2:
+                log.warning(
+                    "NRI %s for %s took %.2f s of the runtime's %.2f s request timeout",
+                    method,
+                    what,
+                    took,
+                    budget,
+                )
 
 
 __all__ = ["NriPlugin", "PluginConfig", "PodInfo", "RuntimeInfo"]

@@ -41,6 +41,7 @@ class ContainerInfo:
     state: int = 0  # nri ContainerState value
     cpus: str = ""  # linux.resources.cpu.cpus as the runtime sends it ("" = not set)
     mems: str = ""  # linux.resources.cpu.mems
+    devices: tuple[str, ...] = ()  # linux.devices paths (sent in Synchronize)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,16 @@ class DeviceNode:
 @dataclass(frozen=True, slots=True)
 class ContainerAdjust:
     devices: tuple[DeviceNode, ...] = ()
+    cpus: str | None = None  # linux.resources.cpu.cpus to set; None = leave
+    mems: str | None = None  # linux.resources.cpu.mems to set; None = leave
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerUpdate:
+    """A change to a container that already exists (answered in Synchronize): only its CPU
+    and memory nodes can change there; device nodes need a new container."""
+
+    container_id: str
     cpus: str | None = None  # linux.resources.cpu.cpus to set; None = leave
     mems: str | None = None  # linux.resources.cpu.mems to set; None = leave
 
@@ -93,6 +104,7 @@ def container_from_pb(c: nri_pb2.Container) -> ContainerInfo:
         state=int(c.state),
         cpus=str(cpu.cpus),
         mems=str(cpu.mems),
+        devices=tuple(str(d.path) for d in c.linux.devices),
     )
 
 
@@ -116,6 +128,16 @@ def adjustment_to_pb(adjust: ContainerAdjust | None) -> nri_pb2.ContainerAdjustm
         out.linux.resources.cpu.cpus = adjust.cpus
     if adjust.mems is not None:
         out.linux.resources.cpu.mems = adjust.mems
+    return out
+
+
+def update_to_pb(update: ContainerUpdate) -> nri_pb2.ContainerUpdate:
+    """The ContainerUpdate message: the container's id and the CPU fields that are set."""
+    out = nri_pb2.ContainerUpdate(container_id=update.container_id)
+    if update.cpus is not None:
+        out.linux.resources.cpu.cpus = update.cpus
+    if update.mems is not None:
+        out.linux.resources.cpu.mems = update.mems
     return out
 
 
