@@ -4,10 +4,17 @@ kube-apiserver, kube-controller-manager, kube-scheduler and kubelet (scripts/kub
 /var/cache/knd/kubernetes), and `knd driver` on the VM's real sysfs and virtio NICs.
 
 The example asks for the NIC on NUMA node 1 with `numa.alignCpus`; its pod prints its
-`Cpus_allowed_list`. The scheduler allocates the node-1 NIC (its `numaNode` attribute comes
-from the real PCI topology), the kubelet prepares it through knd, containerd's NRI lets knd
-narrow the container's cpuset, and the container's own log shows exactly node 1's CPUs (read
-from the VM's sysfs), a strict subset of the node's.
+`Cpus_allowed_list` every 10 s. The scheduler allocates the node-1 NIC (its `numaNode`
+attribute comes from the real PCI topology), the kubelet prepares it through knd, containerd's
+NRI lets knd narrow the container's cpuset, and the container's own log shows exactly node 1's
+CPUs (read from the VM's sysfs), a strict subset of the node's.
+
+This VM is emulated (TCG) and runs beside the host suite at nice 10, so a hook can outlive
+containerd's 2 s request timeout (seen in CI: the container started on every CPU). containerd
+then goes on without knd's answer and knd catches the container up at the reconnect's
+Synchronize (docs/nri.md, "Missed deadlines"): the log's first line then shows every CPU and
+a later one node 1's. The test accepts that path only when knd's log says it missed the
+deadline and caught this container up; `times.json` records which path ran.
 """
 
 from __future__ import annotations
@@ -194,12 +201,21 @@ def test_example_pod_runs_on_the_numa_node_of_its_nic(node: Node, vnics: list[VN
     node.times["pod"] = time.monotonic() - t0
     want = node_cpus(1)
     assert want and set(want) < set(online())
-    line = _wait(
-        "Cpus_allowed_list in the pod's log",
-        lambda: re.search(r"Cpus_allowed_list:\s*(\S+)", _pod_log(node, pod, "main")),
-        60,
-    )
-    assert parse_cpulist(line.group(1)) == want, line.group(0)
+
+    def printed() -> list[tuple[int, ...] | None]:
+        found = re.findall(r"Cpus_allowed_list:\s*(\S+)", _pod_log(node, pod, "main"))
+        return [parse_cpulist(cpus) for cpus in found]
+
+    lines = _wait("Cpus_allowed_list in the pod's log", printed, 60)
+    if lines[0] != want:
+        # Only through the catch-up: knd missed containerd's deadline and says so.
+        driver = (node.state / "driver.log").read_text(errors="replace")
+        assert "over the runtime's" in driver, (lines, driver[-4000:])
+        caught = "synchronize: container main of pod default/numa-aligned"
+        assert caught in driver, (lines, driver[-4000:])
+        _wait("node 1's CPUs in the pod's log", lambda: printed()[-1] == want, 60)
+        node.times["caught_up"] = 1.0
+    assert printed()[-1] == want, printed()
     # The scheduler gave the pod the node-1 NIC (by its numaNode attribute): it left the host.
     nic1 = next(n for n in vnics if n.numa == 1)
     devices = [
