@@ -9,12 +9,13 @@ attribute comes from the real PCI topology), the kubelet prepares it through knd
 NRI lets knd narrow the container's cpuset, and the container's own log shows exactly node 1's
 CPUs (read from the VM's sysfs), a strict subset of the node's.
 
-This VM is emulated (TCG) and runs beside the host suite at nice 10, so a hook can outlive
-containerd's 2 s request timeout (seen in CI: the container started on every CPU). containerd
-then goes on without knd's answer and knd catches the container up at the reconnect's
-Synchronize (docs/nri.md, "Missed deadlines"): the log's first line then shows every CPU and
-a later one node 1's. The test accepts that path only when knd's log says it missed the
-deadline and caught this container up; `times.json` records which path ran.
+This VM is emulated (TCG) and runs beside the host suite at nice 10, so knd can be away from
+containerd when the container is created (seen once in CI: the container started on every
+CPU): a hook that outlived containerd's 2 s request timeout, or a registration that came late.
+containerd then creates the container without knd, and knd catches it up at the reconnect's
+Synchronize (docs/nri.md, "Missed deadlines"): the log's first line then shows every CPU and a
+later one node 1's. The test accepts that path only when knd's log says it caught this
+container up; `times.json` records which path ran and whether a deadline was missed.
 """
 
 from __future__ import annotations
@@ -208,13 +209,14 @@ def test_example_pod_runs_on_the_numa_node_of_its_nic(node: Node, vnics: list[VN
 
     lines = _wait("Cpus_allowed_list in the pod's log", printed, 60)
     if lines[0] != want:
-        # Only through the catch-up: knd missed containerd's deadline and says so.
+        # Only through the catch-up: the container missed knd's CreateContainer, and knd's
+        # log says it narrowed it at the reconnect's Synchronize.
         driver = (node.state / "driver.log").read_text(errors="replace")
-        assert "over the runtime's" in driver, (lines, driver[-4000:])
         caught = "synchronize: container main of pod default/numa-aligned"
         assert caught in driver, (lines, driver[-4000:])
         _wait("node 1's CPUs in the pod's log", lambda: printed()[-1] == want, 60)
         node.times["caught_up"] = 1.0
+        node.times["missed_deadline"] = float("over the runtime's" in driver)
     assert printed()[-1] == want, printed()
     # The scheduler gave the pod the node-1 NIC (by its numaNode attribute): it left the host.
     nic1 = next(n for n in vnics if n.numa == 1)

@@ -3,7 +3,8 @@ plugin, state store, claim status writer, device health, metrics and probes.
 
 Start order (docs/architecture.md): metrics/probe server → load state → reconcile it with the
 live host → cloud provider (detected in < 1 s off a cloud; docs/clouds.md) → register with the
-kubelet → connect to NRI → publish. The probe server comes first
+kubelet → connect to NRI → publish (once NRI has synchronized, at most NRI_BEFORE_PUBLISH_S
+when the runtime's NRI socket exists). The probe server comes first
 so the startup probe can see the daemon come up (`/healthz` is 503 until the kubelet plugin is
 registered). Shutdown (SIGTERM/SIGINT) follows knd.driver.lifecycle: the kubelet plugin stops
 first (no new prepares), prepared pods get a bounded grace period to pass their NRI hooks, then
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +78,9 @@ from knd.nri.plugin import NriPlugin, PluginConfig
 log = logging.getLogger(__name__)
 
 RDMA_ATTR = "dra.net/rdma"
+#: The longest the publisher waits for the first NRI Synchronize (only when the runtime's NRI
+#: socket exists): see Daemon._await_nri.
+NRI_BEFORE_PUBLISH_S = 10.0
 IFNAME_ATTR = "dra.net/ifName"
 RDMA_DEVICE_ATTR = "dra.net/rdmaDevice"
 
@@ -449,6 +454,7 @@ class Daemon:
         self.health.set(nri_connected=False)
 
     def _start_publisher(self) -> None:
+        self._await_nri()
         self._rescan.start()
         self._events = NetlinkEvents(self._on_netlink_event)
         try:
@@ -456,6 +462,26 @@ class Daemon:
         except Exception:
             log.exception("netlink events unavailable; rescanning on the periodic resync only")
             self._events = None
+
+    def _await_nri(self) -> None:
+        """Publish once the runtime can reach knd's hooks. A pod scheduled onto knd's devices
+        before then starts without RunPodSandbox and CreateContainer: the first Synchronize
+        attaches its NIC and narrows its cpuset, but RDMA char devices cannot be added to a
+        running container. Waits at most NRI_BEFORE_PUBLISH_S (registration is milliseconds
+        on a healthy node), and only when the runtime's NRI socket exists: a node without NRI
+        publishes at once. After a restart the slices are in the API server already, so the
+        wait delays only updates."""
+        nri = self.nri
+        if nri is None or not os.path.exists(self.opts.nri_socket):
+            return
+        if nri.wait_synchronized(NRI_BEFORE_PUBLISH_S):
+            return
+        log.warning(
+            "NRI is not connected after %g s (%s): publishing anyway; pods that start "
+            "before it connects get their devices at its first Synchronize",
+            NRI_BEFORE_PUBLISH_S,
+            nri.last_close_reason or "no answer from the runtime",
+        )
 
     def _on_netlink_event(self) -> None:
         """Links, addresses or routes changed: rescan (rate limited) and re-probe health."""

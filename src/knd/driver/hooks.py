@@ -33,7 +33,11 @@ Typical cost: ~20-30 ms per NIC, dominated by the kernel's netns move.
   (dranet#232). Budget: the same
   ~20-30 ms per NIC inside the runtime's Synchronize timeout; only pods started while knd was
   down need it (docs/operations.md). Pods attached by an earlier knd get their `Ready` status
-  re-queued from the plans (a status write lost with a killed daemon catches up).
+  re-queued from the plans (a status write lost with a killed daemon catches up). Then the
+  containers that never reached CreateContainer (knd away, or a hook past the runtime's
+  deadline) are caught up (knd.driver.missed_containers): cpuset updates in the response,
+  missing RDMA devices reported. A RunPodSandbox that outlived the deadline and finished
+  meanwhile is recognised under the restorer's lock and not repeated (`_attached_already`).
 Pods with no plan are answered immediately (`noop`): knd costs them one indexed SQLite read.
 
 Faults (tests only): `step_observer` (knd.netns.steps.StepObserver) is handed to every attach
