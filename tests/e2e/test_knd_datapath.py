@@ -72,6 +72,25 @@ def _rdma_fixture(root: Path, ifname: str) -> None:
     (verbs / "dev").write_text("1:3\n")
 
 
+def plugin_config(runtime: dict[str, Any]) -> PluginConfig:
+    """knd's NRI plugin on the test runtime's socket, redialing fast."""
+    return PluginConfig(
+        socket_path=runtime["nri_socket"],
+        name="dra.net",
+        index="20",
+        backoff_initial_s=0.05,
+        backoff_max_s=0.5,
+        use_env_socket=False,
+    )
+
+
+def connect_again(node: Node, runtime: dict[str, Any]) -> None:
+    """A new NRI plugin for the node's hooks (after a test stopped the old one), synchronized."""
+    node.plugin = NriPlugin(node.hooks, plugin_config(runtime))
+    node.plugin.start()
+    assert node.plugin.wait_synchronized(10), node.plugin.last_close_reason
+
+
 @pytest.fixture(scope="module")
 def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     tmp = tmp_path_factory.mktemp("knd-node")
@@ -92,15 +111,7 @@ def node(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     kubelet = KubeletEmulator(kroot).start()
     kubelet.wait_registered(DRIVER)
     hooks = NetworkHooks(store=store, status=status, metrics=DriverMetrics(), leases=NullLeases())
-    cfg = PluginConfig(
-        socket_path=runtime["nri_socket"],
-        name="dra.net",
-        index="20",
-        backoff_initial_s=0.05,
-        backoff_max_s=0.5,
-        use_env_socket=False,
-    )
-    plugin = NriPlugin(hooks, cfg)
+    plugin = NriPlugin(hooks, plugin_config(runtime))
     plugin.start()
     assert plugin.wait_synchronized(10), plugin.last_close_reason
     n = Node(api, store, status, hooks, plugin, kubelet, sysfs)
@@ -310,17 +321,7 @@ def test_pod_started_while_knd_was_away_is_healed_at_synchronize(
         sid = cri.run_pod(pod)
         assert _host(nic) is not None, "no knd: the pod runs without its NIC"
     finally:
-        cfg = PluginConfig(
-            socket_path=runtime["nri_socket"],
-            name="dra.net",
-            index="20",
-            backoff_initial_s=0.05,
-            backoff_max_s=0.5,
-            use_env_socket=False,
-        )
-        node.plugin = NriPlugin(node.hooks, cfg)
-        node.plugin.start()
-    assert node.plugin.wait_synchronized(10), node.plugin.last_close_reason
+        connect_again(node, runtime)
     assert node.hooks.last_sync.healed == [f"{pod.namespace}/{pod.name}"]
     assert _host(nic) is None, "the NIC is in the pod now"
     cid = cri.create_container(

@@ -26,8 +26,17 @@ from knd.host.numa import format_cpulist, online_cpus
 from knd.host.sysfs import SysfsRoot
 from knd.lab.cri import CriClient
 from knd.netns.steps import AttachStep
-from knd.nri.plugin import NriPlugin, PluginConfig
-from tests.e2e.test_knd_datapath import Node, _host, _prepare, _sh, _wait, cri, nic, node
+from tests.e2e.test_knd_datapath import (
+    Node,
+    _host,
+    _prepare,
+    _sh,
+    _wait,
+    connect_again,
+    cri,
+    nic,
+    node,
+)
 from tests.step_faults import PauseBefore
 
 __all__ = ["cri", "nic", "node"]  # fixtures used by this module
@@ -61,6 +70,17 @@ def _status_line(cri: CriClient, cid: str, key: str) -> str:
     raise AssertionError(f"{key} not in /proc/self/status")
 
 
+def _tear_down(node: Node, cri: CriClient, obj: dict[str, Any], sid: str, *cids: str) -> None:
+    """Remove the containers and the sandbox, then unprepare the claim (the NIC goes home)."""
+    for cid in cids:
+        cri.stop_container(cid)
+        cri.remove_container(cid)
+    cri.stop_pod(sid)
+    cri.remove_pod(sid)
+    meta = obj["metadata"]
+    node.kubelet.unprepare("dra.net", [(meta["namespace"], meta["uid"], meta["name"])])
+
+
 def test_container_cpus_are_narrowed_to_the_nics_numa_node(
     runtime: dict[str, Any], node: Node, cri: CriClient, nic: str
 ) -> None:
@@ -83,12 +103,7 @@ def test_container_cpus_are_narrowed_to_the_nics_numa_node(
     cri.start_container(cid)
     assert _status_line(cri, cid, "Cpus_allowed_list") == format_cpulist(want)
     assert _status_line(cri, cid, "Mems_allowed_list") == "0"
-    cri.stop_container(cid)
-    cri.remove_container(cid)
-    cri.stop_pod(sid)
-    cri.remove_pod(sid)
-    meta = obj["metadata"]
-    node.kubelet.unprepare("dra.net", [(meta["namespace"], meta["uid"], meta["name"])])
+    _tear_down(node, cri, obj, sid, cid)
 
 
 def test_no_overlap_fails_the_container_with_a_clear_error(
@@ -106,10 +121,7 @@ def test_no_overlap_fails_the_container_with_a_clear_error(
         )
     details = err.value.details() or ""
     assert "numa.alignCpus" in details and "do not overlap" in details, details
-    cri.stop_pod(sid)
-    cri.remove_pod(sid)
-    meta = obj["metadata"]
-    node.kubelet.unprepare("dra.net", [(meta["namespace"], meta["uid"], meta["name"])])
+    _tear_down(node, cri, obj, sid)
 
 
 def _sleeper_cpus(cri: CriClient, cid: str, seconds: int) -> str:
@@ -123,20 +135,6 @@ def _sleeper_cpus(cri: CriClient, cid: str, seconds: int) -> str:
     out = _sh(cri, cid, "sh", "-c", script).strip()
     assert out.count("\n") == 0 and ":" in out, out
     return out.split(":", 1)[1].strip()
-
-
-def _connect_again(node: Node, runtime: dict[str, Any]) -> None:
-    cfg = PluginConfig(
-        socket_path=runtime["nri_socket"],
-        name="dra.net",
-        index="20",
-        backoff_initial_s=0.05,
-        backoff_max_s=0.5,
-        use_env_socket=False,
-    )
-    node.plugin = NriPlugin(node.hooks, cfg)
-    node.plugin.start()
-    assert node.plugin.wait_synchronized(10), node.plugin.last_close_reason
 
 
 def test_a_container_created_without_knd_is_narrowed_at_synchronize(
@@ -162,7 +160,7 @@ def test_a_container_created_without_knd_is_narrowed_at_synchronize(
         cri.start_container(late)
         assert _sleeper_cpus(cri, late, 602) == format_cpulist(online), "created without knd"
     finally:
-        _connect_again(node, runtime)
+        connect_again(node, runtime)
     prefix = f"container {{}} of pod {pod.namespace}/{pod.name}: "
     (found,) = node.hooks.last_sync.missed_create
     assert found.startswith(prefix.format("late")), found
@@ -170,13 +168,7 @@ def test_a_container_created_without_knd_is_narrowed_at_synchronize(
     assert _sleeper_cpus(cri, late, 602) == format_cpulist(want)
     assert _status_line(cri, late, "Cpus_allowed_list") == format_cpulist(want)
     assert _sleeper_cpus(cri, early, 601) == format_cpulist(want)
-    for cid in (early, late):
-        cri.stop_container(cid)
-        cri.remove_container(cid)
-    cri.stop_pod(sid)
-    cri.remove_pod(sid)
-    meta = obj["metadata"]
-    node.kubelet.unprepare("dra.net", [(meta["namespace"], meta["uid"], meta["name"])])
+    _tear_down(node, cri, obj, sid, early, late)
 
 
 def test_a_run_pod_sandbox_past_the_runtimes_deadline_loses_nothing(
@@ -224,8 +216,4 @@ def test_a_run_pod_sandbox_past_the_runtimes_deadline_loses_nothing(
     )
     cri.start_container(cid)
     assert _status_line(cri, cid, "Cpus_allowed_list") == format_cpulist(want)
-    cri.stop_container(cid)
-    cri.remove_container(cid)
-    cri.stop_pod(sid)
-    cri.remove_pod(sid)
-    node.kubelet.unprepare("dra.net", [(meta["namespace"], meta["uid"], meta["name"])])
+    _tear_down(node, cri, obj, sid, cid)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from google.protobuf.message import Message
 
 from knd._proto import nri_pb2, ttrpc_pb2
@@ -128,3 +130,13 @@ class FakeRuntime:
         sync = self.call("Synchronize", nri_pb2.SynchronizeRequest())
         assert sync.status.code == 0
         return out.events
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[FakeRuntime]:
+    """A FakeRuntime on a socket in the test's temporary directory, shut down after it."""
+    r = FakeRuntime(tmp_path / "nri.sock")
+    try:
+        yield r
+    finally:
+        r.shutdown()

@@ -16,9 +16,10 @@ from knd.nri.errors import HookError
 from knd.nri.handler import NullHandler
 from knd.nri.plugin import NriPlugin, PluginConfig
 from knd.nri.types import ContainerAdjust, ContainerInfo, ContainerUpdate, DeviceNode, PodInfo
-from tests.unit.fake_runtime import FakeRuntime
+from tests.unit.fake_runtime import FakeRuntime, rt
 
 pytestmark = pytest.mark.unit
+__all__ = ["rt"]  # the fixture, shared from tests.unit.fake_runtime
 
 
 class Recorder(NullHandler):
@@ -61,15 +62,6 @@ def pod(uid: str = "u1", netns: str | None = "/var/run/netns/cni-1") -> nri_pb2.
     if netns is not None:
         p.linux.namespaces.add(type="network", path=netns)
     return p
-
-
-@pytest.fixture
-def rt(tmp_path: Path) -> Iterator[FakeRuntime]:
-    r = FakeRuntime(tmp_path / "nri.sock")
-    try:
-        yield r
-    finally:
-        r.shutdown()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,10 @@ from knd.driver.options import parse
 from knd.kube.connection import connect_url
 from knd.nri.handler import NullHandler
 from knd.nri.plugin import NriPlugin, PluginConfig
-from tests.unit.fake_runtime import FakeRuntime
+from tests.unit.fake_runtime import FakeRuntime, rt
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def rt(tmp_path: Path) -> Iterator[FakeRuntime]:
-    r = FakeRuntime(tmp_path / "nri.sock")
-    try:
-        yield r
-    finally:
-        r.shutdown()
+__all__ = ["rt"]  # the fixture, shared from tests.unit.fake_runtime
 
 
 def _daemon(nri_socket: Path) -> Daemon:
